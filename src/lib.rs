@@ -1,0 +1,4 @@
+//! rawtcp: TCP in user space.
+
+pub mod proto;
+pub mod wire;

@@ -1,0 +1,102 @@
+//! Per-connection settings: buffer sizes, timers, retry limits and the switches for
+//! Nagle, delayed ACKs, window scaling, SACK and timestamps.
+
+use super::cc::Algorithm;
+use std::time::Duration;
+
+/// TCP keepalive settings (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe (Linux default 2 hours).
+    pub idle: Duration,
+    /// Time between unanswered probes (Linux default 75 s).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is declared dead (Linux default 9).
+    pub retries: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Keepalive {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            retries: 9,
+        }
+    }
+}
+
+/// Settings for one connection. The defaults follow Linux where RFCs leave a choice.
+///
+/// ```
+/// use rawtcp::proto::Config;
+/// use std::time::Duration;
+/// let cfg = Config {
+///     nodelay: true,
+///     min_rto: Duration::from_millis(50),
+///     ..Config::default()
+/// };
+/// assert!(cfg.window_scaling);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The MSS advertised in our SYN and the largest payload we send: the datapath's MTU
+    /// minus the IP and TCP headers (RFC 9293 §3.7.1).
+    pub mss: u16,
+    /// Send buffer size in bytes: how much written data may wait for acknowledgment.
+    pub send_buffer: usize,
+    /// Receive buffer size in bytes: the largest receive window advertised.
+    pub recv_buffer: usize,
+    /// RTO before any RTT sample (RFC 6298 §2.1: 1 s).
+    pub initial_rto: Duration,
+    /// Lower bound on the RTO (Linux: 200 ms).
+    pub min_rto: Duration,
+    /// Upper bound on the RTO (Linux: 120 s).
+    pub max_rto: Duration,
+    /// Retransmissions of data before giving up with `TimedOut` (Linux `tcp_retries2`: 15).
+    pub max_retries: u32,
+    /// Retransmissions of SYN or SYN+ACK before giving up (Linux `tcp_syn_retries`: 6).
+    pub syn_retries: u32,
+    /// RFC 9293 §3.10.3 user timeout: give up when data stays unacknowledged this long.
+    pub user_timeout: Option<Duration>,
+    /// TIME-WAIT duration, 2 × MSL (Linux: 60 s).
+    pub time_wait: Duration,
+    /// Disables Nagle's algorithm (TCP_NODELAY) when true.
+    pub nodelay: bool,
+    /// Delayed-ACK timer (RFC 9293 §3.8.6.3: under 0.5 s; Linux: 40 ms). Zero acknowledges
+    /// every segment at once. A second full-sized segment is always acknowledged at once.
+    pub delayed_ack: Duration,
+    /// Offer window scaling (RFC 7323 §2).
+    pub window_scaling: bool,
+    /// Offer selective acknowledgments (RFC 2018).
+    pub sack: bool,
+    /// Offer timestamps (RFC 7323 §3) for PAWS.
+    pub timestamps: bool,
+    /// Keepalive probing, off by default like every socket.
+    pub keepalive: Option<Keepalive>,
+    /// Congestion-control algorithm.
+    pub congestion: Algorithm,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            mss: 1460,
+            send_buffer: 1 << 20,
+            recv_buffer: 1 << 20,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(120),
+            max_retries: 15,
+            syn_retries: 6,
+            user_timeout: None,
+            time_wait: Duration::from_secs(60),
+            nodelay: false,
+            delayed_ack: Duration::from_millis(40),
+            window_scaling: true,
+            sack: true,
+            timestamps: true,
+            keepalive: None,
+            congestion: Algorithm::NewReno,
+        }
+    }
+}

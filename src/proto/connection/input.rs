@@ -1,0 +1,543 @@
+//! Segment arrival: RFC 9293 §3.10.7 ("SEGMENT ARRIVES"), with RFC 5961's defences against
+//! blind RST, SYN and data injection, RFC 7323's PAWS, and RFC 5681/6582 loss detection.
+
+use super::{Connection, State};
+use crate::proto::cc::AckEvent;
+use crate::proto::{Error, Instant, SeqNum};
+use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+
+/// RFC 9293 §3.7.1: the MSS assumed when the peer sends none.
+const DEFAULT_MSS_V4: u32 = 536;
+const DEFAULT_MSS_V6: u32 = 1220;
+/// Smallest MSS accepted from a peer (as Linux's `tcp_min_snd_mss`), so a hostile SYN
+/// cannot make us send one-byte segments.
+const MIN_PEER_MSS: u32 = 48;
+/// TCP header bytes taken by the timestamp option, padded (RFC 7323 §3.2).
+const TS_OPTION_LEN: u32 = 12;
+
+impl Connection {
+    /// Processes one arriving segment addressed to this connection.
+    ///
+    /// `payload` is the segment's data. Replies (ACKs, RSTs, data) come out of
+    /// [`poll_transmit`](Self::poll_transmit); state changes and errors are visible at once.
+    pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
+        self.stats.segments_received += 1;
+        match self.state {
+            // A closed connection has no TCB; the driver answers with `reset_for`.
+            State::Closed => {}
+            State::Listen => self.on_listen(now, seg),
+            State::SynSent => self.on_syn_sent(now, seg, payload),
+            _ => self.on_synchronized(now, seg, payload),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2.
+    fn on_listen(&mut self, now: Instant, seg: &TcpRepr) {
+        if seg.flags.contains(TcpFlags::RST) {
+            return;
+        }
+        if seg.flags.contains(TcpFlags::ACK) {
+            self.reply = Some(self.rst_reply(seg.ack));
+            return;
+        }
+        if !seg.flags.contains(TcpFlags::SYN) {
+            return;
+        }
+        self.irs = SeqNum(seg.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        self.rcv_adv = self.rcv_nxt;
+        self.last_ack_sent = self.rcv_nxt;
+        self.negotiate(&seg.options);
+        // The window in a SYN is never scaled (RFC 7323 §2.2).
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = self.iss;
+        // Data on a SYN is not accepted (no TCP Fast Open): the peer sends it again.
+        self.snd_nxt = self.iss;
+        self.last_send = now;
+        self.set_state(State::SynReceived);
+    }
+
+    /// Applies the options of the peer's SYN (or SYN+ACK): each is used only if both sides
+    /// offered it.
+    fn negotiate(&mut self, opts: &TcpOptions) {
+        // RFC 7323 §2.2: scaling only if both SYNs carry the option; shifts above 14 are
+        // treated as 14 (§2.3).
+        self.wscale_ok = self.cfg.window_scaling && opts.window_scale.is_some();
+        match opts.window_scale {
+            Some(shift) if self.cfg.window_scaling => self.snd_wscale = shift.min(14),
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.sack_ok = self.cfg.sack && opts.sack_permitted;
+        self.ts_ok = self.cfg.timestamps && opts.timestamps.is_some();
+        if let Some((tsval, _)) = opts.timestamps {
+            self.ts_recent = tsval;
+        }
+        let default_mss = if self.remote.is_ipv4() {
+            DEFAULT_MSS_V4
+        } else {
+            DEFAULT_MSS_V6
+        };
+        let peer_mss = opts.mss.map_or(default_mss, u32::from).max(MIN_PEER_MSS);
+        let ts_len = if self.ts_ok { TS_OPTION_LEN } else { 0 };
+        // RFC 9293 §3.7.1: Eff.snd.MSS = min(SendMSS, MMS_S) - options.
+        self.snd_mss = peer_mss.min(u32::from(self.cfg.mss.max(64))) - ts_len;
+        self.cc = self.cfg.congestion.build(self.snd_mss);
+    }
+
+    /// RFC 9293 §3.10.7.3.
+    fn on_syn_sent(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
+        let ack = SeqNum(seg.ack);
+        let has_ack = seg.flags.contains(TcpFlags::ACK);
+        if has_ack && (ack <= self.iss || ack > self.snd_max) {
+            if !seg.flags.contains(TcpFlags::RST) {
+                self.reply = Some(self.rst_reply(seg.ack));
+            }
+            return;
+        }
+        if seg.flags.contains(TcpFlags::RST) {
+            // RFC 5961 §3.2: in SYN-SENT a RST is acceptable only if it acknowledges our SYN.
+            if has_ack {
+                self.fail(Error::ConnectionRefused);
+            }
+            return;
+        }
+        if !seg.flags.contains(TcpFlags::SYN) {
+            return;
+        }
+        self.irs = SeqNum(seg.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        self.rcv_adv = self.rcv_nxt;
+        self.negotiate(&seg.options);
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = ack;
+        if has_ack {
+            self.snd_una = ack;
+            self.take_rtt_sample(now, ack);
+            self.timers.retransmit = None;
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            self.establish(now);
+            self.ack_now = true;
+            if !payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
+                let fin = seg.flags.contains(TcpFlags::FIN);
+                self.process_text(now, self.rcv_nxt, payload, fin);
+            }
+        } else {
+            // Simultaneous open (RFC 9293 §3.5, figure 8): answer SYN+ACK with our ISN.
+            self.snd_nxt = self.iss;
+            self.set_state(State::SynReceived);
+        }
+    }
+
+    fn establish(&mut self, now: Instant) {
+        if self.fin_queued {
+            self.set_state(State::FinWait1);
+        } else {
+            self.set_state(State::Established);
+        }
+        self.arm_keepalive(now);
+    }
+
+    /// RFC 9293 §3.10.7.4, for SYN-RECEIVED and every synchronized state.
+    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
+        let flags = seg.flags;
+        let rst = flags.contains(TcpFlags::RST);
+        let syn = flags.contains(TcpFlags::SYN);
+        let fin = flags.contains(TcpFlags::FIN);
+        let seq = SeqNum(seg.seq);
+        let seg_len = payload.len() as u32 + u32::from(syn) + u32::from(fin);
+
+        // The peer lost our SYN+ACK and repeats its SYN: repeat the SYN+ACK.
+        if self.state == State::SynReceived && syn && !flags.contains(TcpFlags::ACK) && !rst {
+            if seq == self.irs {
+                self.snd_nxt = self.iss;
+            }
+            return;
+        }
+
+        // RFC 7323 §5.3: PAWS rejects segments with an old timestamp.
+        if self.ts_ok && !rst {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // First: is the sequence number acceptable?
+        let wnd = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
+        let mut text_allowed = true;
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_window(self.rcv_nxt, wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seq.in_window(self.rcv_nxt, wnd)
+                    || (seq + (seg_len - 1)).in_window(self.rcv_nxt, wnd)
+            }
+        };
+        if !acceptable {
+            if wnd == 0 && seq == self.rcv_nxt {
+                // A zero window still takes ACKs, URGs and RSTs (RFC 9293 §3.10.7.4).
+                text_allowed = false;
+            } else {
+                if !rst {
+                    self.ack_now = true;
+                    if self.state == State::TimeWait && fin {
+                        // A repeated FIN: acknowledge it and restart the 2×MSL wait.
+                        self.timers.time_wait = Some(now + self.cfg.time_wait);
+                    }
+                }
+                return;
+            }
+        }
+
+        // Record the timestamp to echo (RFC 7323 §4.3).
+        if self.ts_ok {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                    self.ts_recent = tsval;
+                }
+            }
+        }
+
+        // Second: RST (RFC 5961 §3.2: exact match resets, in-window draws a challenge ACK).
+        if rst {
+            if seq != self.rcv_nxt {
+                self.ack_now = true;
+                return;
+            }
+            match self.state {
+                State::SynReceived if self.passive => self.fail(Error::ConnectionReset),
+                State::SynReceived => self.fail(Error::ConnectionRefused),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.fail(Error::ConnectionReset)
+                }
+                _ => self.enter_closed(),
+            }
+            return;
+        }
+
+        // Fourth: a SYN in a synchronized state draws a challenge ACK (RFC 5961 §4.2).
+        if syn {
+            self.ack_now = true;
+            return;
+        }
+
+        // Fifth: the ACK field.
+        if !flags.contains(TcpFlags::ACK) {
+            return;
+        }
+        let ack = SeqNum(seg.ack);
+        if self.state == State::SynReceived {
+            if self.snd_una < ack && ack <= self.snd_max {
+                self.snd_una = ack;
+                self.take_rtt_sample(now, ack);
+                self.timers.retransmit = None;
+                self.retries = 0;
+                self.rtt.reset_backoff();
+                self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                self.establish(now);
+            } else {
+                self.reply = Some(self.rst_reply(seg.ack));
+                return;
+            }
+        }
+        // RFC 5961 §5.2: an ACK for data never sent, or far older than any window we had.
+        if ack > self.snd_max {
+            self.ack_now = true;
+            return;
+        }
+        if ack < self.snd_una - self.max_snd_wnd.max(self.snd_mss) {
+            self.ack_now = true;
+            return;
+        }
+        self.process_ack(now, seg, payload.len());
+        if self.state == State::Closed {
+            return;
+        }
+        if self.fin_acked() {
+            match self.state {
+                State::FinWait1 => self.set_state(State::FinWait2),
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => {
+                    self.enter_closed();
+                    return;
+                }
+                _ => {}
+            }
+        }
+
+        // Sixth: the urgent pointer (RFC 6093: it points just past the urgent data).
+        if flags.contains(TcpFlags::URG) && self.state.receives_data() && seg.urgent > 0 {
+            let up = seq + u32::from(seg.urgent);
+            if self.rcv_up.is_none_or(|cur| up > cur) {
+                self.rcv_up = Some(up);
+            }
+        }
+
+        // Seventh and eighth: the text and the FIN.
+        if self.state.receives_data() {
+            let data = if text_allowed { payload } else { &[][..] };
+            self.process_text(now, seq, data, fin && text_allowed);
+        }
+        if self.cfg.keepalive.is_some() {
+            self.probes_out = 0;
+            self.arm_keepalive(now);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 "fifth, check the ACK field" for ESTABLISHED and later, with
+    /// RFC 5681 §3.2 / RFC 6582 loss detection.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, payload_len: usize) {
+        let ack = SeqNum(seg.ack);
+        let seq = SeqNum(seg.seq);
+        let window = u32::from(seg.window) << self.snd_wscale;
+        let mut window_changed = false;
+        // Update the send window only from segments not older than the last update.
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            window_changed = self.snd_wnd != window;
+            self.snd_wnd = window;
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            if window > 0 {
+                self.timers.persist = None;
+            }
+        }
+        // Any ACK shows the peer is alive (zero-window and keepalive probes are answered).
+        self.probes_out = 0;
+
+        if ack > self.snd_una {
+            let acked = (ack - self.snd_una) as u32;
+            let prior_in_flight = self.in_flight();
+            if ack > self.buf_seq {
+                let data = ((ack - self.buf_seq) as usize).min(self.send_buf.len());
+                self.send_buf.consume(data);
+                self.buf_seq += data;
+                self.stats.bytes_acked += data as u64;
+            }
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            if self.snd_up.is_some_and(|up| up <= ack) {
+                self.snd_up = None;
+            }
+            let rtt = self.take_rtt_sample(now, ack);
+            self.retries = 0;
+            self.rtx_series_start = None;
+            self.rtt.reset_backoff();
+            let mss = self.snd_mss;
+            if self.in_recovery {
+                if self.recover.is_none_or(|r| ack > r) {
+                    // RFC 6582 §3.2 step 6: a full acknowledgment ends recovery.
+                    self.in_recovery = false;
+                    self.dupacks = 0;
+                    self.cc.on_exit_recovery(now, self.in_flight(), mss);
+                } else {
+                    // RFC 6582 §3.2 step 5: a partial acknowledgment; the next hole is lost too.
+                    self.cc.on_partial_ack(acked, mss);
+                    self.rtx_now = true;
+                    self.stats.fast_retransmits += 1;
+                }
+            } else {
+                self.dupacks = 0;
+                if self.recover.is_some_and(|r| ack > r) {
+                    // Past the old recovery point: forget it before sequence numbers wrap.
+                    self.recover = None;
+                }
+                let ev = AckEvent {
+                    acked,
+                    prior_in_flight,
+                    mss,
+                    rtt,
+                    srtt: self.rtt.srtt(),
+                };
+                self.cc.on_ack(now, &ev);
+            }
+            // RFC 6298 §5.2 and §5.3.
+            if self.snd_una == self.snd_max {
+                self.timers.retransmit = None;
+            } else {
+                self.arm_retransmit(now);
+            }
+        } else if ack == self.snd_una
+            && self.snd_max > self.snd_una
+            && payload_len == 0
+            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
+            && !window_changed
+        {
+            // A duplicate ACK (RFC 5681 §2).
+            self.dupacks += 1;
+            let mss = self.snd_mss;
+            if self.in_recovery {
+                self.cc.on_dup_ack_in_recovery(mss);
+            } else if self.dupacks == 3 && self.recover.is_none_or(|r| ack - 1u32 > r) {
+                // RFC 6582 §3.2 step 2: fast retransmit unless this is a stale loss.
+                self.in_recovery = true;
+                self.recover = Some(self.snd_max - 1u32);
+                self.cc.on_enter_recovery(now, self.in_flight(), mss);
+                self.rtx_now = true;
+                self.stats.fast_retransmits += 1;
+                tracing::debug!(local = %self.local, remote = %self.remote, seq = %self.snd_una, "fast retransmit");
+            }
+        }
+    }
+
+    /// Karn's algorithm (RFC 6298 §3): only a segment never retransmitted gives a sample.
+    fn take_rtt_sample(&mut self, now: Instant, ack: SeqNum) -> Option<std::time::Duration> {
+        let (end, sent) = self.rtt_probe?;
+        if ack < end {
+            return None;
+        }
+        self.rtt_probe = None;
+        let r = now - sent;
+        self.rtt.sample(r);
+        Some(r)
+    }
+
+    /// RFC 9293 §3.10.7.4 "seventh, process the segment text" and "eighth, check the FIN bit".
+    fn process_text(&mut self, now: Instant, seq: SeqNum, payload: &[u8], fin: bool) {
+        let mut seq = seq;
+        let mut data = payload;
+        let mut fin = fin;
+        // Trim what was already received.
+        if seq < self.rcv_nxt {
+            let skip = (self.rcv_nxt - seq) as usize;
+            if skip > data.len() {
+                // Only an old FIN (already consumed) could remain.
+                return;
+            }
+            data = &data[skip..];
+            seq = self.rcv_nxt;
+        }
+        // Never accept bytes past the peer's FIN.
+        if let Some(fin_at) = self.fin_seq_rcvd {
+            let room = (fin_at - seq).max(0) as usize;
+            if data.len() > room {
+                data = &data[..room];
+                fin = false;
+            }
+        }
+        // Trim to the room in the buffer; a trimmed segment loses its FIN.
+        let room = self.recv_buf.window();
+        let offset = (seq - self.rcv_nxt) as usize;
+        if offset + data.len() > room {
+            data = &data[..room.saturating_sub(offset).min(data.len())];
+            fin = false;
+        }
+
+        if !data.is_empty() {
+            if self.read_closed {
+                // RFC 1122 §4.2.2.13: data for an application that closed is lost: reset.
+                self.abort();
+                return;
+            }
+            self.rcv_mss = self.rcv_mss.max(data.len() as u32);
+            let had_gap = self.recv_buf.has_out_of_order();
+            let ins = self.recv_buf.insert(offset, data);
+            if ins.advanced > 0 {
+                self.rcv_nxt += ins.advanced;
+                self.stats.bytes_received += ins.advanced as u64;
+            }
+            if offset > 0 {
+                // Out of order: an immediate duplicate ACK drives the sender's fast
+                // retransmit (RFC 5681 §4.2), with SACK blocks naming what arrived.
+                self.sack_latest = Some(seq);
+                self.ack_now = true;
+            } else if had_gap {
+                // Filling a hole is acknowledged at once (RFC 5681 §4.2).
+                self.ack_now = true;
+            } else {
+                self.rcvd_since_ack += ins.advanced as u32;
+                // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full-sized
+                // segment; otherwise within the delayed-ACK time.
+                if self.cfg.delayed_ack.is_zero() || self.rcvd_since_ack >= 2 * self.rcv_mss {
+                    self.ack_now = true;
+                } else if self.timers.delayed_ack.is_none() {
+                    self.timers.delayed_ack = Some(now + self.cfg.delayed_ack);
+                }
+            }
+        }
+        if fin && self.fin_seq_rcvd.is_none() {
+            self.fin_seq_rcvd = Some(seq + data.len());
+        }
+        self.consume_fin(now);
+    }
+
+    /// Takes the peer's FIN once everything before it has arrived.
+    fn consume_fin(&mut self, now: Instant) {
+        if self.fin_rcvd || self.fin_seq_rcvd != Some(self.rcv_nxt) {
+            return;
+        }
+        self.fin_rcvd = true;
+        self.rcv_nxt += 1u32;
+        self.ack_now = true;
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 if self.fin_acked() => self.enter_time_wait(now),
+            State::FinWait1 => self.set_state(State::Closing),
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.set_state(State::TimeWait);
+        self.clear_timers();
+        self.timers.time_wait = Some(now + self.cfg.time_wait);
+    }
+
+    /// A RST carrying `seq` and no ACK: the answer to an unacceptable ACK (RFC 9293 §3.10.7).
+    fn rst_reply(&self, seq: u32) -> TcpRepr {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            flags: TcpFlags::RST,
+            ..TcpRepr::default()
+        }
+    }
+}
+
+/// The reply to a segment that reaches no connection (RFC 9293 §3.10.7.1): `None` for a
+/// RST, otherwise a RST that the sender will accept.
+///
+/// ```
+/// use rawtcp::proto::reset_for;
+/// use rawtcp::wire::{TcpFlags, TcpRepr};
+/// let syn = TcpRepr { src_port: 5000, dst_port: 80, seq: 100, flags: TcpFlags::SYN, ..TcpRepr::default() };
+/// let rst = reset_for(&syn, 0).unwrap();
+/// assert_eq!(rst.ladder(0).to_string(), "RST+ACK  S:0 A:101");
+/// ```
+pub fn reset_for(seg: &TcpRepr, payload_len: usize) -> Option<TcpRepr> {
+    if seg.flags.contains(TcpFlags::RST) {
+        return None;
+    }
+    let mut rst = TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        ..TcpRepr::default()
+    };
+    if seg.flags.contains(TcpFlags::ACK) {
+        rst.seq = seg.ack;
+        rst.flags = TcpFlags::RST;
+    } else {
+        rst.seq = 0;
+        rst.ack = seg.seq.wrapping_add(seg.segment_len(payload_len) as u32);
+        rst.flags = TcpFlags::RST | TcpFlags::ACK;
+    }
+    Some(rst)
+}

@@ -1,0 +1,892 @@
+//! One TCP connection: the RFC 9293 state machine, driven without I/O or a clock.
+//!
+//! Inputs are "a segment arrived" ([`Connection::on_segment`]), the application's calls
+//! ([`send`](Connection::send), [`recv`](Connection::recv), [`shutdown`](Connection::shutdown),
+//! [`close`](Connection::close), [`abort`](Connection::abort)) and "the time is now"
+//! ([`handle_timeout`](Connection::handle_timeout)). Outputs are segments to transmit
+//! ([`poll_transmit`](Connection::poll_transmit)) and the next deadline
+//! ([`poll_timeout`](Connection::poll_timeout)).
+//!
+//! Segment arrival lives in `input.rs`, segment generation in `output.rs`; this file holds the
+//! state, the application interface and the timers.
+
+mod input;
+pub use input::reset_for;
+mod output;
+
+use super::cc::CongestionControl;
+use super::recv::RecvBuffer;
+use super::rtt::RttEstimator;
+use super::send::SendBuffer;
+use super::{Config, Error, Instant, SeqNum, TcpInfo};
+use crate::wire::TcpRepr;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// The eleven connection states of RFC 9293 §3.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No connection.
+    Closed,
+    /// Waiting for a SYN.
+    Listen,
+    /// SYN sent, waiting for SYN+ACK.
+    SynSent,
+    /// SYN received and SYN+ACK sent, waiting for the ACK.
+    SynReceived,
+    /// Open: data flows both ways.
+    Established,
+    /// We sent FIN; waiting for its ACK or the peer's FIN.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for the peer's FIN.
+    FinWait2,
+    /// The peer sent FIN; we may still send.
+    CloseWait,
+    /// Both sent FIN at once; waiting for the ACK of ours.
+    Closing,
+    /// The peer closed first and we sent FIN; waiting for its ACK.
+    LastAck,
+    /// Both FINs acknowledged; waiting 2×MSL for stray segments.
+    TimeWait,
+}
+
+impl State {
+    /// Whether the handshake has completed in this state (RFC 9293 "synchronized states").
+    pub fn is_synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+
+    /// Whether the peer may still send data in this state.
+    fn receives_data(self) -> bool {
+        matches!(
+            self,
+            State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        })
+    }
+}
+
+/// A segment the engine wants sent: the header, and how many payload bytes it copied into
+/// the buffer given to [`Connection::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// The TCP header to emit (ports, numbers, flags, window, options).
+    pub repr: TcpRepr,
+    /// Payload bytes at the start of the caller's buffer.
+    pub payload_len: usize,
+}
+
+impl Transmit {
+    /// The segment in ladder notation, e.g. `PSH+ACK  S:101 A:2001 len=100`.
+    pub fn ladder(&self) -> impl fmt::Display + '_ {
+        self.repr.ladder(self.payload_len)
+    }
+}
+
+/// Counters behind [`TcpInfo`].
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    retransmissions: u64,
+    timeouts: u64,
+    fast_retransmits: u64,
+    bytes_sent: u64,
+    bytes_acked: u64,
+    bytes_received: u64,
+    segments_sent: u64,
+    segments_received: u64,
+}
+
+/// Pending timers; `None` means not armed.
+#[derive(Debug, Default, Clone)]
+struct Timers {
+    retransmit: Option<Instant>,
+    persist: Option<Instant>,
+    delayed_ack: Option<Instant>,
+    keepalive: Option<Instant>,
+    time_wait: Option<Instant>,
+}
+
+/// One TCP connection's complete state (the TCB of RFC 9293 §3.3.1).
+///
+/// ```
+/// use rawtcp::proto::{Config, Connection, Instant, SeqNum, State};
+/// let mut client = Connection::connect(
+///     Config::default(),
+///     "10.0.0.1:40000".parse().unwrap(),
+///     "10.0.0.2:80".parse().unwrap(),
+///     SeqNum(100),
+///     Instant::ZERO,
+/// );
+/// let mut buf = [0u8; 1500];
+/// let syn = client.poll_transmit(Instant::ZERO, &mut buf).unwrap();
+/// assert_eq!(syn.ladder().to_string(), "SYN      S:100 A:0");
+/// assert_eq!(client.state(), State::SynSent);
+/// ```
+pub struct Connection {
+    cfg: Config,
+    state: State,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// Opened by a passive OPEN (LISTEN), not by connect.
+    passive: bool,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    iss: SeqNum,
+    snd_una: SeqNum,
+    snd_nxt: SeqNum,
+    /// Highest sequence number sent so far, plus one (SND.NXT before a go-back after RTO).
+    snd_max: SeqNum,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNum,
+    snd_wl2: SeqNum,
+    /// Shift applied to the peer's advertised window (RFC 7323).
+    snd_wscale: u8,
+    /// Payload bytes per full-sized segment we send.
+    snd_mss: u32,
+    /// End of urgent data we were asked to send (RFC 6093 semantics).
+    snd_up: Option<SeqNum>,
+    send_buf: SendBuffer,
+    /// Sequence number of `send_buf`'s first byte.
+    buf_seq: SeqNum,
+    /// The application shut down its write half: FIN follows the buffered data.
+    fin_queued: bool,
+
+    // Receive sequence space.
+    irs: SeqNum,
+    rcv_nxt: SeqNum,
+    /// Right edge of the last window advertised.
+    rcv_adv: SeqNum,
+    rcv_wscale: u8,
+    /// Largest payload seen from the peer, for delayed ACKs and SWS avoidance.
+    rcv_mss: u32,
+    recv_buf: RecvBuffer,
+    /// Sequence number just past the peer's urgent data (RFC 6093).
+    rcv_up: Option<SeqNum>,
+    /// Sequence number of the peer's FIN, once seen (possibly ahead of a gap).
+    fin_seq_rcvd: Option<SeqNum>,
+    /// The peer's FIN has been consumed in order: reads end with EOF.
+    fin_rcvd: bool,
+    /// The application will not read again; new data is answered with RST (RFC 1122 §4.2.2.13).
+    read_closed: bool,
+    /// Start of the most recently received out-of-order segment: the first SACK block.
+    sack_latest: Option<SeqNum>,
+
+    // Negotiated options.
+    /// Both SYNs carried window scale (RFC 7323 §2.2).
+    wscale_ok: bool,
+    sack_ok: bool,
+    ts_ok: bool,
+    ts_recent: u32,
+    ts_offset: u32,
+    last_ack_sent: SeqNum,
+
+    // Retransmission and timers.
+    timers: Timers,
+    rtt: RttEstimator,
+    /// The one segment being timed (Karn's algorithm): ACK number that completes it, send time.
+    rtt_probe: Option<(SeqNum, Instant)>,
+    /// Consecutive retransmission timeouts without progress.
+    retries: u32,
+    /// When the current series of timeouts began (for the user timeout).
+    rtx_series_start: Option<Instant>,
+    /// Unanswered zero-window or keepalive probes.
+    probes_out: u32,
+    last_send: Instant,
+
+    // Congestion control (RFC 5681, RFC 6582).
+    cc: Box<dyn CongestionControl>,
+    dupacks: u32,
+    in_recovery: bool,
+    /// RFC 6582 `recover`: the highest sequence number sent when loss was last detected.
+    recover: Option<SeqNum>,
+
+    // Pending output.
+    /// Retransmit the segment at SND.UNA at once (fast retransmit / partial ACK).
+    rtx_now: bool,
+    /// Send a probe (zero-window or keepalive): an ACK carrying SND.UNA - 1.
+    probe_now: bool,
+    /// Send what the window allows even if Nagle or SWS avoidance would wait.
+    force_send: bool,
+    ack_now: bool,
+    /// In-order payload received since our last ACK.
+    rcvd_since_ack: u32,
+    /// Send RST (abort) before anything else.
+    rst_now: bool,
+    /// A reply outside the connection's sequence space (RST to a bad ACK).
+    reply: Option<TcpRepr>,
+
+    error: Option<Error>,
+    stats: Stats,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("rcv_nxt", &self.rcv_nxt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest window expressible with the largest shift (RFC 7323 §2.3).
+const MAX_WINDOW: usize = 65_535 << 14;
+
+impl Connection {
+    fn new(cfg: Config, local: SocketAddr, remote: SocketAddr, iss: SeqNum, now: Instant) -> Self {
+        let rcv_wscale = if cfg.window_scaling {
+            let mut s = 0u8;
+            while s < 14 && (cfg.recv_buffer.min(MAX_WINDOW) >> s) > 65_535 {
+                s += 1;
+            }
+            s
+        } else {
+            0
+        };
+        let snd_mss = u32::from(cfg.mss.max(64));
+        Connection {
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            cc: cfg.congestion.build(snd_mss),
+            send_buf: SendBuffer::new(cfg.send_buffer),
+            recv_buf: RecvBuffer::new(cfg.recv_buffer),
+            rcv_mss: u32::from(cfg.mss).min(536),
+            state: State::Closed,
+            local,
+            remote,
+            passive: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            snd_mss,
+            snd_up: None,
+            buf_seq: iss + 1u32,
+            fin_queued: false,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            rcv_adv: SeqNum(0),
+            rcv_wscale,
+            rcv_up: None,
+            fin_seq_rcvd: None,
+            fin_rcvd: false,
+            read_closed: false,
+            sack_latest: None,
+            wscale_ok: false,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_offset: iss.0.rotate_left(13) ^ 0x9e37_79b9,
+            last_ack_sent: SeqNum(0),
+            timers: Timers::default(),
+            rtt_probe: None,
+            retries: 0,
+            rtx_series_start: None,
+            probes_out: 0,
+            last_send: now,
+            dupacks: 0,
+            in_recovery: false,
+            recover: None,
+            rtx_now: false,
+            probe_now: false,
+            force_send: false,
+            ack_now: false,
+            rcvd_since_ack: 0,
+            rst_now: false,
+            reply: None,
+            error: None,
+            stats: Stats::default(),
+            cfg,
+        }
+    }
+
+    /// Active OPEN (RFC 9293 §3.10.1): the connection starts in SYN-SENT and its first
+    /// transmit is the SYN carrying `iss`.
+    pub fn connect(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNum,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(cfg, local, remote, iss, now);
+        c.set_state(State::SynSent);
+        c
+    }
+
+    /// Passive OPEN with the foreign socket fully specified (RFC 9293 §3.10.1): the
+    /// connection waits in LISTEN for a SYN from `remote` and will answer with `iss`.
+    pub fn listen(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNum,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(cfg, local, remote, iss, now);
+        c.passive = true;
+        c.set_state(State::Listen);
+        c
+    }
+
+    /// A listener received `syn` from `remote`: a new connection in SYN-RECEIVED whose first
+    /// transmit is the SYN+ACK. `None` if the segment does not open a connection (for an
+    /// ACK the caller answers with [`reset_for`](super::reset_for)).
+    pub fn accept(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr,
+        iss: SeqNum,
+        now: Instant,
+    ) -> Option<Connection> {
+        use crate::wire::TcpFlags;
+        if !syn.flags.contains(TcpFlags::SYN) || syn.flags.intersects(TcpFlags::ACK | TcpFlags::RST)
+        {
+            return None;
+        }
+        let mut c = Connection::listen(cfg, local, remote, iss, now);
+        c.on_segment(now, syn, &[]);
+        (c.state == State::SynReceived).then_some(c)
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            tracing::debug!(
+                local = %self.local,
+                remote = %self.remote,
+                from = %self.state,
+                to = %state,
+                "tcp state"
+            );
+            self.state = state;
+        }
+    }
+
+    // ---- accessors -------------------------------------------------------------------
+
+    /// The RFC 9293 state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Our address and port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer's address and port.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The settings this connection runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Whether the handshake completed (the connection is or was open).
+    pub fn is_established(&self) -> bool {
+        self.state.is_synchronized()
+    }
+
+    /// Whether the connection is finished and has nothing left to transmit: the driver may
+    /// forget it.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && !self.rst_now && self.reply.is_none()
+    }
+
+    /// The error that ended the connection, if one did.
+    pub fn error(&self) -> Option<Error> {
+        self.error
+    }
+
+    /// Whether a [`recv`](Self::recv) would return something other than `WouldBlock`:
+    /// data, end of stream, or an error.
+    pub fn can_recv(&self) -> bool {
+        self.recv_buf.readable() > 0
+            || self.fin_rcvd
+            || self.error.is_some()
+            || self.state == State::Closed
+    }
+
+    /// Whether a [`send`](Self::send) would return something other than `WouldBlock`:
+    /// room in the buffer, or an error.
+    pub fn can_send(&self) -> bool {
+        match self.state {
+            State::SynSent | State::SynReceived | State::Listen => false,
+            State::Established | State::CloseWait if !self.fin_queued => self.send_buf.free() > 0,
+            _ => true,
+        }
+    }
+
+    /// Bytes waiting to be read.
+    pub fn recv_queue(&self) -> usize {
+        self.recv_buf.readable()
+    }
+
+    /// Bytes written and not yet acknowledged.
+    pub fn send_queue(&self) -> usize {
+        self.send_buf.len()
+    }
+
+    /// Room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        self.send_buf.free()
+    }
+
+    /// Whether Nagle's algorithm is off (TCP_NODELAY).
+    pub fn nodelay(&self) -> bool {
+        self.cfg.nodelay
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on.
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.cfg.nodelay = nodelay;
+    }
+
+    /// Changes keepalive probing; takes effect from now.
+    pub fn set_keepalive(&mut self, keepalive: Option<super::Keepalive>, now: Instant) {
+        self.cfg.keepalive = keepalive;
+        self.probes_out = 0;
+        self.arm_keepalive(now);
+    }
+
+    /// Changes the user timeout (RFC 9293 §3.10.3).
+    pub fn set_user_timeout(&mut self, timeout: Option<std::time::Duration>) {
+        self.cfg.user_timeout = timeout;
+    }
+
+    /// Changes the send buffer size.
+    pub fn set_send_buffer_size(&mut self, size: usize) {
+        self.cfg.send_buffer = size;
+        self.send_buf.set_capacity(size);
+    }
+
+    /// How many readable bytes precede the end of the peer's urgent data, if urgent data is
+    /// pending (RFC 6093: urgent data is delivered inline; this is where it ends).
+    pub fn urgent_mark(&self) -> Option<usize> {
+        let up = self.rcv_up?;
+        let read_seq = self.rcv_nxt - self.recv_buf.readable() as u32 - u32::from(self.fin_rcvd);
+        let ahead = up - read_seq;
+        (ahead > 0).then_some(ahead as usize)
+    }
+
+    /// A snapshot of the connection's statistics.
+    pub fn info(&self) -> TcpInfo {
+        TcpInfo {
+            state: self.state,
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            min_rtt: self.rtt.min_rtt(),
+            rto: self.rtt.rto(),
+            cwnd: self.cc.window(),
+            ssthresh: self.cc.ssthresh(),
+            congestion_control: self.cc.name(),
+            bytes_in_flight: self.in_flight(),
+            send_window: self.snd_wnd,
+            recv_window: (self.rcv_adv - self.rcv_nxt).max(0) as u32,
+            send_mss: self.snd_mss,
+            recv_mss: self.rcv_mss,
+            retransmissions: self.stats.retransmissions,
+            timeouts: self.stats.timeouts,
+            fast_retransmits: self.stats.fast_retransmits,
+            bytes_sent: self.stats.bytes_sent,
+            bytes_acked: self.stats.bytes_acked,
+            bytes_received: self.stats.bytes_received,
+            segments_sent: self.stats.segments_sent,
+            segments_received: self.stats.segments_received,
+            send_wscale: self.snd_wscale,
+            recv_wscale: self.rcv_wscale,
+            sack: self.sack_ok,
+            timestamps: self.ts_ok,
+        }
+    }
+
+    /// Sequence-space bytes sent and not acknowledged.
+    fn in_flight(&self) -> u32 {
+        (self.snd_max - self.snd_una).max(0) as u32
+    }
+
+    /// Sequence number just past the last byte the application wrote.
+    fn data_end(&self) -> SeqNum {
+        self.buf_seq + self.send_buf.len()
+    }
+
+    /// Whether our FIN has been sent (at least once).
+    fn fin_sent(&self) -> bool {
+        self.fin_queued && self.snd_max == self.data_end() + 1u32
+    }
+
+    /// Whether our FIN has been acknowledged.
+    fn fin_acked(&self) -> bool {
+        self.fin_sent() && self.snd_una == self.snd_max
+    }
+
+    // ---- application calls -------------------------------------------------------------
+
+    /// Queues `data` for sending; returns how many bytes were taken.
+    ///
+    /// Errors: `WouldBlock` when the send buffer is full (or the handshake is still under way),
+    /// `BrokenPipe` after [`shutdown`](Self::shutdown), the connection's error after it failed.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        self.check_send()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        match self.send_buf.write(data) {
+            0 => Err(Error::WouldBlock),
+            n => Ok(n),
+        }
+    }
+
+    /// Like [`send`](Self::send), and marks the end of `data` as the end of urgent data:
+    /// segments carry URG and the urgent pointer until it is acknowledged (RFC 9293 §3.8.5,
+    /// RFC 6093).
+    pub fn send_urgent(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let n = self.send(data)?;
+        if n > 0 {
+            self.snd_up = Some(self.data_end());
+        }
+        Ok(n)
+    }
+
+    fn check_send(&self) -> Result<(), Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.fin_queued {
+            return Err(Error::BrokenPipe);
+        }
+        match self.state {
+            State::Established | State::CloseWait => Ok(()),
+            State::SynSent | State::SynReceived => Err(Error::WouldBlock),
+            State::Listen | State::Closed => Err(Error::NotConnected),
+            _ => Err(Error::BrokenPipe),
+        }
+    }
+
+    /// Reads received bytes into `buf`. `Ok(0)` means end of stream (the peer sent FIN and
+    /// everything before it was read) or an empty `buf`.
+    ///
+    /// Errors: `WouldBlock` when nothing is readable yet, `ConnectionReset` after a RST,
+    /// the connection's error after it failed, `NotConnected` before a connection exists.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let n = self.peek(buf)?;
+        self.recv_buf.consume(n);
+        if n > 0 {
+            self.check_window_update();
+        }
+        Ok(n)
+    }
+
+    /// Like [`recv`](Self::recv) but leaves the bytes in place.
+    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.recv_buf.readable() > 0 {
+            return Ok(self.recv_buf.peek(buf));
+        }
+        if self.fin_rcvd {
+            return Ok(0);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            State::Listen => Err(Error::NotConnected),
+            State::Closed => Ok(0),
+            _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// Discards up to `n` readable bytes (for callers that read straight from
+    /// [`peek`](Self::peek)).
+    pub fn consume(&mut self, n: usize) {
+        self.recv_buf.consume(n);
+        self.check_window_update();
+    }
+
+    /// Shuts down the write half: FIN is sent after the data already written (RFC 9293
+    /// §3.10.4 CLOSE, for the sending direction). Reading continues. Idempotent.
+    pub fn shutdown(&mut self) -> Result<(), Error> {
+        match self.state {
+            State::Closed => match self.error {
+                Some(Error::ConnectionReset) | None => Ok(()),
+                Some(e) => Err(e),
+            },
+            State::Listen => {
+                self.set_state(State::Closed);
+                Ok(())
+            }
+            State::SynSent | State::SynReceived => {
+                // Queued until the connection is established (RFC 9293 §3.10.4).
+                self.fin_queued = true;
+                Ok(())
+            }
+            State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+                Ok(())
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The application is done with the connection: it will neither write nor read again.
+    /// Unread data, or data arriving later, resets the connection (RFC 1122 §4.2.2.13);
+    /// otherwise this is a graceful [`shutdown`](Self::shutdown).
+    pub fn close(&mut self) {
+        self.read_closed = true;
+        match self.state {
+            State::Listen | State::SynSent => {
+                self.clear_timers();
+                self.set_state(State::Closed);
+            }
+            _ if self.recv_buf.readable() > 0 => self.abort(),
+            _ => {
+                let _ = self.shutdown();
+            }
+        }
+    }
+
+    /// Aborts the connection: RST to the peer if it is synchronized, buffers dropped
+    /// (RFC 9293 §3.10.5). Later calls report `ConnectionAborted`.
+    pub fn abort(&mut self) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
+            self.rst_now = true;
+        }
+        if self.state != State::Closed && self.error.is_none() {
+            self.error = Some(Error::ConnectionAborted);
+        }
+        self.enter_closed();
+    }
+
+    /// Ends the connection with `err` (timeouts, resets).
+    fn fail(&mut self, err: Error) {
+        tracing::debug!(local = %self.local, remote = %self.remote, error = %err, "tcp connection failed");
+        self.error = Some(err);
+        self.enter_closed();
+    }
+
+    fn enter_closed(&mut self) {
+        self.send_buf.clear();
+        if self.error.is_some_and(|e| e != Error::TimedOut) {
+            // RFC 9293 §3.10.7.4: on reset, all segment queues are flushed.
+            self.recv_buf.clear();
+        }
+        self.clear_timers();
+        self.rtx_now = false;
+        self.probe_now = false;
+        self.ack_now = false;
+        self.set_state(State::Closed);
+    }
+
+    fn clear_timers(&mut self) {
+        self.timers = Timers::default();
+    }
+
+    /// After the application read: announce a window that opened substantially (RFC 9293
+    /// §3.8.6.2.2 receiver SWS avoidance, with Linux's "at least doubled" rule).
+    fn check_window_update(&mut self) {
+        if !self.state.receives_data() || !self.state.is_synchronized() {
+            return;
+        }
+        let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
+        let current = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
+        let threshold = ((self.recv_buf.capacity() / 2) as u32)
+            .min(self.rcv_mss)
+            .max(1);
+        if free > current && free - current >= threshold && free >= 2 * current {
+            self.ack_now = true;
+        }
+    }
+
+    // ---- timers ---------------------------------------------------------------------------
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = &self.timers;
+        [
+            t.retransmit,
+            t.persist,
+            t.delayed_ack,
+            t.keepalive,
+            t.time_wait,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Fires every timer due at `now`. Segments they cause come out of
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.time_wait.is_some_and(|t| t <= now) {
+            self.timers.time_wait = None;
+            self.enter_closed();
+            return;
+        }
+        if self.timers.retransmit.is_some_and(|t| t <= now) {
+            self.timers.retransmit = None;
+            self.on_retransmit_timeout(now);
+        }
+        if self.timers.persist.is_some_and(|t| t <= now) {
+            self.timers.persist = None;
+            self.on_persist_timeout(now);
+        }
+        if self.timers.delayed_ack.is_some_and(|t| t <= now) {
+            self.timers.delayed_ack = None;
+            self.ack_now = true;
+        }
+        if self.timers.keepalive.is_some_and(|t| t <= now) {
+            self.timers.keepalive = None;
+            self.on_keepalive_timeout(now);
+        }
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                self.retries += 1;
+                self.stats.timeouts += 1;
+                if self.retries > self.cfg.syn_retries {
+                    self.fail(Error::TimedOut);
+                    return;
+                }
+                self.rtt.back_off();
+                self.rtt_probe = None;
+                self.snd_nxt = self.iss;
+                tracing::debug!(local = %self.local, remote = %self.remote, retries = self.retries, "SYN retransmission timeout");
+            }
+            s if s.is_synchronized() && self.snd_max > self.snd_una => {
+                let first = self.rtx_series_start.is_none();
+                let start = *self.rtx_series_start.get_or_insert(now);
+                self.retries += 1;
+                self.stats.timeouts += 1;
+                let gave_up = match self.cfg.user_timeout {
+                    Some(limit) => now - start >= limit,
+                    None => self.retries > self.cfg.max_retries,
+                };
+                if gave_up {
+                    self.fail(Error::TimedOut);
+                    return;
+                }
+                self.cc
+                    .on_timeout(now, self.in_flight(), self.snd_mss, first);
+                // RFC 6582 §3.2 step 1 after a timeout: recover = highest sequence sent.
+                self.recover = Some(self.snd_max - 1u32);
+                self.in_recovery = false;
+                self.dupacks = 0;
+                self.rtx_now = false;
+                // Go back: resend from the oldest unacknowledged byte (RFC 9293 §3.8.1).
+                self.snd_nxt = self.snd_una;
+                self.rtt_probe = None;
+                self.rtt.back_off();
+                tracing::debug!(local = %self.local, remote = %self.remote, retries = self.retries, rto = ?self.rtt.rto(), "retransmission timeout");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_persist_timeout(&mut self, now: Instant) {
+        if !self.state.is_synchronized() || self.snd_nxt >= self.data_end() {
+            return;
+        }
+        if self.snd_wnd == 0 {
+            // RFC 9293 §3.8.6.1: probe the zero window, backing off, giving up only after as
+            // many unanswered probes as data retransmissions.
+            self.probes_out += 1;
+            if self.probes_out > self.cfg.max_retries {
+                self.fail(Error::TimedOut);
+                return;
+            }
+            self.probe_now = true;
+            let backoff = 1u32 << self.probes_out.min(16);
+            self.timers.persist =
+                Some(now + self.rtt.rto().saturating_mul(backoff).min(self.cfg.max_rto));
+        } else {
+            // RFC 9293 §3.8.6.2.1 (d): the SWS-avoidance override timeout.
+            self.force_send = true;
+        }
+    }
+
+    fn on_keepalive_timeout(&mut self, now: Instant) {
+        let Some(ka) = self.cfg.keepalive else {
+            return;
+        };
+        if !matches!(self.state, State::Established | State::CloseWait) {
+            return;
+        }
+        if self.snd_max != self.snd_una {
+            // Data in flight: the retransmission timer watches the peer instead.
+            self.timers.keepalive = Some(now + ka.idle);
+            return;
+        }
+        if self.probes_out >= ka.retries {
+            self.fail(Error::TimedOut);
+            return;
+        }
+        self.probes_out += 1;
+        self.probe_now = true;
+        self.timers.keepalive = Some(now + ka.interval);
+    }
+
+    fn arm_keepalive(&mut self, now: Instant) {
+        self.timers.keepalive = match self.cfg.keepalive {
+            Some(ka) if self.state.is_synchronized() && self.state != State::TimeWait => {
+                Some(now + ka.idle)
+            }
+            _ => None,
+        };
+    }
+
+    fn arm_retransmit(&mut self, now: Instant) {
+        let mut at = now + self.rtt.rto();
+        if let (Some(limit), Some(start)) = (self.cfg.user_timeout, self.rtx_series_start) {
+            at = at.min(start + limit);
+        }
+        self.timers.retransmit = Some(at);
+    }
+}

@@ -1,0 +1,28 @@
+//! The sans-IO TCP engine: one connection's state machine, its buffers, RTT estimation and
+//! congestion control.
+//!
+//! Nothing here performs I/O or reads a clock. Segments come in as parsed
+//! [`TcpRepr`](crate::wire::TcpRepr)s with their payload, time comes in as an [`Instant`], and
+//! the engine hands back segments to transmit and the next deadline. The runtime drives it;
+//! tests drive it by hand with fixed ISNs and virtual time.
+
+pub mod cc;
+mod config;
+mod connection;
+mod error;
+mod info;
+mod isn;
+pub mod recv;
+pub mod rtt;
+pub mod send;
+mod seq;
+mod time;
+
+pub use config::{Config, Keepalive};
+pub use connection::reset_for;
+pub use connection::{Connection, State, Transmit};
+pub use error::Error;
+pub use info::TcpInfo;
+pub use isn::IsnGenerator;
+pub use seq::SeqNum;
+pub use time::Instant;

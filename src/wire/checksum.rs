@@ -1,0 +1,224 @@
+//! The internet checksum (RFC 1071) and the TCP pseudo-headers it covers.
+//!
+//! This module owns the arithmetic only: the one's complement sum of big-endian 16-bit words
+//! ([`sum`]), folding the carries back in ([`fold`]), the final complement ([`finish`]) and the
+//! IPv4 and IPv6 pseudo-headers that the TCP checksum covers ([`pseudo_header`]).
+//!
+//! Sums are carried between calls as a `u32` accumulator that has not been folded, so a header
+//! and a payload held in different buffers can be summed one after the other, as long as every
+//! buffer but the last has an even length (RFC 1071 §2(B): the sum is associative and
+//! commutative over whole 16-bit words).
+//!
+//! Verifying a received checksum: sum everything it covers, checksum field included, and the
+//! result folds to `0xffff` (so [`finish`] returns `0`) exactly when the checksum is right.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Adds `data` to the running one's complement sum `initial` (RFC 1071 §4.1).
+///
+/// `data` is read as big-endian 16-bit words; an odd trailing byte is padded with a zero byte
+/// on the right. The result is a partially folded 32-bit accumulator, congruent to the true sum
+/// modulo `0xffff`; feed it to [`fold`] or [`finish`], or back into `sum` as `initial` for more
+/// data. Any `initial` and any buffer an IP stack meets (anything below 32 GiB) are accepted
+/// without overflow.
+///
+/// The bulk is summed 16 bytes per iteration in 64-bit accumulators (RFC 1071 §2(C), "parallel
+/// summation"), each 32-bit half added on its own so no carry can be lost.
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    // Each iteration adds less than 2^33 to each accumulator, so neither can overflow before
+    // 2^31 iterations, i.e. 32 GiB in one call.
+    let mut acc_hi = u64::from(initial);
+    let mut acc_lo = 0u64;
+    let mut rest = data;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
+        let x = u128::from_be_bytes(*chunk);
+        let hi = (x >> 64) as u64;
+        let lo = x as u64;
+        acc_hi += (hi >> 32) + (hi & 0xffff_ffff);
+        acc_lo += (lo >> 32) + (lo & 0xffff_ffff);
+        rest = tail;
+    }
+    let mut acc = acc_hi + acc_lo;
+    while let Some((word, tail)) = rest.split_first_chunk::<2>() {
+        acc += u64::from(u16::from_be_bytes(*word));
+        rest = tail;
+    }
+    if let Some(&last) = rest.first() {
+        acc += u64::from(last) << 8;
+    }
+
+    // Fold 64 bits into 32 with end-around carry. Two rounds suffice: after the first the value
+    // is below 2^33, after the second below 2^32.
+    let acc = (acc >> 32) + (acc & 0xffff_ffff);
+    let acc = (acc >> 32) + (acc & 0xffff_ffff);
+    u32::try_from(acc).unwrap_or(u32::MAX)
+}
+
+/// Folds the carries of a 32-bit accumulator into 16 bits (RFC 1071 §4.1), without
+/// complementing.
+///
+/// A non-zero accumulator never folds to `0`: a correct checksum verifies as `0xffff`.
+pub fn fold(sum: u32) -> u16 {
+    let s = (sum >> 16) + (sum & 0xffff);
+    let s = (s >> 16) + (s & 0xffff);
+    // After two rounds `s` is at most 0xffff.
+    u16::try_from(s).unwrap_or(u16::MAX)
+}
+
+/// The checksum to write into a header: the one's complement of the folded sum
+/// (RFC 1071 §1, RFC 9293 §3.1 "Checksum").
+///
+/// When the sum covers a received checksum field as well, `finish` returns `0` exactly when
+/// the checksum verifies.
+pub fn finish(sum: u32) -> u16 {
+    !fold(sum)
+}
+
+/// The sum of the pseudo-header that the TCP checksum covers.
+///
+/// - Both addresses IPv4: source, destination, a zero byte, `protocol` and the 16-bit TCP length
+///   (RFC 9293 §3.1, Figure 2).
+/// - Both addresses IPv6: source, destination, the 32-bit upper-layer packet length, three zero
+///   bytes and `protocol` as the next header (RFC 8200 §8.1).
+///
+/// `length` is the length of the TCP segment, header and data. For IPv4 it must fit in 16 bits;
+/// a larger value is summed as two 16-bit words, which no valid IPv4 packet can carry.
+///
+/// Mixed families have no pseudo-header of their own. Rather than panic, the IPv4 address is
+/// taken as its IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2) and the IPv6 pseudo-header is
+/// summed. Because the mapping prefix adds `0xffff`, one's complement zero, the folded result is
+/// the same as the IPv4 pseudo-header of the mapped address, up to the `0`/`0xffff` ambiguity.
+pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, length: u32) -> u32 {
+    // The IPv4 and IPv6 layouts add up to the same words beyond the addresses: the length as
+    // one or two 16-bit words and the protocol in the low byte of a word.
+    let tail = (length >> 16) + (length & 0xffff) + u32::from(protocol);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => sum(&d.octets(), sum(&s.octets(), tail)),
+        (s, d) => sum(&to_v6(d).octets(), sum(&to_v6(s).octets(), tail)),
+    }
+}
+
+/// An address as IPv6, mapping IPv4 into `::ffff:0:0/96`.
+fn to_v6(addr: IpAddr) -> Ipv6Addr {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    /// RFC 1071's definition, word by word, with a 64-bit accumulator folded at the end.
+    fn reference_fold(data: &[u8], initial: u32) -> u16 {
+        let mut acc = u64::from(initial);
+        for pair in data.chunks(2) {
+            let hi = u64::from(pair[0]);
+            let lo = u64::from(*pair.get(1).unwrap_or(&0));
+            acc += (hi << 8) | lo;
+        }
+        while acc > 0xffff {
+            acc = (acc >> 16) + (acc & 0xffff);
+        }
+        acc as u16
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to 2ddf0, which folds to ddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        let s = sum(&data, 0);
+        assert_eq!(fold(s), 0xddf2);
+        assert_eq!(finish(s), !0xddf2);
+        // Byte order independence (RFC 1071 §2(B)): swapping the bytes swaps the result.
+        let swapped = [0x01, 0x00, 0x03, 0xf2, 0xf5, 0xf4, 0xf7, 0xf6];
+        assert_eq!(fold(sum(&swapped, 0)), 0xf2dd);
+    }
+
+    #[test]
+    fn odd_length_pads_on_the_right() {
+        assert_eq!(fold(sum(&[0xab], 0)), 0xab00);
+        assert_eq!(fold(sum(&[0x12, 0x34, 0x56], 0)), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn empty_and_zero() {
+        assert_eq!(sum(&[], 0), 0);
+        assert_eq!(fold(0), 0);
+        assert_eq!(finish(0), 0xffff);
+        assert_eq!(fold(sum(&[], 0x1_2345)), 0x2346);
+    }
+
+    #[test]
+    fn no_overflow_on_large_inputs() {
+        // Well past 64 KiB of all-ones words, starting from the largest accumulator.
+        let data = vec![0xffu8; 200_003];
+        assert_eq!(fold(sum(&data, u32::MAX)), reference_fold(&data, u32::MAX));
+        assert_eq!(fold(u32::MAX), 0xffff);
+    }
+
+    #[test]
+    fn ipv4_pseudo_header() {
+        let src = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let dst = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        // 0a00 + 0001 + 0a00 + 0002 + 0006 + 0028 = 0x1431
+        assert_eq!(fold(pseudo_header(src, dst, 6, 40)), 0x1431);
+    }
+
+    #[test]
+    fn ipv6_pseudo_header() {
+        let src: IpAddr = "2001:db8::1".parse().unwrap();
+        let dst: IpAddr = "2001:db8::2".parse().unwrap();
+        // 2 * (2001 + 0db8) + 1 + 2 + length words (0001, 0000) + 6
+        let expected = 2 * (0x2001 + 0x0db8) + 1 + 2 + 1 + 6;
+        assert_eq!(
+            u32::from(fold(pseudo_header(src, dst, 6, 0x1_0000))),
+            expected
+        );
+    }
+
+    #[test]
+    fn mixed_families_map_v4_into_v6() {
+        let v4 = Ipv4Addr::new(192, 0, 2, 7);
+        let v6: IpAddr = "2001:db8::9".parse().unwrap();
+        let mixed = pseudo_header(IpAddr::V4(v4), v6, 6, 100);
+        let mapped = pseudo_header(IpAddr::V6(v4.to_ipv6_mapped()), v6, 6, 100);
+        assert_eq!(fold(mixed), fold(mapped));
+        let mixed = pseudo_header(v6, IpAddr::V4(v4), 6, 100);
+        let mapped = pseudo_header(v6, IpAddr::V6(v4.to_ipv6_mapped()), 6, 100);
+        assert_eq!(fold(mixed), fold(mapped));
+    }
+
+    proptest! {
+        #[test]
+        fn matches_reference(data in proptest::collection::vec(any::<u8>(), 0..600), initial: u32) {
+            prop_assert_eq!(fold(sum(&data, initial)), reference_fold(&data, initial));
+        }
+
+        #[test]
+        fn sums_chain_over_even_splits(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            split in 0usize..150,
+        ) {
+            let split = (split * 2).min(data.len() & !1);
+            let (a, b) = data.split_at(split);
+            prop_assert_eq!(fold(sum(b, sum(a, 0))), fold(sum(&data, 0)));
+        }
+
+        #[test]
+        fn inserted_checksum_verifies(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut data = data;
+            if data.len() % 2 == 1 {
+                data.push(0);
+            }
+            data.extend_from_slice(&[0, 0]);
+            let n = data.len();
+            let c = finish(sum(&data, 0));
+            data[n - 2..].copy_from_slice(&c.to_be_bytes());
+            prop_assert_eq!(finish(sum(&data, 0)), 0);
+        }
+    }
+}
