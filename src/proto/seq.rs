@@ -12,7 +12,7 @@ use std::ops::{Add, AddAssign, Sub};
 /// ```
 /// use rawtcp::proto::SeqNum;
 /// let a = SeqNum(u32::MAX - 1);
-/// let b = a + 10; // wraps past zero
+/// let b = a + 10u32; // wraps past zero
 /// assert_eq!(b, SeqNum(8));
 /// assert!(a < b);
 /// assert_eq!(b - a, 10);

@@ -149,18 +149,22 @@ impl Connection {
     fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
         let flags = seg.flags;
         let rst = flags.contains(TcpFlags::RST);
-        let syn = flags.contains(TcpFlags::SYN);
+        let mut syn = flags.contains(TcpFlags::SYN);
         let fin = flags.contains(TcpFlags::FIN);
-        let seq = SeqNum(seg.seq);
-        let seg_len = payload.len() as u32 + u32::from(syn) + u32::from(fin);
+        let mut seq = SeqNum(seg.seq);
 
-        // The peer lost our SYN+ACK and repeats its SYN: repeat the SYN+ACK.
-        if self.state == State::SynReceived && syn && !flags.contains(TcpFlags::ACK) && !rst {
-            if seq == self.irs {
+        if self.state == State::SynReceived && syn && !rst && seq == self.irs {
+            if !flags.contains(TcpFlags::ACK) {
+                // The peer lost our SYN+ACK and repeats its SYN: repeat the SYN+ACK.
                 self.snd_nxt = self.iss;
+                return;
             }
-            return;
+            // Simultaneous open (RFC 9293 §3.5 figure 8): the peer's SYN+ACK repeats the SYN
+            // we already have; drop that part and keep its ACK.
+            syn = false;
+            seq += 1u32;
         }
+        let seg_len = payload.len() as u32 + u32::from(syn) + u32::from(fin);
 
         // RFC 7323 §5.3: PAWS rejects segments with an old timestamp.
         if self.ts_ok && !rst {
@@ -186,8 +190,10 @@ impl Connection {
         };
         if !acceptable {
             if wnd == 0 && seq == self.rcv_nxt {
-                // A zero window still takes ACKs, URGs and RSTs (RFC 9293 §3.10.7.4).
+                // A zero window still takes ACKs, URGs and RSTs (RFC 9293 §3.10.7.4); the
+                // text is not acceptable and draws an ACK.
                 text_allowed = false;
+                self.ack_now = true;
             } else {
                 if !rst {
                     self.ack_now = true;
@@ -331,6 +337,9 @@ impl Connection {
             self.snd_una = ack;
             if self.snd_nxt < ack {
                 self.snd_nxt = ack;
+            }
+            if self.snd_sml < ack {
+                self.snd_sml = ack;
             }
             if self.snd_up.is_some_and(|up| up <= ack) {
                 self.snd_up = None;

@@ -164,6 +164,8 @@ pub struct Connection {
     snd_wscale: u8,
     /// Payload bytes per full-sized segment we send.
     snd_mss: u32,
+    /// End of the last sub-MSS segment sent, for Minshall's variant of Nagle.
+    snd_sml: SeqNum,
     /// End of urgent data we were asked to send (RFC 6093 semantics).
     snd_up: Option<SeqNum>,
     send_buf: SendBuffer,
@@ -289,6 +291,7 @@ impl Connection {
             snd_wscale: 0,
             snd_mss,
             snd_up: None,
+            snd_sml: iss,
             buf_seq: iss + 1u32,
             fin_queued: false,
             irs: SeqNum(0),

@@ -150,10 +150,13 @@ impl Connection {
             return None;
         }
         if len > 0 && !retransmission && !self.force_send {
-            // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4).
+            // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4) in
+            // Minshall's variant, as Linux runs it: a short segment waits only while an
+            // earlier short segment is unacknowledged, so a large write's tail goes at once.
             let full = len >= self.snd_mss as usize;
             let all_queued = len == avail;
-            let may_push = all_queued && (self.cfg.nodelay || nothing_in_flight || with_fin);
+            let small_outstanding = !nothing_in_flight && self.snd_sml > self.snd_una;
+            let may_push = all_queued && (self.cfg.nodelay || !small_outstanding || with_fin);
             let half_window = self.max_snd_wnd > 0 && len >= (self.max_snd_wnd / 2) as usize;
             if !(full || may_push || half_window) {
                 if nothing_in_flight && len < avail && self.timers.persist.is_none() {
@@ -202,6 +205,9 @@ impl Connection {
                 repr.flags |= TcpFlags::URG;
                 repr.urgent = (up - seq).min(0xffff) as u16;
             }
+        }
+        if len > 0 && len < self.snd_mss as usize {
+            self.snd_sml = end_of_data;
         }
         let end = end_of_data + u32::from(with_fin);
         if seq < self.snd_max {

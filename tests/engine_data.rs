@@ -1,0 +1,366 @@
+//! Scripted data-transfer tests: sequence and acknowledgment numbers, PSH, delayed ACKs,
+//! Nagle, windows and silly-window avoidance, zero-window probing, retransmission timeouts,
+//! fast retransmit with NewReno recovery, and SACK generation.
+
+mod common;
+use common::*;
+use rawtcp::proto::{Config, Instant, State};
+use rawtcp::wire::TcpRepr;
+use std::time::Duration;
+
+fn ms(n: u64) -> Instant {
+    Instant::from_millis(n)
+}
+
+/// A segment from the server to the client.
+fn from_server(f: &str, seq: u32, ack: u32, window: u16) -> TcpRepr {
+    let mut s = seg(f, seq, ack);
+    (s.src_port, s.dst_port) = (80, 40000);
+    s.window = window;
+    s
+}
+
+/// A client with ISN 100 connected at time 0 to a server with ISN 2000 whose window is
+/// `window`. The handshake's RTT is zero, so the RTO sits at its 200 ms minimum.
+fn established(cfg: Config, window: u16) -> Endpoint {
+    let peer_mss = cfg.mss;
+    let mut c = Endpoint::client(cfg, 100);
+    c.drain();
+    let mut synack = from_server("SYN+ACK", 2000, 101, window);
+    synack.options.mss = Some(peer_mss);
+    c.input(&synack, &[]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]);
+    assert_eq!(c.conn.state(), State::Established);
+    c
+}
+
+fn mss(n: u16) -> Config {
+    Config { mss: n, ..plain() }
+}
+
+/// RFC 9293 §3.8.6.3: a lone segment is acknowledged within the delayed-ACK time, exactly.
+#[test]
+fn delayed_ack_fires_after_its_timer() {
+    let mut c = established(plain(), 65535);
+    c.advance_to(ms(10));
+    c.input(&from_server("PSH+ACK", 2001, 101, 65535), &[7; 100]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    assert_eq!(c.conn.poll_timeout(), Some(ms(50)), "40 ms delayed ACK");
+    c.fire_next();
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2101"]);
+    assert_eq!(c.conn.poll_timeout(), None);
+}
+
+/// RFC 5681 §4.2: an ACK at least for every second full-sized segment.
+#[test]
+fn every_second_full_segment_is_acked_at_once() {
+    let mut c = established(plain(), 65535);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[1; 1460]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    c.input(&from_server("ACK", 3461, 101, 65535), &[2; 1460]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:4921"]);
+    assert_eq!(
+        c.conn.poll_timeout(),
+        None,
+        "the delayed ACK timer is cancelled"
+    );
+    // A zero delayed-ACK time acknowledges every segment.
+    let mut c = established(
+        Config {
+            delayed_ack: Duration::ZERO,
+            ..plain()
+        },
+        65535,
+    );
+    c.input(&from_server("PSH+ACK", 2001, 101, 65535), &[1; 10]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2011"]);
+}
+
+/// Out-of-order data draws an immediate duplicate ACK; filling the hole draws an immediate
+/// ACK of everything (RFC 5681 §4.2), and the bytes come out in order.
+#[test]
+fn out_of_order_then_gap_fill() {
+    let mut c = established(plain(), 65535);
+    c.input(&from_server("ACK", 2101, 101, 65535), b"world");
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]);
+    assert_eq!(
+        c.conn.recv(&mut [0; 10]),
+        Err(rawtcp::proto::Error::WouldBlock)
+    );
+    c.input(&from_server("ACK", 2001, 101, 65535), &[b'-'; 100]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2106"]);
+    let got = c.read_all();
+    assert_eq!(got.len(), 105);
+    assert_eq!(&got[100..], b"world");
+}
+
+/// With SACK negotiated, ACKs name the out-of-order blocks, most recent first (RFC 2018 §4).
+#[test]
+fn sack_blocks_most_recent_first() {
+    let cfg = Config {
+        sack: true,
+        ..plain()
+    };
+    let mut c = Endpoint::client(cfg, 100);
+    c.drain();
+    let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
+    synack.options.sack_permitted = true;
+    c.input(&synack, &[]);
+    c.drain();
+    c.input(&from_server("ACK", 2101, 101, 65535), &[0; 100]);
+    c.input(&from_server("ACK", 2301, 101, 65535), &[0; 100]);
+    let acks = c.drain();
+    let last = &acks.last().unwrap().0;
+    assert_eq!(last.ack, 2001);
+    assert_eq!(last.options.sack.as_slice(), &[(2301, 2401), (2101, 2201)]);
+    c.input(&from_server("ACK", 2201, 101, 65535), &[0; 100]);
+    let a = c.drain().pop().unwrap().0;
+    assert_eq!(a.options.sack.as_slice(), &[(2101, 2401)]);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[0; 100]);
+    let a = c.drain().pop().unwrap().0;
+    assert_eq!(a.ack, 2401);
+    assert!(a.options.sack.is_empty());
+}
+
+/// The seed's rule: the next SEQ is the previous SEQ plus the bytes sent; PSH marks the
+/// segment that empties the send buffer; full segments in between carry only ACK.
+#[test]
+fn segmentation_and_psh() {
+    let mut c = established(plain(), 65535);
+    assert_eq!(c.conn.send(&[0; 3000]), Ok(3000));
+    assert_eq!(
+        c.ladder(),
+        [
+            "ACK      S:101 A:2001 len=1460",
+            "ACK      S:1561 A:2001 len=1460",
+            "PSH+ACK  S:3021 A:2001 len=80",
+        ]
+    );
+    assert_eq!(c.conn.info().bytes_in_flight, 3000);
+    c.input(&from_server("ACK", 2001, 3101, 65535), &[]);
+    assert_eq!(c.conn.info().bytes_in_flight, 0);
+    assert_eq!(c.conn.poll_timeout(), None, "nothing outstanding: no timer");
+}
+
+/// Nagle (RFC 1122 §4.2.3.4): while a small segment is unacknowledged another small
+/// segment waits for the ACK; with nodelay it goes at once.
+#[test]
+fn nagle_holds_small_segments_until_acked() {
+    let mut c = established(plain(), 65535);
+    c.conn.send(b"first").unwrap();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=5"]);
+    c.conn.send(b"second").unwrap();
+    c.conn.send(b"third").unwrap();
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    c.input(&from_server("ACK", 2001, 106, 65535), &[]);
+    assert_eq!(c.ladder(), ["PSH+ACK  S:106 A:2001 len=11"]);
+
+    let mut c = established(plain(), 65535);
+    c.conn.set_nodelay(true);
+    c.conn.send(b"first").unwrap();
+    c.ladder();
+    c.conn.send(b"second").unwrap();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:106 A:2001 len=6"]);
+}
+
+/// The peer's window bounds what is in flight, and the sender does not send slivers into a
+/// small window (RFC 9293 §3.8.6.2.1): it waits for a useful window.
+#[test]
+fn peer_window_and_sender_sws_avoidance() {
+    let mut c = established(plain(), 2000);
+    c.conn.send(&[0; 5000]).unwrap();
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1460"]);
+    // 540 bytes of window remain: less than an MSS and less than half the largest window.
+    c.input(&from_server("ACK", 2001, 101, 2000), &[]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    c.input(&from_server("ACK", 2001, 1561, 2000), &[]);
+    assert_eq!(c.ladder(), ["ACK      S:1561 A:2001 len=1460"]);
+    c.input(&from_server("ACK", 2001, 3021, 4000), &[]);
+    assert_eq!(
+        c.ladder(),
+        [
+            "ACK      S:3021 A:2001 len=1460",
+            "PSH+ACK  S:4481 A:2001 len=620",
+        ]
+    );
+}
+
+/// A zero window is probed at the RTO with backoff (RFC 9293 §3.8.6.1), with an ACK that
+/// carries an old sequence number; when the window opens, data flows.
+#[test]
+fn zero_window_probing() {
+    let mut c = established(plain(), 0);
+    c.conn.send(&[9; 100]).unwrap();
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    assert_eq!(c.conn.poll_timeout(), Some(ms(200)));
+    c.fire_next();
+    assert_eq!(c.ladder(), ["ACK      S:100 A:2001"]);
+    assert_eq!(
+        c.conn.poll_timeout(),
+        Some(ms(600)),
+        "backed off to 2 × RTO"
+    );
+    // The peer answers, still closed: probing goes on.
+    c.input(&from_server("ACK", 2001, 101, 0), &[]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    c.fire_next();
+    assert_eq!(c.ladder(), ["ACK      S:100 A:2001"]);
+    c.input(&from_server("ACK", 2001, 101, 1000), &[]);
+    assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=100"]);
+}
+
+/// The receive window shrinks as data waits unread, reaches zero, and a read that frees
+/// enough space sends a window update at once; a sliver does not (RFC 9293 §3.8.6.2.2).
+#[test]
+fn receive_window_and_window_update() {
+    let cfg = Config {
+        recv_buffer: 4000,
+        ..plain()
+    };
+    let mut c = established(cfg, 65535);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[1; 1460]);
+    c.input(&from_server("ACK", 3461, 101, 65535), &[2; 1460]);
+    let a = c.drain().pop().unwrap().0;
+    assert_eq!((a.ack, a.window), (4921, 4000 - 2920));
+    c.input(&from_server("PSH+ACK", 4921, 101, 65535), &[3; 1080]);
+    c.fire_next();
+    let a = c.drain().pop().unwrap().0;
+    assert_eq!((a.ack, a.window), (6001, 0));
+    // Beyond the window: not accepted, answered with an ACK.
+    c.input(&from_server("PSH+ACK", 6001, 101, 65535), &[4; 10]);
+    let a = c.drain().pop().unwrap().0;
+    assert_eq!((a.ack, a.window), (6001, 0));
+    // Reading 100 bytes frees less than an MSS: no update.
+    let mut buf = [0u8; 100];
+    assert_eq!(c.conn.recv(&mut buf), Ok(100));
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    // Reading the rest opens the window fully: an update goes out at once.
+    let rest = c.read_all();
+    assert_eq!(rest.len(), 3900);
+    let a = c.drain().pop().unwrap().0;
+    assert_eq!((a.ack, a.window), (6001, 4000));
+}
+
+/// Retransmission timeout (RFC 6298): the oldest unacknowledged segment is resent at the RTO,
+/// the RTO doubles, and an ACK stops the timer.
+#[test]
+fn retransmission_timeout_and_backoff() {
+    let mut c = established(plain(), 65535);
+    c.conn.send(&[5; 100]).unwrap();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=100"]);
+    assert_eq!(c.conn.poll_timeout(), Some(ms(200)));
+    c.fire_next();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=100"]);
+    assert_eq!(c.conn.poll_timeout(), Some(ms(600)));
+    c.fire_next();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=100"]);
+    assert_eq!(c.conn.poll_timeout(), Some(ms(1400)));
+    let info = c.conn.info();
+    assert_eq!(info.cwnd, 1460, "the loss window is one segment");
+    assert_eq!(info.ssthresh, 2 * 1460);
+    c.input(&from_server("ACK", 2001, 201, 65535), &[]);
+    assert_eq!(c.conn.poll_timeout(), None);
+    let info = c.conn.info();
+    assert_eq!((info.retransmissions, info.timeouts), (2, 2));
+}
+
+/// After a timeout the sender goes back to SND.UNA and resends, one segment at first, and
+/// grows from there as ACKs return (RFC 5681 §3.1).
+#[test]
+fn go_back_after_timeout() {
+    let mut c = established(mss(1000), 65535);
+    c.conn.send(&[0; 4000]).unwrap();
+    assert_eq!(c.ladder().len(), 4);
+    c.fire_next();
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1000"]);
+    c.input(&from_server("ACK", 2001, 1101, 65535), &[]);
+    assert_eq!(
+        c.ladder(),
+        [
+            "ACK      S:1101 A:2001 len=1000",
+            "ACK      S:2101 A:2001 len=1000",
+        ]
+    );
+    // The peer had the rest already: one ACK covers everything.
+    c.input(&from_server("ACK", 2001, 4101, 65535), &[]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    assert_eq!(c.conn.info().bytes_in_flight, 0);
+}
+
+/// Fast retransmit on the third duplicate ACK and NewReno recovery (RFC 5681 §3.2,
+/// RFC 6582 §3.2): a partial ACK retransmits the next hole at once; the full ACK ends
+/// recovery with cwnd = min(ssthresh, FlightSize + SMSS).
+#[test]
+fn fast_retransmit_and_newreno_recovery() {
+    let mut c = established(mss(1000), 65535);
+    c.conn.send(&[0; 8000]).unwrap();
+    assert_eq!(c.ladder().len(), 8);
+    // Segments 1 and 3 are lost; 2, 4.. arrive and each draws a duplicate ACK.
+    c.input(&from_server("ACK", 2001, 101, 65535), &[]);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[]);
+    assert_eq!(
+        c.ladder(),
+        Vec::<String>::new(),
+        "limited transmit has nothing new to send"
+    );
+    c.input(&from_server("ACK", 2001, 101, 65535), &[]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1000"]);
+    let info = c.conn.info();
+    assert_eq!(info.ssthresh, 4000);
+    assert_eq!(info.cwnd, 4000 + 3 * 1000);
+    // More duplicates inflate the window; nothing new is left to send.
+    c.input(&from_server("ACK", 2001, 101, 65535), &[]);
+    assert_eq!(c.conn.info().cwnd, 8000);
+    // Partial ACK up to the second hole: retransmit it at once.
+    c.input(&from_server("ACK", 2001, 2101, 65535), &[]);
+    assert_eq!(c.ladder(), ["ACK      S:2101 A:2001 len=1000"]);
+    // Full ACK: recovery ends.
+    c.input(&from_server("ACK", 2001, 8101, 65535), &[]);
+    let info = c.conn.info();
+    assert_eq!(info.cwnd, 1000, "min(ssthresh, FlightSize 0 + SMSS)");
+    assert_eq!(info.fast_retransmits, 2);
+    assert_eq!(info.timeouts, 0);
+}
+
+/// Duplicate data (an old segment repeated) is trimmed and answered with an ACK at once.
+#[test]
+fn duplicate_data_is_acked_not_delivered_twice() {
+    let mut c = established(plain(), 65535);
+    c.input(&from_server("PSH+ACK", 2001, 101, 65535), b"abc");
+    c.fire_next();
+    c.ladder();
+    c.input(&from_server("PSH+ACK", 2001, 101, 65535), b"abc");
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2004"]);
+    // Overlapping: only the new part is taken.
+    c.input(&from_server("PSH+ACK", 2002, 101, 65535), b"bcdef");
+    assert_eq!(c.read_all(), b"abcdef");
+}
+
+/// `peek` leaves bytes in place; `recv` takes them.
+#[test]
+fn peek_then_read() {
+    let mut c = established(plain(), 65535);
+    c.input(&from_server("PSH+ACK", 2001, 101, 65535), b"hello");
+    let mut buf = [0u8; 3];
+    assert_eq!(c.conn.peek(&mut buf), Ok(3));
+    assert_eq!(&buf, b"hel");
+    assert_eq!(c.conn.recv_queue(), 5);
+    assert_eq!(c.read_all(), b"hello");
+}
+
+/// The send buffer bounds what the application may queue.
+#[test]
+fn send_buffer_full_would_block() {
+    let cfg = Config {
+        send_buffer: 3000,
+        ..plain()
+    };
+    let mut c = established(cfg, 65535);
+    assert_eq!(c.conn.send(&[0; 5000]), Ok(3000));
+    assert_eq!(c.conn.send(&[0; 1]), Err(rawtcp::proto::Error::WouldBlock));
+    assert!(!c.conn.can_send());
+    c.drain();
+    c.input(&from_server("ACK", 2001, 1561, 65535), &[]);
+    assert!(c.conn.can_send());
+    assert_eq!(c.conn.send_capacity(), 1460);
+}
