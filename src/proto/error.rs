@@ -13,7 +13,8 @@ pub enum Error {
     ConnectionRefused,
     /// The peer reset an established connection.
     ConnectionReset,
-    /// The connection was aborted locally (or the peer's handshake was reset in SYN-RECEIVED).
+    /// The connection was aborted locally (`abort`, `close` with unread data) or its stack
+    /// shut down.
     ConnectionAborted,
     /// Retransmissions, SYN retries, keepalive probes or the user timeout ran out.
     TimedOut,

@@ -57,6 +57,14 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
+    /// Before any measurement, raises the RTO to at least `floor` (RFC 6298 §5.7: 3 s once
+    /// the SYN had to be retransmitted).
+    pub fn raise_unmeasured(&mut self, floor: Duration) {
+        if self.srtt.is_none() {
+            self.base_rto = self.base_rto.max(floor).min(self.max_rto);
+        }
+    }
+
     /// The current retransmission timeout, backoff included, capped at the maximum.
     pub fn rto(&self) -> Duration {
         let factor = 1u32 << self.backoff.min(16);

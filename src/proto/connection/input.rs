@@ -120,9 +120,7 @@ impl Connection {
         if has_ack {
             self.snd_una = ack;
             self.take_rtt_sample(now, ack);
-            self.timers.retransmit = None;
-            self.retries = 0;
-            self.rtt.reset_backoff();
+            self.handshake_done();
             self.establish(now);
             self.ack_now = true;
             if !payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
@@ -134,6 +132,29 @@ impl Connection {
             self.snd_nxt = self.iss;
             self.set_state(State::SynReceived);
         }
+    }
+
+    /// Our SYN is acknowledged: stop its timer. RFC 6298 §5.7: if it had to be retransmitted
+    /// and no RTT was measured, data starts with an RTO of 3 s.
+    fn handshake_done(&mut self) {
+        self.timers.retransmit = None;
+        if self.retries > 0 {
+            self.rtt.raise_unmeasured(std::time::Duration::from_secs(3));
+        }
+        self.retries = 0;
+        self.rtt.reset_backoff();
+    }
+
+    /// RST in SYN-RECEIVED of a passive open (RFC 9293 §3.10.7.4): back to LISTEN.
+    fn return_to_listen(&mut self) {
+        self.clear_timers();
+        self.snd_nxt = self.iss;
+        self.snd_una = self.iss;
+        self.snd_max = self.iss;
+        self.retries = 0;
+        self.rtt_probe = None;
+        self.ack_now = false;
+        self.set_state(State::Listen);
     }
 
     fn establish(&mut self, now: Instant) {
@@ -222,7 +243,9 @@ impl Connection {
                 return;
             }
             match self.state {
-                State::SynReceived if self.passive => self.fail(Error::ConnectionReset),
+                // RFC 9293 §3.10.7.4: a passive open returns to LISTEN; the user is not told.
+                State::SynReceived if self.passive && self.spawned => self.enter_closed(),
+                State::SynReceived if self.passive => self.return_to_listen(),
                 State::SynReceived => self.fail(Error::ConnectionRefused),
                 State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
                     self.fail(Error::ConnectionReset)
@@ -247,9 +270,7 @@ impl Connection {
             if self.snd_una < ack && ack <= self.snd_max {
                 self.snd_una = ack;
                 self.take_rtt_sample(now, ack);
-                self.timers.retransmit = None;
-                self.retries = 0;
-                self.rtt.reset_backoff();
+                self.handshake_done();
                 self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seq;
@@ -346,7 +367,7 @@ impl Connection {
             }
             let rtt = self.take_rtt_sample(now, ack);
             self.retries = 0;
-            self.rtx_series_start = None;
+            self.unacked_since = (ack < self.snd_max).then_some(now);
             self.rtt.reset_backoff();
             let mss = self.snd_mss;
             if self.in_recovery {

@@ -149,6 +149,9 @@ pub struct Connection {
     remote: SocketAddr,
     /// Opened by a passive OPEN (LISTEN), not by connect.
     passive: bool,
+    /// Made by [`Connection::accept`] for a listener the driver owns: a reset handshake
+    /// ends it silently instead of returning it to LISTEN.
+    spawned: bool,
 
     // Send sequence space (RFC 9293 §3.3.1).
     iss: SeqNum,
@@ -210,8 +213,8 @@ pub struct Connection {
     rtt_probe: Option<(SeqNum, Instant)>,
     /// Consecutive retransmission timeouts without progress.
     retries: u32,
-    /// When the current series of timeouts began (for the user timeout).
-    rtx_series_start: Option<Instant>,
+    /// Since when the oldest unacknowledged data has waited (RFC 5482 user timeout).
+    unacked_since: Option<Instant>,
     /// Unanswered zero-window or keepalive probes.
     probes_out: u32,
     last_send: Instant,
@@ -280,6 +283,7 @@ impl Connection {
             local,
             remote,
             passive: false,
+            spawned: false,
             iss,
             snd_una: iss,
             snd_nxt: iss,
@@ -312,7 +316,7 @@ impl Connection {
             timers: Timers::default(),
             rtt_probe: None,
             retries: 0,
-            rtx_series_start: None,
+            unacked_since: None,
             probes_out: 0,
             last_send: now,
             dupacks: 0,
@@ -377,6 +381,7 @@ impl Connection {
             return None;
         }
         let mut c = Connection::listen(cfg, local, remote, iss, now);
+        c.spawned = true;
         c.on_segment(now, syn, &[]);
         (c.state == State::SynReceived).then_some(c)
     }
@@ -449,6 +454,12 @@ impl Connection {
             State::Established | State::CloseWait if !self.fin_queued => self.send_buf.free() > 0,
             _ => true,
         }
+    }
+
+    /// Whether an acknowledgment (or window update) is owed: the driver should call
+    /// [`poll_transmit`](Self::poll_transmit) soon.
+    pub fn ack_pending(&self) -> bool {
+        self.ack_now
     }
 
     /// Bytes waiting to be read.
@@ -804,8 +815,8 @@ impl Connection {
                 tracing::debug!(local = %self.local, remote = %self.remote, retries = self.retries, "SYN retransmission timeout");
             }
             s if s.is_synchronized() && self.snd_max > self.snd_una => {
-                let first = self.rtx_series_start.is_none();
-                let start = *self.rtx_series_start.get_or_insert(now);
+                let first = self.retries == 0;
+                let start = self.unacked_since.unwrap_or(now);
                 self.retries += 1;
                 self.stats.timeouts += 1;
                 let gave_up = match self.cfg.user_timeout {
@@ -887,7 +898,7 @@ impl Connection {
 
     fn arm_retransmit(&mut self, now: Instant) {
         let mut at = now + self.rtt.rto();
-        if let (Some(limit), Some(start)) = (self.cfg.user_timeout, self.rtx_series_start) {
+        if let (Some(limit), Some(start)) = (self.cfg.user_timeout, self.unacked_since) {
             at = at.min(start + limit);
         }
         self.timers.retransmit = Some(at);

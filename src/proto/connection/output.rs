@@ -220,6 +220,10 @@ impl Connection {
         } else if self.rtt_probe.is_none() && end > seq {
             self.rtt_probe = Some((end, now));
         }
+        if self.snd_una == self.snd_max && end > seq {
+            // Nothing was outstanding: this data starts the user-timeout clock.
+            self.unacked_since = Some(now);
+        }
         if end > self.snd_max {
             let new_data = (end_of_data - self.snd_max.max(seq)).max(0);
             self.stats.bytes_sent += new_data as u64;
