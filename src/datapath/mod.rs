@@ -1,0 +1,219 @@
+//! Datapaths: how IP packets leave and enter a [`Stack`](crate::Stack).
+//!
+//! A datapath moves batches of complete IP packets (IPv4 or IPv6 header, TCP header, payload)
+//! between the stack and some network: an in-process simulated network ([`sim`]), UDP
+//! datagrams between processes ([`udp`]), and later raw IP sockets and TUN devices. It knows
+//! nothing about TCP state; the stack tells it which local addresses and ports it uses so
+//! that it can claim them (bind a socket, install a filter) and release them.
+
+pub mod sim;
+pub mod udp;
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::task::{Context, Poll};
+
+/// A reusable batch of packets: `capacity` slots of `slot_size` bytes in one allocation.
+///
+/// Receiving fills slots from the front; sending reads them. Nothing is allocated per packet.
+///
+/// ```
+/// use rawtcp::datapath::Batch;
+/// let mut b = Batch::new(4, 1500);
+/// b.push(&[0x45, 0, 0, 20]).unwrap();
+/// assert_eq!(b.len(), 1);
+/// assert_eq!(b.get(0), &[0x45, 0, 0, 20]);
+/// b.clear();
+/// assert!(b.is_empty());
+/// ```
+pub struct Batch {
+    data: Vec<u8>,
+    lens: Vec<usize>,
+    slot_size: usize,
+    capacity: usize,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("len", &self.lens.len())
+            .field("capacity", &self.capacity)
+            .field("slot_size", &self.slot_size)
+            .finish()
+    }
+}
+
+impl Batch {
+    /// A batch of `capacity` packets of at most `slot_size` bytes each.
+    pub fn new(capacity: usize, slot_size: usize) -> Batch {
+        Batch {
+            data: vec![0; capacity * slot_size],
+            lens: Vec::with_capacity(capacity),
+            slot_size,
+            capacity,
+        }
+    }
+
+    /// Packets held.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether no packet is held.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Whether every slot is used.
+    pub fn is_full(&self) -> bool {
+        self.lens.len() == self.capacity
+    }
+
+    /// How many packets fit.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The largest packet a slot holds.
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Forgets every packet (the storage stays).
+    pub fn clear(&mut self) {
+        self.lens.clear();
+    }
+
+    /// Packet `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = i * self.slot_size;
+        &self.data[start..start + self.lens[i]]
+    }
+
+    /// Iterates over the packets held.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+
+    /// The next free slot, whole, to be filled and then committed with [`commit`](Self::commit).
+    /// `None` when the batch is full.
+    pub fn next_slot(&mut self) -> Option<&mut [u8]> {
+        if self.is_full() {
+            return None;
+        }
+        let start = self.lens.len() * self.slot_size;
+        Some(&mut self.data[start..start + self.slot_size])
+    }
+
+    /// Records that the slot returned by [`next_slot`](Self::next_slot) now holds `len` bytes.
+    ///
+    /// # Panics
+    /// If the batch is full or `len` exceeds the slot size.
+    pub fn commit(&mut self, len: usize) {
+        assert!(!self.is_full() && len <= self.slot_size);
+        self.lens.push(len);
+    }
+
+    /// Copies `packet` into the next slot; `Err(())` if the batch is full or the packet too big.
+    #[allow(clippy::result_unit_err)]
+    pub fn push(&mut self, packet: &[u8]) -> Result<(), ()> {
+        if packet.len() > self.slot_size {
+            return Err(());
+        }
+        let slot = self.next_slot().ok_or(())?;
+        slot[..packet.len()].copy_from_slice(packet);
+        self.commit(packet.len());
+        Ok(())
+    }
+
+    /// Several mutable slots at once (for `recvmmsg`-style receives): all the free slots.
+    pub fn free_slots(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        let used = self.lens.len() * self.slot_size;
+        self.data[used..].chunks_mut(self.slot_size)
+    }
+}
+
+/// What a local address is being claimed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindKind {
+    /// A listener: peers will send to this address.
+    Listen,
+    /// The local end of an outgoing connection.
+    Connect,
+}
+
+/// Moves IP packets between a [`Stack`](crate::Stack) and a network.
+///
+/// Implementations are shared between the reactor task and the application's calls, so every
+/// method takes `&self`. None of them may block: `send` drops what cannot be queued (as a full
+/// network interface would; TCP retransmits), and `poll_recv` registers the waker and returns
+/// `Pending` when nothing has arrived.
+pub trait Datapath: Send + Sync + 'static {
+    /// A short name for logs and errors (`"sim"`, `"udp"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The largest IP packet (header included) that reaches `remote` without fragmentation.
+    /// The stack derives the MSS it announces from this.
+    fn mtu(&self, remote: IpAddr) -> usize;
+
+    /// The local address used to reach `remote` (a route lookup).
+    fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr>;
+
+    /// Claims `local` for the stack. Port 0 asks the datapath to choose a free port; the
+    /// claimed address is returned. `AddrInUse` if another owner holds it, `AddrNotAvailable`
+    /// if the address is not one this datapath can use.
+    fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr>;
+
+    /// Gives back an address claimed with [`bind`](Self::bind).
+    fn unbind(&self, local: SocketAddr);
+
+    /// Receives packets into `batch` (appending after what it holds). `Ready(Ok(()))` once at
+    /// least one packet was added; `Pending` (with the waker registered) when none is waiting.
+    fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>>;
+
+    /// Sends every packet in `batch`. Packets that cannot be queued are dropped.
+    fn send(&self, batch: &Batch) -> io::Result<()>;
+
+    /// Whether arriving packets' checksums must be verified by the stack (false only for
+    /// datapaths whose transport already guarantees integrity end to end).
+    fn verify_checksums(&self) -> bool {
+        true
+    }
+}
+
+/// Which datapath a stack uses when none is given: the value of `RAWTCP_DATAPATH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// UDP encapsulation (the default).
+    Udp,
+    /// The in-process simulated network.
+    Sim,
+}
+
+impl Kind {
+    /// Reads `RAWTCP_DATAPATH` (`udp` when unset).
+    pub fn from_env() -> io::Result<Kind> {
+        match std::env::var("RAWTCP_DATAPATH") {
+            Err(_) => Ok(Kind::Udp),
+            Ok(v) => v.parse(),
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = io::Error;
+    fn from_str(s: &str) -> io::Result<Kind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "udp" => Ok(Kind::Udp),
+            "sim" => Ok(Kind::Sim),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("RAWTCP_DATAPATH={other:?}: unknown datapath (known: udp, sim)"),
+            )),
+        }
+    }
+}

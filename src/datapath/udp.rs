@@ -1,0 +1,1134 @@
+//! The UDP datapath: IP packets carried in UDP datagrams between processes.
+//!
+//! # Encapsulation
+//!
+//! Every UDP datagram carries exactly one complete IP packet (an IPv4 or IPv6 header followed
+//! by a TCP segment) as its payload, nothing more. The TCP endpoints are the *inner* IP
+//! addresses and TCP ports; UDP is only the carrier that moves the packet from one process to
+//! another. The checksums inside the packet are those of real TCP/IP, and the stack verifies
+//! them as it would for packets from a wire.
+//!
+//! # Listeners
+//!
+//! A listener claimed at `ip:port` ([`BindKind::Listen`]) binds a UDP socket at exactly
+//! `ip:port` (port 0 lets the kernel choose, and the TCP port is then that same number). A
+//! rawtcp listener at `127.0.0.1:8080` in one process is therefore reached by a rawtcp client
+//! in another process that simply sends to UDP `127.0.0.1:8080`: plain addresses work across
+//! processes, and two listeners on one address conflict (`AddrInUse`) as they would in the
+//! kernel's TCP.
+//!
+//! # Outgoing connections: port reservations
+//!
+//! The local port of an outgoing connection ([`BindKind::Connect`]) must be unique on the
+//! host across every process using this datapath. To get that from the kernel, the datapath
+//! binds a *reservation* UDP socket at (local ip, requested port or 0) and uses that socket's
+//! port as the TCP port. The reservation socket is never read; it only holds the number until
+//! [`unbind`](Datapath::unbind). The traffic of outgoing connections goes through one shared
+//! UDP socket per address family, bound to the unspecified address and an ephemeral port.
+//!
+//! # Choosing sockets and destinations
+//!
+//! To send a packet, the datapath reads its version, addresses and TCP ports (and nothing
+//! else). The packet leaves through the listener socket bound at (source ip, source port) or
+//! (unspecified, source port) if there is one, else through the shared socket of its family.
+//! It goes to the UDP address learned for its destination: every received datagram records
+//! (inner source ip, source TCP port) → UDP source address, so that replies to a client reach
+//! the client's shared socket rather than its reservation. Without a learned address, the
+//! destination is the inner (destination ip, destination port) itself, which is where a
+//! listener lives. The learned map is bounded (65536 entries; an arbitrary entry is evicted
+//! beyond that).
+//!
+//! # Packet sizes
+//!
+//! [`mtu`](Datapath::mtu) is the largest IP packet one UDP datagram carries: the largest UDP
+//! payload without fragmentation (65507 bytes over IPv4; over IPv6, 65488: the 65536-byte loopback MTU less the outer IPv6 and UDP headers) for loopback remotes, so that the stack
+//! uses large segments between processes of one host, and 1472 (IPv4) or 1452 (IPv6) for
+//! other remotes (a 1500-byte link minus the outer IP and UDP headers).
+//!
+//! # Never blocking
+//!
+//! Sends are non-blocking system calls; a packet that cannot be queued (full socket buffer,
+//! `ENOBUFS`, an error left by an earlier ICMP message) is dropped and counted, as a full
+//! network interface would drop it, and TCP retransmits. Malformed packets and datagrams
+//! (not IP, not TCP, truncated) are dropped and counted, never panicked on. See
+//! [`UdpStats`].
+//!
+//! # Runtime
+//!
+//! The sockets are registered with tokio's reactor: [`UdpDatapath::new`] and
+//! [`bind`](Datapath::bind) must be called from within a tokio runtime with IO enabled.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
+
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use tokio::net::UdpSocket;
+
+use super::{Batch, BindKind, Datapath};
+use crate::wire::IPPROTO_TCP;
+
+/// Receive and send buffer size asked for on the sockets that carry traffic.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// Receive buffer size asked for on reservation sockets, which are never read (the kernel
+/// rounds it up to its minimum).
+const RESERVATION_BUFFER: usize = 1;
+/// Largest IP packet carried over IPv4 to a loopback remote: the largest UDP payload.
+const LOOPBACK_MTU_V4: usize = 65_507;
+/// Largest IP packet carried over IPv6 to a loopback remote without fragmentation: the
+/// 65536-byte loopback MTU less the outer IPv6 and UDP headers.
+const LOOPBACK_MTU_V6: usize = 65_488;
+/// Largest IP packet carried over IPv4 on a 1500-byte link.
+const MTU_V4: usize = 1_472;
+/// Largest IP packet carried over IPv6 on a 1500-byte link.
+const MTU_V6: usize = 1_452;
+/// Learned (inner endpoint → UDP address) mappings kept at most.
+const MAX_LEARNED: usize = 65_536;
+/// Datagrams read (kept or dropped) by one `poll_recv` call at most, so that a flood of
+/// garbage cannot hold the caller forever.
+const RECV_BUDGET: usize = 1_024;
+/// Length of a TCP header without options.
+const TCP_MIN_HEADER: usize = 20;
+
+/// Counters of a [`UdpDatapath`], since its creation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpStats {
+    /// Datagrams handed to the kernel by [`send`](Datapath::send).
+    pub datagrams_sent: u64,
+    /// Datagrams received and delivered to the stack by [`poll_recv`](Datapath::poll_recv).
+    pub datagrams_received: u64,
+    /// Well-formed packets [`send`](Datapath::send) dropped: the socket could not queue them
+    /// (full buffer, `ENOBUFS`, an error from an earlier ICMP message) or their family has no
+    /// socket (IPv6 unavailable).
+    pub dropped_send: u64,
+    /// Received datagrams dropped because they were larger than a slot of the batch.
+    pub dropped_recv: u64,
+    /// Malformed packets dropped, in either direction: packets given to
+    /// [`send`](Datapath::send) and datagrams received that are not a complete IPv4 or IPv6
+    /// packet carrying a TCP header (empty, truncated, another protocol, another version).
+    pub malformed: u64,
+}
+
+/// The UDP-encapsulation datapath: each UDP datagram carries one IP packet.
+///
+/// See the [module documentation](self) for the encapsulation and the port-reservation
+/// scheme. Create it with [`UdpDatapath::new`] inside a tokio runtime.
+pub struct UdpDatapath {
+    /// The shared IPv4 socket (unspecified address, ephemeral port).
+    v4: UdpSocket,
+    /// The shared IPv6 socket, when the host has IPv6.
+    v6: Option<UdpSocket>,
+    /// Listener and reservation sockets.
+    registry: RwLock<Registry>,
+    /// (inner source ip, source TCP port) → UDP source address, from received datagrams.
+    learned: RwLock<HashMap<(IpAddr, u16), SocketAddr>>,
+    /// Where the next `poll_recv` starts, so that every socket gets its turn first.
+    rotation: AtomicUsize,
+    counters: Counters,
+}
+
+/// The sockets claimed through [`Datapath::bind`].
+#[derive(Default)]
+struct Registry {
+    /// Listener sockets in claim order (polled by `poll_recv`).
+    listeners: Vec<((IpAddr, u16), Arc<UdpSocket>)>,
+    /// The same listener sockets by claimed (ip, port), for choosing the sending socket.
+    by_addr: HashMap<(IpAddr, u16), Arc<UdpSocket>>,
+    /// Reservation sockets of outgoing connections' local ports, by claimed (ip, port).
+    reservations: HashMap<(IpAddr, u16), Socket>,
+}
+
+impl Registry {
+    /// The listener socket that sends packets from `ip:port`: bound there exactly, or at the
+    /// unspecified address of the family and `port`.
+    fn sender(&self, ip: IpAddr, port: u16) -> Option<&UdpSocket> {
+        if self.by_addr.is_empty() {
+            return None;
+        }
+        self.by_addr
+            .get(&(ip, port))
+            .or_else(|| self.by_addr.get(&(unspecified(ip), port)))
+            .map(|s| &**s)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    dropped_send: AtomicU64,
+    dropped_recv: AtomicU64,
+    malformed: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        if n != 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for UdpDatapath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let registry = read(&self.registry);
+        f.debug_struct("UdpDatapath")
+            .field("v4", &self.v4.local_addr().ok())
+            .field("v6", &self.v6.as_ref().and_then(|s| s.local_addr().ok()))
+            .field("listeners", &registry.listeners.len())
+            .field("reservations", &registry.reservations.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl UdpDatapath {
+    /// Creates the datapath and its shared sockets: one on `0.0.0.0` and, if the host has
+    /// IPv6, one on `[::]`, both on ephemeral ports. Without IPv6 the datapath still works
+    /// over IPv4; IPv6 binds then fail with `AddrNotAvailable` and IPv6 sends with an error.
+    ///
+    /// Must be called from within a tokio runtime with IO enabled (the sockets are
+    /// registered with its reactor); outside a runtime this returns an error.
+    pub fn new() -> io::Result<UdpDatapath> {
+        let v4 = open(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            SOCKET_BUFFER,
+        )
+        .and_then(register)
+        .map_err(|e| context(e, "udp datapath: shared IPv4 socket"))?;
+        let v6 = match open(
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            SOCKET_BUFFER,
+        )
+        .and_then(register)
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!("udp datapath: no IPv6 ({e}); continuing with IPv4 only");
+                None
+            }
+        };
+        Ok(UdpDatapath {
+            v4,
+            v6,
+            registry: RwLock::new(Registry::default()),
+            learned: RwLock::new(HashMap::new()),
+            rotation: AtomicUsize::new(0),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> UdpStats {
+        let c = &self.counters;
+        UdpStats {
+            datagrams_sent: c.sent.load(Ordering::Relaxed),
+            datagrams_received: c.received.load(Ordering::Relaxed),
+            dropped_send: c.dropped_send.load(Ordering::Relaxed),
+            dropped_recv: c.dropped_recv.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The shared socket of `ip`'s family.
+    fn shared(&self, ip: IpAddr) -> Option<&UdpSocket> {
+        match ip {
+            IpAddr::V4(_) => Some(&self.v4),
+            IpAddr::V6(_) => self.v6.as_ref(),
+        }
+    }
+
+    /// Records that packets from the TCP endpoint `key` arrive from UDP address `from`.
+    fn learn(&self, key: (IpAddr, u16), from: SocketAddr) {
+        if read(&self.learned).get(&key) == Some(&from) {
+            return;
+        }
+        let mut map = write(&self.learned);
+        if map.insert(key, from).is_none() && map.len() > MAX_LEARNED {
+            if let Some(victim) = map.keys().find(|k| **k != key).copied() {
+                map.remove(&victim);
+            }
+        }
+    }
+
+    /// Reads datagrams from `sock` into `batch` until it is full, the socket has nothing more
+    /// (the waker is then registered), or the budget runs out.
+    fn drain(
+        &self,
+        cx: &mut Context<'_>,
+        sock: &UdpSocket,
+        batch: &mut Batch,
+        budget: &mut usize,
+        tally: &mut RecvTally,
+    ) -> Drain {
+        loop {
+            match sock.poll_recv_ready(cx) {
+                Poll::Pending => return Drain::Pending,
+                Poll::Ready(Err(e)) => return Drain::Error(e),
+                Poll::Ready(Ok(())) => {}
+            }
+            loop {
+                if *budget == 0 {
+                    return Drain::Budget;
+                }
+                let Some(slot) = batch.next_slot() else {
+                    return Drain::Full;
+                };
+                let slot_len = slot.len();
+                let (n, from) = match sock.try_recv_from(slot) {
+                    Ok(r) => r,
+                    // Nothing more: poll readiness again, which registers the waker.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if transient(&e) => {
+                        *budget -= 1;
+                        continue;
+                    }
+                    Err(e) => return Drain::Error(e),
+                };
+                *budget -= 1;
+                let ep = slot.get(..n).and_then(parse_endpoints);
+                match ep {
+                    Some(ep) if ep.len <= n => {
+                        batch.commit(ep.len);
+                        tally.received += 1;
+                        if ep.src.is_ipv4() == from.is_ipv4() {
+                            let key = (ep.src, ep.src_port);
+                            if tally.last != Some((key, from)) {
+                                tally.last = Some((key, from));
+                                self.learn(key, from);
+                            }
+                        }
+                    }
+                    // The header says more than the slot could hold: the kernel truncated it.
+                    Some(_) if n == slot_len => tally.too_large += 1,
+                    _ => tally.malformed += 1,
+                }
+            }
+        }
+    }
+}
+
+/// How [`UdpDatapath::drain`] stopped.
+enum Drain {
+    /// The socket has nothing; the waker is registered.
+    Pending,
+    /// The batch is full.
+    Full,
+    /// The receive budget is spent.
+    Budget,
+    /// The socket failed.
+    Error(io::Error),
+}
+
+/// What one `poll_recv` call saw, added to the counters at its end.
+#[derive(Default)]
+struct RecvTally {
+    received: u64,
+    too_large: u64,
+    malformed: u64,
+    /// The last mapping learned, to skip the map for runs of datagrams from one endpoint.
+    last: Option<((IpAddr, u16), SocketAddr)>,
+}
+
+impl Datapath for UdpDatapath {
+    fn name(&self) -> &'static str {
+        "udp"
+    }
+
+    fn mtu(&self, remote: IpAddr) -> usize {
+        match remote {
+            IpAddr::V4(a) if a.is_loopback() => LOOPBACK_MTU_V4,
+            IpAddr::V4(_) => MTU_V4,
+            IpAddr::V6(a) if a.is_loopback() => LOOPBACK_MTU_V6,
+            IpAddr::V6(_) => MTU_V6,
+        }
+    }
+
+    fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
+        if remote.is_loopback() {
+            return Ok(remote);
+        }
+        // A connected UDP socket makes the kernel choose the route and source address;
+        // connecting sends nothing.
+        let probe = std::net::UdpSocket::bind((unspecified(remote), 0))?;
+        probe.connect((remote, 9))?;
+        Ok(probe.local_addr()?.ip())
+    }
+
+    fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
+        if local.is_ipv6() && self.v6.is_none() {
+            return Err(no_ipv6());
+        }
+        let what = match kind {
+            BindKind::Listen => "listener",
+            BindKind::Connect => "port reservation",
+        };
+        let buffer = match kind {
+            BindKind::Listen => SOCKET_BUFFER,
+            BindKind::Connect => RESERVATION_BUFFER,
+        };
+        let sock = open(local, buffer)
+            .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?;
+        let port = sock
+            .local_addr()?
+            .as_socket()
+            .map(|a| a.port())
+            .ok_or_else(|| io::Error::other("udp datapath: socket has no IP address"))?;
+        let key = (local.ip(), port);
+        match kind {
+            BindKind::Listen => {
+                let sock = Arc::new(
+                    register(sock)
+                        .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?,
+                );
+                let mut registry = write(&self.registry);
+                registry.listeners.push((key, Arc::clone(&sock)));
+                registry.by_addr.insert(key, sock);
+            }
+            BindKind::Connect => {
+                write(&self.registry).reservations.insert(key, sock);
+            }
+        }
+        Ok(SocketAddr::new(local.ip(), port))
+    }
+
+    fn unbind(&self, local: SocketAddr) {
+        let key = (local.ip(), local.port());
+        let mut registry = write(&self.registry);
+        if registry.by_addr.remove(&key).is_some() {
+            registry.listeners.retain(|(k, _)| *k != key);
+        } else {
+            registry.reservations.remove(&key);
+        }
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
+        if batch.is_full() {
+            // Nothing can be added; the caller must make room first.
+            return Poll::Ready(Ok(()));
+        }
+        let registry = read(&self.registry);
+        let shared = 1 + usize::from(self.v6.is_some());
+        let total = shared + registry.listeners.len();
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % total;
+        let mut budget = RECV_BUDGET;
+        let mut tally = RecvTally::default();
+        let mut error = None;
+        let mut spent = false;
+        for k in 0..total {
+            let i = (start + k) % total;
+            let sock = match i {
+                0 => &self.v4,
+                1 if shared == 2 => self.v6.as_ref().unwrap_or(&self.v4),
+                _ => match registry.listeners.get(i - shared) {
+                    Some((_, s)) => &**s,
+                    None => continue,
+                },
+            };
+            match self.drain(cx, sock, batch, &mut budget, &mut tally) {
+                Drain::Pending => {}
+                Drain::Full => break,
+                Drain::Budget => {
+                    spent = true;
+                    break;
+                }
+                Drain::Error(e) => {
+                    tracing::debug!("udp datapath: receive failed: {e}");
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        drop(registry);
+        Counters::add(&self.counters.received, tally.received);
+        Counters::add(&self.counters.dropped_recv, tally.too_large);
+        Counters::add(&self.counters.malformed, tally.malformed);
+        if tally.received > 0 {
+            Poll::Ready(Ok(()))
+        } else if let Some(e) = error {
+            Poll::Ready(Err(e))
+        } else {
+            if spent {
+                // Only garbage so far, and more waiting: yield instead of holding the caller.
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        }
+    }
+
+    fn send(&self, batch: &Batch) -> io::Result<()> {
+        let (mut sent, mut dropped, mut malformed, mut no_v6) = (0u64, 0u64, 0u64, 0u64);
+        {
+            let registry = read(&self.registry);
+            let learned = read(&self.learned);
+            for packet in batch.iter() {
+                let Some(ep) = parse_endpoints(packet) else {
+                    malformed += 1;
+                    continue;
+                };
+                let Some(packet) = packet.get(..ep.len) else {
+                    malformed += 1;
+                    continue;
+                };
+                let Some(sock) = registry
+                    .sender(ep.src, ep.src_port)
+                    .or_else(|| self.shared(ep.src))
+                else {
+                    no_v6 += 1;
+                    continue;
+                };
+                let dst = learned
+                    .get(&(ep.dst, ep.dst_port))
+                    .copied()
+                    .unwrap_or(SocketAddr::new(ep.dst, ep.dst_port));
+                // A direct non-blocking system call: tokio's readiness tracking would report
+                // `WouldBlock` for a socket its reactor has not polled yet.
+                match SockRef::from(sock).send_to(packet, &SockAddr::from(dst)) {
+                    Ok(_) => sent += 1,
+                    Err(e) => {
+                        tracing::trace!("udp datapath: packet to {dst} dropped: {e}");
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        Counters::add(&self.counters.sent, sent);
+        Counters::add(&self.counters.dropped_send, dropped + no_v6);
+        Counters::add(&self.counters.malformed, malformed);
+        if no_v6 > 0 {
+            return Err(no_ipv6());
+        }
+        Ok(())
+    }
+}
+
+/// The addresses, ports and length of an IP packet carrying TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Endpoints {
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    /// The packet's length according to its IP header (which may exceed the bytes at hand).
+    len: usize,
+}
+
+/// Reads the endpoints of an IP packet carrying TCP, or `None` if it is not one: not IPv4 or
+/// IPv6, not TCP (IPv6 extension headers included), an IPv4 fragment past the first, or too
+/// short for the IP header and a TCP header. Never panics.
+fn parse_endpoints(packet: &[u8]) -> Option<Endpoints> {
+    let first = *packet.first()?;
+    let (src, dst, len, tcp) = match first >> 4 {
+        4 => {
+            let (h, _) = packet.split_first_chunk::<20>()?;
+            let ihl = usize::from(first & 0x0f) * 4;
+            let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+            if ihl < 20 || fragment_offset != 0 || h[9] != IPPROTO_TCP {
+                return None;
+            }
+            let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if len < ihl + TCP_MIN_HEADER {
+                return None;
+            }
+            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+            (IpAddr::V4(src), IpAddr::V4(dst), len, packet.get(ihl..)?)
+        }
+        6 => {
+            let (h, rest) = packet.split_first_chunk::<40>()?;
+            if h[6] != IPPROTO_TCP {
+                return None;
+            }
+            let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if payload_len < TCP_MIN_HEADER {
+                return None;
+            }
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&h[8..24]);
+            dst.copy_from_slice(&h[24..40]);
+            (
+                IpAddr::V6(Ipv6Addr::from(src)),
+                IpAddr::V6(Ipv6Addr::from(dst)),
+                40 + payload_len,
+                rest,
+            )
+        }
+        _ => return None,
+    };
+    let (t, _) = tcp.split_first_chunk::<TCP_MIN_HEADER>()?;
+    Some(Endpoints {
+        src,
+        dst,
+        src_port: u16::from_be_bytes([t[0], t[1]]),
+        dst_port: u16::from_be_bytes([t[2], t[3]]),
+        len,
+    })
+}
+
+/// A non-blocking UDP socket bound at `addr`: no address reuse (so that conflicts are
+/// reported), IPv6-only on IPv6, buffers of `buffer` bytes asked for.
+fn open(addr: SocketAddr, buffer: usize) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(false)?;
+    sock.set_nonblocking(true)?;
+    // Best effort: the kernel caps these at its configured maximum.
+    if let Err(e) = sock.set_recv_buffer_size(buffer) {
+        tracing::debug!("udp datapath: SO_RCVBUF {buffer}: {e}");
+    }
+    if buffer > RESERVATION_BUFFER {
+        if let Err(e) = sock.set_send_buffer_size(buffer) {
+            tracing::debug!("udp datapath: SO_SNDBUF {buffer}: {e}");
+        }
+    }
+    sock.bind(&SockAddr::from(addr))?;
+    Ok(sock)
+}
+
+/// Hands `sock` to the current tokio runtime's reactor.
+fn register(sock: Socket) -> io::Result<UdpSocket> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other(
+            "udp datapath: must be used from within a tokio runtime",
+        ));
+    }
+    UdpSocket::from_std(sock.into())
+}
+
+/// The unspecified address of `ip`'s family.
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Errors of a receive that do not concern the socket itself.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// The error for IPv6 use on a host without IPv6.
+fn no_ipv6() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        "udp datapath: IPv6 is unavailable on this host (no IPv6 UDP socket could be created)",
+    )
+}
+
+/// `e` with `what` in front of its message, its kind kept.
+fn context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{emit_tcp_packet, parse_tcp_packet, TcpFlags, TcpRepr};
+    use std::future::poll_fn;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    const LO4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    const SLOT: usize = 65_535;
+
+    fn tcp(src_port: u16, dst_port: u16, seq: u32, flags: TcpFlags) -> TcpRepr {
+        TcpRepr {
+            src_port,
+            dst_port,
+            seq,
+            flags,
+            window: 65_535,
+            ..TcpRepr::default()
+        }
+    }
+
+    /// A checksummed IP+TCP packet from `src` to `dst`.
+    fn packet(src: SocketAddr, dst: SocketAddr, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0; 60 + 60 + payload.len()];
+        let repr = tcp(src.port(), dst.port(), seq, TcpFlags::SYN);
+        let n = emit_tcp_packet(src.ip(), dst.ip(), 64, &repr, payload, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn one(packet: &[u8]) -> Batch {
+        let mut b = Batch::new(1, SLOT);
+        b.push(packet).unwrap();
+        b
+    }
+
+    fn batch_of(packets: &[Vec<u8>]) -> Batch {
+        let mut b = Batch::new(packets.len().max(1), SLOT);
+        for p in packets {
+            b.push(p).unwrap();
+        }
+        b
+    }
+
+    /// Receives until `batch` holds `want` packets or a second passes without one.
+    async fn recv(dp: &UdpDatapath, batch: &mut Batch, want: usize) -> usize {
+        while batch.len() < want {
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                poll_fn(|cx| dp.poll_recv(cx, batch)),
+            )
+            .await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => panic!("poll_recv failed: {e}"),
+                Err(_) => break,
+            }
+        }
+        batch.len()
+    }
+
+    fn ipv6_available() -> bool {
+        match std::net::UdpSocket::bind((LO6, 0)) {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("!!!!! SKIPPING IPv6 TEST: cannot bind UDP on [::1]: {e} !!!!!");
+                false
+            }
+        }
+    }
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    async fn exchange(lo: IpAddr) {
+        let client = UdpDatapath::new().unwrap();
+        let server = UdpDatapath::new().unwrap();
+        let c = client
+            .bind(SocketAddr::new(lo, 0), BindKind::Connect)
+            .unwrap();
+        let s = server
+            .bind(SocketAddr::new(lo, 0), BindKind::Listen)
+            .unwrap();
+        assert_eq!(c.ip(), lo);
+        assert_eq!(s.ip(), lo);
+        assert_ne!(c.port(), 0);
+        assert_ne!(s.port(), 0);
+
+        client
+            .send(&batch_of(&[packet(c, s, 1000, b"hello")]))
+            .unwrap();
+        let mut got = Batch::new(8, SLOT);
+        assert_eq!(recv(&server, &mut got, 1).await, 1);
+        let (ip, repr, payload) = parse_tcp_packet(got.get(0), true).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (lo, lo));
+        assert_eq!((repr.src_port, repr.dst_port), (c.port(), s.port()));
+        assert_eq!(repr.seq, 1000);
+        assert_eq!(payload, b"hello");
+
+        // The reply goes to the learned address (the client's shared socket), not to the
+        // reservation socket, which nobody reads.
+        let mut reply = vec![0; 200];
+        let mut r = tcp(s.port(), c.port(), 5000, TcpFlags::SYN | TcpFlags::ACK);
+        r.ack = 1006;
+        let n = emit_tcp_packet(lo, lo, 64, &r, b"world", &mut reply).unwrap();
+        reply.truncate(n);
+        server.send(&batch_of(&[reply])).unwrap();
+        let mut got = Batch::new(8, SLOT);
+        assert_eq!(recv(&client, &mut got, 1).await, 1);
+        let (_, repr, payload) = parse_tcp_packet(got.get(0), true).unwrap();
+        assert_eq!((repr.src_port, repr.dst_port), (s.port(), c.port()));
+        assert_eq!(repr.flags, TcpFlags::SYN | TcpFlags::ACK);
+        assert_eq!(repr.ack, 1006);
+        assert_eq!(payload, b"world");
+
+        for dp in [&client, &server] {
+            let st = dp.stats();
+            assert_eq!((st.datagrams_sent, st.datagrams_received), (1, 1));
+            assert_eq!((st.dropped_send, st.dropped_recv, st.malformed), (0, 0, 0));
+        }
+    }
+
+    #[tokio::test]
+    async fn exchange_v4() {
+        exchange(LO4).await;
+    }
+
+    #[tokio::test]
+    async fn exchange_v6() {
+        if ipv6_available() {
+            exchange(LO6).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn listen_conflicts_are_addr_in_use() {
+        let a = UdpDatapath::new().unwrap();
+        let b = UdpDatapath::new().unwrap();
+        let s = a.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        let same = |dp: &UdpDatapath, kind| dp.bind(s, kind).unwrap_err().kind();
+        assert_eq!(same(&a, BindKind::Listen), io::ErrorKind::AddrInUse);
+        assert_eq!(same(&b, BindKind::Listen), io::ErrorKind::AddrInUse);
+        assert_eq!(same(&b, BindKind::Connect), io::ErrorKind::AddrInUse);
+        let err = std::net::UdpSocket::bind(s).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        // Released by unbind.
+        a.unbind(s);
+        assert_eq!(b.bind(s, BindKind::Listen).unwrap(), s);
+    }
+
+    #[tokio::test]
+    async fn listen_port_zero_returns_the_kernels_port() {
+        let dp = UdpDatapath::new().unwrap();
+        let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        assert_eq!(s.ip(), LO4);
+        assert_ne!(s.port(), 0);
+        let registry = read(&dp.registry);
+        let sock = registry.sender(LO4, s.port()).unwrap();
+        assert_eq!(sock.local_addr().unwrap(), s);
+    }
+
+    #[tokio::test]
+    async fn connect_reservations_are_distinct_and_released() {
+        let a = UdpDatapath::new().unwrap();
+        let b = UdpDatapath::new().unwrap();
+        let ports: Vec<SocketAddr> = (0..8)
+            .map(|i| {
+                let dp = if i % 2 == 0 { &a } else { &b };
+                dp.bind(SocketAddr::new(LO4, 0), BindKind::Connect).unwrap()
+            })
+            .collect();
+        let mut distinct: Vec<u16> = ports.iter().map(|p| p.port()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len());
+        let held = ports[0];
+        assert_eq!(
+            std::net::UdpSocket::bind(held).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        assert_eq!(
+            b.bind(held, BindKind::Connect).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        a.unbind(held);
+        assert_eq!(b.bind(held, BindKind::Connect).unwrap(), held);
+        b.unbind(held);
+        drop(std::net::UdpSocket::bind(held).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_64_arrives() {
+        let client = UdpDatapath::new().unwrap();
+        let server = UdpDatapath::new().unwrap();
+        let c = client
+            .bind(SocketAddr::new(LO4, 0), BindKind::Connect)
+            .unwrap();
+        let s = server
+            .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
+            .unwrap();
+        let packets: Vec<Vec<u8>> = (0..64u32)
+            .map(|i| packet(c, s, i, &i.to_be_bytes()))
+            .collect();
+        client.send(&batch_of(&packets)).unwrap();
+        assert_eq!(client.stats().datagrams_sent, 64);
+        let mut got = Batch::new(64, 2048);
+        assert_eq!(recv(&server, &mut got, 64).await, 64);
+        let mut seqs: Vec<u32> = got
+            .iter()
+            .map(|p| {
+                let (_, repr, payload) = parse_tcp_packet(p, true).unwrap();
+                assert_eq!(payload, repr.seq.to_be_bytes());
+                repr.seq
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..64).collect::<Vec<u32>>());
+        assert_eq!(server.stats().datagrams_received, 64);
+    }
+
+    #[tokio::test]
+    async fn malformed_packets_are_dropped_on_send() {
+        let dp = UdpDatapath::new().unwrap();
+        let sink = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+        sink.set_nonblocking(true).unwrap();
+        let to = sink.local_addr().unwrap();
+        let good = packet(SocketAddr::new(LO4, 40_000), to, 7, b"x");
+        let mut ihl_too_small = good.clone();
+        ihl_too_small[0] = 0x43;
+        let mut udp_inside = good.clone();
+        udp_inside[9] = 17;
+        let mut long_claim = good.clone();
+        long_claim[2..4].copy_from_slice(&60_000u16.to_be_bytes());
+        let mut v6_not_tcp = vec![0u8; 60];
+        v6_not_tcp[0] = 0x60;
+        v6_not_tcp[5] = 20;
+        v6_not_tcp[6] = 17;
+        let bad: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x45],
+            good[..10].to_vec(),
+            good[..30].to_vec(),
+            vec![0x55; 60],
+            vec![0x00; 60],
+            vec![0x60; 39],
+            v6_not_tcp,
+            ihl_too_small,
+            udp_inside,
+            long_claim,
+        ];
+        let mut b = Batch::new(bad.len(), 128);
+        for p in &bad {
+            b.push(p).unwrap();
+        }
+        dp.send(&b).unwrap();
+        let st = dp.stats();
+        assert_eq!(st.malformed, bad.len() as u64);
+        assert_eq!((st.datagrams_sent, st.dropped_send), (0, 0));
+        let mut buf = [0u8; 256];
+        assert_eq!(
+            sink.recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        // The good one still goes, to the plain socket standing in for a listener.
+        dp.send(&one(&good)).unwrap();
+        sink.set_nonblocking(false).unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (n, _) = sink.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &good[..]);
+    }
+
+    #[tokio::test]
+    async fn garbage_datagrams_are_dropped_and_counted() {
+        let dp = UdpDatapath::new().unwrap();
+        let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+        let good = packet(from.local_addr().unwrap(), s, 3, b"ok");
+        let mut wrong_length = good.clone();
+        wrong_length[2..4].copy_from_slice(&1000u16.to_be_bytes());
+        let garbage: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x45],
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            vec![0xff; 1000],
+            vec![0x60; 50],
+            good[..good.len() - 30].to_vec(),
+            wrong_length,
+        ];
+        for g in &garbage {
+            from.send_to(g, s).unwrap();
+        }
+        from.send_to(&good, s).unwrap();
+        let mut got = Batch::new(16, 2048);
+        assert_eq!(recv(&dp, &mut got, 1).await, 1);
+        // Datagrams arrive in order on loopback, so the garbage was read first.
+        assert_eq!(got.get(0), &good[..]);
+        let st = dp.stats();
+        assert_eq!(st.malformed, garbage.len() as u64);
+        assert_eq!(st.datagrams_received, 1);
+    }
+
+    #[tokio::test]
+    async fn too_large_for_a_slot_is_dropped_and_counted() {
+        let client = UdpDatapath::new().unwrap();
+        let server = UdpDatapath::new().unwrap();
+        let c = client
+            .bind(SocketAddr::new(LO4, 0), BindKind::Connect)
+            .unwrap();
+        let s = server
+            .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
+            .unwrap();
+        let big = packet(c, s, 1, &[7; 3000]);
+        let small = packet(c, s, 2, b"s");
+        client.send(&batch_of(&[big, small.clone()])).unwrap();
+        let mut got = Batch::new(4, 1500);
+        assert_eq!(recv(&server, &mut got, 1).await, 1);
+        assert_eq!(got.get(0), &small[..]);
+        assert_eq!(server.stats().dropped_recv, 1);
+        assert_eq!(server.stats().malformed, 0);
+    }
+
+    async fn large_packet(lo: IpAddr) {
+        let client = UdpDatapath::new().unwrap();
+        let server = UdpDatapath::new().unwrap();
+        let c = client
+            .bind(SocketAddr::new(lo, 0), BindKind::Connect)
+            .unwrap();
+        let s = server
+            .bind(SocketAddr::new(lo, 0), BindKind::Listen)
+            .unwrap();
+        let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        let p = packet(c, s, 9, &payload);
+        assert!(p.len() <= client.mtu(lo));
+        client.send(&one(&p)).unwrap();
+        let mut got = Batch::new(2, SLOT);
+        assert_eq!(recv(&server, &mut got, 1).await, 1);
+        assert_eq!(got.get(0), &p[..]);
+        let (_, _, data) = parse_tcp_packet(got.get(0), true).unwrap();
+        assert_eq!(data, &payload[..]);
+
+        // A packet of exactly `mtu` bytes fits one datagram.
+        let headers = if lo.is_ipv4() { 40 } else { 60 };
+        let p = packet(c, s, 10, &vec![3; client.mtu(lo) - headers]);
+        assert_eq!(p.len(), client.mtu(lo));
+        client.send(&one(&p)).unwrap();
+        let mut got = Batch::new(2, SLOT);
+        assert_eq!(recv(&server, &mut got, 1).await, 1);
+        assert_eq!(got.get(0), &p[..]);
+        assert_eq!(client.stats().dropped_send, 0);
+    }
+
+    #[tokio::test]
+    async fn large_packet_v4() {
+        large_packet(LO4).await;
+    }
+
+    #[tokio::test]
+    async fn large_packet_v6() {
+        if ipv6_available() {
+            large_packet(LO6).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_when_idle_and_woken_by_a_datagram() {
+        let dp = UdpDatapath::new().unwrap();
+        let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut cx = Context::from_waker(&waker);
+        let mut got = Batch::new(4, 2048);
+        assert!(dp.poll_recv(&mut cx, &mut got).is_pending());
+        // Idle: still pending after the reactor has had a turn.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(dp.poll_recv(&mut cx, &mut got).is_pending());
+        assert!(!flag.0.load(Ordering::SeqCst));
+
+        let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+        let p = packet(from.local_addr().unwrap(), s, 1, b"wake");
+        from.send_to(&p, s).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !flag.0.load(Ordering::SeqCst) {
+            assert!(tokio::time::Instant::now() < deadline, "never woken");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(dp.poll_recv(&mut cx, &mut got).is_ready());
+        assert_eq!(got.get(0), &p[..]);
+    }
+
+    #[tokio::test]
+    async fn a_busy_socket_does_not_starve_another() {
+        let dp = UdpDatapath::new().unwrap();
+        let busy = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        let quiet = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+        let f = from.local_addr().unwrap();
+        for i in 0..100 {
+            from.send_to(&packet(f, busy, i, b"b"), busy).unwrap();
+        }
+        let q = packet(f, quiet, 1_000_000, b"q");
+        from.send_to(&q, quiet).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // One packet per call: the quiet socket must get its turn well before the busy one
+        // is drained.
+        let mut found = false;
+        for _ in 0..10 {
+            let mut got = Batch::new(1, 2048);
+            assert_eq!(recv(&dp, &mut got, 1).await, 1);
+            if got.get(0) == &q[..] {
+                found = true;
+                break;
+            }
+        }
+        assert!(found, "the quiet listener was starved");
+    }
+
+    #[tokio::test]
+    async fn listener_socket_sends_and_learned_address_is_used() {
+        // A packet from a listener's address leaves through the listener socket, so its UDP
+        // source is the listener's address.
+        let dp = UdpDatapath::new().unwrap();
+        let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+        let peer = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let p = peer.local_addr().unwrap();
+        dp.send(&batch_of(&[packet(s, p, 1, b"a")])).unwrap();
+        let mut buf = [0u8; 256];
+        let (_, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(from, s);
+
+        // The peer now speaks as TCP endpoint 127.0.0.1:1 from its UDP address: replies to
+        // that endpoint go to the UDP address.
+        let inner = SocketAddr::new(LO4, 1);
+        peer.send_to(&packet(inner, s, 2, b"b"), s).unwrap();
+        let mut got = Batch::new(2, 2048);
+        assert_eq!(recv(&dp, &mut got, 1).await, 1);
+        dp.send(&batch_of(&[packet(s, inner, 3, b"c")])).unwrap();
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(from, s);
+        let (_, repr, _) = parse_tcp_packet(&buf[..n], true).unwrap();
+        assert_eq!((repr.seq, repr.dst_port), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn mtu_and_local_ip_on_loopback() {
+        let dp = UdpDatapath::new().unwrap();
+        assert_eq!(dp.name(), "udp");
+        assert!(dp.verify_checksums());
+        assert_eq!(dp.mtu(LO4), 65_507);
+        assert_eq!(dp.mtu(LO6), 65_488);
+        assert_eq!(dp.local_ip_for(LO4).unwrap(), LO4);
+        assert_eq!(dp.local_ip_for(LO6).unwrap(), LO6);
+    }
+
+    #[test]
+    fn new_outside_a_runtime_is_an_error() {
+        assert!(UdpDatapath::new().is_err());
+    }
+
+    #[test]
+    fn parse_endpoints_never_panics_on_prefixes() {
+        let v4 = packet(
+            SocketAddr::new(LO4, 1234),
+            SocketAddr::new(LO4, 80),
+            1,
+            b"data",
+        );
+        let v6 = packet(
+            SocketAddr::new(LO6, 1234),
+            SocketAddr::new(LO6, 80),
+            1,
+            b"data",
+        );
+        for p in [&v4, &v6] {
+            let ep = parse_endpoints(p).unwrap();
+            assert_eq!((ep.src_port, ep.dst_port, ep.len), (1234, 80, p.len()));
+            for cut in 0..p.len() {
+                if let Some(ep) = parse_endpoints(&p[..cut]) {
+                    assert!(ep.len > cut);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! A user's hold on one connection in a stack's table: every stream operation goes through
+//! here, locking the table, calling the engine, and registering wakers.
+
+use crate::proto::{self, TcpInfo};
+use crate::stack::table::{ConnId, Entry, Owner};
+use crate::stack::{Inner, Shared};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{Interest, ReadBuf, Ready};
+
+pub(crate) struct ConnHandle {
+    pub shared: Arc<Shared>,
+    pub id: ConnId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl std::fmt::Debug for ConnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.local)
+            .field("peer", &self.remote)
+            .finish()
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "rawtcp: the stack shut down",
+    )
+}
+
+impl ConnHandle {
+    /// Runs `f` on this connection's entry with the table locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Inner, ConnId) -> R) -> R {
+        let mut inner = self.shared.lock();
+        f(&mut inner, self.id)
+    }
+
+    fn entry(inner: &mut Inner, id: ConnId) -> io::Result<&mut Entry> {
+        inner.table.get_mut(id).ok_or_else(gone)
+    }
+
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_inner(cx, buf, false)
+    }
+
+    pub fn poll_peek(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_inner(cx, buf, true)
+            .map_ok(|()| buf.filled().len())
+    }
+
+    fn poll_read_inner(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        peek: bool,
+    ) -> Poll<io::Result<()>> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            let dst = buf.initialize_unfilled();
+            let r = if peek {
+                e.conn.peek(dst)
+            } else {
+                e.conn.recv(dst)
+            };
+            match r {
+                Ok(n) => {
+                    buf.advance(n);
+                    if e.conn.ack_pending() {
+                        inner.mark_dirty(id);
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                Err(proto::Error::WouldBlock) => {
+                    e.readers.register(cx.waker());
+                    Poll::Pending
+                }
+                Err(err) => Poll::Ready(Err(err.into())),
+            }
+        })
+    }
+
+    /// Reads without waiting: `WouldBlock` when nothing is readable.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            let n = e.conn.recv(buf)?;
+            if e.conn.ack_pending() {
+                inner.mark_dirty(id);
+            }
+            Ok(n)
+        })
+    }
+
+    pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.write_vectored(&[io::IoSlice::new(data)], Some(cx.waker()))
+    }
+
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.write_vectored(bufs, Some(cx.waker()))
+    }
+
+    /// Writes without waiting: `WouldBlock` when the send buffer is full.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self.write_vectored(bufs, None) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// Queues as much of `bufs` as fits; `Pending` (registering `waker`) when nothing fits.
+    fn write_vectored(
+        &self,
+        bufs: &[io::IoSlice<'_>],
+        waker: Option<&std::task::Waker>,
+    ) -> Poll<io::Result<usize>> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            let mut total = 0;
+            for b in bufs.iter().filter(|b| !b.is_empty()) {
+                match e.conn.send(b) {
+                    Ok(n) => {
+                        total += n;
+                        if n < b.len() {
+                            break;
+                        }
+                    }
+                    Err(proto::Error::WouldBlock) if total == 0 => {
+                        if let Some(w) = waker {
+                            e.writers.register(w);
+                        }
+                        return Poll::Pending;
+                    }
+                    Err(err) if total == 0 => return Poll::Ready(Err(err.into())),
+                    Err(_) => break,
+                }
+            }
+            if total == 0 {
+                // Nothing to write still reports errors (a reset or shutdown connection).
+                e.conn.send(&[])?;
+            } else {
+                inner.mark_dirty(id);
+            }
+            Poll::Ready(Ok(total))
+        })
+    }
+
+    /// Sends FIN after the data written so far. Idempotent; succeeds after a reset.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            e.conn.shutdown()?;
+            inner.mark_dirty(id);
+            Ok(())
+        })
+    }
+
+    /// Ready when the connection is readable (data, EOF or error) or writable, as asked.
+    pub fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            let mut ready = Ready::EMPTY;
+            if interest.is_readable() && e.conn.can_recv() {
+                ready |= Ready::READABLE;
+                if e.conn.recv_queue() == 0 {
+                    ready |= Ready::READ_CLOSED;
+                }
+            }
+            if interest.is_writable() && e.conn.can_send() {
+                ready |= Ready::WRITABLE;
+                if e.conn.send_capacity() == 0 {
+                    ready |= Ready::WRITE_CLOSED;
+                }
+            }
+            if ready.is_empty() {
+                if interest.is_readable() {
+                    e.readers.register(cx.waker());
+                }
+                if interest.is_writable() {
+                    e.writers.register(cx.waker());
+                }
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(ready))
+            }
+        })
+    }
+
+    /// Ready once the handshake finished; the connection's error if it failed.
+    pub fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            if let Some(err) = e.conn.error() {
+                return Poll::Ready(Err(err.into()));
+            }
+            match e.conn.state() {
+                proto::State::SynSent | proto::State::SynReceived => {
+                    e.writers.register(cx.waker());
+                    Poll::Pending
+                }
+                proto::State::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+                _ => Poll::Ready(Ok(())),
+            }
+        })
+    }
+
+    pub fn info(&self) -> io::Result<TcpInfo> {
+        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.info()))
+    }
+
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.nodelay()))
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.with(|inner, id| {
+            Self::entry(inner, id)?.conn.set_nodelay(nodelay);
+            inner.mark_dirty(id);
+            Ok(())
+        })
+    }
+
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.with(|inner, id| Ok(u32::from(Self::entry(inner, id)?.ttl)))
+    }
+
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl)
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TTL must be 1..=255"))?;
+        self.with(|inner, id| {
+            Self::entry(inner, id)?.ttl = ttl;
+            Ok(())
+        })
+    }
+
+    pub fn zero_linger(&self) -> io::Result<bool> {
+        self.with(|inner, id| Ok(Self::entry(inner, id)?.zero_linger))
+    }
+
+    pub fn set_zero_linger(&self, zero: bool) -> io::Result<()> {
+        self.with(|inner, id| {
+            Self::entry(inner, id)?.zero_linger = zero;
+            Ok(())
+        })
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            if e.error_taken {
+                return Ok(None);
+            }
+            Ok(e.conn.error().map(|err| {
+                e.error_taken = true;
+                err.into()
+            }))
+        })
+    }
+
+    pub fn urgent_mark(&self) -> io::Result<Option<usize>> {
+        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.urgent_mark()))
+    }
+
+    pub fn set_keepalive(&self, keepalive: Option<proto::Keepalive>) -> io::Result<()> {
+        let now = self.shared.now();
+        self.with(|inner, id| {
+            Self::entry(inner, id)?.conn.set_keepalive(keepalive, now);
+            inner.mark_dirty(id);
+            Ok(())
+        })
+    }
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        let id = self.id;
+        if let Some(e) = inner.table.get_mut(id) {
+            e.owner = Owner::Detached;
+            if e.zero_linger {
+                e.conn.abort();
+            } else {
+                // Graceful: buffered data is still delivered, then FIN (RST if unread data
+                // is discarded, RFC 1122 §4.2.2.13).
+                e.conn.close();
+            }
+            e.readers = Default::default();
+            e.writers = Default::default();
+            let stopped = inner.stopped;
+            inner.mark_dirty(id);
+            if stopped {
+                // No reactor to finish the close: forget it now.
+                if let Some(e) = inner.table.remove(id) {
+                    if let Some(a) = e.claimed {
+                        self.shared.datapath.unbind(a);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! The runtime: a [`Stack`] owns one datapath and one background reactor task, and every
+//! listener and stream made from it.
+//!
+//! Applications and the reactor share one table of connections behind a mutex. Application
+//! calls (read, write, shutdown) work on a connection's engine directly and, when output may
+//! be due, mark it dirty and wake the reactor. The reactor receives packets in batches,
+//! demultiplexes them, fires timers, transmits what every touched connection has due, and
+//! sleeps until the next packet or deadline — it never polls on a tick.
+
+mod reactor;
+pub(crate) mod table;
+
+use crate::datapath::{self, Datapath};
+use crate::net::{TcpListener, TcpSocket, TcpStream};
+use crate::proto::{Config, Instant, IsnGenerator};
+use crate::wire::TcpRepr;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use table::{ConnId, Table};
+use tokio::net::ToSocketAddrs;
+
+/// Which way a tapped segment travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the datapath.
+    In,
+    /// Sent to the datapath.
+    Out,
+}
+
+/// One segment seen by a [`Tap`]: parsed header, addresses, and the whole IP packet.
+#[derive(Debug)]
+pub struct TapEvent<'a> {
+    /// Received or sent.
+    pub direction: Direction,
+    /// Source address and port.
+    pub src: SocketAddr,
+    /// Destination address and port.
+    pub dst: SocketAddr,
+    /// The TCP header.
+    pub tcp: &'a TcpRepr,
+    /// Payload bytes.
+    pub payload_len: usize,
+    /// The complete IP packet as it crossed the datapath.
+    pub packet: &'a [u8],
+}
+
+/// A callback that sees every segment a stack sends and every valid segment it receives.
+pub type Tap = Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
+
+/// Chooses initial sequence numbers: `(local, remote) -> ISN`. Overrides RFC 6528's keyed
+/// hash, for tests and teaching.
+pub type IsnFn = Arc<dyn Fn(SocketAddr, SocketAddr) -> u32 + Send + Sync>;
+
+/// Counters of one stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// IP packets received from the datapath.
+    pub packets_in: u64,
+    /// IP packets handed to the datapath.
+    pub packets_out: u64,
+    /// Packets dropped because they did not parse or their checksum failed.
+    pub malformed: u64,
+    /// RSTs sent for segments that reached no connection.
+    pub resets_sent: u64,
+    /// SYNs dropped because a listener's queues were full.
+    pub syn_dropped: u64,
+    /// Connections currently in the table.
+    pub connections: usize,
+}
+
+/// State shared by the reactor and every handle.
+pub(crate) struct Shared {
+    pub inner: Mutex<Inner>,
+    pub datapath: Arc<dyn Datapath>,
+    origin: tokio::time::Instant,
+    pub config: Config,
+    pub tap: Option<Tap>,
+    pub isn_fn: Option<IsnFn>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("datapath", &self.datapath.name())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub table: Table,
+    pub dirty: Vec<ConnId>,
+    pub timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    pub reactor: Option<Waker>,
+    pub shutdown: bool,
+    /// The reactor has exited: nothing will be sent or received any more.
+    pub stopped: bool,
+    pub isn: IsnGenerator,
+    pub stats: StackStats,
+    /// Local addresses to give back to the datapath once the lock allows.
+    pub unbind_later: Vec<SocketAddr>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not wedge every connection: the table stays usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Engine time now.
+    pub fn now(&self) -> Instant {
+        let d = tokio::time::Instant::now().saturating_duration_since(self.origin);
+        Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// The tokio instant of an engine instant.
+    pub fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
+        self.origin + std::time::Duration::from_micros(t.as_micros())
+    }
+
+    /// The connection settings for a peer: the stack's template with the MSS the datapath
+    /// allows towards `remote` (RFC 9293 §3.7.1: MTU minus IP and TCP headers).
+    pub fn config_for(&self, template: &Config, remote: IpAddr) -> Config {
+        let ip_header = if remote.is_ipv4() { 20 } else { 40 };
+        let mtu = self.datapath.mtu(remote);
+        let mss = mtu.saturating_sub(ip_header + 20).clamp(64, 65_535 - 60) as u16;
+        Config {
+            mss: mss.min(template.mss.max(64)),
+            ..template.clone()
+        }
+    }
+
+    /// The ISN for a new connection.
+    pub fn isn(
+        &self,
+        inner: &Inner,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> crate::proto::SeqNum {
+        match &self.isn_fn {
+            Some(f) => crate::proto::SeqNum(f(local, remote)),
+            None => inner.isn.generate(local, remote, self.now()),
+        }
+    }
+}
+
+impl Inner {
+    /// Queues a connection for the reactor's transmit pass and wakes the reactor.
+    pub fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(e) = self.table.get_mut(id) {
+            if !e.dirty {
+                e.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+        if let Some(w) = &self.reactor {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Ends the reactor when the last [`Stack`] handle goes.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.shutdown = true;
+        if let Some(w) = inner.reactor.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A user-space TCP stack: one datapath, one reactor task, and the connections over them.
+///
+/// Cloning gives another handle to the same stack. When the last handle is dropped the
+/// reactor resets every connection and stops; streams and listeners made from it then report
+/// errors. The free functions ([`TcpListener::bind`], [`TcpStream::connect`]) use a default
+/// stack that lives for the whole process.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use rawtcp::Stack;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let stack = Stack::builder().build()?; // datapath from RAWTCP_DATAPATH, UDP by default
+/// let listener = stack.bind("127.0.0.1:0").await?;
+/// let addr = listener.local_addr()?;
+/// let mut client = stack.connect(addr).await?;
+/// let (mut server, _) = listener.accept().await?;
+/// client.write_all(b"hello").await?;
+/// let mut buf = [0u8; 5];
+/// server.read_exact(&mut buf).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Stack {
+    owner: Arc<Owner>,
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("datapath", &self.owner.shared.datapath.name())
+            .finish()
+    }
+}
+
+/// Configures and starts a [`Stack`].
+#[must_use]
+pub struct StackBuilder {
+    datapath: Option<Arc<dyn Datapath>>,
+    config: Config,
+    tap: Option<Tap>,
+    isn_fn: Option<IsnFn>,
+    dedicated_thread: bool,
+}
+
+impl fmt::Debug for StackBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("config", &self.config)
+            .field("dedicated_thread", &self.dedicated_thread)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StackBuilder {
+    /// Uses `datapath` instead of the one named by `RAWTCP_DATAPATH`.
+    pub fn datapath(mut self, datapath: impl Datapath) -> Self {
+        self.datapath = Some(Arc::new(datapath));
+        self
+    }
+
+    /// The connection settings every connection starts from (the MSS is further limited by
+    /// the datapath's MTU).
+    pub fn tcp_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Calls `tap` for every segment sent and every valid segment received.
+    pub fn tap(mut self, tap: impl Fn(&TapEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.tap = Some(Arc::new(tap));
+        self
+    }
+
+    /// Chooses ISNs with `f(local, remote)` instead of RFC 6528's keyed hash.
+    pub fn isn(
+        mut self,
+        f: impl Fn(SocketAddr, SocketAddr) -> u32 + Send + Sync + 'static,
+    ) -> Self {
+        self.isn_fn = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs the reactor on a thread of its own (with its own single-threaded tokio runtime)
+    /// instead of spawning it on the current runtime, so the stack outlives the runtime that
+    /// built it. The default stack runs this way.
+    pub fn dedicated_thread(mut self, yes: bool) -> Self {
+        self.dedicated_thread = yes;
+        self
+    }
+
+    /// Starts the stack. Without `dedicated_thread`, this must run inside a tokio runtime,
+    /// which then hosts the reactor task.
+    pub fn build(self) -> io::Result<Stack> {
+        if self.dedicated_thread {
+            return self.build_on_thread();
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            io::Error::other("rawtcp: Stack::build must be called inside a tokio runtime")
+        })?;
+        let datapath = match self.datapath {
+            Some(d) => d,
+            None => default_datapath()?,
+        };
+        let (stack, reactor) = Self::assemble(datapath, self.config, self.tap, self.isn_fn);
+        handle.spawn(reactor);
+        Ok(stack)
+    }
+
+    fn build_on_thread(self) -> io::Result<Stack> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let StackBuilder {
+            datapath,
+            config,
+            tap,
+            isn_fn,
+            ..
+        } = self;
+        std::thread::Builder::new()
+            .name("rawtcp-reactor".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let datapath = match datapath.map(Ok).unwrap_or_else(default_datapath) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let (stack, reactor) = Self::assemble(datapath, config, tap, isn_fn);
+                    let _ = tx.send(Ok(stack));
+                    reactor.await;
+                });
+            })?;
+        rx.recv()
+            .map_err(|_| io::Error::other("rawtcp: reactor thread failed to start"))?
+    }
+
+    fn assemble(
+        datapath: Arc<dyn Datapath>,
+        config: Config,
+        tap: Option<Tap>,
+        isn_fn: Option<IsnFn>,
+    ) -> (Stack, reactor::Reactor) {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                table: Table::default(),
+                dirty: Vec::new(),
+                timers: BinaryHeap::new(),
+                reactor: None,
+                shutdown: false,
+                stopped: false,
+                isn: IsnGenerator::new(),
+                stats: StackStats::default(),
+                unbind_later: Vec::new(),
+            }),
+            datapath,
+            origin: tokio::time::Instant::now(),
+            config,
+            tap,
+            isn_fn,
+        });
+        let reactor = reactor::Reactor::new(shared.clone());
+        (
+            Stack {
+                owner: Arc::new(Owner { shared }),
+            },
+            reactor,
+        )
+    }
+}
+
+fn default_datapath() -> io::Result<Arc<dyn Datapath>> {
+    Ok(match datapath::Kind::from_env()? {
+        datapath::Kind::Udp => Arc::new(datapath::udp::UdpDatapath::new()?),
+        datapath::Kind::Sim => {
+            let net = datapath::sim::SimNetwork::new(0);
+            Arc::new(net.host(IpAddr::from([10, 0, 0, 1]))?)
+        }
+    })
+}
+
+static DEFAULT: OnceLock<Stack> = OnceLock::new();
+static DEFAULT_INIT: Mutex<()> = Mutex::new(());
+
+impl Stack {
+    /// A builder for a stack with explicit settings.
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            datapath: None,
+            config: Config::default(),
+            tap: None,
+            isn_fn: None,
+            dedicated_thread: false,
+        }
+    }
+
+    /// The process-wide stack behind [`TcpListener::bind`] and [`TcpStream::connect`]: its
+    /// datapath comes from `RAWTCP_DATAPATH` (`udp` when unset) and its reactor runs on a
+    /// thread of its own, so it keeps working across tokio runtimes.
+    pub fn default_stack() -> io::Result<Stack> {
+        if let Some(s) = DEFAULT.get() {
+            return Ok(s.clone());
+        }
+        let _guard = DEFAULT_INIT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = DEFAULT.get() {
+            return Ok(s.clone());
+        }
+        let stack = Stack::builder().dedicated_thread(true).build()?;
+        Ok(DEFAULT.get_or_init(|| stack).clone())
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.owner.shared
+    }
+
+    /// The datapath's name (`"udp"`, `"sim"`, ...).
+    pub fn datapath_name(&self) -> &'static str {
+        self.owner.shared.datapath.name()
+    }
+
+    /// Counters of this stack.
+    pub fn stats(&self) -> StackStats {
+        let inner = self.owner.shared.lock();
+        StackStats {
+            connections: inner.table.len(),
+            ..inner.stats.clone()
+        }
+    }
+
+    /// Listens on `addr` (every form tokio's `ToSocketAddrs` takes; each resolved address is
+    /// tried in turn) with the default backlog of 1024.
+    pub async fn bind(&self, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let mut last = None;
+        for a in tokio::net::lookup_host(addr).await? {
+            let socket = match a {
+                SocketAddr::V4(_) => self.socket_v4()?,
+                SocketAddr::V6(_) => self.socket_v6()?,
+            };
+            match socket.bind(a).and_then(|()| socket.listen(1024)) {
+                Ok(l) => return Ok(l),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    /// Opens a connection to `addr`, trying each resolved address in turn.
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in tokio::net::lookup_host(addr).await? {
+            let socket = match a {
+                SocketAddr::V4(_) => self.socket_v4()?,
+                SocketAddr::V6(_) => self.socket_v6()?,
+            };
+            match socket.connect(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    /// A new IPv4 socket on this stack, to configure before `connect` or `listen`.
+    pub fn socket_v4(&self) -> io::Result<TcpSocket> {
+        Ok(TcpSocket::on_stack(self.clone(), false))
+    }
+
+    /// A new IPv6 socket on this stack.
+    pub fn socket_v6(&self) -> io::Result<TcpSocket> {
+        Ok(TcpSocket::on_stack(self.clone(), true))
+    }
+}
+
+fn no_addresses() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "could not resolve to any address",
+    )
+}

@@ -1,0 +1,430 @@
+//! The reactor task: receive a batch, demultiplex it, fire due timers, transmit what every
+//! touched connection has due, send the batch, sleep until the next packet or deadline.
+
+use super::table::{ConnId, Entry, ListenerKey, Owner};
+use super::{Direction, Inner, Shared, TapEvent};
+use crate::datapath::Batch;
+use crate::proto::{reset_for, Connection, Instant, State};
+use crate::wire::{self, TcpFlags, TcpRepr};
+use std::cmp::Reverse;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Packets per receive or send batch.
+const BATCH: usize = 64;
+/// Rounds of work before the reactor yields to other tasks on its runtime.
+const ROUNDS_PER_POLL: usize = 16;
+/// Largest IP packet the reactor handles (the UDP datapath's loopback maximum).
+const MAX_PACKET: usize = 65_535;
+
+pub(crate) struct Reactor {
+    shared: Arc<Shared>,
+    rx: Batch,
+    tx: Batch,
+    scratch: Vec<u8>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleeping_until: Option<Instant>,
+}
+
+impl Reactor {
+    pub fn new(shared: Arc<Shared>) -> Reactor {
+        Reactor {
+            shared,
+            rx: Batch::new(BATCH, MAX_PACKET),
+            tx: Batch::new(BATCH, MAX_PACKET),
+            scratch: vec![0; MAX_PACKET],
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            sleeping_until: None,
+        }
+    }
+}
+
+impl Future for Reactor {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        for _ in 0..ROUNDS_PER_POLL {
+            {
+                let mut inner = shared.lock();
+                if inner.shutdown {
+                    this.shut_down(&mut inner);
+                    return Poll::Ready(());
+                }
+                match &inner.reactor {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => inner.reactor = Some(cx.waker().clone()),
+                }
+            }
+            // Receive everything waiting, up to one batch.
+            this.rx.clear();
+            let mut received = false;
+            while !this.rx.is_full() {
+                match this.shared.datapath.poll_recv(cx, &mut this.rx) {
+                    Poll::Ready(Ok(())) => received = true,
+                    Poll::Ready(Err(e)) => {
+                        tracing::warn!(error = %e, "datapath receive failed");
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            let now = shared.now();
+            let next = {
+                let mut guard = shared.lock();
+                let inner = &mut *guard;
+                for i in 0..this.rx.len() {
+                    handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i));
+                    if this.tx.is_full() {
+                        this.flush();
+                    }
+                }
+                fire_timers(inner, now);
+                this.transmit_dirty(inner, now);
+                for a in inner.unbind_later.drain(..) {
+                    shared.datapath.unbind(a);
+                }
+                next_deadline(inner)
+            };
+            this.flush();
+            if received && this.rx.is_full() {
+                // More may be waiting: go round again.
+                continue;
+            }
+            match next {
+                Some(t) if t <= this.shared.now() => continue,
+                Some(t) => {
+                    if this.sleeping_until != Some(t) {
+                        this.sleeping_until = Some(t);
+                        this.sleep.as_mut().reset(this.shared.to_tokio(t));
+                    }
+                    if this.sleep.as_mut().poll(cx).is_ready() {
+                        this.sleeping_until = None;
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                None => {
+                    this.sleeping_until = None;
+                    if received || !this.shared.lock().dirty.is_empty() {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        // Busy: let other tasks run, then come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Reactor {
+    fn flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        if let Err(e) = self.shared.datapath.send(&self.tx) {
+            tracing::debug!(error = %e, "datapath send failed");
+        }
+        self.tx.clear();
+    }
+
+    /// Runs every dirty connection's transmit loop and settles its wakers, queues and timer.
+    fn transmit_dirty(&mut self, inner: &mut Inner, now: Instant) {
+        while let Some(id) = inner.dirty.pop() {
+            self.transmit(inner, id, now);
+        }
+    }
+
+    fn transmit(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
+        let Some(entry) = inner.table.get_mut(id) else {
+            return;
+        };
+        entry.dirty = false;
+        let (local, remote, ttl) = (entry.conn.local_addr(), entry.conn.remote_addr(), entry.ttl);
+        while let Some(t) = entry.conn.poll_transmit(now, &mut self.scratch) {
+            let payload = &self.scratch[..t.payload_len];
+            emit(
+                &self.shared,
+                &mut inner.stats,
+                &mut self.tx,
+                local,
+                remote,
+                ttl,
+                &t.repr,
+                payload,
+            );
+            if self.tx.is_full() {
+                if let Err(e) = self.shared.datapath.send(&self.tx) {
+                    tracing::debug!(error = %e, "datapath send failed");
+                }
+                self.tx.clear();
+            }
+        }
+        settle(inner, id);
+    }
+
+    /// The last handle to the stack went: reset every connection, wake every waiter.
+    fn shut_down(&mut self, inner: &mut Inner) {
+        let now = self.shared.now();
+        for id in inner.table.ids() {
+            if let Some(e) = inner.table.get_mut(id) {
+                e.conn.abort();
+                let (local, remote, ttl) = (e.conn.local_addr(), e.conn.remote_addr(), e.ttl);
+                while let Some(t) = e.conn.poll_transmit(now, &mut self.scratch) {
+                    let payload = &self.scratch[..t.payload_len];
+                    emit(
+                        &self.shared,
+                        &mut inner.stats,
+                        &mut self.tx,
+                        local,
+                        remote,
+                        ttl,
+                        &t.repr,
+                        payload,
+                    );
+                    if self.tx.is_full() {
+                        let _ = self.shared.datapath.send(&self.tx);
+                        self.tx.clear();
+                    }
+                }
+                e.readers.wake_all();
+                e.writers.wake_all();
+                if let Some(a) = e.claimed.take() {
+                    self.shared.datapath.unbind(a);
+                }
+            }
+        }
+        for l in inner.table.listeners.values_mut() {
+            l.waiters.wake_all();
+        }
+        for addr in inner.table.listen_addrs.keys() {
+            self.shared.datapath.unbind(*addr);
+        }
+        inner.stopped = true;
+        let _ = self.shared.datapath.send(&self.tx);
+        self.tx.clear();
+    }
+}
+
+/// Parses, demultiplexes and delivers one arriving packet.
+fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instant, packet: &[u8]) {
+    inner.stats.packets_in += 1;
+    let (ip, tcp, payload) =
+        match wire::parse_tcp_packet(packet, shared.datapath.verify_checksums()) {
+            Ok(p) => p,
+            Err(e) => {
+                inner.stats.malformed += 1;
+                tracing::trace!(error = %e, "dropped malformed packet");
+                return;
+            }
+        };
+    let local = SocketAddr::new(ip.dst_addr(), tcp.dst_port);
+    let remote = SocketAddr::new(ip.src_addr(), tcp.src_port);
+    if let Some(tap) = &shared.tap {
+        tap(&TapEvent {
+            direction: Direction::In,
+            src: remote,
+            dst: local,
+            tcp: &tcp,
+            payload_len: payload.len(),
+            packet,
+        });
+    }
+    if let Some(&id) = inner.table.by_tuple.get(&(local, remote)) {
+        if let Some(e) = inner.table.get_mut(id) {
+            e.conn.on_segment(now, &tcp, payload);
+            inner.mark_dirty(id);
+            return;
+        }
+    }
+    if tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.intersects(TcpFlags::ACK | TcpFlags::RST) {
+        if let Some(key) = inner.table.listener_for(local, remote) {
+            accept_syn(shared, inner, key, local, remote, &tcp, now);
+            return;
+        }
+    }
+    // RFC 9293 §3.10.7.1: no connection here.
+    if let Some(rst) = reset_for(&tcp, payload.len()) {
+        inner.stats.resets_sent += 1;
+        emit(shared, &mut inner.stats, tx, local, remote, 64, &rst, &[]);
+    }
+}
+
+/// A SYN for a listener: a new connection in its SYN queue, unless a queue is full
+/// (RFC 4987 §3.1: a bounded backlog; excess SYNs are dropped and the peer retries).
+fn accept_syn(
+    shared: &Shared,
+    inner: &mut Inner,
+    key: ListenerKey,
+    local: SocketAddr,
+    remote: SocketAddr,
+    syn: &TcpRepr,
+    now: Instant,
+) {
+    let iss = shared.isn(inner, local, remote);
+    let Some(listener) = inner.table.listeners.get_mut(&key) else {
+        return;
+    };
+    if listener.accept_queue.len() >= listener.backlog
+        || listener.syn_queue >= max_syn_queue(listener.backlog)
+    {
+        inner.stats.syn_dropped += 1;
+        return;
+    }
+    let cfg = shared.config_for(&listener.config, remote.ip());
+    let ttl = listener.ttl;
+    let Some(conn) = Connection::accept(cfg, local, remote, syn, iss, now) else {
+        return;
+    };
+    listener.syn_queue += 1;
+    let id = inner.table.insert(Entry {
+        conn,
+        owner: Owner::Listener(key),
+        readers: Default::default(),
+        writers: Default::default(),
+        scheduled: None,
+        dirty: false,
+        claimed: None,
+        ttl,
+        zero_linger: false,
+        error_taken: false,
+        established_seen: false,
+    });
+    inner.mark_dirty(id);
+}
+
+/// Linux sizes the SYN queue from the backlog too; keep room for a burst of handshakes.
+fn max_syn_queue(backlog: usize) -> usize {
+    backlog.clamp(128, 4096)
+}
+
+/// After a connection was touched: wake waiters, move it through its listener's queues,
+/// schedule its timer, forget it once finished.
+pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
+    let Some(e) = inner.table.get_mut(id) else {
+        return;
+    };
+    if e.conn.can_recv() {
+        e.readers.wake_all();
+    }
+    if e.conn.can_send() || e.conn.state() != State::SynSent && e.conn.state() != State::SynReceived
+    {
+        e.writers.wake_all();
+    }
+    let closed = e.conn.is_closed();
+    if let Owner::Listener(key) = e.owner {
+        let established = e.conn.is_established();
+        if established && !e.established_seen {
+            e.established_seen = true;
+            if let Some(l) = inner.table.listeners.get_mut(&key) {
+                l.syn_queue = l.syn_queue.saturating_sub(1);
+                l.accept_queue.push_back(id);
+                l.waiters.wake_all();
+            }
+        } else if closed && !e.established_seen {
+            if let Some(l) = inner.table.listeners.get_mut(&key) {
+                l.syn_queue = l.syn_queue.saturating_sub(1);
+            }
+            inner.table.remove(id);
+            return;
+        }
+    }
+    let Some(e) = inner.table.get_mut(id) else {
+        return;
+    };
+    if closed && e.owner == Owner::Detached {
+        let claimed = e.claimed.take();
+        inner.table.remove(id);
+        if let Some(a) = claimed {
+            inner.unbind_later.push(a);
+        }
+        return;
+    }
+    let deadline = e.conn.poll_timeout();
+    if let Some(d) = deadline {
+        if e.scheduled.is_none_or(|s| d < s) {
+            e.scheduled = Some(d);
+            inner.timers.push(Reverse((d, id)));
+        }
+    }
+}
+
+/// Fires every due timer.
+fn fire_timers(inner: &mut Inner, now: Instant) {
+    while let Some(&Reverse((t, id))) = inner.timers.peek() {
+        if t > now {
+            break;
+        }
+        inner.timers.pop();
+        let Some(e) = inner.table.get_mut(id) else {
+            continue;
+        };
+        if e.scheduled != Some(t) {
+            continue; // superseded by an earlier deadline that already fired
+        }
+        e.scheduled = None;
+        e.conn.handle_timeout(now);
+        inner.mark_dirty(id);
+    }
+}
+
+/// The earliest live deadline.
+fn next_deadline(inner: &mut Inner) -> Option<Instant> {
+    while let Some(&Reverse((t, id))) = inner.timers.peek() {
+        match inner.table.get(id) {
+            Some(e) if e.scheduled == Some(t) => return Some(t),
+            _ => {
+                inner.timers.pop();
+            }
+        }
+    }
+    None
+}
+
+/// Builds the IP packet for a segment into the next batch slot.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit(
+    shared: &Shared,
+    stats: &mut super::StackStats,
+    tx: &mut Batch,
+    local: SocketAddr,
+    remote: SocketAddr,
+    ttl: u8,
+    repr: &TcpRepr,
+    payload: &[u8],
+) {
+    let src = if local.ip().is_unspecified() {
+        match shared.datapath.local_ip_for(remote.ip()) {
+            Ok(ip) => ip,
+            Err(_) => return,
+        }
+    } else {
+        local.ip()
+    };
+    let Some(slot) = tx.next_slot() else {
+        return;
+    };
+    match wire::emit_tcp_packet(src, remote.ip(), ttl, repr, payload, slot) {
+        Ok(len) => {
+            if let Some(tap) = &shared.tap {
+                tap(&TapEvent {
+                    direction: Direction::Out,
+                    src: SocketAddr::new(src, local.port()),
+                    dst: remote,
+                    tcp: repr,
+                    payload_len: payload.len(),
+                    packet: &slot[..len],
+                });
+            }
+            tx.commit(len);
+            stats.packets_out += 1;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not emit segment"),
+    }
+}
