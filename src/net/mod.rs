@@ -1,6 +1,8 @@
 //! The public socket types, shaped like `tokio::net`'s: [`TcpListener`], [`TcpStream`] with
 //! its halves, and [`TcpSocket`] for setting options before connecting or listening.
 
+#[cfg(feature = "futures-io")]
+mod compat;
 mod handle;
 mod listener;
 mod socket;

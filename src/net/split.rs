@@ -14,11 +14,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The read half of a borrowed [`TcpStream::split`].
 #[derive(Debug)]
-pub struct ReadHalf<'a>(&'a ConnHandle);
+pub struct ReadHalf<'a>(pub(crate) &'a ConnHandle);
 
 /// The write half of a borrowed [`TcpStream::split`]; `poll_shutdown` sends FIN.
 #[derive(Debug)]
-pub struct WriteHalf<'a>(&'a ConnHandle);
+pub struct WriteHalf<'a>(pub(crate) &'a ConnHandle);
 
 pub(crate) fn split(stream: &mut TcpStream) -> (ReadHalf<'_>, WriteHalf<'_>) {
     (ReadHalf(&stream.h), WriteHalf(&stream.h))
@@ -27,14 +27,14 @@ pub(crate) fn split(stream: &mut TcpStream) -> (ReadHalf<'_>, WriteHalf<'_>) {
 /// The read half of [`TcpStream::into_split`].
 #[derive(Debug)]
 pub struct OwnedReadHalf {
-    h: Arc<ConnHandle>,
+    pub(crate) h: Arc<ConnHandle>,
 }
 
 /// The write half of [`TcpStream::into_split`]. Dropping it sends FIN (the peer reads end of
 /// stream) unless [`forget`](Self::forget) was called.
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
-    h: Arc<ConnHandle>,
+    pub(crate) h: Arc<ConnHandle>,
     shutdown_on_drop: bool,
 }
 
