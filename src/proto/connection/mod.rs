@@ -747,7 +747,9 @@ impl Connection {
         if !self.state.receives_data() || !self.state.is_synchronized() {
             return;
         }
-        let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
+        // Only what the window field can express counts (RFC 7323 §2.3).
+        let max_window = 0xffff_u32 << self.rcv_wscale;
+        let free = (self.recv_buf.window().min(MAX_WINDOW) as u32).min(max_window);
         let current = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
         let threshold = ((self.recv_buf.capacity() / 2) as u32)
             .min(self.rcv_mss)
@@ -819,8 +821,16 @@ impl Connection {
                 let start = self.unacked_since.unwrap_or(now);
                 self.retries += 1;
                 self.stats.timeouts += 1;
+                // With a zero window the retransmission is a window probe (RFC 9293
+                // §3.8.6.1): the peer is alive as long as it answers, so only unanswered
+                // probes count towards giving up.
+                let zero_window = self.snd_wnd == 0;
+                if zero_window {
+                    self.probes_out += 1;
+                }
                 let gave_up = match self.cfg.user_timeout {
                     Some(limit) => now - start >= limit,
+                    None if zero_window => self.probes_out > self.cfg.max_retries,
                     None => self.retries > self.cfg.max_retries,
                 };
                 if gave_up {
@@ -834,8 +844,10 @@ impl Connection {
                 self.in_recovery = false;
                 self.dupacks = 0;
                 self.rtx_now = false;
-                // Go back: resend from the oldest unacknowledged byte (RFC 9293 §3.8.1).
+                // Go back: resend from the oldest unacknowledged byte (RFC 9293 §3.8.1). The
+                // first segment goes even into a zero window, as the probe of §3.8.6.1.
                 self.snd_nxt = self.snd_una;
+                self.rtx_now = true;
                 self.rtt_probe = None;
                 self.rtt.back_off();
                 tracing::debug!(local = %self.local, remote = %self.remote, retries = self.retries, rto = ?self.rtt.rto(), "retransmission timeout");

@@ -89,8 +89,9 @@ impl Connection {
         if self.rtx_now {
             self.rtx_now = false;
             if self.snd_una < self.snd_max {
-                // Fast retransmit (RFC 5681 §3.2 step 2): the oldest unacknowledged segment,
-                // regardless of the congestion window.
+                // The oldest unacknowledged segment, regardless of the congestion and send
+                // windows: fast retransmit (RFC 5681 §3.2 step 2), or the first segment after
+                // a timeout, which probes a window that shrank to zero (RFC 9293 §3.8.6.1).
                 let len = self.snd_mss as usize;
                 let t = self.segment_at(now, self.snd_una, len, payload);
                 if self.timers.retransmit.is_none() {
