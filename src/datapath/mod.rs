@@ -6,6 +6,7 @@
 //! nothing about TCP state; the stack tells it which local addresses and ports it uses so
 //! that it can claim them (bind a socket, install a filter) and release them.
 
+pub mod pcap;
 pub mod sim;
 pub mod udp;
 

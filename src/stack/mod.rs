@@ -19,6 +19,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use table::{ConnId, Table};
@@ -222,6 +223,7 @@ pub struct StackBuilder {
     tap: Option<Tap>,
     isn_fn: Option<IsnFn>,
     dedicated_thread: bool,
+    pcap: Option<PathBuf>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -262,6 +264,13 @@ impl StackBuilder {
         self
     }
 
+    /// Writes every segment sent and received to a pcap file at `path` (see
+    /// [`datapath::pcap`]). The default stack does this when `RAWTCP_PCAP` is set.
+    pub fn pcap(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pcap = Some(path.into());
+        self
+    }
+
     /// Runs the reactor on a thread of its own (with its own single-threaded tokio runtime)
     /// instead of spawning it on the current runtime, so the stack outlives the runtime that
     /// built it. The default stack runs this way.
@@ -272,7 +281,20 @@ impl StackBuilder {
 
     /// Starts the stack. Without `dedicated_thread`, this must run inside a tokio runtime,
     /// which then hosts the reactor task.
-    pub fn build(self) -> io::Result<Stack> {
+    pub fn build(mut self) -> io::Result<Stack> {
+        if let Some(path) = self.pcap.take() {
+            // The capture rides on the tap: every packet, as it crossed the datapath.
+            let writer = datapath::pcap::PcapWriter::create(path)?;
+            let user = self.tap.take();
+            self.tap = Some(Arc::new(move |ev: &TapEvent<'_>| {
+                if let Err(e) = writer.write(ev.packet) {
+                    tracing::warn!(error = %e, "pcap write failed");
+                }
+                if let Some(t) = &user {
+                    t(ev);
+                }
+            }));
+        }
         if self.dedicated_thread {
             return self.build_on_thread();
         }
@@ -383,12 +405,14 @@ impl Stack {
             tap: None,
             isn_fn: None,
             dedicated_thread: false,
+            pcap: None,
         }
     }
 
     /// The process-wide stack behind [`TcpListener::bind`] and [`TcpStream::connect`]: its
     /// datapath comes from `RAWTCP_DATAPATH` (`udp` when unset) and its reactor runs on a
-    /// thread of its own, so it keeps working across tokio runtimes.
+    /// thread of its own, so it keeps working across tokio runtimes. With `RAWTCP_PCAP=path`
+    /// it captures every segment to that pcap file.
     pub fn default_stack() -> io::Result<Stack> {
         if let Some(s) = DEFAULT.get() {
             return Ok(s.clone());
@@ -397,7 +421,11 @@ impl Stack {
         if let Some(s) = DEFAULT.get() {
             return Ok(s.clone());
         }
-        let stack = Stack::builder().dedicated_thread(true).build()?;
+        let mut builder = Stack::builder().dedicated_thread(true);
+        if let Some(path) = std::env::var_os("RAWTCP_PCAP").filter(|p| !p.is_empty()) {
+            builder = builder.pcap(path);
+        }
+        let stack = builder.build()?;
         Ok(DEFAULT.get_or_init(|| stack).clone())
     }
 

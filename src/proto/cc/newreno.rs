@@ -53,6 +53,17 @@ impl CongestionControl for NewReno {
 
     fn on_ack(&mut self, _now: Instant, ack: &AckEvent) {
         let mss = ack.mss.max(1);
+        // Grow only a window that was in use (RFC 7661 §4.1, as Linux's
+        // `tcp_is_cwnd_limited`): a sender limited by the application or the peer's window
+        // learns nothing about the path, and an unused window would burst later.
+        let in_use = if self.cwnd < self.ssthresh {
+            ack.prior_in_flight.saturating_mul(2) >= self.cwnd
+        } else {
+            ack.prior_in_flight.saturating_add(mss) >= self.cwnd
+        };
+        if !in_use {
+            return;
+        }
         if self.cwnd < self.ssthresh {
             // Slow start with byte counting (RFC 3465). RFC 3465 caps one ACK's growth at
             // L = 2 * SMSS; like Linux we count every acknowledged byte instead, because the
@@ -115,10 +126,11 @@ impl CongestionControl for NewReno {
 mod tests {
     use super::*;
 
+    /// An acknowledgment of a fully used window.
     fn ack(acked: u32) -> AckEvent {
         AckEvent {
             acked,
-            prior_in_flight: 0,
+            prior_in_flight: u32::MAX / 2,
             mss: 1000,
             rtt: None,
             srtt: None,
@@ -146,6 +158,31 @@ mod tests {
             cc.on_ack(Instant::ZERO, &ack(1000));
         }
         assert_eq!(cc.window(), 7000);
+    }
+
+    #[test]
+    fn an_unused_window_does_not_grow() {
+        let mut cc = NewReno::new(1000);
+        let idle = AckEvent {
+            prior_in_flight: 2000,
+            ..ack(2000)
+        };
+        cc.on_ack(Instant::ZERO, &idle);
+        assert_eq!(
+            cc.window(),
+            10_000,
+            "2000 bytes in flight use a fifth of 10000"
+        );
+        let busy = AckEvent {
+            prior_in_flight: 6000,
+            ..ack(2000)
+        };
+        cc.on_ack(Instant::ZERO, &busy);
+        assert_eq!(
+            cc.window(),
+            12_000,
+            "in slow start half the window in flight counts"
+        );
     }
 
     #[test]
