@@ -36,6 +36,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "axum")]
+mod axum;
 pub mod datapath;
 mod net;
 pub mod proto;

@@ -164,7 +164,9 @@ pub trait Datapath: Send + Sync + 'static {
     /// The local address used to reach `remote` (a route lookup).
     fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr>;
 
-    /// Claims `local` for the stack. Port 0 asks the datapath to choose a free port; the
+    /// Claims `local` for the stack. A claim may add a source of packets (a socket); the
+    /// stack polls [`poll_recv`](Self::poll_recv) again after every claim so that it is
+    /// watched. Port 0 asks the datapath to choose a free port; the
     /// claimed address is returned. `AddrInUse` if another owner holds it, `AddrNotAvailable`
     /// if the address is not one this datapath can use.
     fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr>;

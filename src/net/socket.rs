@@ -257,6 +257,11 @@ impl TcpSocket {
                 return Err(e);
             }
         };
+        // The datapath may have opened a new source of packets (a UDP socket for this port):
+        // the reactor must poll it once to register interest.
+        if let Some(w) = &inner.reactor {
+            w.wake_by_ref();
+        }
         drop(inner);
         Ok(TcpListener { shared, key })
     }

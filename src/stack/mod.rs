@@ -242,8 +242,9 @@ impl StackBuilder {
         self
     }
 
-    /// The connection settings every connection starts from (the MSS is further limited by
-    /// the datapath's MTU).
+    /// The connection settings every connection starts from. Its `mss` is an upper bound:
+    /// each connection uses what the datapath's MTU towards the peer allows, at most that
+    /// (the builder's default places no bound).
     pub fn tcp_config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -401,7 +402,11 @@ impl Stack {
     pub fn builder() -> StackBuilder {
         StackBuilder {
             datapath: None,
-            config: Config::default(),
+            // The MSS is then what the datapath's MTU allows (65 KB on UDP loopback).
+            config: Config {
+                mss: u16::MAX,
+                ..Config::default()
+            },
             tap: None,
             isn_fn: None,
             dedicated_thread: false,
