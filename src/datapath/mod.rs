@@ -7,6 +7,7 @@
 //! that it can claim them (bind a socket, install a filter) and release them.
 
 pub mod pcap;
+pub mod raw;
 pub mod sim;
 pub mod udp;
 
@@ -93,6 +94,15 @@ impl Batch {
     pub fn get(&self, i: usize) -> &[u8] {
         let start = i * self.slot_size;
         &self.data[start..start + self.lens[i]]
+    }
+
+    /// Packet `i`, writable.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn get_mut(&mut self, i: usize) -> &mut [u8] {
+        let start = i * self.slot_size;
+        &mut self.data[start..start + self.lens[i]]
     }
 
     /// Iterates over the packets held.
@@ -186,6 +196,29 @@ pub trait Datapath: Send + Sync + 'static {
     fn verify_checksums(&self) -> bool {
         true
     }
+
+    /// Whether arriving packets may carry checksums the sending host left partial for
+    /// offload (raw sockets and TUN devices see such packets from local and virtual
+    /// interfaces); the stack then completes them before verifying (see
+    /// [`complete_partial_checksum`](crate::wire::complete_partial_checksum)).
+    fn partial_checksums(&self) -> bool {
+        false
+    }
+}
+
+/// The local address the kernel's routing table picks to reach `remote` (a connected UDP
+/// socket; connecting sends nothing). Loopback remotes answer themselves.
+pub(crate) fn route_source(remote: IpAddr) -> io::Result<IpAddr> {
+    if remote.is_loopback() {
+        return Ok(remote);
+    }
+    let unspecified: IpAddr = match remote {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let probe = std::net::UdpSocket::bind((unspecified, 0))?;
+    probe.connect((remote, 9))?;
+    Ok(probe.local_addr()?.ip())
 }
 
 /// Which datapath a stack uses when none is given: the value of `RAWTCP_DATAPATH`.
@@ -195,6 +228,10 @@ pub enum Kind {
     Udp,
     /// The in-process simulated network.
     Sim,
+    /// Raw IP sockets: real TCP on the wire (needs root).
+    Raw,
+    /// A TUN device owned by the stack (needs root).
+    Tun,
 }
 
 impl Kind {
@@ -213,9 +250,11 @@ impl std::str::FromStr for Kind {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "udp" => Ok(Kind::Udp),
             "sim" => Ok(Kind::Sim),
+            "raw" => Ok(Kind::Raw),
+            "tun" => Ok(Kind::Tun),
             other => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("RAWTCP_DATAPATH={other:?}: unknown datapath (known: udp, sim)"),
+                format!("RAWTCP_DATAPATH={other:?}: unknown datapath (known: udp, sim, raw, tun)"),
             )),
         }
     }

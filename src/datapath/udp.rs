@@ -349,14 +349,7 @@ impl Datapath for UdpDatapath {
     }
 
     fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
-        if remote.is_loopback() {
-            return Ok(remote);
-        }
-        // A connected UDP socket makes the kernel choose the route and source address;
-        // connecting sends nothing.
-        let probe = std::net::UdpSocket::bind((unspecified(remote), 0))?;
-        probe.connect((remote, 9))?;
-        Ok(probe.local_addr()?.ip())
+        super::route_source(remote)
     }
 
     fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {

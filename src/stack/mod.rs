@@ -391,6 +391,13 @@ fn default_datapath() -> io::Result<Arc<dyn Datapath>> {
             let net = datapath::sim::SimNetwork::new(0);
             Arc::new(net.host(IpAddr::from([10, 0, 0, 1]))?)
         }
+        datapath::Kind::Raw => Arc::new(datapath::raw::RawDatapath::new()?),
+        datapath::Kind::Tun => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "RAWTCP_DATAPATH=tun: not built yet",
+            ))
+        }
     })
 }
 

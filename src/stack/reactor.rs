@@ -77,7 +77,11 @@ impl Future for Reactor {
             let next = {
                 let mut guard = shared.lock();
                 let inner = &mut *guard;
+                let partial = shared.datapath.partial_checksums();
                 for i in 0..this.rx.len() {
+                    if partial {
+                        wire::complete_partial_checksum(this.rx.get_mut(i));
+                    }
                     handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i));
                     if this.tx.is_full() {
                         this.flush();

@@ -7,7 +7,7 @@
 //! extension headers.
 
 use super::checksum;
-use super::tcp::TcpRepr;
+use super::tcp::{TcpRepr, TCP_HEADER_LEN};
 use super::WireError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -388,6 +388,45 @@ pub fn parse_tcp_packet(
     }
     let (tcp, payload) = TcpRepr::parse(segment, ip.src_addr(), ip.dst_addr(), verify_checksum)?;
     Ok((ip, tcp, payload))
+}
+
+/// Completes a TCP checksum that the sending host left *partial*, and reports whether it did.
+///
+/// A kernel that offloads checksumming (`CHECKSUM_PARTIAL`: veth pairs, loopback, bridges)
+/// sends segments whose checksum field holds only the folded pseudo-header sum, expecting
+/// hardware to finish it; raw sockets on the same host see them that way. Such a segment —
+/// and no other, but for a 1 in 65536 chance — has a checksum field equal to the folded
+/// pseudo-header sum; this function then writes the real checksum. Anything else (a valid
+/// checksum, a corrupt segment, a packet that does not parse) is left as it is.
+pub fn complete_partial_checksum(packet: &mut [u8]) -> bool {
+    let Ok((ip, segment)) = IpRepr::parse(packet) else {
+        return false;
+    };
+    if ip.protocol() != IPPROTO_TCP || segment.len() < TCP_HEADER_LEN {
+        return false;
+    }
+    let seg_len = segment.len();
+    let offset = packet.len() - seg_len;
+    let pseudo = checksum::pseudo_header(ip.src_addr(), ip.dst_addr(), IPPROTO_TCP, seg_len as u32);
+    let Some(&[hi, lo]) = packet.get(offset + 16..offset + 18) else {
+        return false;
+    };
+    let stored = u16::from_be_bytes([hi, lo]);
+    let partial = checksum::fold(pseudo);
+    if stored != partial && !(stored == 0 && partial == 0xffff) {
+        return false;
+    }
+    let Some(seg) = packet.get_mut(offset..) else {
+        return false;
+    };
+    if let Some(f) = seg.get_mut(16..18) {
+        f.copy_from_slice(&[0, 0]);
+    }
+    let full = checksum::finish(checksum::sum(seg, pseudo));
+    if let Some(f) = seg.get_mut(16..18) {
+        f.copy_from_slice(&full.to_be_bytes());
+    }
+    true
 }
 
 /// Writes a whole IP packet carrying `tcp` and `payload` from `src` to `dst` into the front of
@@ -974,6 +1013,42 @@ mod tests {
                 prop_assert_eq!(again, expected);
             }
             let _ = parse_tcp_packet(packet, true);
+        }
+    }
+
+    #[test]
+    fn partial_checksums_are_completed_and_nothing_else_changes() {
+        let src: IpAddr = "10.7.0.2".parse().unwrap();
+        let dst: IpAddr = "10.7.0.1".parse().unwrap();
+        let tcp = TcpRepr {
+            src_port: 5000,
+            dst_port: 80,
+            seq: 7,
+            ..TcpRepr::default()
+        };
+        let mut buf = [0u8; 100];
+        let n = emit_tcp_packet(src, dst, 64, &tcp, b"payload", &mut buf).unwrap();
+        let good = buf[..n].to_vec();
+        // A valid packet is left alone.
+        let mut p = good.clone();
+        assert!(!complete_partial_checksum(&mut p));
+        assert_eq!(p, good);
+        // The offloading sender's form: the field holds the folded pseudo-header sum.
+        let pseudo = checksum::pseudo_header(src, dst, IPPROTO_TCP, (n - 20) as u32);
+        let mut p = good.clone();
+        p[36..38].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        assert!(parse_tcp_packet(&p, true).is_err());
+        assert!(complete_partial_checksum(&mut p));
+        assert_eq!(p, good);
+        // A corrupt packet stays corrupt.
+        let mut p = good.clone();
+        p[45] ^= 1;
+        assert!(!complete_partial_checksum(&mut p));
+        assert!(parse_tcp_packet(&p, true).is_err());
+        // Garbage does not panic.
+        for len in 0..60 {
+            let mut junk = vec![0x45u8; len];
+            let _ = complete_partial_checksum(&mut junk);
         }
     }
 }

@@ -1,0 +1,572 @@
+//! The raw-socket datapath (`RAWTCP_DATAPATH=raw`): real TCP on the wire, so kernel TCP peers
+//! (curl, wrk, socat, any server) talk to rawtcp and rawtcp clients reach ordinary servers.
+//!
+//! - **Sockets.** One `SOCK_RAW`/`IPPROTO_TCP` socket per address family sends complete
+//!   packets (`IP_HDRINCL`, `IPV6_HDRINCL`) and receives TCP segments. A classic BPF socket
+//!   filter, rebuilt whenever the set of ports changes, lets through only segments whose
+//!   destination port the stack owns, so the host's other TCP traffic is never copied into
+//!   the process. IPv6 raw sockets deliver segments without their IPv6 header; the header is
+//!   rebuilt from the source address and the `IPV6_PKTINFO` destination.
+//! - **Ports.** Each port the stack uses is reserved by binding an ordinary kernel TCP socket to
+//!   it (never listening), so no other program on the host takes it and conflicts show up as
+//!   `AddrInUse`.
+//! - **What it changes on the host.** The kernel has no connection for rawtcp's ports and would
+//!   answer their segments with RST. The datapath creates an nftables table
+//!   `inet rawtcp_<pid>_<n>` with a set of the ports it owns and one rule in the output hook
+//!   that drops RSTs *the kernel* sends from those ports; rawtcp's own packets carry the
+//!   socket mark `0x72617774` and pass. Ports enter the set when bound and leave it when
+//!   released; the table is deleted when the datapath is dropped, and tables left by processes
+//!   that no longer exist are removed when the next one starts.
+//! - **Privilege.** Raw sockets need `CAP_NET_RAW`, the socket mark and nftables
+//!   `CAP_NET_ADMIN` (run as root), and the `nft` tool must be installed. Without any of them
+//!   [`RawDatapath::new`] fails at once with an error naming what is missing.
+
+use super::{route_source, Batch, BindKind, Datapath};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
+use socket2::SockRef;
+use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::{self, IoSliceMut, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use tokio::io::Interest;
+use tokio::net::UdpSocket as Registered;
+
+/// The socket mark on rawtcp's own packets, which the nftables rule lets through ("rawt").
+pub const MARK: u32 = 0x7261_7774;
+/// Largest port list matched one by one in the BPF filter; beyond it, the filter matches the
+/// range from the lowest to the highest port (BPF programs are limited to 4096 instructions).
+const MAX_FILTER_PORTS: usize = 1500;
+/// Packets read per `poll_recv` before yielding.
+const MAX_READS: usize = 1024;
+
+/// Counters of a raw datapath.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawStats {
+    /// Packets received.
+    pub received: u64,
+    /// Packets sent.
+    pub sent: u64,
+    /// Packets the kernel would not take (full buffer, no route).
+    pub dropped_send: u64,
+    /// Packets too short to carry TCP, or otherwise unusable.
+    pub malformed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    sent: AtomicU64,
+    dropped_send: AtomicU64,
+    malformed: AtomicU64,
+}
+
+struct Ports {
+    /// Kernel TCP sockets holding each claimed address.
+    reservations: HashMap<SocketAddr, Socket>,
+    /// How many claims use each port (the nftables set and the filter hold ports).
+    ports: BTreeMap<u16, usize>,
+}
+
+/// Complete IP packets over raw sockets; see the module documentation.
+///
+/// The raw sockets are registered with tokio's reactor through `tokio::net::UdpSocket`: a
+/// datagram descriptor is all tokio's readiness tracking needs, every read and write goes
+/// through `socket2`/`nix` on the descriptor itself, and this avoids the `unsafe`
+/// registration `AsyncFd` now requires.
+pub struct RawDatapath {
+    v4: Registered,
+    v6: Option<Registered>,
+    ports: Mutex<Ports>,
+    table: String,
+    mtus: Mutex<HashMap<IpAddr, usize>>,
+    stats: Counters,
+}
+
+impl fmt::Debug for RawDatapath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawDatapath")
+            .field("table", &self.table)
+            .field("ipv6", &self.v6.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn missing(kind: io::ErrorKind, what: String) -> io::Error {
+    io::Error::new(kind, format!("rawtcp raw datapath: {what}"))
+}
+
+fn raw_socket(domain: Domain) -> io::Result<Socket> {
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::TCP)).map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            missing(
+                e.kind(),
+                "raw sockets need CAP_NET_RAW (run as root, or grant the capability)".into(),
+            )
+        } else {
+            missing(e.kind(), format!("cannot open a raw socket: {e}"))
+        }
+    })?;
+    s.set_nonblocking(true)?;
+    s.set_mark(MARK).map_err(|e| {
+        missing(
+            e.kind(),
+            format!("setting the socket mark needs CAP_NET_ADMIN (run as root): {e}"),
+        )
+    })?;
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    // Nothing passes until the stack owns a port.
+    s.attach_filter(&filter(&[], domain == Domain::IPV6))?;
+    // Drain what arrived before the filter was in place.
+    let mut buf = [0u8; 2048];
+    while (&s).read(&mut buf).is_ok() {}
+    Ok(s)
+}
+
+/// A classic BPF program accepting TCP segments to `ports`. IPv4 raw sockets see the IP
+/// header first (the port sits at 4 × IHL + 2); IPv6 raw sockets see the TCP header.
+fn filter(ports: &[u16], v6: bool) -> Vec<SockFilter> {
+    const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+    const LDX_B_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH
+    const LD_H_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const ACCEPT: u32 = 0x40000;
+    let mut p = Vec::with_capacity(ports.len() * 2 + 4);
+    if ports.is_empty() {
+        p.push(SockFilter::new(RET_K, 0, 0, 0));
+        return p;
+    }
+    if v6 {
+        p.push(SockFilter::new(LD_H_ABS, 0, 0, 2));
+    } else {
+        p.push(SockFilter::new(LDX_B_MSH, 0, 0, 0));
+        p.push(SockFilter::new(LD_H_IND, 0, 0, 2));
+    }
+    if ports.len() <= MAX_FILTER_PORTS {
+        for &port in ports {
+            // Equal: fall through to the accept below it; else skip it.
+            p.push(SockFilter::new(JEQ_K, 0, 1, u32::from(port)));
+            p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
+        }
+    } else {
+        let (lo, hi) = (ports[0], ports[ports.len() - 1]);
+        p.push(SockFilter::new(JGE_K, 0, 2, u32::from(lo)));
+        p.push(SockFilter::new(JGT_K, 1, 0, u32::from(hi)));
+        p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
+    }
+    p.push(SockFilter::new(RET_K, 0, 0, 0));
+    p
+}
+
+/// Runs `nft` with `script` on its standard input.
+fn nft(script: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            missing(
+                e.kind(),
+                format!(
+                    "the `nft` tool (nftables) is needed to keep the kernel from resetting \
+                     rawtcp's connections, and could not be run: {e}"
+                ),
+            )
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(missing(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "nft failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ))
+    }
+}
+
+/// Deletes tables left by rawtcp processes that no longer exist.
+fn remove_stale_tables() {
+    let Ok(out) = Command::new("nft").args(["list", "tables"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.strip_prefix("table inet ") else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("rawtcp_") else {
+            continue;
+        };
+        let pid = rest.split('_').next().unwrap_or("");
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = nft(&format!("delete table inet {name}\n"));
+        }
+    }
+}
+
+static TABLES: AtomicU32 = AtomicU32::new(0);
+
+impl RawDatapath {
+    /// Opens the raw sockets and creates the nftables table. Must be called inside a tokio
+    /// runtime. Fails at once, naming what is missing, without root privileges or `nft`.
+    pub fn new() -> io::Result<RawDatapath> {
+        let v4 = raw_socket(Domain::IPV4)?;
+        v4.set_header_included_v4(true)?;
+        let v6 = match raw_socket(Domain::IPV6) {
+            Ok(s) => {
+                s.set_header_included_v6(true)?;
+                setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rawtcp raw datapath: no IPv6");
+                None
+            }
+        };
+        remove_stale_tables();
+        let table = format!(
+            "rawtcp_{}_{}",
+            std::process::id(),
+            TABLES.fetch_add(1, Ordering::Relaxed)
+        );
+        nft(&format!(
+            "table inet {table} {{\n\
+             \tset ports {{ type inet_service; }}\n\
+             \tchain out {{\n\
+             \t\ttype filter hook output priority 0; policy accept;\n\
+             \t\tmeta l4proto tcp tcp sport @ports tcp flags & rst == rst meta mark != {MARK:#x} drop\n\
+             \t}}\n\
+             }}\n"
+        ))?;
+        let v4 = Registered::from_std(std::net::UdpSocket::from(v4))?;
+        let v6 = v6
+            .map(|s| Registered::from_std(std::net::UdpSocket::from(s)))
+            .transpose()?;
+        Ok(RawDatapath {
+            v4,
+            v6,
+            ports: Mutex::new(Ports {
+                reservations: HashMap::new(),
+                ports: BTreeMap::new(),
+            }),
+            table,
+            mtus: Mutex::new(HashMap::new()),
+            stats: Counters::default(),
+        })
+    }
+
+    /// The name of the nftables table this datapath manages.
+    pub fn nft_table(&self) -> &str {
+        &self.table
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> RawStats {
+        RawStats {
+            received: self.stats.received.load(Ordering::Relaxed),
+            sent: self.stats.sent.load(Ordering::Relaxed),
+            dropped_send: self.stats.dropped_send.load(Ordering::Relaxed),
+            malformed: self.stats.malformed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ports> {
+        self.ports.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refilter(&self, ports: &Ports) -> io::Result<()> {
+        let list: Vec<u16> = ports.ports.keys().copied().collect();
+        SockRef::from(&self.v4).attach_filter(&filter(&list, false))?;
+        if let Some(v6) = &self.v6 {
+            SockRef::from(v6).attach_filter(&filter(&list, true))?;
+        }
+        Ok(())
+    }
+
+    /// Reads one IPv6 segment into `slot[40..]` and writes the rebuilt IPv6 header before it.
+    fn recv_v6(sock: &Registered, slot: &mut [u8]) -> io::Result<usize> {
+        let (header, body) = slot.split_at_mut(40);
+        let mut iov = [IoSliceMut::new(body)];
+        let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
+        let msg = recvmsg::<SockaddrIn6>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        let src = msg.address.map(|a| a.ip());
+        let mut dst = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::Ipv6PacketInfo(info) = c {
+                    dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+                }
+            }
+        }
+        let (Some(src), Some(dst)) = (src, dst) else {
+            return Ok(0);
+        };
+        let repr = crate::wire::Ipv6Repr {
+            src,
+            dst,
+            next_header: crate::wire::IPPROTO_TCP,
+            payload_len: n,
+            hop_limit: 64,
+        };
+        repr.emit(header)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(40 + n)
+    }
+
+    fn poll_socket(
+        &self,
+        cx: &mut Context<'_>,
+        sock: &Registered,
+        v6: bool,
+        batch: &mut Batch,
+        reads: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        let mut got = false;
+        while !batch.is_full() && *reads < MAX_READS {
+            match sock.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+            let Some(slot) = batch.next_slot() else { break };
+            let r = sock.try_io(Interest::READABLE, || {
+                if v6 {
+                    Self::recv_v6(sock, slot)
+                } else {
+                    (&*SockRef::from(sock)).read(slot)
+                }
+            });
+            match r {
+                Ok(n) => {
+                    *reads += 1;
+                    if n < 20 {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    batch.commit(n);
+                    self.stats.received.fetch_add(1, Ordering::Relaxed);
+                    got = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if got => {
+                    tracing::debug!(error = %e, "raw receive failed");
+                    break;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if got {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn interface_mtu(remote: IpAddr) -> Option<usize> {
+        let out = Command::new("ip")
+            .args(["-o", "route", "get", &remote.to_string()])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        let mut dev = None;
+        while let Some(w) = words.next() {
+            if w == "dev" {
+                dev = words.next().map(str::to_owned);
+                break;
+            }
+        }
+        let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", dev?)).ok()?;
+        mtu.trim().parse().ok()
+    }
+}
+
+impl Datapath for RawDatapath {
+    fn name(&self) -> &'static str {
+        "raw"
+    }
+
+    /// The MTU of the interface the route to `remote` uses (cached per remote), 1500 when it
+    /// cannot be read.
+    fn mtu(&self, remote: IpAddr) -> usize {
+        let mut cache = self.mtus.lock().unwrap_or_else(|p| p.into_inner());
+        *cache
+            .entry(remote)
+            .or_insert_with(|| Self::interface_mtu(remote).unwrap_or(1500).min(65_535))
+    }
+
+    fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
+        route_source(remote)
+    }
+
+    fn partial_checksums(&self) -> bool {
+        true
+    }
+
+    fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {
+        if local.is_ipv6() && self.v6.is_none() {
+            return Err(missing(
+                io::ErrorKind::AddrNotAvailable,
+                "IPv6 raw sockets are unavailable on this host".into(),
+            ));
+        }
+        // An ordinary kernel socket, bound but never listening, holds the port.
+        let reservation = Socket::new(
+            Domain::for_address(local),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        if local.is_ipv6() {
+            reservation.set_only_v6(true)?;
+        }
+        reservation.bind(&SockAddr::from(local))?;
+        let claimed = reservation
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("reservation has no address"))?;
+        let mut p = self.lock();
+        let users = p.ports.entry(claimed.port()).or_insert(0);
+        *users += 1;
+        if *users == 1 {
+            if let Err(e) = nft(&format!(
+                "add element inet {} ports {{ {} }}\n",
+                self.table,
+                claimed.port()
+            )) {
+                p.ports.remove(&claimed.port());
+                return Err(e);
+            }
+            self.refilter(&p)?;
+        }
+        p.reservations.insert(claimed, reservation);
+        Ok(claimed)
+    }
+
+    fn unbind(&self, local: SocketAddr) {
+        let mut p = self.lock();
+        if p.reservations.remove(&local).is_none() {
+            return;
+        }
+        let port = local.port();
+        let last = match p.ports.get_mut(&port) {
+            Some(users) => {
+                *users -= 1;
+                *users == 0
+            }
+            None => false,
+        };
+        if last {
+            p.ports.remove(&port);
+            let _ = self.refilter(&p);
+            if let Err(e) = nft(&format!(
+                "delete element inet {} ports {{ {port} }}\n",
+                self.table
+            )) {
+                tracing::warn!(error = %e, "rawtcp raw datapath: could not release port {port}");
+            }
+        }
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
+        let mut reads = 0;
+        let v4 = self.poll_socket(cx, &self.v4, false, batch, &mut reads);
+        let v6 = match &self.v6 {
+            Some(fd) => self.poll_socket(cx, fd, true, batch, &mut reads),
+            None => Poll::Pending,
+        };
+        match (v4, v6) {
+            (Poll::Ready(Ok(())), _) | (_, Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn send(&self, batch: &Batch) -> io::Result<()> {
+        for packet in batch.iter() {
+            let (fd, dst) = match packet.first().map(|b| b >> 4) {
+                Some(4) if packet.len() >= 20 => {
+                    let d = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+                    (&self.v4, SocketAddr::new(d.into(), 0))
+                }
+                Some(6) if packet.len() >= 40 => {
+                    let Some(fd) = &self.v6 else {
+                        self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let mut d = [0u8; 16];
+                    d.copy_from_slice(&packet[24..40]);
+                    (fd, SocketAddr::new(Ipv6Addr::from(d).into(), 0))
+                }
+                _ => {
+                    self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            match SockRef::from(fd).send_to(packet, &SockAddr::from(dst)) {
+                Ok(_) => {
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    // Full buffers or a missing route: dropped, as a network would; TCP
+                    // retransmits.
+                    self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RawDatapath {
+    fn drop(&mut self) {
+        if let Err(e) = nft(&format!("delete table inet {}\n", self.table)) {
+            tracing::warn!(error = %e, table = %self.table, "rawtcp raw datapath: could not remove its nftables table");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_shapes() {
+        assert_eq!(filter(&[], false).len(), 1);
+        // v4: ldx, ldh, two per port, final drop.
+        assert_eq!(filter(&[80, 443], false).len(), 2 + 4 + 1);
+        // v6: ldh, two per port, drop.
+        assert_eq!(filter(&[80], true).len(), 1 + 2 + 1);
+        let many: Vec<u16> = (1000..1000 + MAX_FILTER_PORTS as u16 + 1).collect();
+        assert_eq!(
+            filter(&many, false).len(),
+            2 + 3 + 1,
+            "a range beyond the list limit"
+        );
+    }
+}
