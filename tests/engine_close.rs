@@ -1029,3 +1029,23 @@ fn paws_drops_a_segment_with_an_old_timestamp() {
     expected.extend_from_slice(&[b'n'; 100]);
     assert_eq!(c.read_all(), expected);
 }
+
+/// RFC 6191: a SYN for a connection lingering in TIME-WAIT may start a new incarnation when
+/// its sequence number lies beyond RCV.NXT (without timestamps) or its timestamp is newer.
+#[test]
+fn time_wait_accepts_a_newer_syn_only() {
+    let mut p = Pair::new(plain(), 100, plain(), 2000);
+    p.settle();
+    // The server closes first and so lingers in TIME-WAIT.
+    p.server.conn.shutdown().unwrap();
+    p.settle();
+    p.client.conn.shutdown().unwrap();
+    p.settle();
+    assert_eq!(p.server.conn.state(), rawtcp::proto::State::TimeWait);
+    let old_syn = seg("SYN", 50, 0);
+    assert!(!p.server.conn.accepts_new_syn(&old_syn), "behind RCV.NXT");
+    let new_syn = seg("SYN", 5000, 0);
+    assert!(p.server.conn.accepts_new_syn(&new_syn));
+    assert!(!p.server.conn.accepts_new_syn(&seg("SYN+ACK", 5000, 1)));
+    assert!(!p.client.conn.accepts_new_syn(&new_syn), "not in TIME-WAIT");
+}

@@ -60,17 +60,25 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
+
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
+use tokio::io::Interest;
 
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use tokio::net::UdpSocket;
 
 use super::{Batch, BindKind, Datapath};
-use crate::wire::IPPROTO_TCP;
+use crate::wire::{emit_tcp_packet, TcpFlags, TcpRepr, IPPROTO_TCP};
 
 /// Receive and send buffer size asked for on the sockets that carry traffic.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -119,9 +127,14 @@ pub struct UdpStats {
 /// scheme. Create it with [`UdpDatapath::new`] inside a tokio runtime.
 pub struct UdpDatapath {
     /// The shared IPv4 socket (unspecified address, ephemeral port).
-    v4: UdpSocket,
+    v4: Arc<UdpSocket>,
     /// The shared IPv6 socket, when the host has IPv6.
-    v6: Option<UdpSocket>,
+    v6: Option<Arc<UdpSocket>>,
+    /// Waits for ICMP errors queued on the shared sockets (`IP_RECVERR`): a datagram to a
+    /// UDP port nobody bound means a TCP port nobody listens on.
+    refusals: Mutex<[Option<ErrorWait>; 2]>,
+    /// The runtime whose reactor watches this datapath's sockets.
+    runtime: tokio::runtime::Handle,
     /// Listener and reservation sockets.
     registry: RwLock<Registry>,
     /// (inner source ip, source TCP port) → UDP source address, from received datagrams.
@@ -198,12 +211,14 @@ impl UdpDatapath {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             SOCKET_BUFFER,
         )
+        .and_then(report_icmp_errors)
         .and_then(register)
         .map_err(|e| context(e, "udp datapath: shared IPv4 socket"))?;
         let v6 = match open(
             SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
             SOCKET_BUFFER,
         )
+        .and_then(report_icmp_errors)
         .and_then(register)
         {
             Ok(s) => Some(s),
@@ -213,8 +228,10 @@ impl UdpDatapath {
             }
         };
         Ok(UdpDatapath {
-            v4,
-            v6,
+            v4: Arc::new(v4),
+            v6: v6.map(Arc::new),
+            refusals: Mutex::new([None, None]),
+            runtime: tokio::runtime::Handle::current(),
             registry: RwLock::new(Registry::default()),
             learned: RwLock::new(HashMap::new()),
             rotation: AtomicUsize::new(0),
@@ -238,7 +255,7 @@ impl UdpDatapath {
     fn shared(&self, ip: IpAddr) -> Option<&UdpSocket> {
         match ip {
             IpAddr::V4(_) => Some(&self.v4),
-            IpAddr::V6(_) => self.v6.as_ref(),
+            IpAddr::V6(_) => self.v6.as_deref(),
         }
     }
 
@@ -253,6 +270,46 @@ impl UdpDatapath {
                 map.remove(&victim);
             }
         }
+    }
+
+    /// Turns "port unreachable" errors of the shared sockets into the RST a host without a
+    /// listener would send (RFC 9293 §3.10.7.1), appended to `batch`; returns how many.
+    ///
+    /// The kernel queues the datagram that drew the ICMP error; it holds the IP packet (at
+    /// least its headers) whose TCP segment found nobody listening.
+    fn poll_refusals(&self, cx: &mut Context<'_>, batch: &mut Batch) -> usize {
+        let mut waits = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut added = 0;
+        for (i, sock) in [Some(&self.v4), self.v6.as_ref()].into_iter().enumerate() {
+            let Some(sock) = sock else { continue };
+            for _ in 0..RECV_BUDGET {
+                let wait = waits[i].get_or_insert_with(|| {
+                    let s = sock.clone();
+                    Box::pin(async move { s.ready(Interest::ERROR).await })
+                });
+                if wait.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                waits[i] = None;
+                let mut original = [0u8; 256];
+                loop {
+                    let r = sock.try_io(Interest::ERROR, || read_error_queue(sock, &mut original));
+                    let (n, refused) = match r {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    };
+                    if !refused {
+                        continue;
+                    }
+                    let Some(slot) = batch.next_slot() else { break };
+                    if let Some(len) = original.get(..n).and_then(|o| refusal_reset(o, slot)) {
+                        batch.commit(len);
+                        added += 1;
+                    }
+                }
+            }
+        }
+        added
     }
 
     /// Reads datagrams from `sock` into `batch` until it is full, the socket has nothing more
@@ -374,6 +431,9 @@ impl Datapath for UdpDatapath {
         let key = (local.ip(), port);
         match kind {
             BindKind::Listen => {
+                // Registered with the runtime that made the datapath (the reactor's), not the
+                // caller's: a listener must outlive the runtime of the task that bound it.
+                let _runtime = self.runtime.enter();
                 let sock = Arc::new(
                     register(sock)
                         .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?,
@@ -404,6 +464,7 @@ impl Datapath for UdpDatapath {
             // Nothing can be added; the caller must make room first.
             return Poll::Ready(Ok(()));
         }
+        let refused = self.poll_refusals(cx, batch);
         let registry = read(&self.registry);
         let shared = 1 + usize::from(self.v6.is_some());
         let total = shared + registry.listeners.len();
@@ -439,7 +500,7 @@ impl Datapath for UdpDatapath {
         Counters::add(&self.counters.received, tally.received);
         Counters::add(&self.counters.dropped_recv, tally.too_large);
         Counters::add(&self.counters.malformed, tally.malformed);
-        if tally.received > 0 {
+        if tally.received > 0 || refused > 0 {
             Poll::Ready(Ok(()))
         } else if let Some(e) = error {
             Poll::Ready(Err(e))
@@ -560,6 +621,66 @@ fn parse_endpoints(packet: &[u8]) -> Option<Endpoints> {
         dst_port: u16::from_be_bytes([t[2], t[3]]),
         len,
     })
+}
+
+/// Waits for the error readiness of a shared socket.
+type ErrorWait = Pin<Box<dyn Future<Output = io::Result<tokio::io::Ready>> + Send>>;
+
+/// Asks the kernel to queue ICMP errors (port unreachable) on `sock` with the datagram that
+/// drew them (`IP_RECVERR` / `IPV6_RECVERR`).
+fn report_icmp_errors(sock: Socket) -> io::Result<Socket> {
+    let r = match sock.local_addr()?.as_socket() {
+        Some(SocketAddr::V6(_)) => setsockopt(&sock, sockopt::Ipv6RecvErr, &true),
+        _ => setsockopt(&sock, sockopt::Ipv4RecvErr, &true),
+    };
+    r.map_err(io::Error::from)?;
+    Ok(sock)
+}
+
+/// Reads one entry of `sock`'s error queue into `buf`: its length, and whether it was a
+/// "connection refused" (port unreachable).
+fn read_error_queue(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut cmsg = nix::cmsg_space!(nix::libc::sock_extended_err, nix::libc::sockaddr_in6);
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    let mut refused = false;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::Ipv4RecvErr(e, _) | ControlMessageOwned::Ipv6RecvErr(e, _) = c {
+            refused |= e.ee_errno == nix::libc::ECONNREFUSED as u32;
+        }
+    }
+    Ok((msg.bytes, refused))
+}
+
+/// The RST answering the TCP segment in `original` (an IP packet, perhaps cut short after its
+/// headers), written into `slot`; its length, or `None` if `original` is not TCP over IP.
+fn refusal_reset(original: &[u8], slot: &mut [u8]) -> Option<usize> {
+    let ep = parse_endpoints(original)?;
+    let tcp_at = match original.first()? >> 4 {
+        4 => usize::from(original.first()? & 0x0f) * 4,
+        _ => 40,
+    };
+    let (t, _) = original
+        .get(tcp_at..)?
+        .split_first_chunk::<TCP_MIN_HEADER>()?;
+    let header_len = usize::from(t[12] >> 4) * 4;
+    let seg = TcpRepr {
+        src_port: ep.src_port,
+        dst_port: ep.dst_port,
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
+        flags: TcpFlags(t[13]),
+        ..TcpRepr::default()
+    };
+    let payload_len = ep.len.saturating_sub(tcp_at + header_len);
+    let rst = crate::proto::reset_for(&seg, payload_len)?;
+    emit_tcp_packet(ep.dst, ep.src, 64, &rst, &[], slot).ok()
 }
 
 /// A non-blocking UDP socket bound at `addr`: no address reuse (so that conflicts are

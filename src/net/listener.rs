@@ -133,7 +133,7 @@ impl futures_core::Stream for TcpListener {
 
 impl Drop for TcpListener {
     /// Stops listening: connections not yet accepted are reset, and the address is released
-    /// once no listener shares it.
+    /// once no listener shares it and no accepted connection uses it.
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
         let key = self.key;
@@ -150,8 +150,14 @@ impl Drop for TcpListener {
             }
         }
         if last && !inner.stopped {
-            drop(inner);
-            self.shared.datapath.unbind(key.addr);
+            if inner.address_in_use(key.addr) {
+                // Accepted connections still receive through this address (over UDP, its
+                // socket): release it when the last of them is gone.
+                inner.lingering.push(key.addr);
+            } else {
+                drop(inner);
+                self.shared.datapath.unbind(key.addr);
+            }
         }
     }
 }

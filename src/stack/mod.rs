@@ -105,6 +105,11 @@ pub(crate) struct Inner {
     pub stats: StackStats,
     /// Local addresses to give back to the datapath once the lock allows.
     pub unbind_later: Vec<SocketAddr>,
+    /// Addresses of dropped listeners whose accepted connections still use them; released
+    /// when the last of those connections is gone.
+    pub lingering: Vec<SocketAddr>,
+    /// A connection was forgotten since the lingering addresses were last checked.
+    pub reaped: bool,
 }
 
 impl Shared {
@@ -151,6 +156,31 @@ impl Shared {
 }
 
 impl Inner {
+    /// Whether a connection still uses the local address `addr` (or, for a wildcard
+    /// address, its port).
+    pub fn address_in_use(&self, addr: SocketAddr) -> bool {
+        self.table.by_tuple.keys().any(|(local, _)| {
+            local.port() == addr.port() && (addr.ip().is_unspecified() || local.ip() == addr.ip())
+        })
+    }
+
+    /// Releases the lingering listener addresses no connection uses any more.
+    pub fn release_lingering(&mut self) {
+        if !self.reaped || self.lingering.is_empty() {
+            return;
+        }
+        self.reaped = false;
+        let mut still = std::mem::take(&mut self.lingering);
+        still.retain(|a| {
+            let used = self.address_in_use(*a);
+            if !used {
+                self.unbind_later.push(*a);
+            }
+            used
+        });
+        self.lingering = still;
+    }
+
     /// Queues a connection for the reactor's transmit pass and wakes the reactor.
     pub fn mark_dirty(&mut self, id: ConnId) {
         if let Some(e) = self.table.get_mut(id) {
@@ -367,6 +397,8 @@ impl StackBuilder {
                 isn: IsnGenerator::new(),
                 stats: StackStats::default(),
                 unbind_later: Vec::new(),
+                lingering: Vec::new(),
+                reaped: false,
             }),
             datapath,
             origin: tokio::time::Instant::now(),

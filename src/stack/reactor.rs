@@ -89,6 +89,7 @@ impl Future for Reactor {
                 }
                 fire_timers(inner, now);
                 this.transmit_dirty(inner, now);
+                inner.release_lingering();
                 for a in inner.unbind_later.drain(..) {
                     shared.datapath.unbind(a);
                 }
@@ -242,9 +243,18 @@ fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instan
     }
     if let Some(&id) = inner.table.by_tuple.get(&(local, remote)) {
         if let Some(e) = inner.table.get_mut(id) {
-            e.conn.on_segment(now, &tcp, payload);
-            inner.mark_dirty(id);
-            return;
+            if e.conn.accepts_new_syn(&tcp) {
+                // A new incarnation replaces the one lingering in TIME-WAIT (RFC 6191).
+                let claimed = e.claimed.take();
+                inner.table.remove(id);
+                if let Some(a) = claimed {
+                    inner.unbind_later.push(a);
+                }
+            } else {
+                e.conn.on_segment(now, &tcp, payload);
+                inner.mark_dirty(id);
+                return;
+            }
         }
     }
     if tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.intersects(TcpFlags::ACK | TcpFlags::RST) {
@@ -345,6 +355,7 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
     if closed && e.owner == Owner::Detached {
         let claimed = e.claimed.take();
         inner.table.remove(id);
+        inner.reaped = true;
         if let Some(a) = claimed {
             inner.unbind_later.push(a);
         }

@@ -462,6 +462,24 @@ impl Connection {
         self.ack_now
     }
 
+    /// Whether `syn` may open a new incarnation of this connection while it lingers in
+    /// TIME-WAIT (RFC 6191, after RFC 1122 §4.2.2.13): with timestamps, when its TSval is newer
+    /// than any seen; without, when its sequence number lies beyond RCV.NXT. The driver then
+    /// forgets this connection and treats the SYN as new.
+    pub fn accepts_new_syn(&self, syn: &TcpRepr) -> bool {
+        use crate::wire::TcpFlags;
+        if self.state != State::TimeWait
+            || !syn.flags.contains(TcpFlags::SYN)
+            || syn.flags.intersects(TcpFlags::ACK | TcpFlags::RST)
+        {
+            return false;
+        }
+        match (self.ts_ok, syn.options.timestamps) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => SeqNum(syn.seq) > self.rcv_nxt,
+        }
+    }
+
     /// Bytes waiting to be read.
     pub fn recv_queue(&self) -> usize {
         self.recv_buf.readable()

@@ -1,0 +1,457 @@
+//! rawtcp against `tokio::net` (the kernel's TCP) on loopback, side by side.
+//!
+//! ```text
+//! cargo bench --bench runtime
+//! cargo bench --bench runtime -- latency     # one group only
+//! ```
+//!
+//! One multi-threaded tokio runtime hosts both: a rawtcp `Stack` built inside it with
+//! `Stack::builder().build()` (the datapath named by `RAWTCP_DATAPATH`, UDP encapsulation on
+//! 127.0.0.1 by default) and `tokio::net` sockets on 127.0.0.1. Each criterion group measures
+//! one metric with a `rawtcp` and a `tokio` bench, so the report shows them next to each
+//! other:
+//!
+//! - `bulk_throughput`: one connection, 32 MiB per iteration (the receiver answers one byte
+//!   when it has them all), `Throughput::Bytes`;
+//! - `latency_64b`: one connection with Nagle off, a 64-byte ping answered by a 64-byte pong,
+//!   time per round trip;
+//! - `connections`: connect, accept, 1 byte from the client, the server reads it and closes,
+//!   the client sees the end of the stream and closes; `Throughput::Elements`.
+//!
+//! Every iteration is timed by this file (`iter_custom`); after each group it prints the
+//! mean of the measured samples for both and the ratio rawtcp / tokio of the metric
+//! (MB/s, microseconds per round trip, connections per second), rawtcp's retransmission
+//! counters, and for `connections` the median, 99th percentile and maximum time of one
+//! connection and how many took over 100 ms. Each batch of iterations must finish within
+//! 60 seconds.
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use rawtcp::Stack;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::runtime::Runtime;
+
+/// Samples per bench; the ratio is computed from the last `SAMPLES` batches (the measured
+/// ones, after criterion's warm-up).
+const SAMPLES: usize = 10;
+/// Bytes per bulk iteration.
+const BULK: usize = 32 << 20;
+/// Size of each bulk write and read.
+const CHUNK: usize = 256 << 10;
+/// Ping and pong size.
+const PING: usize = 64;
+/// A connection that takes longer than this is counted as slow.
+const SLOW_CONNECTION: Duration = Duration::from_millis(100);
+/// The longest a batch of iterations may take.
+const BATCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// A byte stream of either implementation.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+type Conn = Box<dyn Io>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Imp {
+    Rawtcp,
+    Tokio,
+}
+
+impl Imp {
+    fn name(self) -> &'static str {
+        match self {
+            Imp::Rawtcp => "rawtcp",
+            Imp::Tokio => "tokio",
+        }
+    }
+}
+
+/// A listener of either implementation.
+enum Listener {
+    Rawtcp(rawtcp::TcpListener),
+    Tokio(tokio::net::TcpListener),
+}
+
+impl Listener {
+    async fn bind(imp: Imp, stack: &Stack) -> io::Result<Listener> {
+        Ok(match imp {
+            Imp::Rawtcp => Listener::Rawtcp(stack.bind("127.0.0.1:0").await?),
+            Imp::Tokio => Listener::Tokio(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Rawtcp(l) => l.local_addr(),
+            Listener::Tokio(l) => l.local_addr(),
+        }
+    }
+
+    async fn accept(&self, nodelay: bool) -> io::Result<Conn> {
+        Ok(match self {
+            Listener::Rawtcp(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(nodelay)?;
+                Box::new(s)
+            }
+            Listener::Tokio(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(nodelay)?;
+                Box::new(s)
+            }
+        })
+    }
+}
+
+/// A client connection of either implementation; the rawtcp one is also returned as such,
+/// for its `info()`.
+enum Client {
+    Rawtcp(rawtcp::TcpStream),
+    Tokio(tokio::net::TcpStream),
+}
+
+impl Client {
+    async fn connect(
+        imp: Imp,
+        stack: &Stack,
+        addr: SocketAddr,
+        nodelay: bool,
+    ) -> io::Result<Client> {
+        Ok(match imp {
+            Imp::Rawtcp => {
+                let s = stack.connect(addr).await?;
+                s.set_nodelay(nodelay)?;
+                Client::Rawtcp(s)
+            }
+            Imp::Tokio => {
+                let s = tokio::net::TcpStream::connect(addr).await?;
+                s.set_nodelay(nodelay)?;
+                Client::Tokio(s)
+            }
+        })
+    }
+
+    fn io(&mut self) -> &mut dyn Io {
+        match self {
+            Client::Rawtcp(s) => s,
+            Client::Tokio(s) => s,
+        }
+    }
+
+    fn rawtcp_info(&self) -> Option<String> {
+        match self {
+            Client::Rawtcp(s) => s.info().ok().map(|i| {
+                format!(
+                    "retransmissions {} (timeouts {}, fast {}), srtt {:?}, min_rtt {:?}, mss {}",
+                    i.retransmissions,
+                    i.timeouts,
+                    i.fast_retransmits,
+                    i.srtt.unwrap_or_default(),
+                    i.min_rtt.unwrap_or_default(),
+                    i.send_mss
+                )
+            }),
+            Client::Tokio(_) => None,
+        }
+    }
+}
+
+/// The (iterations, time) of every batch criterion asked for, per implementation.
+#[derive(Default)]
+struct Record {
+    rawtcp: Vec<(u64, Duration)>,
+    tokio: Vec<(u64, Duration)>,
+}
+
+impl Record {
+    fn of(&mut self, imp: Imp) -> &mut Vec<(u64, Duration)> {
+        match imp {
+            Imp::Rawtcp => &mut self.rawtcp,
+            Imp::Tokio => &mut self.tokio,
+        }
+    }
+
+    /// Mean time per iteration over the measured batches.
+    fn mean(batches: &[(u64, Duration)]) -> Option<Duration> {
+        let measured = &batches[batches.len().saturating_sub(SAMPLES)..];
+        let iters: u64 = measured.iter().map(|b| b.0).sum();
+        let time: Duration = measured.iter().map(|b| b.1).sum();
+        (iters > 0).then(|| time.div_f64(iters as f64))
+    }
+
+    /// Prints both means and the ratio of the metric, rawtcp / tokio. `per_iter` turns a mean
+    /// time per iteration into the metric's value and unit.
+    fn print_ratio(&self, group: &str, per_iter: impl Fn(Duration) -> (f64, &'static str)) {
+        let (Some(r), Some(t)) = (Record::mean(&self.rawtcp), Record::mean(&self.tokio)) else {
+            return;
+        };
+        let ((rv, unit), (tv, _)) = (per_iter(r), per_iter(t));
+        println!(
+            "{group}: rawtcp {rv:.2} {unit} ({r:.2?}/iter), tokio {tv:.2} {unit} ({t:.2?}/iter) \
+             => ratio rawtcp/tokio {:.3} ({unit})",
+            rv / tv
+        );
+    }
+}
+
+/// Runs `f` on the runtime's workers and fails the bench if it outlasts `BATCH_LIMIT`.
+fn run<T: Send + 'static>(
+    rt: &Runtime,
+    what: &str,
+    f: impl Future<Output = T> + Send + 'static,
+) -> T {
+    rt.block_on(async {
+        match tokio::time::timeout(BATCH_LIMIT, tokio::spawn(f)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => panic!("{what}: task failed: {e}"),
+            Err(_) => panic!("{what}: no result within {BATCH_LIMIT:?}"),
+        }
+    })
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .sample_size(SAMPLES)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+}
+
+/// One connection per implementation; each iteration sends `BULK` bytes and waits for the
+/// receiver's one-byte answer.
+fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
+    let mut record = Record::default();
+    let mut group = c.benchmark_group("bulk_throughput");
+    configure(&mut group);
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Bytes(BULK as u64));
+    for imp in [Imp::Rawtcp, Imp::Tokio] {
+        let stack = stack.clone();
+        let mut client = Some(run(rt, "bulk setup", async move {
+            let listener = Listener::bind(imp, &stack).await.expect("bind");
+            let addr = listener.local_addr().expect("local_addr");
+            let server = tokio::spawn(async move {
+                let s = listener.accept(false).await.expect("accept");
+                bulk_receiver(s).await
+            });
+            let c = Client::connect(imp, &stack, addr, false)
+                .await
+                .expect("connect");
+            drop(server); // runs until the client closes
+            c
+        }));
+        let samples = record.of(imp);
+        group.bench_function(imp.name(), |b| {
+            b.iter_custom(|iters| {
+                let mut c = client.take().expect("client");
+                let (c, dt) = run(rt, "bulk", async move {
+                    let data = vec![0x5a_u8; CHUNK];
+                    let mut ack = [0u8; 1];
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let s = c.io();
+                        for _ in 0..BULK / CHUNK {
+                            s.write_all(&data).await.expect("bulk write");
+                        }
+                        s.read_exact(&mut ack).await.expect("bulk answer");
+                    }
+                    (c, t.elapsed())
+                });
+                client = Some(c);
+                samples.push((iters, dt));
+                dt
+            })
+        });
+        if let Some(line) = client.as_ref().and_then(Client::rawtcp_info) {
+            println!("bulk_throughput/{}: sender {line}", imp.name());
+        }
+        drop(client);
+    }
+    group.finish();
+    record.print_ratio("bulk_throughput", |t| {
+        (BULK as f64 / 1e6 / t.as_secs_f64(), "MB/s")
+    });
+}
+
+/// Reads `BULK` bytes at a time and answers each with one byte, until the end of the stream.
+async fn bulk_receiver(mut s: Conn) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = 0;
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got += n,
+        }
+        while got >= BULK {
+            got -= BULK;
+            if s.write_all(&[1]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One connection per implementation, Nagle off; each iteration is one 64-byte round trip.
+fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
+    let mut record = Record::default();
+    let mut group = c.benchmark_group("latency_64b");
+    configure(&mut group);
+    for imp in [Imp::Rawtcp, Imp::Tokio] {
+        let stack = stack.clone();
+        let mut client = Some(run(rt, "latency setup", async move {
+            let listener = Listener::bind(imp, &stack).await.expect("bind");
+            let addr = listener.local_addr().expect("local_addr");
+            let server = tokio::spawn(async move {
+                let mut s = listener.accept(true).await.expect("accept");
+                let mut buf = [0u8; PING];
+                while s.read_exact(&mut buf).await.is_ok() {
+                    if s.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let c = Client::connect(imp, &stack, addr, true)
+                .await
+                .expect("connect");
+            drop(server);
+            c
+        }));
+        let samples = record.of(imp);
+        group.bench_function(imp.name(), |b| {
+            b.iter_custom(|iters| {
+                let mut c = client.take().expect("client");
+                let (c, dt) = run(rt, "latency", async move {
+                    let ping = [0x70_u8; PING];
+                    let mut pong = [0u8; PING];
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let s = c.io();
+                        s.write_all(&ping).await.expect("ping");
+                        s.read_exact(&mut pong).await.expect("pong");
+                    }
+                    (c, t.elapsed())
+                });
+                client = Some(c);
+                samples.push((iters, dt));
+                dt
+            })
+        });
+        if let Some(line) = client.as_ref().and_then(Client::rawtcp_info) {
+            println!("latency_64b/{}: client {line}", imp.name());
+        }
+        drop(client);
+    }
+    group.finish();
+    record.print_ratio("latency_64b", |t| {
+        (t.as_secs_f64() * 1e6, "us per round trip")
+    });
+}
+
+/// A listener per implementation whose server reads one byte from each connection and
+/// closes it; each iteration connects, writes one byte, waits for the end of the stream and
+/// closes.
+fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
+    let mut record = Record::default();
+    let mut group = c.benchmark_group("connections");
+    configure(&mut group);
+    group.throughput(Throughput::Elements(1));
+    for imp in [Imp::Rawtcp, Imp::Tokio] {
+        let s = stack.clone();
+        let (addr, server) = run(rt, "connections setup", async move {
+            let listener = Listener::bind(imp, &s).await.expect("bind");
+            let addr = listener.local_addr().expect("local_addr");
+            let server = tokio::spawn(async move {
+                loop {
+                    let Ok(mut s) = listener.accept(true).await else {
+                        return;
+                    };
+                    tokio::spawn(async move {
+                        let mut one = [0u8; 1];
+                        let _ = s.read_exact(&mut one).await;
+                        // Dropping closes: the server sends the first FIN.
+                    });
+                }
+            });
+            (addr, server)
+        });
+        let samples = record.of(imp);
+        // How long each connection took, warm-up included.
+        let mut each: Vec<Duration> = Vec::new();
+        group.bench_function(imp.name(), |b| {
+            b.iter_custom(|iters| {
+                let stack = stack.clone();
+                let (dt, times) = run(rt, "connections", async move {
+                    let mut rest = [0u8; 1];
+                    let mut times = Vec::with_capacity(iters as usize);
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let t1 = Instant::now();
+                        let mut c = Client::connect(imp, &stack, addr, true)
+                            .await
+                            .expect("connect");
+                        let s = c.io();
+                        s.write_all(&[1]).await.expect("write");
+                        let n = s.read(&mut rest).await.expect("read");
+                        assert_eq!(n, 0, "the server sends nothing");
+                        times.push(t1.elapsed());
+                    }
+                    (t.elapsed(), times)
+                });
+                each.extend(times);
+                samples.push((iters, dt));
+                dt
+            })
+        });
+        each.sort();
+        if let (Some(median), Some(p99), Some(max)) = (
+            each.get(each.len() / 2),
+            each.get(each.len() * 99 / 100),
+            each.last(),
+        ) {
+            let slow = each.iter().filter(|t| **t > SLOW_CONNECTION).count();
+            println!(
+                "connections/{}: {} connections (warm-up included): median {median:.2?}, \
+                 p99 {p99:.2?}, max {max:.2?}; {slow} took over {SLOW_CONNECTION:?}",
+                imp.name(),
+                each.len()
+            );
+        }
+        server.abort();
+    }
+    group.finish();
+    record.print_ratio("connections", |t| (1.0 / t.as_secs_f64(), "connections/s"));
+    let st = stack.stats();
+    println!(
+        "rawtcp stack after the connections group: connections in table {}, packets in {} out {}, \
+         resets sent {}, SYNs dropped {}, malformed {}",
+        st.connections, st.packets_in, st.packets_out, st.resets_sent, st.syn_dropped, st.malformed
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(SAMPLES)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let stack = {
+        let _in_runtime = rt.enter();
+        Stack::builder().build().expect("rawtcp stack")
+    };
+    println!(
+        "rawtcp on the {} datapath, tokio::net on the kernel's TCP; {} worker threads",
+        stack.datapath_name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    bulk_throughput(&mut c, &rt, &stack);
+    latency_64b(&mut c, &rt, &stack);
+    connections(&mut c, &rt, &stack);
+    c.final_summary();
+}

@@ -1,0 +1,399 @@
+//! The runtime over the UDP datapath on loopback, in real time: two stacks with their own
+//! `UdpDatapath` behave like two processes; the free functions use the process-wide default
+//! stack. Only 127.0.0.1 and ::1 are used.
+
+mod runtime_common;
+
+use rawtcp::datapath::udp::UdpDatapath;
+use rawtcp::{Stack, TcpListener, TcpSocket, TcpStream};
+use runtime_common::*;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A stack on a UDP datapath of its own.
+fn udp_stack() -> Stack {
+    udp_stack_with(Stack::builder())
+}
+
+fn udp_stack_with(b: rawtcp::StackBuilder) -> Stack {
+    b.datapath(UdpDatapath::new().expect("udp datapath"))
+        .build()
+        .expect("stack")
+}
+
+/// Two stacks, like two processes, listening on 127.0.0.1.
+fn udp_env() -> Env {
+    Env {
+        server: udp_stack(),
+        client: udp_stack(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        limit: Duration::from_secs(20),
+        quiet: Duration::from_millis(300),
+    }
+}
+
+fn ipv6_available() -> bool {
+    match std::net::UdpSocket::bind("[::1]:0") {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("!!!!!!!! ::1 is unavailable ({e}): SKIPPING the IPv6 test !!!!!!!!");
+            false
+        }
+    }
+}
+
+/// Several tasks waiting in `accept` on one listener are all woken: 16 waiters, 16 connects,
+/// 16 accepts complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pending_accept_is_woken() {
+    accept_wakes_every_waiter(&udp_env(), 16).await;
+}
+
+/// `peek` returns bytes that a following `read` returns again.
+#[tokio::test]
+async fn peek_then_read() {
+    runtime_common::peek_then_read(&udp_env()).await;
+}
+
+/// `try_read` is `WouldBlock` with nothing there; `try_write` runs into `WouldBlock` with a
+/// small send buffer and a peer that does not read; the peer reading makes `writable()`
+/// ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_write_until_would_block_then_writable() {
+    try_write_until_would_block(&udp_env()).await;
+}
+
+/// The client writes a request and shuts down; the server reads to EOF, replies; the client
+/// reads the whole reply.
+#[tokio::test]
+async fn half_close_then_reply() {
+    runtime_common::half_close_then_reply(&udp_env()).await;
+}
+
+/// Dropping the owned write half gives the peer EOF while the read half still receives.
+#[tokio::test]
+async fn dropping_owned_write_half_sends_eof() {
+    owned_write_half_drop_sends_eof(&udp_env()).await;
+}
+
+/// `reunite` rejects foreign halves and rebuilds a working stream from its own halves.
+#[tokio::test]
+async fn reunite_rebuilds_the_stream() {
+    reunite(&udp_env()).await;
+}
+
+/// `OwnedWriteHalf::forget` sends no FIN; dropping the read half afterwards closes.
+#[tokio::test]
+async fn forget_does_not_send_fin() {
+    runtime_common::forget_does_not_send_fin(&udp_env()).await;
+}
+
+/// Zero linger then drop: the peer's read fails with `ConnectionReset`.
+#[tokio::test]
+async fn zero_linger_drop_resets_peer() {
+    zero_linger_resets_peer(&udp_env()).await;
+}
+
+/// Connecting to a loopback port nobody listens on fails with `ConnectionRefused` at once,
+/// as it does with tokio (the port had a listener a moment ago, now dropped). The wait is
+/// cut at 3 s so that SYN retransmissions stop before the port can be reused by another test.
+#[tokio::test]
+async fn connect_to_closed_port_is_refused() {
+    let mut env = udp_env();
+    let addr = {
+        let l = env.server.bind(env.bind).await.unwrap();
+        l.local_addr().unwrap()
+    };
+    env.limit = Duration::from_secs(3);
+    connection_refused(&env, addr, Duration::from_secs(2)).await;
+}
+
+/// Makes a default-stack listener and a connected stream pair (exchanging one message) in a
+/// multi-thread runtime, drops that runtime and returns them with a fresh runtime.
+fn default_stack_objects_from_a_dropped_runtime(
+) -> (tokio::runtime::Runtime, TcpListener, TcpStream, TcpStream) {
+    let rt1 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (listener, client, server) = rt1.block_on(async {
+        within(Duration::from_secs(10), "runtime 1", async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (c, a) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let mut client = c.unwrap();
+            let (mut server, _) = a.unwrap();
+            client.write_all(b"one").await.unwrap();
+            let mut buf = [0u8; 3];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"one");
+            (listener, client, server)
+        })
+        .await
+    });
+    drop(rt1);
+    let rt2 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (rt2, listener, client, server)
+}
+
+/// A default-stack stream pair made in a runtime that is then dropped still exchanges data
+/// both ways in the next runtime (the default stack's reactor has a thread of its own).
+#[test]
+fn default_stack_stream_survives_its_runtime() {
+    let (rt2, _listener, mut client, mut server) = default_stack_objects_from_a_dropped_runtime();
+    rt2.block_on(within(
+        Duration::from_secs(10),
+        "old stream pair in runtime 2",
+        async {
+            client.write_all(b"two").await.unwrap();
+            let mut buf = [0u8; 3];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"two");
+            server.write_all(b"three").await.unwrap();
+            let mut buf = [0u8; 5];
+            client.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"three");
+        },
+    ));
+}
+
+/// A default-stack listener made in a runtime that is then dropped still accepts new
+/// connections in the next runtime.
+#[test]
+fn default_stack_listener_survives_its_runtime() {
+    let (rt2, listener, _client, _server) = default_stack_objects_from_a_dropped_runtime();
+    let addr = listener.local_addr().unwrap();
+    rt2.block_on(within(
+        Duration::from_secs(10),
+        "old listener accepts in runtime 2",
+        async {
+            let (c, a) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let mut c = c.unwrap();
+            let (mut s, _) = a.unwrap();
+            c.write_all(b"four").await.unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"four");
+        },
+    ));
+}
+
+/// After the runtime that first used the default stack is dropped, the default stack still
+/// makes new listeners and connections in a new runtime.
+#[test]
+fn default_stack_works_in_a_new_runtime() {
+    let limit = Duration::from_secs(10);
+    let exchange = || async move {
+        within(limit, "bind, connect, exchange", async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (c, a) = tokio::join!(TcpStream::connect(addr), listener.accept());
+            let mut c = c.unwrap();
+            let (mut s, peer) = a.unwrap();
+            assert_eq!(peer, c.local_addr().unwrap());
+            c.write_all(b"hello").await.unwrap();
+            c.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello");
+        })
+        .await
+    };
+    for round in 0..3 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(exchange());
+        drop(rt);
+        eprintln!("default stack: runtime {round} done");
+    }
+    // And a current-thread runtime too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(exchange());
+}
+
+/// A listener bound on a stack whose reactor has already gone idle accepts a connection from
+/// another stack (another process): binding must make the reactor receive on the new address.
+#[tokio::test]
+async fn listener_bound_on_idle_stack_accepts() {
+    let env = udp_env();
+    // Both reactors run, find nothing to do and sleep.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_l, mut client, mut server) = connected(&env).await;
+    client.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    within(env.limit, "read", server.read_exact(&mut buf))
+        .await
+        .unwrap();
+}
+
+/// The same with the default stack as the server (its reactor runs on its own thread) and a
+/// client stack of its own, as a server process reached by a client process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_stack_listener_accepts_from_another_stack() {
+    let client = udp_stack();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (c, a) = within(Duration::from_secs(10), "connect and accept", async {
+        tokio::join!(client.connect(addr), listener.accept())
+    })
+    .await;
+    let (c, (s, peer)) = (c.unwrap(), a.unwrap());
+    assert_eq!(peer, c.local_addr().unwrap());
+    assert_eq!(s.peer_addr().unwrap(), peer);
+}
+
+/// 1000 clients connect at once to one listener (default backlog 1024), each exchanges a few
+/// bytes; all are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_connections() {
+    let mut env = udp_env();
+    env.limit = Duration::from_secs(60);
+    let start = std::time::Instant::now();
+    many_connections(&env, 1000).await;
+    eprintln!("1000 connections over udp: {:?}", start.elapsed());
+}
+
+/// With two stacks (two datapaths, like two processes) the client's local address is the
+/// server's peer address and vice versa.
+#[tokio::test]
+async fn local_and_peer_addresses_agree() {
+    addresses_agree(&udp_env()).await;
+}
+
+/// `info()` counts the bytes of an exchange and has a non-zero smoothed RTT.
+#[tokio::test]
+async fn info_reports_bytes_and_srtt() {
+    let srtt = info_after_exchange(&udp_env()).await;
+    eprintln!("srtt on udp loopback: {srtt:?}");
+    assert!(srtt < Duration::from_secs(1));
+}
+
+/// Dropping a stream right after writing 8 MB: the peer still receives every byte, then EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_stream_delivers_written_data_then_eof() {
+    drop_with_written_data_delivers_then_eof(&udp_env(), 8 << 20).await;
+}
+
+/// Dropping the last `Stack` handle resets its connections (the peer reads
+/// `ConnectionReset`), and its streams and listeners return errors instead of hanging.
+#[tokio::test]
+async fn dropping_stack_resets_connections() {
+    dropping_stack_resets(udp_env()).await;
+}
+
+/// `TcpListener` is a `futures_core::Stream` of connections.
+#[tokio::test]
+async fn listener_is_a_stream() {
+    runtime_common::listener_is_a_stream(&udp_env()).await;
+}
+
+/// `set_ttl`/`ttl` round-trip and set the TTL of the packets sent.
+#[tokio::test]
+async fn ttl_round_trips() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut env = udp_env();
+    env.client = udp_stack_with(Stack::builder().tap(ttl_tap(log.clone())));
+    runtime_common::ttl_round_trips(&env, &log).await;
+}
+
+/// `set_nodelay`/`nodelay` round-trip.
+#[tokio::test]
+async fn nodelay_round_trips() {
+    runtime_common::nodelay_round_trips(&udp_env()).await;
+}
+
+/// `take_error` after a reset returns `ConnectionReset` once.
+#[tokio::test]
+async fn take_error_returns_reset_once() {
+    take_error_once(&udp_env()).await;
+}
+
+/// IPv6 on ::1: listen, connect, exchange both ways, v6 addresses on both ends.
+#[tokio::test]
+async fn ipv6_loopback() {
+    if !ipv6_available() {
+        return;
+    }
+    let mut env = udp_env();
+    env.bind = "[::1]:0".parse().unwrap();
+    addresses_agree(&env).await;
+    let (l, mut client, mut server) = connected(&env).await;
+    assert!(l.local_addr().unwrap().is_ipv6());
+    assert!(client.local_addr().unwrap().is_ipv6());
+    assert!(server.peer_addr().unwrap().is_ipv6());
+    let srv = async {
+        let n = read_pattern_to_end(&mut server).await.unwrap();
+        server.write_all(b"v6 ok").await.unwrap();
+        server.shutdown().await.unwrap();
+        n
+    };
+    let cli = async {
+        write_pattern(&mut client, 1 << 20, 50_000).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        back
+    };
+    let (n, back) = within(env.limit, "v6 exchange", async { tokio::join!(srv, cli) }).await;
+    assert_eq!(n, 1 << 20);
+    assert_eq!(back, b"v6 ok");
+    // The default stack too.
+    let l = TcpListener::bind("[::1]:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (c, a) = within(env.limit, "default stack v6", async {
+        tokio::join!(TcpStream::connect(addr), l.accept())
+    })
+    .await;
+    assert_eq!(c.unwrap().local_addr().unwrap(), a.unwrap().1);
+}
+
+/// Binding the same address twice is `AddrInUse`, on one stack and across two stacks (two
+/// processes).
+#[tokio::test]
+async fn binding_twice_is_addr_in_use() {
+    let env = udp_env();
+    let other = udp_stack();
+    bind_twice_addr_in_use(&env, Some(&other)).await;
+    // The default stack, through the free functions.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = TcpListener::bind(l.local_addr().unwrap())
+        .await
+        .expect_err("second bind");
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+}
+
+/// `TcpSocket::new_v4` bound to a v6 address is `InvalidInput` (and the reverse).
+#[tokio::test]
+async fn family_mismatch_is_invalid_input() {
+    let s = TcpSocket::new_v4().unwrap();
+    let e = s
+        .bind("[::1]:0".parse::<SocketAddr>().unwrap())
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    let s = TcpSocket::new_v6().unwrap();
+    let e = s.bind("127.0.0.1:0".parse().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    family_mismatch_invalid_input(&udp_stack()).await;
+}
+
+/// Dropping the listener does not disturb the connections it accepted: the client still
+/// reaches the server afterwards (the client speaking first), and the server the client.
+#[tokio::test]
+async fn accepted_stream_outlives_its_listener() {
+    accepted_stream_outlives_listener(&udp_env()).await;
+}
