@@ -130,7 +130,9 @@ impl TcpSocket {
                 }
             }
         }
-        let claimed = shared.datapath.bind(addr, BindKind::Connect)?;
+        // Claimed as a listening address: it serves `listen` as it is, and `connect` from a
+        // bound address just as well.
+        let claimed = shared.datapath.bind(addr, BindKind::Listen)?;
         o.bound = Some(claimed);
         Ok(())
     }
@@ -226,18 +228,11 @@ impl TcpSocket {
                     },
                     0,
                 );
-                shared.datapath.bind(any, BindKind::Connect)?
+                shared.datapath.bind(any, BindKind::Listen)?
             }
         };
         let mut inner = shared.lock();
         let joining = inner.table.listening_shared(addr).is_some();
-        if !joining {
-            // Re-claim the address for listening (the bind above reserved it).
-            drop(inner);
-            shared.datapath.unbind(addr);
-            shared.datapath.bind(addr, BindKind::Listen)?;
-            inner = shared.lock();
-        }
         let listener = Listener {
             config: o.config.clone(),
             backlog: (backlog as usize).max(1),
