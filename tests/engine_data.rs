@@ -364,3 +364,27 @@ fn send_buffer_full_would_block() {
     assert!(c.conn.can_send());
     assert_eq!(c.conn.send_capacity(), 1460);
 }
+
+/// Early retransmit (RFC 5827): with two segments outstanding and nothing new to send, the
+/// one duplicate ACK the second segment draws is enough to resend the first; three could
+/// never come.
+#[test]
+fn early_retransmit_with_a_small_flight() {
+    let mut c = established(mss(1000), 65535);
+    c.conn.send(&[0; 2000]).unwrap();
+    assert_eq!(c.ladder().len(), 2);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1000"]);
+    assert_eq!(c.conn.info().fast_retransmits, 1);
+    assert_eq!(c.conn.info().timeouts, 0);
+
+    // With new data waiting that the window allows, it keeps the usual threshold (and
+    // limited transmit sends the new data instead).
+    let mut c = established(mss(1000), 65535);
+    c.conn.set_nodelay(true);
+    c.conn.send(&[0; 2000]).unwrap();
+    c.ladder();
+    c.conn.send(&[0; 500]).unwrap();
+    c.input(&from_server("ACK", 2001, 101, 65535), &[]);
+    assert_eq!(c.conn.info().fast_retransmits, 0);
+}

@@ -14,6 +14,7 @@ mod info;
 mod isn;
 pub mod recv;
 pub mod rtt;
+pub mod scoreboard;
 pub mod send;
 mod seq;
 mod time;

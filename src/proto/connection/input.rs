@@ -345,6 +345,12 @@ impl Connection {
         }
         // Any ACK shows the peer is alive (zero-window and keepalive probes are answered).
         self.probes_out = 0;
+        if self.sack_ok {
+            for &(l, r) in seg.options.sack.as_slice() {
+                let una = ack.max(self.snd_una);
+                self.scoreboard.add(SeqNum(l), SeqNum(r), una, self.snd_max);
+            }
+        }
 
         if ack > self.snd_una {
             let acked = (ack - self.snd_una) as u32;
@@ -356,8 +362,12 @@ impl Connection {
                 self.stats.bytes_acked += data as u64;
             }
             self.snd_una = ack;
+            self.scoreboard.advance(ack);
             if self.snd_nxt < ack {
                 self.snd_nxt = ack;
+            }
+            if self.high_rxt < ack {
+                self.high_rxt = ack;
             }
             if self.snd_sml < ack {
                 self.snd_sml = ack;
@@ -377,10 +387,15 @@ impl Connection {
                     self.dupacks = 0;
                     self.cc.on_exit_recovery(now, self.in_flight(), mss);
                 } else {
-                    // RFC 6582 §3.2 step 5: a partial acknowledgment; the next hole is lost too.
+                    // RFC 6582 §3.2 step 5: a partial acknowledgment; the next hole is lost too
+                    // — unless the scoreboard already had it resent.
                     self.cc.on_partial_ack(acked, mss);
-                    self.rtx_now = true;
-                    self.stats.fast_retransmits += 1;
+                    if self.high_rxt <= self.snd_una {
+                        self.rtx_now = true;
+                        self.stats.fast_retransmits += 1;
+                    } else {
+                        self.rtx_hole = self.next_lost_hole();
+                    }
                 }
             } else {
                 self.dupacks = 0;
@@ -414,9 +429,16 @@ impl Connection {
             let mss = self.snd_mss;
             if self.in_recovery {
                 self.cc.on_dup_ack_in_recovery(mss);
-            } else if self.dupacks == 3 && self.recover.is_none_or(|r| ack - 1u32 > r) {
+                // RFC 6675 §5 (C): with SACK, each ACK can resend the next lost hole.
+                if self.rtx_hole.is_none() {
+                    self.rtx_hole = self.next_lost_hole();
+                }
+            } else if (self.dupacks >= self.dupthresh() || self.is_lost(self.snd_una))
+                && self.recover.is_none_or(|r| ack - 1u32 > r)
+            {
                 // RFC 6582 §3.2 step 2: fast retransmit unless this is a stale loss.
                 self.in_recovery = true;
+                self.high_rxt = self.snd_una;
                 self.recover = Some(self.snd_max - 1u32);
                 self.cc.on_enter_recovery(now, self.in_flight(), mss);
                 self.rtx_now = true;
@@ -424,6 +446,47 @@ impl Connection {
                 tracing::debug!(local = %self.local, remote = %self.remote, seq = %self.snd_una, "fast retransmit");
             }
         }
+    }
+
+    /// Duplicate ACKs that signal a loss: three (RFC 5681 §3.2), or fewer when fewer than
+    /// four segments are outstanding and nothing new can be sent, since then three can never
+    /// arrive — early retransmit, byte-based (RFC 5827 §3.2): ceil(FlightSize / SMSS) - 1.
+    fn dupthresh(&self) -> u32 {
+        let mss = self.snd_mss.max(1);
+        let flight = self.in_flight();
+        let outstanding = flight.div_ceil(mss);
+        let unsent = (self.data_end() - self.snd_max).max(0) as u32;
+        let window_room = self.snd_wnd.min(self.cc.window()).saturating_sub(flight);
+        let can_send_new = unsent > 0 && window_room >= unsent.min(mss);
+        // A single outstanding segment cannot be reported lost by duplicate ACKs at all.
+        if (2..4).contains(&outstanding) && !can_send_new {
+            outstanding - 1
+        } else {
+            3
+        }
+    }
+
+    /// RFC 6675 IsLost: whether the unSACKed byte `seq` has enough SACKed bytes above it
+    /// (DupThresh segments' worth) to be taken as lost.
+    fn is_lost(&self, seq: SeqNum) -> bool {
+        self.sack_ok
+            && !self.scoreboard.is_empty()
+            && self.scoreboard.covering(seq).is_none()
+            && self.scoreboard.sacked_above(seq) >= self.dupthresh() * self.snd_mss.max(1)
+    }
+
+    /// The next hole above what this recovery already resent that the scoreboard shows lost:
+    /// its start and up to one segment's length (RFC 6675 §4 NextSeg, rule 1).
+    fn next_lost_hole(&self) -> Option<(SeqNum, u32)> {
+        if !self.sack_ok {
+            return None;
+        }
+        let from = self.snd_una.max(self.high_rxt);
+        let (start, end) = self.scoreboard.next_hole(from)?;
+        if !self.is_lost(start) {
+            return None;
+        }
+        Some((start, ((end - start) as u32).min(self.snd_mss)))
     }
 
     /// Karn's algorithm (RFC 6298 §3): only a segment never retransmitted gives a sample.

@@ -223,6 +223,12 @@ pub struct Connection {
     cc: Box<dyn CongestionControl>,
     dupacks: u32,
     in_recovery: bool,
+    /// What the peer reported holding above SND.UNA (RFC 6675).
+    scoreboard: super::scoreboard::Scoreboard,
+    /// Highest sequence number retransmitted in the current recovery, plus one.
+    high_rxt: SeqNum,
+    /// A hole the scoreboard shows lost, to retransmit next: start and length.
+    rtx_hole: Option<(SeqNum, u32)>,
     /// RFC 6582 `recover`: the highest sequence number sent when loss was last detected.
     recover: Option<SeqNum>,
 
@@ -321,6 +327,9 @@ impl Connection {
             last_send: now,
             dupacks: 0,
             in_recovery: false,
+            scoreboard: Default::default(),
+            high_rxt: iss,
+            rtx_hole: None,
             recover: None,
             rtx_now: false,
             probe_now: false,
@@ -862,6 +871,10 @@ impl Connection {
                 self.in_recovery = false;
                 self.dupacks = 0;
                 self.rtx_now = false;
+                self.rtx_hole = None;
+                // The peer may have reneged on what it SACKed (RFC 2018 §8).
+                self.scoreboard.clear();
+                self.high_rxt = self.snd_una;
                 // Go back: resend from the oldest unacknowledged byte (RFC 9293 §3.8.1). The
                 // first segment goes even into a zero window, as the probe of §3.8.6.1.
                 self.snd_nxt = self.snd_una;

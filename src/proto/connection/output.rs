@@ -94,9 +94,19 @@ impl Connection {
                 // a timeout, which probes a window that shrank to zero (RFC 9293 §3.8.6.1).
                 let len = self.snd_mss as usize;
                 let t = self.segment_at(now, self.snd_una, len, payload);
+                self.high_rxt = self.high_rxt.max(self.snd_una + t.payload_len);
                 if self.timers.retransmit.is_none() {
                     self.arm_retransmit(now);
                 }
+                return Some(t);
+            }
+        }
+        if let Some((seq, len)) = self.rtx_hole.take() {
+            if self.snd_una <= seq && seq < self.snd_max {
+                // A hole the peer's SACK blocks show lost (RFC 6675).
+                let t = self.segment_at(now, seq, len as usize, payload);
+                self.high_rxt = self.high_rxt.max(seq + t.payload_len);
+                self.stats.fast_retransmits += 1;
                 return Some(t);
             }
         }
@@ -118,6 +128,12 @@ impl Connection {
 
     /// Data and FIN from SND.NXT, within the windows and the Nagle / SWS rules.
     fn transmit_data(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+        if self.snd_nxt < self.snd_max {
+            // Resending after a timeout: skip what the peer reported holding.
+            if let Some(end) = self.scoreboard.covering(self.snd_nxt) {
+                self.snd_nxt = end.min(self.snd_max);
+            }
+        }
         let seq = self.snd_nxt;
         let data_end = self.data_end();
         let avail = (data_end - seq).max(0) as usize;
@@ -138,10 +154,15 @@ impl Connection {
         }
         let edge = self.snd_una + self.snd_wnd.min(cwnd);
         let usable = (edge - seq).max(0) as usize;
-        let len = avail
+        let mut len = avail
             .min(self.snd_mss as usize)
             .min(usable)
             .min(payload.len());
+        if retransmission {
+            if let Some(next) = self.scoreboard.next_start_after(seq) {
+                len = len.min((next - seq).max(0) as usize);
+            }
+        }
         let with_fin = fin_due && seq + len == data_end;
         if len == 0 && !with_fin {
             if avail > 0 && nothing_in_flight && self.timers.persist.is_none() {
