@@ -48,12 +48,24 @@ fn assert_clean(out: &Outcome) {
         "{out}"
     );
     let mut client = vec![SynSent, Established, FinWait1, FinWait2, TimeWait];
+    // The client may also have left TIME-WAIT: when waiting for that, or when the server's
+    // last FIN retransmissions outlasted it (under heavy loss the FIN's backoff can exceed
+    // 2×MSL; the server then ends on the RST a closed host sends, as with any TCP).
+    let mut with_closed = client.clone();
+    with_closed.push(Closed);
     if out.wait_time_wait {
         client.push(Closed);
     }
-    let without_fin_wait_2: Vec<_> = client.iter().copied().filter(|&s| s != FinWait2).collect();
+    let accepted = [client.clone(), with_closed];
     assert!(
-        out.client.states == client || out.client.states == without_fin_wait_2,
+        accepted.iter().any(|c| {
+            out.client.states == *c
+                || out.client.states
+                    == c.iter()
+                        .copied()
+                        .filter(|&s| s != FinWait2)
+                        .collect::<Vec<_>>()
+        }),
         "{out}"
     );
 }

@@ -2,13 +2,16 @@
 //!
 //! A datapath moves batches of complete IP packets (IPv4 or IPv6 header, TCP header, payload)
 //! between the stack and some network: an in-process simulated network ([`sim`]), UDP
-//! datagrams between processes ([`udp`]), and later raw IP sockets and TUN devices. It knows
+//! datagrams between processes ([`udp`]), raw IP sockets ([`raw`]) and a TUN device (`tun`).
+//! [`pcap`] records what crosses any of them. It knows
 //! nothing about TCP state; the stack tells it which local addresses and ports it uses so
 //! that it can claim them (bind a socket, install a filter) and release them.
 
 pub mod pcap;
 pub mod raw;
 pub mod sim;
+#[cfg(target_os = "linux")]
+pub mod tun;
 pub mod udp;
 
 use std::fmt;

@@ -424,10 +424,15 @@ fn default_datapath() -> io::Result<Arc<dyn Datapath>> {
             Arc::new(net.host(IpAddr::from([10, 0, 0, 1]))?)
         }
         datapath::Kind::Raw => Arc::new(datapath::raw::RawDatapath::new()?),
+        #[cfg(target_os = "linux")]
+        datapath::Kind::Tun => Arc::new(datapath::tun::TunDatapath::new(
+            datapath::tun::TunConfig::from_env()?,
+        )?),
+        #[cfg(not(target_os = "linux"))]
         datapath::Kind::Tun => {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "RAWTCP_DATAPATH=tun: not built yet",
+                "RAWTCP_DATAPATH=tun: TUN devices are supported on Linux only",
             ))
         }
     })

@@ -264,6 +264,16 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// The timestamp clock's offset for a 4-tuple (RFC 7323 §5.4): a keyed hash of the tuple, so
+/// that it hides the host's clock and yet stays the same for successive connections on one
+/// tuple — their timestamps keep increasing, which lets a SYN reopen a connection lingering in
+/// TIME-WAIT (RFC 6191).
+fn ts_offset(local: SocketAddr, remote: SocketAddr) -> u32 {
+    static KEY: std::sync::OnceLock<super::IsnGenerator> = std::sync::OnceLock::new();
+    KEY.get_or_init(super::IsnGenerator::new)
+        .hash(local, remote, 1)
+}
+
 /// Largest window expressible with the largest shift (RFC 7323 §2.3).
 const MAX_WINDOW: usize = 65_535 << 14;
 
@@ -317,7 +327,7 @@ impl Connection {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            ts_offset: iss.0.rotate_left(13) ^ 0x9e37_79b9,
+            ts_offset: ts_offset(local, remote),
             last_ack_sent: SeqNum(0),
             timers: Timers::default(),
             rtt_probe: None,
