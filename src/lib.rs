@@ -3,8 +3,9 @@
 //! Swap `use tokio::net::{TcpListener, TcpStream}` for `use rawtcp::{TcpListener, TcpStream}`
 //! and keep working: every segment — handshake, sequence and acknowledgment numbers, windows,
 //! retransmissions, congestion control, teardown — is built by this crate and leaves the
-//! process through a [`datapath`] (UDP encapsulation by default, an in-process simulated
-//! network for deterministic tests).
+//! process through a [`datapath`]: UDP encapsulation (the default, unprivileged), raw IP
+//! sockets (real TCP on the wire), a TUN device, or an in-process simulated network for
+//! deterministic tests.
 //!
 //! Layers, each unaware of the one above it:
 //! - [`wire`]: IPv4/IPv6/TCP headers, options and checksums; bytes in, typed headers out.
