@@ -227,6 +227,32 @@ fn tmp(name: &str) -> PathBuf {
 
 const RAW: [(&str, &str); 1] = [("RAWTCP_DATAPATH", "raw")];
 
+/// Runs the rawtcp HTTP server at `listen` in namespace `server_ns` with `env`, and has
+/// curl in `client_ns` fetch 10 MB from it; checks every byte.
+fn curl_10_mb(net: &Net, server_ns: &str, client_ns: &str, listen: &str, env: &[(&str, &str)]) {
+    let server = example("http_server");
+    let _srv = net.spawn(server_ns, server.to_str().unwrap(), &[listen], env);
+    let url = format!("http://{listen}");
+    net.wait_http(client_ns, &format!("{url}/"));
+    let out = tmp(&format!("curl-{}.bin", net.n));
+    net.run(
+        client_ns,
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "-g",
+            "-o",
+            out.to_str().unwrap(),
+            &format!("{url}/bytes/10000000"),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    check_pattern(&out, 10_000_000);
+    let _ = std::fs::remove_file(out);
+}
+
 /// TUN settings for the stack at 10.98.N.2 behind a device whose host side is 10.98.N.1.
 fn tun_env(net: &Net) -> Vec<(String, String)> {
     vec![
@@ -248,27 +274,8 @@ fn curl_fetches_10_mb_from_rawtcp_over_raw() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let net = Net::veth();
-    let server = example("http_server");
     let listen = format!("{}:8080", net.addr_a());
-    let _srv = net.spawn(&net.a, server.to_str().unwrap(), &[&listen], &RAW);
-    let url = format!("http://{listen}");
-    net.wait_http(&net.b, &format!("{url}/"));
-    let out = tmp("raw-curl.bin");
-    net.run(
-        &net.b,
-        "curl",
-        &[
-            "-sS",
-            "--fail",
-            "-o",
-            out.to_str().unwrap(),
-            &format!("{url}/bytes/10000000"),
-        ],
-        &[],
-        Duration::from_secs(60),
-    );
-    check_pattern(&out, 10_000_000);
-    let _ = std::fs::remove_file(out);
+    curl_10_mb(&net, &net.a, &net.b, &listen, &RAW);
 }
 
 #[test]
@@ -278,28 +285,8 @@ fn curl_fetches_10_mb_from_rawtcp_over_raw_ipv6() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let net = Net::veth();
-    let server = example("http_server");
     let listen = format!("[fd99:{}::1]:8080", net.n);
-    let _srv = net.spawn(&net.a, server.to_str().unwrap(), &[&listen], &RAW);
-    let url = format!("http://{listen}");
-    net.wait_http(&net.b, &format!("{url}/"));
-    let out = tmp("raw6-curl.bin");
-    net.run(
-        &net.b,
-        "curl",
-        &[
-            "-sS",
-            "--fail",
-            "-g",
-            "-o",
-            out.to_str().unwrap(),
-            &format!("{url}/bytes/10000000"),
-        ],
-        &[],
-        Duration::from_secs(60),
-    );
-    check_pattern(&out, 10_000_000);
-    let _ = std::fs::remove_file(out);
+    curl_10_mb(&net, &net.a, &net.b, &listen, &RAW);
 }
 
 #[test]
@@ -541,27 +528,8 @@ fn curl_fetches_10_mb_from_rawtcp_over_tun() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let net = Net::single();
     let env = tun_env(&net);
-    let server = example("http_server");
     let listen = format!("10.98.{}.2:8080", net.n);
-    let _srv = net.spawn(&net.a, server.to_str().unwrap(), &[&listen], &env_ref(&env));
-    let url = format!("http://{listen}");
-    net.wait_http(&net.a, &format!("{url}/"));
-    let out = tmp("tun-curl.bin");
-    net.run(
-        &net.a,
-        "curl",
-        &[
-            "-sS",
-            "--fail",
-            "-o",
-            out.to_str().unwrap(),
-            &format!("{url}/bytes/10000000"),
-        ],
-        &[],
-        Duration::from_secs(60),
-    );
-    check_pattern(&out, 10_000_000);
-    let _ = std::fs::remove_file(out);
+    curl_10_mb(&net, &net.a, &net.a, &listen, &env_ref(&env));
 }
 
 #[test]

@@ -151,6 +151,15 @@ impl Reactor {
             return;
         };
         entry.dirty = false;
+        self.emit_due(inner, id, now);
+        settle(inner, id);
+    }
+
+    /// Emits every segment connection `id` has due, sending full batches on the way.
+    fn emit_due(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
+        let Some(entry) = inner.table.get_mut(id) else {
+            return;
+        };
         let (local, remote, ttl) = (entry.conn.local_addr(), entry.conn.remote_addr(), entry.ttl);
         while let Some(t) = entry.conn.poll_transmit(now, &mut self.scratch) {
             let payload = &self.scratch[..t.payload_len];
@@ -165,13 +174,9 @@ impl Reactor {
                 payload,
             );
             if self.tx.is_full() {
-                if let Err(e) = self.shared.datapath.send(&self.tx) {
-                    tracing::debug!(error = %e, "datapath send failed");
-                }
-                self.tx.clear();
+                self.flush();
             }
         }
-        settle(inner, id);
     }
 
     /// The last handle to the stack went: reset every connection, wake every waiter.
@@ -180,24 +185,9 @@ impl Reactor {
         for id in inner.table.ids() {
             if let Some(e) = inner.table.get_mut(id) {
                 e.conn.abort();
-                let (local, remote, ttl) = (e.conn.local_addr(), e.conn.remote_addr(), e.ttl);
-                while let Some(t) = e.conn.poll_transmit(now, &mut self.scratch) {
-                    let payload = &self.scratch[..t.payload_len];
-                    emit(
-                        &self.shared,
-                        &mut inner.stats,
-                        &mut self.tx,
-                        local,
-                        remote,
-                        ttl,
-                        &t.repr,
-                        payload,
-                    );
-                    if self.tx.is_full() {
-                        let _ = self.shared.datapath.send(&self.tx);
-                        self.tx.clear();
-                    }
-                }
+            }
+            self.emit_due(inner, id, now);
+            if let Some(e) = inner.table.get_mut(id) {
                 e.readers.wake_all();
                 e.writers.wake_all();
                 if let Some(a) = e.claimed.take() {
@@ -212,8 +202,7 @@ impl Reactor {
             self.shared.datapath.unbind(*addr);
         }
         inner.stopped = true;
-        let _ = self.shared.datapath.send(&self.tx);
-        self.tx.clear();
+        self.flush();
     }
 }
 
