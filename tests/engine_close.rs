@@ -1049,3 +1049,39 @@ fn time_wait_accepts_a_newer_syn_only() {
     assert!(!p.server.conn.accepts_new_syn(&seg("SYN+ACK", 5000, 1)));
     assert!(!p.client.conn.accepts_new_syn(&new_syn), "not in TIME-WAIT");
 }
+
+/// A connection the application dropped waits in FIN-WAIT-2 at most `fin_wait2_timeout`
+/// (Linux's `tcp_fin_timeout`) for a peer that never sends its FIN; one still held by the
+/// application waits as long as the peer likes (half-close is legitimate).
+#[test]
+fn orphaned_fin_wait_2_times_out() {
+    use std::time::Duration;
+    let cfg = Config {
+        fin_wait2_timeout: Duration::from_secs(30),
+        ..plain()
+    };
+    let mut p = Pair::new(cfg.clone(), 100, cfg, 2000);
+    p.settle();
+    let now = p.client.now;
+    p.client.conn.orphan(now);
+    p.settle();
+    assert_eq!(p.client.conn.state(), rawtcp::proto::State::FinWait2);
+    assert!(p.client.conn.is_write_closed());
+    assert_eq!(
+        p.client.conn.poll_timeout(),
+        Some(now + Duration::from_secs(30))
+    );
+    p.client.fire_next();
+    assert!(p.client.conn.is_closed());
+
+    let mut p = Pair::new(plain(), 100, plain(), 2000);
+    p.settle();
+    p.client.conn.shutdown().unwrap();
+    p.settle();
+    assert_eq!(p.client.conn.state(), rawtcp::proto::State::FinWait2);
+    assert_eq!(
+        p.client.conn.poll_timeout(),
+        None,
+        "a half-closed connection waits"
+    );
+}

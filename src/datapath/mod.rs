@@ -194,6 +194,14 @@ pub trait Datapath: Send + Sync + 'static {
     /// Sends every packet in `batch`. Packets that cannot be queued are dropped.
     fn send(&self, batch: &Batch) -> io::Result<()>;
 
+    /// Whether `local` is an address this stack owns through the datapath. A datapath that
+    /// shares the host's addresses (raw sockets) answers from its claims, so the stack never
+    /// answers — with a RST or anything else — a segment meant for another program.
+    fn owns(&self, local: SocketAddr) -> bool {
+        let _ = local;
+        true
+    }
+
     /// Whether arriving packets' checksums must be verified by the stack (false only for
     /// datapaths whose transport already guarantees integrity end to end).
     fn verify_checksums(&self) -> bool {

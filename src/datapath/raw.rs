@@ -84,7 +84,7 @@ pub struct RawDatapath {
     v6: Option<Registered>,
     ports: Mutex<Ports>,
     table: String,
-    mtus: Mutex<HashMap<IpAddr, usize>>,
+    mtu: usize,
     stats: Counters,
 }
 
@@ -268,7 +268,7 @@ impl RawDatapath {
                 ports: BTreeMap::new(),
             }),
             table,
-            mtus: Mutex::new(HashMap::new()),
+            mtu: Self::smallest_mtu(),
             stats: Counters::default(),
         })
     }
@@ -388,22 +388,19 @@ impl RawDatapath {
         }
     }
 
-    fn interface_mtu(remote: IpAddr) -> Option<usize> {
-        let out = Command::new("ip")
-            .args(["-o", "route", "get", &remote.to_string()])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut words = text.split_whitespace();
-        let mut dev = None;
-        while let Some(w) = words.next() {
-            if w == "dev" {
-                dev = words.next().map(str::to_owned);
-                break;
-            }
-        }
-        let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", dev?)).ok()?;
-        mtu.trim().parse().ok()
+    /// The smallest MTU among the interfaces that are up, loopback aside; 1500 if none.
+    fn smallest_mtu() -> usize {
+        let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+            return 1500;
+        };
+        let read = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+        dir.flatten()
+            .filter(|e| e.file_name() != "lo")
+            .filter(|e| read(e.path().join("operstate")).is_some_and(|s| s.trim() != "down"))
+            .filter_map(|e| read(e.path().join("mtu"))?.trim().parse::<usize>().ok())
+            .min()
+            .unwrap_or(1500)
+            .clamp(576, 65_535)
     }
 }
 
@@ -412,13 +409,15 @@ impl Datapath for RawDatapath {
         "raw"
     }
 
-    /// The MTU of the interface the route to `remote` uses (cached per remote), 1500 when it
-    /// cannot be read.
+    /// 65535 towards loopback; otherwise the smallest MTU of the host's other interfaces
+    /// that are up, read once when the datapath was made (no per-peer lookups: this is asked
+    /// for every new peer, under the stack's lock).
     fn mtu(&self, remote: IpAddr) -> usize {
-        let mut cache = self.mtus.lock().unwrap_or_else(|p| p.into_inner());
-        *cache
-            .entry(remote)
-            .or_insert_with(|| Self::interface_mtu(remote).unwrap_or(1500).min(65_535))
+        if remote.is_loopback() {
+            65_535
+        } else {
+            self.mtu
+        }
     }
 
     fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
@@ -427,6 +426,18 @@ impl Datapath for RawDatapath {
 
     fn partial_checksums(&self) -> bool {
         true
+    }
+
+    /// Only the claimed addresses: the socket filter selects by port alone, and the host's
+    /// other programs may use the same port on another address.
+    fn owns(&self, local: SocketAddr) -> bool {
+        let p = self.lock();
+        p.reservations.contains_key(&local)
+            || p.reservations.keys().any(|a| {
+                a.port() == local.port()
+                    && a.is_ipv4() == local.is_ipv4()
+                    && a.ip().is_unspecified()
+            })
     }
 
     fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {

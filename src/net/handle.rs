@@ -180,7 +180,7 @@ impl ConnHandle {
             }
             if interest.is_writable() && e.conn.can_send() {
                 ready |= Ready::WRITABLE;
-                if e.conn.send_capacity() == 0 {
+                if e.conn.is_write_closed() {
                     ready |= Ready::WRITE_CLOSED;
                 }
             }
@@ -295,8 +295,8 @@ impl Drop for ConnHandle {
                 e.conn.abort();
             } else {
                 // Graceful: buffered data is still delivered, then FIN (RST if unread data
-                // is discarded, RFC 1122 §4.2.2.13).
-                e.conn.close();
+                // is discarded, RFC 1122 §4.2.2.13); FIN-WAIT-2 is bounded.
+                e.conn.orphan(self.shared.now());
             }
             e.readers = Default::default();
             e.writers = Default::default();

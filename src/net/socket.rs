@@ -16,6 +16,8 @@ use std::time::Duration;
 
 struct Options {
     bound: Option<SocketAddr>,
+    /// `bound` belongs to listeners this socket joins (`SO_REUSEPORT`), not to this socket.
+    joined: bool,
     config: Config,
     reuseaddr: bool,
     reuseport: bool,
@@ -74,6 +76,7 @@ impl TcpSocket {
             v6,
             opts: Mutex::new(Options {
                 bound: None,
+                joined: false,
                 config,
                 reuseaddr: false,
                 reuseport: false,
@@ -107,7 +110,17 @@ impl TcpSocket {
             if addr.port() != 0 && o.reuseport && inner.table.listening_shared(addr) == Some(true) {
                 // Joining listeners that share this address: the datapath claim is theirs.
                 o.bound = Some(addr);
+                o.joined = true;
                 return Ok(());
+            }
+            if let Some(i) = inner.lingering.iter().position(|a| *a == addr) {
+                if o.reuseaddr {
+                    // A dropped listener's address, kept for its accepted connections: like
+                    // SO_REUSEADDR on Linux, a new socket may take it over.
+                    inner.lingering.swap_remove(i);
+                    o.bound = Some(addr);
+                    return Ok(());
+                }
             }
             if o.reuseaddr && addr.port() != 0 {
                 // SO_REUSEADDR: connections in TIME-WAIT do not keep the port.
@@ -151,6 +164,7 @@ impl TcpSocket {
         let shared = self.stack.shared().clone();
         let (local, claimed, cfg, zero_linger) = {
             let mut o = self.opts();
+            let joined = std::mem::take(&mut o.joined);
             let (local, claimed) = match o.bound.take() {
                 Some(b) if b.ip().is_unspecified() => {
                     let ip = shared.datapath.local_ip_for(addr.ip())?;
@@ -165,13 +179,20 @@ impl TcpSocket {
                     (c, c)
                 }
             };
+            // An address joined from sharing listeners stays theirs to release.
+            let claimed = (!joined).then_some(claimed);
             (local, claimed, o.config.clone(), o.zero_linger)
+        };
+        let release = |claimed: Option<SocketAddr>| {
+            if let Some(c) = claimed {
+                shared.datapath.unbind(c);
+            }
         };
         let id = {
             let mut inner = shared.lock();
             if inner.shutdown || inner.stopped {
                 drop(inner);
-                shared.datapath.unbind(claimed);
+                release(claimed);
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "rawtcp: the stack shut down",
@@ -179,7 +200,7 @@ impl TcpSocket {
             }
             if inner.table.by_tuple.contains_key(&(local, addr)) {
                 drop(inner);
-                shared.datapath.unbind(claimed);
+                release(claimed);
                 return Err(io::ErrorKind::AddrInUse.into());
             }
             let iss = shared.isn(&inner, local, addr);
@@ -192,11 +213,12 @@ impl TcpSocket {
                 writers: Default::default(),
                 scheduled: None,
                 dirty: false,
-                claimed: Some(claimed),
+                claimed,
                 ttl: 64,
                 zero_linger,
                 error_taken: false,
                 established_seen: false,
+                handshake_seen: false,
             });
             inner.mark_dirty(id);
             id

@@ -60,6 +60,11 @@ pub struct Config {
     pub user_timeout: Option<Duration>,
     /// TIME-WAIT duration, 2 × MSL (Linux: 60 s).
     pub time_wait: Duration,
+    /// How long a connection the application has given up ([`Connection::orphan`]) waits in
+    /// FIN-WAIT-2 for the peer's FIN before it is dropped (Linux `tcp_fin_timeout`: 60 s).
+    ///
+    /// [`Connection::orphan`]: super::Connection::orphan
+    pub fin_wait2_timeout: Duration,
     /// Disables Nagle's algorithm (TCP_NODELAY) when true.
     pub nodelay: bool,
     /// Delayed-ACK timer (RFC 9293 §3.8.6.3: under 0.5 s; Linux: 40 ms). Zero acknowledges
@@ -90,6 +95,7 @@ impl Default for Config {
             syn_retries: 6,
             user_timeout: None,
             time_wait: Duration::from_secs(60),
+            fin_wait2_timeout: Duration::from_secs(60),
             nodelay: false,
             delayed_ack: Duration::from_millis(40),
             window_scaling: true,

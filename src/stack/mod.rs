@@ -505,6 +505,8 @@ impl Stack {
                 SocketAddr::V4(_) => self.socket_v4()?,
                 SocketAddr::V6(_) => self.socket_v6()?,
             };
+            // Like tokio's `TcpListener::bind`, which sets SO_REUSEADDR.
+            socket.set_reuseaddr(true)?;
             match socket.bind(a).and_then(|()| socket.listen(1024)) {
                 Ok(l) => return Ok(l),
                 Err(e) => last = Some(e),

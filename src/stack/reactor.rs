@@ -90,11 +90,14 @@ impl Future for Reactor {
                 fire_timers(inner, now);
                 this.transmit_dirty(inner, now);
                 inner.release_lingering();
-                for a in inner.unbind_later.drain(..) {
-                    shared.datapath.unbind(a);
-                }
-                next_deadline(inner)
+                let unbind = std::mem::take(&mut inner.unbind_later);
+                (next_deadline(inner), unbind)
             };
+            let (next, unbind) = next;
+            // Outside the lock: releasing a port may run a tool (the raw datapath's nft).
+            for a in unbind {
+                shared.datapath.unbind(a);
+            }
             this.flush();
             if received && this.rx.is_full() {
                 // More may be waiting: go round again.
@@ -125,6 +128,30 @@ impl Future for Reactor {
         // Busy: let other tasks run, then come back.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl Drop for Reactor {
+    /// However the reactor ends — the last `Stack` handle dropped, its runtime shut down, a
+    /// panic in a tap — nobody may be left waiting for it.
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        if inner.stopped {
+            return;
+        }
+        inner.stopped = true;
+        for id in inner.table.ids() {
+            if let Some(e) = inner.table.get_mut(id) {
+                if e.conn.error().is_none() && e.conn.state() != State::Closed {
+                    e.conn.abort();
+                }
+                e.readers.wake_all();
+                e.writers.wake_all();
+            }
+        }
+        for l in inner.table.listeners.values_mut() {
+            l.waiters.wake_all();
+        }
     }
 }
 
@@ -230,15 +257,24 @@ fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instan
             packet,
         });
     }
+    if !shared.datapath.owns(local) {
+        // Another program's segment (raw sockets share the host's addresses): not ours to
+        // answer.
+        return;
+    }
     if let Some(&id) = inner.table.by_tuple.get(&(local, remote)) {
         if let Some(e) = inner.table.get_mut(id) {
             if e.conn.accepts_new_syn(&tcp) {
                 // A new incarnation replaces the one lingering in TIME-WAIT (RFC 6191).
                 let claimed = e.claimed.take();
                 inner.table.remove(id);
+                inner.reaped = true;
                 if let Some(a) = claimed {
                     inner.unbind_later.push(a);
                 }
+            } else if e.conn.state() == State::Closed {
+                // A closed connection the application still holds has no TCB: the segment
+                // is for no connection (RFC 9293 §3.10.7.1), and a SYN may open a new one.
             } else {
                 e.conn.on_segment(now, &tcp, payload);
                 inner.mark_dirty(id);
@@ -298,6 +334,7 @@ fn accept_syn(
         zero_linger: false,
         error_taken: false,
         established_seen: false,
+        handshake_seen: false,
     });
     inner.mark_dirty(id);
 }
@@ -316,8 +353,10 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
     if e.conn.can_recv() {
         e.readers.wake_all();
     }
-    if e.conn.can_send() || e.conn.state() != State::SynSent && e.conn.state() != State::SynReceived
-    {
+    let handshake_over = !matches!(e.conn.state(), State::SynSent | State::SynReceived);
+    if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
+        // Writers wait for room; a connecting task waits for the handshake to end.
+        e.handshake_seen |= handshake_over;
         e.writers.wake_all();
     }
     let closed = e.conn.is_closed();

@@ -71,6 +71,8 @@ pub(crate) struct Entry {
     pub error_taken: bool,
     /// Whether it was accounted as established in its listener's SYN queue.
     pub established_seen: bool,
+    /// Whether waiters were told that the handshake ended.
+    pub handshake_seen: bool,
 }
 
 /// A listening address.

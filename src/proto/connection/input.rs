@@ -296,7 +296,10 @@ impl Connection {
         }
         if self.fin_acked() {
             match self.state {
-                State::FinWait1 => self.set_state(State::FinWait2),
+                State::FinWait1 => {
+                    self.set_state(State::FinWait2);
+                    self.arm_orphan_timeout(now);
+                }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
                     self.enter_closed();

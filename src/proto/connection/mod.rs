@@ -194,6 +194,8 @@ pub struct Connection {
     fin_rcvd: bool,
     /// The application will not read again; new data is answered with RST (RFC 1122 §4.2.2.13).
     read_closed: bool,
+    /// The application dropped the connection (see [`Connection::orphan`]).
+    orphaned: bool,
     /// Start of the most recently received out-of-order segment: the first SACK block.
     sack_latest: Option<SeqNum>,
 
@@ -322,6 +324,7 @@ impl Connection {
             fin_seq_rcvd: None,
             fin_rcvd: false,
             read_closed: false,
+            orphaned: false,
             sack_latest: None,
             wscale_ok: false,
             sack_ok: false,
@@ -732,6 +735,32 @@ impl Connection {
             _ => {
                 let _ = self.shutdown();
             }
+        }
+    }
+
+    /// The application dropped the connection: [`close`](Self::close) it, and since nobody
+    /// will ever read or wait on it again, bound its FIN-WAIT-2 by
+    /// [`Config::fin_wait2_timeout`] so a peer that never sends FIN cannot keep it forever.
+    pub fn orphan(&mut self, now: Instant) {
+        self.orphaned = true;
+        self.close();
+        self.arm_orphan_timeout(now);
+    }
+
+    /// Whether writing is over for good: shut down, reset, aborted, timed out or closed.
+    pub fn is_write_closed(&self) -> bool {
+        self.error.is_some()
+            || self.fin_queued
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynReceived | State::Established | State::CloseWait
+            )
+    }
+
+    fn arm_orphan_timeout(&mut self, now: Instant) {
+        if self.orphaned && self.state == State::FinWait2 && self.timers.time_wait.is_none() {
+            // Shares the timer that ends TIME-WAIT: both end the connection when they fire.
+            self.timers.time_wait = Some(now + self.cfg.fin_wait2_timeout);
         }
     }
 
