@@ -52,6 +52,10 @@ pub struct TapEvent<'a> {
 }
 
 /// A callback that sees every segment a stack sends and every valid segment it receives.
+///
+/// It runs on the reactor while the stack's connection table is locked: keep it short, and
+/// do not call back into the same stack from it (that would deadlock). Hand events to
+/// another task through a channel for heavier work.
 pub type Tap = Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
 
 /// Chooses initial sequence numbers: `(local, remote) -> ISN`. Overrides RFC 6528's keyed
