@@ -388,3 +388,63 @@ fn early_retransmit_with_a_small_flight() {
     c.input(&from_server("ACK", 2001, 101, 65535), &[]);
     assert_eq!(c.conn.info().fast_retransmits, 0);
 }
+
+/// Eifel (RFC 3522, RFC 4015): when the ACK after a fast retransmit echoes the original
+/// segment's timestamp, the original arrived (it was only reordered): the window comes back.
+/// When it echoes the retransmission's, the loss was real and the window stays reduced.
+#[test]
+fn spurious_fast_retransmit_is_undone_by_timestamps() {
+    for echo_original in [true, false] {
+        let cfg = Config {
+            mss: 1000,
+            timestamps: true,
+            ..plain()
+        };
+        let mut c = Endpoint::client(cfg, 100);
+        c.drain();
+        let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
+        synack.options.mss = Some(1000);
+        synack.options.timestamps = Some((500, 0));
+        c.input(&synack, &[]);
+        c.drain();
+        c.advance_to(ms(10));
+        // Timestamps take 12 bytes of each 1000-byte segment: four segments of 988.
+        c.conn.send(&[0; 3952]).unwrap();
+        let sent = c.drain();
+        assert_eq!(sent.len(), 4);
+        let original = sent[0].0.options.timestamps.unwrap().0;
+        let ts = |tsecr| {
+            let mut a = from_server("ACK", 2001, 101, 65535);
+            a.options.timestamps = Some((501, tsecr));
+            a
+        };
+        let before = c.conn.info().cwnd;
+        c.advance_to(ms(60));
+        for _ in 0..3 {
+            c.input(&ts(original), &[]);
+        }
+        let rtx = c.drain();
+        assert_eq!(
+            rtx[0].0.ladder(rtx[0].1.len()).to_string(),
+            "ACK      S:101 A:2001 len=988"
+        );
+        let retransmission = rtx[0].0.options.timestamps.unwrap().0;
+        assert!(retransmission > original);
+        assert!(c.conn.info().cwnd < before);
+        let mut all = ts(if echo_original {
+            original
+        } else {
+            retransmission
+        });
+        all.ack = 101 + 3952;
+        c.input(&all, &[]);
+        let info = c.conn.info();
+        if echo_original {
+            assert_eq!(info.spurious_retransmits, 1);
+            assert_eq!(info.cwnd, before, "window restored");
+        } else {
+            assert_eq!(info.spurious_retransmits, 0);
+            assert!(info.cwnd < before, "a real loss keeps the reduction");
+        }
+    }
+}

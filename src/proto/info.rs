@@ -38,6 +38,9 @@ pub struct TcpInfo {
     pub timeouts: u64,
     /// Fast retransmits (three duplicate ACKs, or partial ACKs in recovery).
     pub fast_retransmits: u64,
+    /// Loss responses undone because timestamps showed the original segment had arrived
+    /// (RFC 3522).
+    pub spurious_retransmits: u64,
     /// Application bytes sent for the first time.
     pub bytes_sent: u64,
     /// Application bytes acknowledged by the peer.

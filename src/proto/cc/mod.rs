@@ -58,6 +58,9 @@ pub trait CongestionControl: fmt::Debug + Send + Sync {
     /// The connection sent nothing for longer than an RTO and is about to send again
     /// (RFC 5681 §4.1): the window restarts from at most the initial window.
     fn on_idle_restart(&mut self, mss: u32);
+    /// The last loss response was spurious (RFC 3522 Eifel detection; RFC 4015 response):
+    /// go back to the window and threshold from before it.
+    fn undo(&mut self, cwnd: u32, ssthresh: u32);
 }
 
 /// Which algorithm a connection uses.

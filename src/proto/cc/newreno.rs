@@ -120,6 +120,12 @@ impl CongestionControl for NewReno {
     fn on_idle_restart(&mut self, mss: u32) {
         self.cwnd = self.cwnd.min(initial_window(mss));
     }
+
+    fn undo(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = ssthresh;
+        self.bytes_acked = 0;
+    }
 }
 
 #[cfg(test)]

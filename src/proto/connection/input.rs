@@ -379,6 +379,7 @@ impl Connection {
                 self.snd_up = None;
             }
             let rtt = self.take_rtt_sample(now, ack);
+            self.detect_spurious(seg);
             self.retries = 0;
             self.unacked_since = (ack < self.snd_max).then_some(now);
             self.rtt.reset_backoff();
@@ -443,6 +444,7 @@ impl Connection {
                 self.in_recovery = true;
                 self.high_rxt = self.snd_una;
                 self.recover = Some(self.snd_max - 1u32);
+                self.save_undo(false);
                 self.cc.on_enter_recovery(now, self.in_flight(), mss);
                 self.rtx_now = true;
                 self.stats.fast_retransmits += 1;
@@ -467,6 +469,34 @@ impl Connection {
         } else {
             3
         }
+    }
+
+    /// Eifel detection (RFC 3522 §3): the first ACK of new data after a retransmission
+    /// echoes the TSval of whichever copy arrived; an older one than the retransmission's
+    /// means the original made it and the loss response was spurious. The window is then
+    /// restored (RFC 4015) and, after a timeout, the go-back stops; the rest of the ACK is
+    /// then processed as outside recovery.
+    fn detect_spurious(&mut self, seg: &TcpRepr) {
+        let Some(undo) = self.undo else {
+            return;
+        };
+        let (Some(sent), Some((_, tsecr))) = (undo.tsval, seg.options.timestamps) else {
+            return;
+        };
+        self.undo = None;
+        if (tsecr.wrapping_sub(sent) as i32) >= 0 || tsecr == 0 {
+            return;
+        }
+        self.cc.undo(undo.cwnd, undo.ssthresh);
+        self.in_recovery = false;
+        self.dupacks = 0;
+        self.rtx_hole = None;
+        self.rtx_now = false;
+        if undo.timeout {
+            self.snd_nxt = self.snd_max;
+        }
+        self.stats.spurious_retransmits += 1;
+        tracing::debug!(local = %self.local, remote = %self.remote, "spurious retransmission undone");
     }
 
     /// RFC 6675 IsLost: whether the unSACKed byte `seq` has enough SACKed bytes above it

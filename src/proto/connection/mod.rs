@@ -103,12 +103,25 @@ impl Transmit {
     }
 }
 
+/// What a loss response changed, kept to undo it if it proves spurious (RFC 3522 Eifel
+/// detection with timestamps, RFC 4015 response).
+#[derive(Debug, Clone, Copy)]
+struct Undo {
+    cwnd: u32,
+    ssthresh: u32,
+    /// TSval of the first retransmission, once it left.
+    tsval: Option<u32>,
+    /// The response was a retransmission timeout (the go-back is undone too).
+    timeout: bool,
+}
+
 /// Counters behind [`TcpInfo`].
 #[derive(Debug, Default, Clone)]
 struct Stats {
     retransmissions: u64,
     timeouts: u64,
     fast_retransmits: u64,
+    spurious_retransmits: u64,
     bytes_sent: u64,
     bytes_acked: u64,
     bytes_received: u64,
@@ -231,6 +244,8 @@ pub struct Connection {
     high_rxt: SeqNum,
     /// A hole the scoreboard shows lost, to retransmit next: start and length.
     rtx_hole: Option<(SeqNum, u32)>,
+    /// The last loss response, while it may still prove spurious.
+    undo: Option<Undo>,
     /// RFC 6582 `recover`: the highest sequence number sent when loss was last detected.
     recover: Option<SeqNum>,
 
@@ -341,6 +356,7 @@ impl Connection {
             dupacks: 0,
             in_recovery: false,
             scoreboard: Default::default(),
+            undo: None,
             high_rxt: iss,
             rtx_hole: None,
             recover: None,
@@ -573,6 +589,7 @@ impl Connection {
             retransmissions: self.stats.retransmissions,
             timeouts: self.stats.timeouts,
             fast_retransmits: self.stats.fast_retransmits,
+            spurious_retransmits: self.stats.spurious_retransmits,
             bytes_sent: self.stats.bytes_sent,
             bytes_acked: self.stats.bytes_acked,
             bytes_received: self.stats.bytes_received,
@@ -903,6 +920,9 @@ impl Connection {
                     self.fail(Error::TimedOut);
                     return;
                 }
+                if first {
+                    self.save_undo(true);
+                }
                 self.cc
                     .on_timeout(now, self.in_flight(), self.snd_mss, first);
                 // RFC 6582 §3.2 step 1 after a timeout: recover = highest sequence sent.
@@ -976,6 +996,17 @@ impl Connection {
             }
             _ => None,
         };
+    }
+
+    /// Remembers the window before a loss response, when timestamps can tell whether it
+    /// was needed.
+    fn save_undo(&mut self, timeout: bool) {
+        self.undo = self.ts_ok.then(|| Undo {
+            cwnd: self.cc.window(),
+            ssthresh: self.cc.ssthresh(),
+            tsval: None,
+            timeout,
+        });
     }
 
     fn arm_retransmit(&mut self, now: Instant) {

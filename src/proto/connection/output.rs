@@ -234,6 +234,11 @@ impl Connection {
         let end = end_of_data + u32::from(with_fin);
         if seq < self.snd_max {
             self.stats.retransmissions += 1;
+            if let Some(undo) = self.undo.as_mut() {
+                if undo.tsval.is_none() {
+                    undo.tsval = repr.options.timestamps.map(|(tsval, _)| tsval);
+                }
+            }
             if self.rtt_probe.is_some_and(|(probe_end, _)| probe_end > seq) {
                 // Karn: a retransmitted range gives no RTT sample.
                 self.rtt_probe = None;
