@@ -34,7 +34,8 @@ use std::task::{Context, Poll};
 /// ```
 pub struct Batch {
     data: Vec<u8>,
-    lens: Vec<usize>,
+    /// Each packet's start within its slot and length.
+    lens: Vec<(usize, usize)>,
     slot_size: usize,
     capacity: usize,
 }
@@ -95,8 +96,9 @@ impl Batch {
     /// # Panics
     /// If `i >= self.len()`.
     pub fn get(&self, i: usize) -> &[u8] {
-        let start = i * self.slot_size;
-        &self.data[start..start + self.lens[i]]
+        let (offset, len) = self.lens[i];
+        let start = i * self.slot_size + offset;
+        &self.data[start..start + len]
     }
 
     /// Packet `i`, writable.
@@ -104,8 +106,9 @@ impl Batch {
     /// # Panics
     /// If `i >= self.len()`.
     pub fn get_mut(&mut self, i: usize) -> &mut [u8] {
-        let start = i * self.slot_size;
-        &mut self.data[start..start + self.lens[i]]
+        let (offset, len) = self.lens[i];
+        let start = i * self.slot_size + offset;
+        &mut self.data[start..start + len]
     }
 
     /// Iterates over the packets held.
@@ -128,8 +131,18 @@ impl Batch {
     /// # Panics
     /// If the batch is full or `len` exceeds the slot size.
     pub fn commit(&mut self, len: usize) {
-        assert!(!self.is_full() && len <= self.slot_size);
-        self.lens.push(len);
+        self.commit_at(0, len);
+    }
+
+    /// Records that the slot returned by [`next_slot`](Self::next_slot) holds a packet of
+    /// `len` bytes starting `offset` bytes into it (headers written in front of a payload that
+    /// was placed first).
+    ///
+    /// # Panics
+    /// If the batch is full or the packet does not fit in the slot.
+    pub fn commit_at(&mut self, offset: usize, len: usize) {
+        assert!(!self.is_full() && offset + len <= self.slot_size);
+        self.lens.push((offset, len));
     }
 
     /// Copies `packet` into the next slot; `Err(())` if the batch is full or the packet too big.

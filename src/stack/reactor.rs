@@ -5,7 +5,7 @@ use super::table::{ConnId, Entry, ListenerKey, Owner};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
 use crate::proto::{reset_for, Connection, Instant, State};
-use crate::wire::{self, TcpFlags, TcpRepr};
+use crate::wire::{self, TcpFlags, TcpRepr, TCP_MAX_HEADER_LEN};
 use std::cmp::Reverse;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +24,6 @@ pub(crate) struct Reactor {
     shared: Arc<Shared>,
     rx: Batch,
     tx: Batch,
-    scratch: Vec<u8>,
     sleep: Pin<Box<tokio::time::Sleep>>,
     sleeping_until: Option<Instant>,
 }
@@ -34,8 +33,7 @@ impl Reactor {
         Reactor {
             shared,
             rx: Batch::new(BATCH, MAX_PACKET),
-            tx: Batch::new(BATCH, MAX_PACKET),
-            scratch: vec![0; MAX_PACKET],
+            tx: Batch::new(BATCH, MAX_PACKET + 40 + TCP_MAX_HEADER_LEN),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             sleeping_until: None,
         }
@@ -188,20 +186,38 @@ impl Reactor {
             return;
         };
         let (local, remote, ttl) = (entry.conn.local_addr(), entry.conn.remote_addr(), entry.ttl);
-        while let Some(t) = entry.conn.poll_transmit(now, &mut self.scratch) {
-            let payload = &self.scratch[..t.payload_len];
-            emit(
-                &self.shared,
-                &mut inner.stats,
-                &mut self.tx,
-                local,
-                remote,
-                ttl,
-                &t.repr,
-                payload,
-            );
+        let ip_len = if remote.is_ipv4() { 20 } else { 40 };
+        // The engine copies the payload straight into the outgoing slot, behind room for the
+        // largest headers, which are then written in front of it: one copy per segment.
+        let room = ip_len + TCP_MAX_HEADER_LEN;
+        loop {
             if self.tx.is_full() {
                 self.flush();
+            }
+            let Some(slot) = self.tx.next_slot() else {
+                break;
+            };
+            let Some(t) = entry.conn.poll_transmit(now, &mut slot[room..]) else {
+                break;
+            };
+            let start = room - t.repr.header_len() - ip_len;
+            let packet = &mut slot[start..room + t.payload_len];
+            match wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet) {
+                Ok(len) => {
+                    if let Some(tap) = &self.shared.tap {
+                        tap(&TapEvent {
+                            direction: Direction::Out,
+                            src: local,
+                            dst: remote,
+                            tcp: &t.repr,
+                            payload_len: t.payload_len,
+                            packet,
+                        });
+                    }
+                    self.tx.commit_at(start, len);
+                    inner.stats.packets_out += 1;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not emit segment"),
             }
         }
     }

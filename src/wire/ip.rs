@@ -461,6 +461,37 @@ pub fn emit_tcp_packet(
     Ok(total)
 }
 
+/// Writes the IP and TCP headers in front of a payload that is already in place, with no copy
+/// of the payload: `packet` holds exactly IP header + TCP header + payload, the payload at
+/// its end. Returns `packet.len()`.
+///
+/// # Errors
+///
+/// As [`emit_tcp_packet`]; [`WireError::BufferTooSmall`] when `packet` cannot even hold the
+/// two headers.
+pub fn emit_tcp_headers_in_place(
+    src: IpAddr,
+    dst: IpAddr,
+    hop_limit: u8,
+    tcp: &TcpRepr,
+    packet: &mut [u8],
+) -> Result<usize, WireError> {
+    let ip_len = match src {
+        IpAddr::V4(_) => Ipv4Repr::HEADER_LEN,
+        IpAddr::V6(_) => Ipv6Repr::HEADER_LEN,
+    };
+    let segment_len = packet
+        .len()
+        .checked_sub(ip_len)
+        .filter(|n| *n >= tcp.header_len())
+        .ok_or(WireError::BufferTooSmall)?;
+    let ip = IpRepr::new(src, dst, IPPROTO_TCP, segment_len, hop_limit)?;
+    ip.emit(packet)?;
+    let segment = packet.get_mut(ip_len..).ok_or(WireError::BufferTooSmall)?;
+    tcp.emit_header(segment, src, dst)?;
+    Ok(packet.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1049,6 +1080,22 @@ mod tests {
         for len in 0..60 {
             let mut junk = vec![0x45u8; len];
             let _ = complete_partial_checksum(&mut junk);
+        }
+    }
+
+    proptest! {
+        /// Headers written in front of a payload already in place make the same packet as
+        /// copying the payload.
+        #[test]
+        fn in_place_matches_copying((src, dst) in arb_addr_pair(), tcp in arb_tcp_repr(),
+                                    payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut copied = vec![0u8; 2000];
+            let n = emit_tcp_packet(src, dst, 64, &tcp, &payload, &mut copied).unwrap();
+            let header = n - payload.len();
+            let mut in_place = vec![0u8; n];
+            in_place[header..].copy_from_slice(&payload);
+            prop_assert_eq!(emit_tcp_headers_in_place(src, dst, 64, &tcp, &mut in_place).unwrap(), n);
+            prop_assert_eq!(&in_place[..], &copied[..n]);
         }
     }
 }

@@ -21,8 +21,8 @@ pub mod ip;
 pub mod tcp;
 
 pub use ip::{
-    complete_partial_checksum, emit_tcp_packet, parse_tcp_packet, IpRepr, Ipv4Repr, Ipv6Repr,
-    IPPROTO_TCP,
+    complete_partial_checksum, emit_tcp_headers_in_place, emit_tcp_packet, parse_tcp_packet,
+    IpRepr, Ipv4Repr, Ipv6Repr, IPPROTO_TCP,
 };
 pub use tcp::{
     Ladder, SackBlocks, TcpFlags, TcpOptions, TcpRepr, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN,
