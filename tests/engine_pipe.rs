@@ -422,3 +422,33 @@ fn slow_reader_without_window_scaling_causes_no_retransmissions() {
     out.assert_clean();
     assert_eq!(out.retransmissions(), 0, "lossless path\n{out}");
 }
+
+/// A window far smaller than the MSS (1000-byte buffers, 9000-byte MSS) once made both ends
+/// ACK each other forever: a timeout sent a full segment past the peer's window, each side's
+/// pure ACKs then carried a sequence number outside the other's window, and each answered
+/// the other's "unacceptable" ACK. Retransmissions now stay within the window, pure ACKs
+/// carry a sequence number inside it, and out-of-window pure ACKs are answered at most
+/// twice a second (RFC 5961 §7).
+#[test]
+fn tiny_windows_do_not_start_an_ack_war() {
+    let side = |timestamps| Config {
+        mss: 9000,
+        recv_buffer: 1000,
+        delayed_ack: Duration::ZERO,
+        sack: false,
+        timestamps,
+        ..Config::default()
+    };
+    let mut opts = Opts::new(2_975_999_385_477_814_098, MB).link(rough(20, 9, 0.004_429_687, 0.01));
+    opts.client_cfg = side(false);
+    opts.server_cfg = Config {
+        send_buffer: 65_536,
+        ..side(true)
+    };
+    opts.server_bytes = 256 << 10;
+    opts.write_chunk = 1000;
+    opts.max_virtual_time = Duration::from_secs(3600);
+    let out = transfer(&opts);
+    assert_clean(&out);
+    assert_counters(&out);
+}

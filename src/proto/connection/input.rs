@@ -12,6 +12,8 @@ const DEFAULT_MSS_V6: u32 = 1220;
 /// Smallest MSS accepted from a peer (as Linux's `tcp_min_snd_mss`), so a hostile SYN
 /// cannot make us send one-byte segments.
 const MIN_PEER_MSS: u32 = 48;
+/// Least time between ACKs answering out-of-window pure ACKs (Linux: 500 ms).
+const OOW_ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// TCP header bytes taken by the timestamp option, padded (RFC 7323 §3.2).
 const TS_OPTION_LEN: u32 = 12;
 
@@ -216,7 +218,7 @@ impl Connection {
                 text_allowed = false;
                 self.ack_now = true;
             } else {
-                if !rst {
+                if !rst && self.may_answer_out_of_window(now, seg_len) {
                     self.ack_now = true;
                     if self.state == State::TimeWait && fin {
                         // A repeated FIN: acknowledge it and restart the 2×MSL wait.
@@ -497,6 +499,25 @@ impl Connection {
         }
         self.stats.spurious_retransmits += 1;
         tracing::debug!(local = %self.local, remote = %self.remote, "spurious retransmission undone");
+    }
+
+    /// Whether an out-of-window segment may be answered with an ACK now. Pure ACKs are
+    /// answered at most once per [`OOW_ACK_INTERVAL`] (RFC 5961 §7, as Linux's
+    /// `tcp_invalid_ratelimit`): two stacks that each find the other's ACKs outside their
+    /// window would otherwise ACK each other forever. Segments with data, SYN or FIN are
+    /// always answered.
+    fn may_answer_out_of_window(&mut self, now: Instant, seg_len: u32) -> bool {
+        if seg_len > 0 {
+            return true;
+        }
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
+        {
+            return false;
+        }
+        self.last_oow_ack = Some(now);
+        true
     }
 
     /// RFC 6675 IsLost: whether the unSACKed byte `seq` has enough SACKed bytes above it

@@ -259,6 +259,8 @@ pub struct Connection {
     ack_now: bool,
     /// In-order payload received since our last ACK.
     rcvd_since_ack: u32,
+    /// When an out-of-window pure ACK was last answered.
+    last_oow_ack: Option<Instant>,
     /// Send RST (abort) before anything else.
     rst_now: bool,
     /// A reply outside the connection's sequence space (RST to a bad ACK).
@@ -365,6 +367,7 @@ impl Connection {
             force_send: false,
             ack_now: false,
             rcvd_since_ack: 0,
+            last_oow_ack: None,
             rst_now: false,
             reply: None,
             error: None,

@@ -77,8 +77,15 @@ impl Connection {
         if !self.ack_now {
             return None;
         }
-        // SND.MAX: the peer has received at most this much, so the ACK is acceptable.
-        let repr = self.build(now, self.snd_max, TcpFlags::ACK);
+        // The highest sequence number sent, but never beyond the peer's window, or the peer
+        // would find the ACK unacceptable (Linux's `tcp_acceptable_seq`).
+        let edge = self.snd_una + self.snd_wnd;
+        let seq = if self.snd_max <= edge {
+            self.snd_max
+        } else {
+            edge
+        };
+        let repr = self.build(now, seq, TcpFlags::ACK);
         Some(Transmit {
             repr,
             payload_len: 0,
@@ -92,7 +99,8 @@ impl Connection {
                 // The oldest unacknowledged segment, regardless of the congestion and send
                 // windows: fast retransmit (RFC 5681 §3.2 step 2), or the first segment after
                 // a timeout, which probes a window that shrank to zero (RFC 9293 §3.8.6.1).
-                let len = self.snd_mss as usize;
+                // No more than the peer's window (a probe of one byte into a closed one).
+                let len = self.snd_mss.min(self.snd_wnd.max(1)) as usize;
                 let t = self.segment_at(now, self.snd_una, len, payload);
                 self.high_rxt = self.high_rxt.max(self.snd_una + t.payload_len);
                 if self.timers.retransmit.is_none() {
