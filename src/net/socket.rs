@@ -105,6 +105,7 @@ impl TcpSocket {
             return Err(invalid("socket is already bound"));
         }
         let shared = self.stack.shared();
+        let mut released = Vec::new();
         {
             let mut inner = shared.lock();
             if addr.port() != 0 && o.reuseport && inner.table.listening_shared(addr) == Some(true) {
@@ -132,16 +133,16 @@ impl TcpSocket {
                         && e.owner == Owner::Detached
                         && e.claimed.is_some_and(|c| c.port() == addr.port())
                     {
-                        let claimed = e.claimed.take();
+                        released.extend(e.claimed.take());
                         inner.table.remove(id);
-                        drop(inner);
-                        if let Some(c) = claimed {
-                            shared.datapath.unbind(c);
-                        }
-                        inner = shared.lock();
+                        inner.reaped = true;
                     }
                 }
             }
+        }
+        // Outside the lock: releasing a port may run a tool (the raw datapath's nft).
+        for c in released {
+            shared.datapath.unbind(c);
         }
         // Claimed as a listening address: it serves `listen` as it is, and `connect` from a
         // bound address just as well.
