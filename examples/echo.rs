@@ -8,6 +8,7 @@
 //! The ladder shows what crossed the datapath, one segment per line: who sent it, the flags,
 //! `S:` the sequence number, `A:` the acknowledgment number, and `len=` the payload bytes.
 
+use rawtcp::proto::Config;
 use rawtcp::{Direction, Stack};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
@@ -20,7 +21,16 @@ async fn main() -> std::io::Result<()> {
     let printing = Arc::new(AtomicBool::new(true));
     let server_port = Arc::new(AtomicU16::new(0));
 
-    let mut builder = Stack::builder();
+    // 64 KiB receive buffers: the window a SYN+ACK can announce (it is never scaled) is then
+    // the whole buffer, so reading the request owes no window update, and the ACK rides on
+    // the answer every time, as in the textbook exchange. With a larger buffer the server
+    // would announce the rest of its window once it read the request, and whether that
+    // update went out on its own or with the answer would depend on timing.
+    let mut builder = Stack::builder().tcp_config(Config {
+        mss: u16::MAX,
+        recv_buffer: 65_535,
+        ..Config::default()
+    });
     {
         let printing = printing.clone();
         let server_port = server_port.clone();
