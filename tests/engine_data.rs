@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use rawtcp::proto::cc::Algorithm;
 use rawtcp::proto::{Config, Instant, State};
 use rawtcp::wire::TcpRepr;
 use std::time::Duration;
@@ -36,6 +37,14 @@ fn established(cfg: Config, window: u16) -> Endpoint {
 
 fn mss(n: u16) -> Config {
     Config { mss: n, ..plain() }
+}
+
+/// NewReno's arithmetic (RFC 5681, RFC 6582), for the tests that check it.
+fn newreno(cfg: Config) -> Config {
+    Config {
+        congestion: Algorithm::NewReno,
+        ..cfg
+    }
 }
 
 /// RFC 9293 §3.8.6.3: a lone segment is acknowledged within the delayed-ACK time, exactly.
@@ -245,7 +254,7 @@ fn receive_window_and_window_update() {
 /// the RTO doubles, and an ACK stops the timer.
 #[test]
 fn retransmission_timeout_and_backoff() {
-    let mut c = established(plain(), 65535);
+    let mut c = established(newreno(plain()), 65535);
     c.conn.send(&[5; 100]).unwrap();
     assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=100"]);
     assert_eq!(c.conn.poll_timeout(), Some(ms(200)));
@@ -287,12 +296,12 @@ fn go_back_after_timeout() {
     assert_eq!(c.conn.info().bytes_in_flight, 0);
 }
 
-/// Fast retransmit on the third duplicate ACK and NewReno recovery (RFC 5681 §3.2,
-/// RFC 6582 §3.2): a partial ACK retransmits the next hole at once; the full ACK ends
-/// recovery with cwnd = min(ssthresh, FlightSize + SMSS).
+/// Without SACK: fast retransmit on the third duplicate ACK (RFC 5681 §3.2), NewReno's
+/// partial-ACK rule (RFC 6582 §3.2 step 5), and PRR (RFC 6937) for how much is sent in
+/// recovery; the full ACK ends recovery with cwnd = ssthresh.
 #[test]
-fn fast_retransmit_and_newreno_recovery() {
-    let mut c = established(mss(1000), 65535);
+fn fast_retransmit_and_prr_recovery_without_sack() {
+    let mut c = established(newreno(mss(1000)), 65535);
     c.conn.send(&[0; 8000]).unwrap();
     assert_eq!(c.ladder().len(), 8);
     // Segments 1 and 3 are lost; 2, 4.. arrive and each draws a duplicate ACK.
@@ -306,20 +315,27 @@ fn fast_retransmit_and_newreno_recovery() {
     c.input(&from_server("ACK", 2001, 101, 65535), &[]);
     assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1000"]);
     let info = c.conn.info();
-    assert_eq!(info.ssthresh, 4000);
-    assert_eq!(info.cwnd, 4000 + 3 * 1000);
-    // More duplicates inflate the window; nothing new is left to send.
+    assert_eq!(info.ssthresh, 4000, "half the flight");
+    assert_eq!(info.ca_state, "recovery");
+    // Eight sent, one lost, three left the network: 4000 in flight, which is ssthresh, so
+    // PRR's slow-start bound allows only the forced fast retransmit.
+    assert_eq!((info.cwnd, info.bytes_in_flight), (5000, 5000));
+    // A fourth duplicate: one more segment left, PRR sends nothing (the flight is at
+    // ssthresh and nothing new is waiting).
     c.input(&from_server("ACK", 2001, 101, 65535), &[]);
-    assert_eq!(c.conn.info().cwnd, 8000);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    assert_eq!(c.conn.info().cwnd, 4000);
     // Partial ACK up to the second hole: retransmit it at once.
     c.input(&from_server("ACK", 2001, 2101, 65535), &[]);
     assert_eq!(c.ladder(), ["ACK      S:2101 A:2001 len=1000"]);
-    // Full ACK: recovery ends.
+    // Full ACK: recovery ends at ssthresh (RFC 6937 §3), and the 6000 bytes this ACK
+    // covers then grow it by one segment in congestion avoidance (RFC 5681 §3.1).
     c.input(&from_server("ACK", 2001, 8101, 65535), &[]);
     let info = c.conn.info();
-    assert_eq!(info.cwnd, 1000, "min(ssthresh, FlightSize 0 + SMSS)");
+    assert_eq!(info.ca_state, "open");
+    assert_eq!(info.cwnd, 5000);
     assert_eq!(info.fast_retransmits, 2);
-    assert_eq!(info.timeouts, 0);
+    assert_eq!((info.timeouts, info.recoveries), (0, 1));
 }
 
 /// Duplicate data (an old segment repeated) is trimmed and answered with an ACK at once.

@@ -78,7 +78,7 @@ pub struct Config {
     pub timestamps: bool,
     /// Keepalive probing, off by default like every socket.
     pub keepalive: Option<Keepalive>,
-    /// Congestion-control algorithm.
+    /// Congestion-control algorithm (`TCP_CONGESTION`): CUBIC by default, as on Linux.
     pub congestion: Algorithm,
 }
 
@@ -102,7 +102,7 @@ impl Default for Config {
             sack: true,
             timestamps: true,
             keepalive: None,
-            congestion: Algorithm::NewReno,
+            congestion: Algorithm::default(),
         }
     }
 }

@@ -22,8 +22,27 @@ pub struct TcpInfo {
     pub ssthresh: u32,
     /// Name of the congestion-control algorithm.
     pub congestion_control: &'static str,
-    /// Bytes sent but not yet acknowledged.
+    /// The algorithm's own state, for diagnostics (BBR's mode, CUBIC's W_max, ...).
+    pub congestion_state: String,
+    /// Where loss recovery stands, as Linux's `tcpi_ca_state` names it: `"open"`,
+    /// `"recovery"` (fast recovery) or `"loss"` (after a retransmission timeout).
+    pub ca_state: &'static str,
+    /// The pacing rate in bytes per second, when the algorithm paces.
+    pub pacing_rate: Option<u64>,
+    /// The most recent delivery-rate sample, bytes per second
+    /// (draft-cheng-iccrg-delivery-rate-estimation).
+    pub delivery_rate: u64,
+    /// Bytes delivered to the peer over the connection's life (acknowledged or SACKed).
+    pub delivered: u64,
+    /// Bytes believed in the network (RFC 6675 `pipe`): sent, neither acknowledged, SACKed
+    /// nor deemed lost, plus retransmissions in flight.
     pub bytes_in_flight: u32,
+    /// Sequence space sent and not cumulatively acknowledged (RFC 5681 FlightSize).
+    pub unacked: u32,
+    /// Bytes SACKed above the cumulative acknowledgment.
+    pub sacked: u32,
+    /// Bytes deemed lost and not yet acknowledged.
+    pub lost: u32,
     /// The peer's receive window, bytes (scaled).
     pub send_window: u32,
     /// Our advertised receive window, bytes.
@@ -36,11 +55,32 @@ pub struct TcpInfo {
     pub retransmissions: u64,
     /// Retransmission timer expiries.
     pub timeouts: u64,
-    /// Fast retransmits (three duplicate ACKs, or partial ACKs in recovery).
+    /// Retransmissions in fast recovery: segments deemed lost by RACK, SACK or duplicate
+    /// ACKs rather than by a timeout.
     pub fast_retransmits: u64,
-    /// Loss responses undone because timestamps showed the original segment had arrived
-    /// (RFC 3522).
+    /// Loss responses undone because timestamps (RFC 3522) or DSACKs (RFC 3708) showed
+    /// the retransmissions were not needed.
     pub spurious_retransmits: u64,
+    /// Fast-recovery episodes entered.
+    pub recoveries: u64,
+    /// Bytes RACK deemed lost (RFC 8985).
+    pub rack_lost: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tlp_probes: u64,
+    /// Tail loss probes that repaired a loss.
+    pub tlp_recoveries: u64,
+    /// DSACK blocks received (RFC 2883): the peer got something twice.
+    pub dsacks_received: u64,
+    /// DSACK blocks sent: we got something twice.
+    pub dsacks_sent: u64,
+    /// Times the peer discarded data it had SACKed (RFC 2018 §8).
+    pub reneged: u64,
+    /// Whether RACK has seen the path reorder segments.
+    pub reordering_seen: bool,
+    /// RACK's reordering-window multiplier, raised by DSACKs (RFC 8985 §6.2).
+    pub reorder_window_mult: u32,
+    /// Payload bytes retransmitted.
+    pub bytes_retransmitted: u64,
     /// Application bytes sent for the first time.
     pub bytes_sent: u64,
     /// Application bytes acknowledged by the peer.

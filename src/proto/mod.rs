@@ -1,5 +1,5 @@
-//! The sans-IO TCP engine: one connection's state machine, its buffers, RTT estimation and
-//! congestion control.
+//! The sans-IO TCP engine: one connection's state machine, its buffers, RTT estimation,
+//! loss detection and recovery, and congestion control.
 //!
 //! Nothing here performs I/O or reads a clock. Segments come in as parsed
 //! [`TcpRepr`](crate::wire::TcpRepr)s with their payload, time comes in as an [`Instant`], and
@@ -12,9 +12,9 @@ mod connection;
 mod error;
 mod info;
 mod isn;
+pub mod recovery;
 pub mod recv;
 pub mod rtt;
-pub mod scoreboard;
 pub mod send;
 mod seq;
 mod time;

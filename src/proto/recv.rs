@@ -71,6 +71,16 @@ impl RecvBuffer {
         &self.ranges
     }
 
+    /// The first part of `[offset, offset + len)` (offsets past RCV.NXT) already held out of
+    /// order, if any: data received twice.
+    pub fn held_overlap(&self, offset: usize, len: usize) -> Option<(usize, usize)> {
+        let end = offset + len;
+        self.ranges
+            .iter()
+            .find(|&&(s, e)| s < end && offset < e)
+            .map(|&(s, e)| (s.max(offset), e.min(end)))
+    }
+
     /// Stores `payload` at `offset` bytes past RCV.NXT. The caller has trimmed it to the window.
     pub fn insert(&mut self, offset: usize, payload: &[u8]) -> Inserted {
         let mut result = Inserted {

@@ -50,8 +50,12 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(r);
-        let rto = srtt + GRANULARITY.max(self.rttvar * 4);
-        // RFC 6298 §2.4 and §2.5: a lower bound, and an upper bound of at least 60 s.
+        // RFC 6298 §2.3: RTO = SRTT + max(G, K*RTTVAR). The lower bound (§2.4) applies, as
+        // Linux applies it, to the variance term rather than to the sum: samples arrive with
+        // every ACK, RTTVAR shrinks to almost nothing on a steady path, and an RTO of
+        // barely more than SRTT would fire at the first queueing delay. An upper bound of at
+        // least 60 s (§2.5).
+        let rto = srtt + GRANULARITY.max(self.rttvar * 4).max(self.min_rto);
         self.base_rto = rto.clamp(self.min_rto, self.max_rto);
         // A valid sample after a backoff collapses it (RFC 6298 §5.7 note, as Linux does).
         self.backoff = 0;
@@ -124,27 +128,33 @@ mod tests {
         e.sample(ms(100));
         assert_eq!(e.srtt(), Some(ms(100)));
         assert_eq!(e.rttvar(), ms(50));
-        // 100 + 4 * 50 = 300
+        // 100 + max(4 * 50, 200) = 300
         assert_eq!(e.rto(), ms(300));
         e.sample(ms(200));
         // rttvar = 3/4 * 50 + 1/4 * 100 = 62.5; srtt = 7/8 * 100 + 1/8 * 200 = 112.5
         assert_eq!(e.rttvar(), Duration::from_micros(62_500));
         assert_eq!(e.srtt(), Some(Duration::from_micros(112_500)));
         assert_eq!(e.rto(), Duration::from_micros(112_500 + 250_000));
+        // A steady path: RTTVAR decays, the variance term stays at the 200 ms minimum.
+        for _ in 0..200 {
+            e.sample(ms(100));
+        }
+        assert!(e.rttvar() < ms(1));
+        assert_eq!(e.rto().as_millis(), 300);
     }
 
     #[test]
     fn min_clamp_and_backoff_cap() {
         let mut e = RttEstimator::new(ms(1000), ms(200), ms(5_000));
         e.sample(ms(1));
-        assert_eq!(e.rto(), ms(200));
+        assert_eq!(e.rto(), ms(201));
         e.back_off();
-        assert_eq!(e.rto(), ms(400));
+        assert_eq!(e.rto(), ms(402));
         for _ in 0..40 {
             e.back_off();
         }
         assert_eq!(e.rto(), ms(5_000));
         e.reset_backoff();
-        assert_eq!(e.rto(), ms(200));
+        assert_eq!(e.rto(), ms(201));
     }
 }

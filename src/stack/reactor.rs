@@ -80,7 +80,13 @@ impl Future for Reactor {
                     if partial {
                         wire::complete_partial_checksum(this.rx.get_mut(i));
                     }
-                    handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i));
+                    let urgent = handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i));
+                    if let Some(id) = urgent {
+                        // An ACK reporting a gap or a duplicate goes before the next arrival
+                        // is processed, so each out-of-order segment gets its own
+                        // (RFC 5681 §4.2); in-order data is acknowledged once per batch.
+                        this.transmit(inner, id, now);
+                    }
                     if this.tx.is_full() {
                         this.flush();
                     }
@@ -249,8 +255,15 @@ impl Reactor {
     }
 }
 
-/// Parses, demultiplexes and delivers one arriving packet.
-fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instant, packet: &[u8]) {
+/// Parses, demultiplexes and delivers one arriving packet. Returns the connection it went to
+/// when that connection owes an acknowledgment that should leave at once.
+fn handle_packet(
+    shared: &Shared,
+    inner: &mut Inner,
+    tx: &mut Batch,
+    now: Instant,
+    packet: &[u8],
+) -> Option<ConnId> {
     inner.stats.packets_in += 1;
     let (ip, tcp, payload) =
         match wire::parse_tcp_packet(packet, shared.datapath.verify_checksums()) {
@@ -258,7 +271,7 @@ fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instan
             Err(e) => {
                 inner.stats.malformed += 1;
                 tracing::trace!(error = %e, "dropped malformed packet");
-                return;
+                return None;
             }
         };
     let local = SocketAddr::new(ip.dst_addr(), tcp.dst_port);
@@ -276,7 +289,7 @@ fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instan
     if !shared.datapath.owns(local) {
         // Another program's segment (raw sockets share the host's addresses): not ours to
         // answer.
-        return;
+        return None;
     }
     if let Some(&id) = inner.table.by_tuple.get(&(local, remote)) {
         if let Some(e) = inner.table.get_mut(id) {
@@ -293,15 +306,16 @@ fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instan
                 // is for no connection (RFC 9293 §3.10.7.1), and a SYN may open a new one.
             } else {
                 e.conn.on_segment(now, &tcp, payload);
+                let urgent = e.conn.ack_urgent();
                 inner.mark_dirty(id);
-                return;
+                return urgent.then_some(id);
             }
         }
     }
     if tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.intersects(TcpFlags::ACK | TcpFlags::RST) {
         if let Some(key) = inner.table.listener_for(local, remote) {
             accept_syn(shared, inner, key, local, remote, &tcp, now);
-            return;
+            return None;
         }
     }
     // RFC 9293 §3.10.7.1: no connection here.
@@ -309,6 +323,7 @@ fn handle_packet(shared: &Shared, inner: &mut Inner, tx: &mut Batch, now: Instan
         inner.stats.resets_sent += 1;
         emit(shared, &mut inner.stats, tx, local, remote, 64, &rst, &[]);
     }
+    None
 }
 
 /// A SYN for a listener: a new connection in its SYN queue, unless a queue is full

@@ -1,18 +1,23 @@
 //! NewReno: slow start and congestion avoidance (RFC 5681 §3.1) with appropriate byte
-//! counting (RFC 3465), fast retransmit and fast recovery (RFC 5681 §3.2) extended by
-//! RFC 6582's partial-acknowledgment handling.
+//! counting (RFC 3465), and the multiplicative decrease of RFC 5681 §3.2 / RFC 6582 on a
+//! congestion event. The connection runs recovery itself (PRR, RFC 6937), so the window
+//! inflation and deflation of classic fast recovery are not needed here.
 
-use super::{initial_window, AckEvent, CongestionControl};
+use super::{initial_window, min_window, AckEvent, CongestionControl, CongestionEvent};
 use crate::proto::Instant;
 
 /// The NewReno congestion controller.
 ///
 /// ```
-/// use rawtcp::proto::cc::{CongestionControl, NewReno};
+/// use rawtcp::proto::cc::{CongestionControl, CongestionEvent, CongestionKind, NewReno};
+/// use rawtcp::proto::Instant;
 /// let mut cc = NewReno::new(1000);
 /// assert_eq!(cc.window(), 10_000); // RFC 6928 initial window
-/// cc.on_enter_recovery(rawtcp::proto::Instant::ZERO, 10_000, 1000);
+/// let loss = CongestionEvent { kind: CongestionKind::Loss, in_flight: 10_000, mss: 1000 };
+/// cc.on_congestion_event(Instant::ZERO, &loss);
 /// assert_eq!(cc.ssthresh(), 5_000);
+/// cc.on_recovery_end(Instant::ZERO, 1000);
+/// assert_eq!(cc.window(), 5_000);
 /// ```
 #[derive(Debug, Clone)]
 pub struct NewReno {
@@ -34,7 +39,7 @@ impl NewReno {
 
     fn reduced_ssthresh(in_flight: u32, mss: u32) -> u32 {
         // RFC 5681 §3.1 equation (4): ssthresh = max(FlightSize / 2, 2 * SMSS).
-        (in_flight / 2).max(2 * mss)
+        (in_flight / 2).max(min_window(mss))
     }
 }
 
@@ -52,18 +57,13 @@ impl CongestionControl for NewReno {
     }
 
     fn on_ack(&mut self, _now: Instant, ack: &AckEvent) {
-        let mss = ack.mss.max(1);
-        // Grow only a window that was in use (RFC 7661 §4.1, as Linux's
-        // `tcp_is_cwnd_limited`): a sender limited by the application or the peer's window
-        // learns nothing about the path, and an unused window would burst later.
-        let in_use = if self.cwnd < self.ssthresh {
-            ack.prior_in_flight.saturating_mul(2) >= self.cwnd
-        } else {
-            ack.prior_in_flight.saturating_add(mss) >= self.cwnd
-        };
-        if !in_use {
+        // No growth in recovery (RFC 6937 §3 sets the window there), and only for a window
+        // that was in use (RFC 7661 §4.1): a sender limited by the application or the peer's
+        // window learns nothing about the path, and an unused window would burst later.
+        if ack.in_recovery || !ack.cwnd_limited || ack.acked == 0 {
             return;
         }
+        let mss = ack.mss.max(1);
         if self.cwnd < self.ssthresh {
             // Slow start with byte counting (RFC 3465). RFC 3465 caps one ACK's growth at
             // L = 2 * SMSS; like Linux we count every acknowledged byte instead, because the
@@ -81,31 +81,15 @@ impl CongestionControl for NewReno {
         }
     }
 
-    fn on_enter_recovery(&mut self, _now: Instant, in_flight: u32, mss: u32) {
-        // RFC 6582 §3.2 step 2 / RFC 5681 §3.2 step 3: cwnd = ssthresh + 3 * SMSS.
-        self.ssthresh = Self::reduced_ssthresh(in_flight, mss);
-        self.cwnd = self.ssthresh + 3 * mss;
+    fn on_congestion_event(&mut self, _now: Instant, ev: &CongestionEvent) {
+        // RFC 6582 §3.2 step 2 / RFC 5681 §3.2 step 2.
+        self.ssthresh = Self::reduced_ssthresh(ev.in_flight, ev.mss);
         self.bytes_acked = 0;
     }
 
-    fn on_dup_ack_in_recovery(&mut self, mss: u32) {
-        // RFC 5681 §3.2 step 4: inflate by one SMSS per further duplicate ACK.
-        self.cwnd = self.cwnd.saturating_add(mss);
-    }
-
-    fn on_partial_ack(&mut self, acked: u32, mss: u32) {
-        // RFC 6582 §3.2 step 5: deflate by the amount acknowledged, add back one SMSS if
-        // that was at least one SMSS.
-        self.cwnd = self.cwnd.saturating_sub(acked);
-        if acked >= mss {
-            self.cwnd += mss;
-        }
-        self.cwnd = self.cwnd.max(mss);
-    }
-
-    fn on_exit_recovery(&mut self, _now: Instant, in_flight: u32, mss: u32) {
-        // RFC 6582 §3.2 step 6, option (1): cwnd = min(ssthresh, FlightSize + SMSS).
-        self.cwnd = self.ssthresh.min(in_flight + mss).max(mss);
+    fn on_recovery_end(&mut self, _now: Instant, mss: u32) {
+        // RFC 6937 §3: at the end of recovery cwnd = ssthresh.
+        self.cwnd = self.ssthresh.max(min_window(mss));
     }
 
     fn on_timeout(&mut self, _now: Instant, in_flight: u32, mss: u32, first: bool) {
@@ -126,20 +110,37 @@ impl CongestionControl for NewReno {
         self.ssthresh = ssthresh;
         self.bytes_acked = 0;
     }
+
+    fn seed(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cwnd = cwnd;
+        self.ssthresh = ssthresh;
+        self.bytes_acked = 0;
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::CongestionKind;
     use super::*;
 
     /// An acknowledgment of a fully used window.
     fn ack(acked: u32) -> AckEvent {
         AckEvent {
             acked,
+            delivered: acked,
+            lost: 0,
             prior_in_flight: u32::MAX / 2,
+            in_flight: u32::MAX / 2,
             mss: 1000,
             rtt: None,
             srtt: None,
+            min_rtt: None,
+            rate: None,
+            total_delivered: 0,
+            round_start: false,
+            in_recovery: false,
+            after_timeout: false,
+            cwnd_limited: true,
         }
     }
 
@@ -167,43 +168,48 @@ mod tests {
     }
 
     #[test]
-    fn an_unused_window_does_not_grow() {
+    fn an_unused_window_or_recovery_does_not_grow() {
         let mut cc = NewReno::new(1000);
         let idle = AckEvent {
-            prior_in_flight: 2000,
+            cwnd_limited: false,
             ..ack(2000)
         };
         cc.on_ack(Instant::ZERO, &idle);
-        assert_eq!(
-            cc.window(),
-            10_000,
-            "2000 bytes in flight use a fifth of 10000"
-        );
-        let busy = AckEvent {
-            prior_in_flight: 6000,
+        assert_eq!(cc.window(), 10_000);
+        let recovering = AckEvent {
+            in_recovery: true,
             ..ack(2000)
         };
-        cc.on_ack(Instant::ZERO, &busy);
-        assert_eq!(
-            cc.window(),
-            12_000,
-            "in slow start half the window in flight counts"
-        );
+        cc.on_ack(Instant::ZERO, &recovering);
+        assert_eq!(cc.window(), 10_000);
+        cc.on_ack(Instant::ZERO, &ack(2000));
+        assert_eq!(cc.window(), 12_000);
     }
 
     #[test]
-    fn recovery_inflate_deflate_exit() {
+    fn loss_halves_then_recovery_end_sets_the_window() {
         let mut cc = NewReno::new(1000);
-        cc.on_enter_recovery(Instant::ZERO, 20_000, 1000);
-        assert_eq!((cc.window(), cc.ssthresh()), (13_000, 10_000));
-        cc.on_dup_ack_in_recovery(1000);
-        assert_eq!(cc.window(), 14_000);
-        cc.on_partial_ack(3000, 1000);
-        assert_eq!(cc.window(), 12_000);
-        cc.on_exit_recovery(Instant::ZERO, 4_000, 1000);
-        assert_eq!(cc.window(), 5_000);
+        let ev = CongestionEvent {
+            kind: CongestionKind::Loss,
+            in_flight: 20_000,
+            mss: 1000,
+        };
+        cc.on_congestion_event(Instant::ZERO, &ev);
+        assert_eq!((cc.window(), cc.ssthresh()), (10_000, 10_000));
+        cc.on_recovery_end(Instant::ZERO, 1000);
+        assert_eq!(cc.window(), 10_000);
+        // A small flight still leaves two segments.
+        let ev = CongestionEvent {
+            in_flight: 1000,
+            ..ev
+        };
+        cc.on_congestion_event(Instant::ZERO, &ev);
+        cc.on_recovery_end(Instant::ZERO, 1000);
+        assert_eq!(cc.window(), 2000);
         // A later timeout of the same series keeps ssthresh.
         cc.on_timeout(Instant::ZERO, 100_000, 1000, false);
-        assert_eq!((cc.window(), cc.ssthresh()), (1000, 10_000));
+        assert_eq!((cc.window(), cc.ssthresh()), (1000, 2000));
+        cc.undo(10_000, 10_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (10_000, 10_000));
     }
 }

@@ -2,7 +2,6 @@
 //! blind RST, SYN and data injection, RFC 7323's PAWS, and RFC 5681/6582 loss detection.
 
 use super::{Connection, State};
-use crate::proto::cc::AckEvent;
 use crate::proto::{Error, Instant, SeqNum};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
 
@@ -121,7 +120,7 @@ impl Connection {
         self.snd_wl2 = ack;
         if has_ack {
             self.snd_una = ack;
-            self.take_rtt_sample(now, ack);
+            self.syn_rtt_sample(now);
             self.handshake_done();
             self.establish(now);
             self.ack_now = true;
@@ -154,7 +153,7 @@ impl Connection {
         self.snd_una = self.iss;
         self.snd_max = self.iss;
         self.retries = 0;
-        self.rtt_probe = None;
+        self.syn_sent_at = None;
         self.ack_now = false;
         self.set_state(State::Listen);
     }
@@ -218,6 +217,10 @@ impl Connection {
                 text_allowed = false;
                 self.ack_now = true;
             } else {
+                if !rst && !payload.is_empty() && seq + payload.len() <= self.rcv_nxt {
+                    // Data received before: report the duplicate (RFC 2883 §4).
+                    self.note_duplicate(seq, seq + payload.len());
+                }
                 if !rst && self.may_answer_out_of_window(now, seg_len) {
                     self.ack_now = true;
                     if self.state == State::TimeWait && fin {
@@ -271,7 +274,7 @@ impl Connection {
         if self.state == State::SynReceived {
             if self.snd_una < ack && ack <= self.snd_max {
                 self.snd_una = ack;
-                self.take_rtt_sample(now, ack);
+                self.syn_rtt_sample(now);
                 self.handshake_done();
                 self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
@@ -330,177 +333,6 @@ impl Connection {
         }
     }
 
-    /// RFC 9293 §3.10.7.4 "fifth, check the ACK field" for ESTABLISHED and later, with
-    /// RFC 5681 §3.2 / RFC 6582 loss detection.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr, payload_len: usize) {
-        let ack = SeqNum(seg.ack);
-        let seq = SeqNum(seg.seq);
-        let window = u32::from(seg.window) << self.snd_wscale;
-        let mut window_changed = false;
-        // Update the send window only from segments not older than the last update.
-        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
-            window_changed = self.snd_wnd != window;
-            self.snd_wnd = window;
-            self.snd_wl1 = seq;
-            self.snd_wl2 = ack;
-            self.max_snd_wnd = self.max_snd_wnd.max(window);
-            if window > 0 {
-                self.timers.persist = None;
-            }
-        }
-        // Any ACK shows the peer is alive (zero-window and keepalive probes are answered).
-        self.probes_out = 0;
-        if self.sack_ok {
-            for &(l, r) in seg.options.sack.as_slice() {
-                let una = ack.max(self.snd_una);
-                self.scoreboard.add(SeqNum(l), SeqNum(r), una, self.snd_max);
-            }
-        }
-
-        if ack > self.snd_una {
-            let acked = (ack - self.snd_una) as u32;
-            let prior_in_flight = self.in_flight();
-            if ack > self.buf_seq {
-                let data = ((ack - self.buf_seq) as usize).min(self.send_buf.len());
-                self.send_buf.consume(data);
-                self.buf_seq += data;
-                self.stats.bytes_acked += data as u64;
-            }
-            self.snd_una = ack;
-            self.scoreboard.advance(ack);
-            if self.snd_nxt < ack {
-                self.snd_nxt = ack;
-            }
-            if self.high_rxt < ack {
-                self.high_rxt = ack;
-            }
-            if self.snd_sml < ack {
-                self.snd_sml = ack;
-            }
-            if self.snd_up.is_some_and(|up| up <= ack) {
-                self.snd_up = None;
-            }
-            let rtt = self.take_rtt_sample(now, ack);
-            self.detect_spurious(seg);
-            self.retries = 0;
-            self.unacked_since = (ack < self.snd_max).then_some(now);
-            self.rtt.reset_backoff();
-            let mss = self.snd_mss;
-            if self.in_recovery {
-                if self.recover.is_none_or(|r| ack > r) {
-                    // RFC 6582 §3.2 step 6: a full acknowledgment ends recovery.
-                    self.in_recovery = false;
-                    self.dupacks = 0;
-                    self.cc.on_exit_recovery(now, self.in_flight(), mss);
-                } else {
-                    // RFC 6582 §3.2 step 5: a partial acknowledgment; the next hole is lost too
-                    // — unless the scoreboard already had it resent.
-                    self.cc.on_partial_ack(acked, mss);
-                    if self.high_rxt <= self.snd_una {
-                        self.rtx_now = true;
-                        self.stats.fast_retransmits += 1;
-                    } else {
-                        self.rtx_hole = self.next_lost_hole();
-                    }
-                }
-            } else {
-                self.dupacks = 0;
-                if self.recover.is_some_and(|r| ack > r) {
-                    // Past the old recovery point: forget it before sequence numbers wrap.
-                    self.recover = None;
-                }
-                let ev = AckEvent {
-                    acked,
-                    prior_in_flight,
-                    mss,
-                    rtt,
-                    srtt: self.rtt.srtt(),
-                };
-                self.cc.on_ack(now, &ev);
-            }
-            // RFC 6298 §5.2 and §5.3.
-            if self.snd_una == self.snd_max {
-                self.timers.retransmit = None;
-            } else {
-                self.arm_retransmit(now);
-            }
-        } else if ack == self.snd_una
-            && self.snd_max > self.snd_una
-            && payload_len == 0
-            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
-            && !window_changed
-        {
-            // A duplicate ACK (RFC 5681 §2).
-            self.dupacks += 1;
-            let mss = self.snd_mss;
-            if self.in_recovery {
-                self.cc.on_dup_ack_in_recovery(mss);
-                // RFC 6675 §5 (C): with SACK, each ACK can resend the next lost hole.
-                if self.rtx_hole.is_none() {
-                    self.rtx_hole = self.next_lost_hole();
-                }
-            } else if (self.dupacks >= self.dupthresh() || self.is_lost(self.snd_una))
-                && self.recover.is_none_or(|r| ack - 1u32 > r)
-            {
-                // RFC 6582 §3.2 step 2: fast retransmit unless this is a stale loss.
-                self.in_recovery = true;
-                self.high_rxt = self.snd_una;
-                self.recover = Some(self.snd_max - 1u32);
-                self.save_undo(false);
-                self.cc.on_enter_recovery(now, self.in_flight(), mss);
-                self.rtx_now = true;
-                self.stats.fast_retransmits += 1;
-                tracing::debug!(local = %self.local, remote = %self.remote, seq = %self.snd_una, "fast retransmit");
-            }
-        }
-    }
-
-    /// Duplicate ACKs that signal a loss: three (RFC 5681 §3.2), or fewer when fewer than
-    /// four segments are outstanding and nothing new can be sent, since then three can never
-    /// arrive — early retransmit, byte-based (RFC 5827 §3.2): ceil(FlightSize / SMSS) - 1.
-    fn dupthresh(&self) -> u32 {
-        let mss = self.snd_mss.max(1);
-        let flight = self.in_flight();
-        let outstanding = flight.div_ceil(mss);
-        let unsent = (self.data_end() - self.snd_max).max(0) as u32;
-        let window_room = self.snd_wnd.min(self.cc.window()).saturating_sub(flight);
-        let can_send_new = unsent > 0 && window_room >= unsent.min(mss);
-        // A single outstanding segment cannot be reported lost by duplicate ACKs at all.
-        if (2..4).contains(&outstanding) && !can_send_new {
-            outstanding - 1
-        } else {
-            3
-        }
-    }
-
-    /// Eifel detection (RFC 3522 §3): the first ACK of new data after a retransmission
-    /// echoes the TSval of whichever copy arrived; an older one than the retransmission's
-    /// means the original made it and the loss response was spurious. The window is then
-    /// restored (RFC 4015) and, after a timeout, the go-back stops; the rest of the ACK is
-    /// then processed as outside recovery.
-    fn detect_spurious(&mut self, seg: &TcpRepr) {
-        let Some(undo) = self.undo else {
-            return;
-        };
-        let (Some(sent), Some((_, tsecr))) = (undo.tsval, seg.options.timestamps) else {
-            return;
-        };
-        self.undo = None;
-        if (tsecr.wrapping_sub(sent) as i32) >= 0 || tsecr == 0 {
-            return;
-        }
-        self.cc.undo(undo.cwnd, undo.ssthresh);
-        self.in_recovery = false;
-        self.dupacks = 0;
-        self.rtx_hole = None;
-        self.rtx_now = false;
-        if undo.timeout {
-            self.snd_nxt = self.snd_max;
-        }
-        self.stats.spurious_retransmits += 1;
-        tracing::debug!(local = %self.local, remote = %self.remote, "spurious retransmission undone");
-    }
-
     /// Whether an out-of-window segment may be answered with an ACK now. Pure ACKs are
     /// answered at most once per [`OOW_ACK_INTERVAL`] (RFC 5961 §7, as Linux's
     /// `tcp_invalid_ratelimit`): two stacks that each find the other's ACKs outside their
@@ -520,49 +352,17 @@ impl Connection {
         true
     }
 
-    /// RFC 6675 IsLost: whether the unSACKed byte `seq` has enough SACKed bytes above it
-    /// (DupThresh segments' worth) to be taken as lost.
-    fn is_lost(&self, seq: SeqNum) -> bool {
-        self.sack_ok
-            && !self.scoreboard.is_empty()
-            && self.scoreboard.covering(seq).is_none()
-            && self.scoreboard.sacked_above(seq) >= self.dupthresh() * self.snd_mss.max(1)
-    }
-
-    /// The next hole above what this recovery already resent that the scoreboard shows lost:
-    /// its start and up to one segment's length (RFC 6675 §4 NextSeg, rule 1).
-    fn next_lost_hole(&self) -> Option<(SeqNum, u32)> {
-        if !self.sack_ok {
-            return None;
-        }
-        let from = self.snd_una.max(self.high_rxt);
-        let (start, end) = self.scoreboard.next_hole(from)?;
-        if !self.is_lost(start) {
-            return None;
-        }
-        Some((start, ((end - start) as u32).min(self.snd_mss)))
-    }
-
-    /// Karn's algorithm (RFC 6298 §3): only a segment never retransmitted gives a sample.
-    fn take_rtt_sample(&mut self, now: Instant, ack: SeqNum) -> Option<std::time::Duration> {
-        let (end, sent) = self.rtt_probe?;
-        if ack < end {
-            return None;
-        }
-        self.rtt_probe = None;
-        let r = now - sent;
-        self.rtt.sample(r);
-        Some(r)
-    }
-
     /// RFC 9293 §3.10.7.4 "seventh, process the segment text" and "eighth, check the FIN bit".
     fn process_text(&mut self, now: Instant, seq: SeqNum, payload: &[u8], fin: bool) {
         let mut seq = seq;
         let mut data = payload;
         let mut fin = fin;
-        // Trim what was already received.
+        // Trim what was already received, and report it as a duplicate (RFC 2883 §4).
         if seq < self.rcv_nxt {
             let skip = (self.rcv_nxt - seq) as usize;
+            if !data.is_empty() {
+                self.note_duplicate(seq, seq + skip.min(data.len()));
+            }
             if skip > data.len() {
                 // Only an old FIN (already consumed) could remain.
                 return;
@@ -594,19 +394,27 @@ impl Connection {
             }
             self.rcv_mss = self.rcv_mss.max(data.len() as u32);
             let had_gap = self.recv_buf.has_out_of_order();
+            if had_gap {
+                if let Some((l, r)) = self.recv_buf.held_overlap(offset, data.len()) {
+                    // Out-of-order data received twice (RFC 2883 §4).
+                    self.note_duplicate(self.rcv_nxt + l, self.rcv_nxt + r);
+                }
+            }
             let ins = self.recv_buf.insert(offset, data);
             if ins.advanced > 0 {
                 self.rcv_nxt += ins.advanced;
                 self.stats.bytes_received += ins.advanced as u64;
             }
             if offset > 0 {
-                // Out of order: an immediate duplicate ACK drives the sender's fast
-                // retransmit (RFC 5681 §4.2), with SACK blocks naming what arrived.
-                self.sack_latest = Some(seq);
+                // Out of order: an immediate duplicate ACK drives the sender's loss
+                // detection (RFC 5681 §4.2), with SACK blocks naming what arrived.
+                self.note_sack_arrival(seq);
                 self.ack_now = true;
+                self.ack_urgent = true;
             } else if had_gap {
                 // Filling a hole is acknowledged at once (RFC 5681 §4.2).
                 self.ack_now = true;
+                self.ack_urgent = true;
             } else {
                 self.rcvd_since_ack += ins.advanced as u32;
                 // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full-sized
@@ -622,6 +430,28 @@ impl Connection {
             self.fin_seq_rcvd = Some(seq + data.len());
         }
         self.consume_fin(now);
+    }
+
+    /// A duplicate of `[left, right)` arrived: the next ACK reports it first (RFC 2883 §4),
+    /// and goes at once (RFC 5681 §4.2).
+    fn note_duplicate(&mut self, left: SeqNum, right: SeqNum) {
+        if self.sack_ok && left < right {
+            self.dsack = Some((left, right));
+        }
+        self.ack_now = true;
+        self.ack_urgent = true;
+    }
+
+    /// An out-of-order segment starting at `seq` arrived: its block goes first in the next
+    /// SACK option, the previously reported ones after it (RFC 2018 §4).
+    fn note_sack_arrival(&mut self, seq: SeqNum) {
+        let recent = &mut self.sack_recent;
+        let at = recent
+            .iter()
+            .position(|r| *r == Some(seq))
+            .unwrap_or(recent.len() - 1);
+        recent.copy_within(0..at, 1);
+        recent[0] = Some(seq);
     }
 
     /// Takes the peer's FIN once everything before it has arrived.

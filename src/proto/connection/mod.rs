@@ -10,11 +10,13 @@
 //! Segment arrival lives in `input.rs`, segment generation in `output.rs`; this file holds the
 //! state, the application interface and the timers.
 
+mod ack;
 mod input;
 pub use input::reset_for;
 mod output;
 
 use super::cc::CongestionControl;
+use super::recovery::{Prr, Rack, RateEstimator, SentQueue, Tlp};
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::send::SendBuffer;
@@ -22,6 +24,7 @@ use super::{Config, Error, Instant, SeqNum, TcpInfo};
 use crate::wire::TcpRepr;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The eleven connection states of RFC 9293 §3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,16 +106,36 @@ impl Transmit {
     }
 }
 
-/// What a loss response changed, kept to undo it if it proves spurious (RFC 3522 Eifel
-/// detection with timestamps, RFC 4015 response).
+/// What a loss response changed, kept to undo it if it proves spurious: RFC 3522 Eifel
+/// detection with timestamps, RFC 3708 detection with DSACK, RFC 4015 response.
 #[derive(Debug, Clone, Copy)]
 struct Undo {
     cwnd: u32,
     ssthresh: u32,
     /// TSval of the first retransmission, once it left.
     tsval: Option<u32>,
-    /// The response was a retransmission timeout (the go-back is undone too).
+    /// The response was a retransmission timeout.
     timeout: bool,
+    /// SND.UNA when the response began: DSACKs below it are not about this episode.
+    marker: SeqNum,
+    /// Retransmissions of this episode not yet reported duplicate by a DSACK (RFC 3708
+    /// §3: when every one is, none was needed).
+    retrans_out: u32,
+    /// Whether anything was retransmitted at all.
+    retransmitted: bool,
+}
+
+/// Where the sender is in loss recovery (Linux's `tcp_ca_state`, in RFC terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// No loss outstanding.
+    Open,
+    /// Fast recovery (RFC 6675 §5, RFC 8985 §3.4) until SND.UNA passes `point`; the window
+    /// follows PRR (RFC 6937).
+    Fast { point: SeqNum },
+    /// Resending after a retransmission timeout (RFC 5681 §3.1, RFC 6675 §5.1) until SND.UNA
+    /// passes `point`; the window slow-starts from one segment.
+    Timeout { point: SeqNum },
 }
 
 /// Counters behind [`TcpInfo`].
@@ -122,9 +145,17 @@ struct Stats {
     timeouts: u64,
     fast_retransmits: u64,
     spurious_retransmits: u64,
+    recoveries: u64,
+    rack_lost: u64,
+    tlp_probes: u64,
+    tlp_recoveries: u64,
+    dsacks_received: u64,
+    dsacks_sent: u64,
+    reneged: u64,
     bytes_sent: u64,
     bytes_acked: u64,
     bytes_received: u64,
+    bytes_retransmitted: u64,
     segments_sent: u64,
     segments_received: u64,
 }
@@ -133,6 +164,12 @@ struct Stats {
 #[derive(Debug, Default, Clone)]
 struct Timers {
     retransmit: Option<Instant>,
+    /// RFC 8985 §7.2: the tail loss probe timeout (PTO).
+    loss_probe: Option<Instant>,
+    /// RFC 8985 §6.3: the RACK reordering timer.
+    reorder: Option<Instant>,
+    /// The pacing deadline of the next data segment.
+    pacing: Option<Instant>,
     persist: Option<Instant>,
     delayed_ack: Option<Instant>,
     keepalive: Option<Instant>,
@@ -209,8 +246,11 @@ pub struct Connection {
     read_closed: bool,
     /// The application dropped the connection (see [`Connection::orphan`]).
     orphaned: bool,
-    /// Start of the most recently received out-of-order segment: the first SACK block.
-    sack_latest: Option<SeqNum>,
+    /// Starts of the most recently received out-of-order segments, newest first: the SACK
+    /// blocks to report first (RFC 2018 §4).
+    sack_recent: [Option<SeqNum>; 4],
+    /// A duplicate range received, to report in the next ACK's first SACK block (RFC 2883).
+    dsack: Option<(SeqNum, SeqNum)>,
 
     // Negotiated options.
     /// Both SYNs carried window scale (RFC 7323 §2.2).
@@ -224,8 +264,8 @@ pub struct Connection {
     // Retransmission and timers.
     timers: Timers,
     rtt: RttEstimator,
-    /// The one segment being timed (Karn's algorithm): ACK number that completes it, send time.
-    rtt_probe: Option<(SeqNum, Instant)>,
+    /// The SYN's send time while it is the only thing in flight (its RTT sample).
+    syn_sent_at: Option<Instant>,
     /// Consecutive retransmission timeouts without progress.
     retries: u32,
     /// Since when the oldest unacknowledged data has waited (RFC 5482 user timeout).
@@ -234,29 +274,47 @@ pub struct Connection {
     probes_out: u32,
     last_send: Instant,
 
-    // Congestion control (RFC 5681, RFC 6582).
-    cc: Box<dyn CongestionControl>,
+    // Loss detection and recovery (RFC 6675, RFC 8985, RFC 6937).
+    /// Every segment in flight: the scoreboard.
+    sent: SentQueue,
+    rack: Rack,
+    tlp: Tlp,
+    prr: Prr,
+    /// The window PRR allows during fast recovery.
+    prr_cwnd: u32,
+    recovery: Recovery,
+    /// Duplicate ACKs counted without SACK (RFC 5681 §2), each standing for one segment that
+    /// left the network (as Linux's `tcp_add_reno_sack`).
     dupacks: u32,
-    in_recovery: bool,
-    /// What the peer reported holding above SND.UNA (RFC 6675).
-    scoreboard: super::scoreboard::Scoreboard,
-    /// Highest sequence number retransmitted in the current recovery, plus one.
-    high_rxt: SeqNum,
-    /// A hole the scoreboard shows lost, to retransmit next: start and length.
-    rtx_hole: Option<(SeqNum, u32)>,
     /// The last loss response, while it may still prove spurious.
     undo: Option<Undo>,
     /// RFC 6582 `recover`: the highest sequence number sent when loss was last detected.
     recover: Option<SeqNum>,
+    /// A send was held back by the congestion window since the last ACK (RFC 7661).
+    cwnd_blocked: bool,
+
+    // Congestion control and pacing.
+    cc: Box<dyn CongestionControl>,
+    rate: RateEstimator,
+    /// The newest delivery rate measured, bytes per second.
+    delivery_rate: u64,
+    /// When the next data segment may leave, when pacing.
+    pacing_next: Option<Instant>,
 
     // Pending output.
-    /// Retransmit the segment at SND.UNA at once (fast retransmit / partial ACK).
-    rtx_now: bool,
+    /// After a retransmission timeout, the first retransmission goes even into a zero window
+    /// (RFC 9293 §3.8.6.1) and whatever the congestion window says.
+    rto_probe: bool,
+    /// Send a tail loss probe (RFC 8985 §7.3).
+    tlp_now: bool,
     /// Send a probe (zero-window or keepalive): an ACK carrying SND.UNA - 1.
     probe_now: bool,
     /// Send what the window allows even if Nagle or SWS avoidance would wait.
     force_send: bool,
     ack_now: bool,
+    /// The pending ACK reports a gap, a filled gap or a duplicate: it should leave before
+    /// the next arrival is processed (RFC 5681 §4.2).
+    ack_urgent: bool,
     /// In-order payload received since our last ACK.
     rcvd_since_ack: u32,
     /// When an out-of-window pure ACK was last answered.
@@ -342,7 +400,8 @@ impl Connection {
             fin_rcvd: false,
             read_closed: false,
             orphaned: false,
-            sack_latest: None,
+            sack_recent: [None; 4],
+            dsack: None,
             wscale_ok: false,
             sack_ok: false,
             ts_ok: false,
@@ -350,22 +409,30 @@ impl Connection {
             ts_offset: ts_offset(local, remote),
             last_ack_sent: SeqNum(0),
             timers: Timers::default(),
-            rtt_probe: None,
+            syn_sent_at: None,
             retries: 0,
             unacked_since: None,
             probes_out: 0,
             last_send: now,
+            sent: SentQueue::default(),
+            rack: Rack::default(),
+            tlp: Tlp::default(),
+            prr: Prr::default(),
+            prr_cwnd: 0,
+            recovery: Recovery::Open,
             dupacks: 0,
-            in_recovery: false,
-            scoreboard: Default::default(),
             undo: None,
-            high_rxt: iss,
-            rtx_hole: None,
             recover: None,
-            rtx_now: false,
+            cwnd_blocked: false,
+            rate: RateEstimator::default(),
+            delivery_rate: 0,
+            pacing_next: None,
+            rto_probe: false,
+            tlp_now: false,
             probe_now: false,
             force_send: false,
             ack_now: false,
+            ack_urgent: false,
             rcvd_since_ack: 0,
             last_oow_ack: None,
             rst_now: false,
@@ -503,6 +570,13 @@ impl Connection {
         self.ack_now
     }
 
+    /// Whether the pending acknowledgment carries loss information — a gap, a filled gap or
+    /// a duplicate — and should be sent before the next arriving segment is processed
+    /// (RFC 5681 §4.2: "immediately"), rather than coalesced with later ones.
+    pub fn ack_urgent(&self) -> bool {
+        self.ack_now && self.ack_urgent
+    }
+
     /// Whether `syn` may open a new incarnation of this connection while it lingers in
     /// TIME-WAIT (RFC 6191, after RFC 1122 §4.2.2.13): with timestamps, when its TSval is newer
     /// than any seen; without, when its sequence number lies beyond RCV.NXT. The driver then
@@ -558,6 +632,27 @@ impl Connection {
         self.cfg.user_timeout = timeout;
     }
 
+    /// The congestion-control algorithm in use (`TCP_CONGESTION`).
+    pub fn congestion(&self) -> &super::cc::Algorithm {
+        &self.cfg.congestion
+    }
+
+    /// Switches the congestion-control algorithm (`setsockopt(TCP_CONGESTION)`). The new
+    /// algorithm continues from the current window and threshold, as Linux keeps
+    /// `snd_cwnd` across a switch.
+    pub fn set_congestion(&mut self, algorithm: super::cc::Algorithm) {
+        let (cwnd, ssthresh) = (self.cc.window(), self.cc.ssthresh());
+        self.cfg.congestion = algorithm;
+        self.cc = self.cfg.congestion.build(self.snd_mss);
+        if self.state.is_synchronized() {
+            self.cc.seed(cwnd, ssthresh);
+        }
+        if self.cc.pacing_rate().is_none() {
+            self.pacing_next = None;
+            self.timers.pacing = None;
+        }
+    }
+
     /// Changes the send buffer size.
     pub fn set_send_buffer_size(&mut self, size: usize) {
         self.cfg.send_buffer = size;
@@ -581,10 +676,24 @@ impl Connection {
             rttvar: self.rtt.rttvar(),
             min_rtt: self.rtt.min_rtt(),
             rto: self.rtt.rto(),
-            cwnd: self.cc.window(),
+            cwnd: self.cwnd(),
             ssthresh: self.cc.ssthresh(),
             congestion_control: self.cc.name(),
-            bytes_in_flight: self.in_flight(),
+            congestion_state: self.cc.state(),
+            pacing_rate: self.cc.pacing_rate(),
+            delivery_rate: self.delivery_rate,
+            bytes_in_flight: self.pipe(),
+            unacked: self.flight_size(),
+            sacked: self.sent.sacked_bytes(),
+            lost: self.sent.lost_bytes(),
+            ca_state: match self.recovery {
+                Recovery::Open => "open",
+                Recovery::Fast { .. } => "recovery",
+                Recovery::Timeout { .. } => "loss",
+            },
+            reordering_seen: self.rack.reordering_seen(),
+            reorder_window_mult: self.rack.reo_wnd_mult(),
+            delivered: self.rate.delivered(),
             send_window: self.snd_wnd,
             recv_window: (self.rcv_adv - self.rcv_nxt).max(0) as u32,
             send_mss: self.snd_mss,
@@ -593,6 +702,14 @@ impl Connection {
             timeouts: self.stats.timeouts,
             fast_retransmits: self.stats.fast_retransmits,
             spurious_retransmits: self.stats.spurious_retransmits,
+            recoveries: self.stats.recoveries,
+            rack_lost: self.stats.rack_lost,
+            tlp_probes: self.stats.tlp_probes,
+            tlp_recoveries: self.stats.tlp_recoveries,
+            dsacks_received: self.stats.dsacks_received,
+            dsacks_sent: self.stats.dsacks_sent,
+            reneged: self.stats.reneged,
+            bytes_retransmitted: self.stats.bytes_retransmitted,
             bytes_sent: self.stats.bytes_sent,
             bytes_acked: self.stats.bytes_acked,
             bytes_received: self.stats.bytes_received,
@@ -605,9 +722,34 @@ impl Connection {
         }
     }
 
-    /// Sequence-space bytes sent and not acknowledged.
-    fn in_flight(&self) -> u32 {
+    /// Sequence-space bytes sent and not acknowledged (RFC 5681 FlightSize).
+    fn flight_size(&self) -> u32 {
         (self.snd_max - self.snd_una).max(0) as u32
+    }
+
+    /// Bytes believed to be in the network (RFC 6675 `pipe`): sent and neither acknowledged,
+    /// SACKed nor deemed lost, plus retransmissions in flight. Without SACK each duplicate
+    /// ACK stands for a segment that left the network (RFC 6675 §5 of a sort, as Linux
+    /// counts them), and the SYN counts while unacknowledged.
+    fn pipe(&self) -> u32 {
+        if self.sent.is_empty() {
+            return self.flight_size();
+        }
+        let pipe = self.sent.pipe();
+        if self.sack_ok {
+            pipe
+        } else {
+            pipe.saturating_sub(self.dupacks.saturating_mul(self.snd_mss))
+        }
+    }
+
+    /// The congestion window in force: PRR's during fast recovery (RFC 6937), the
+    /// algorithm's otherwise.
+    fn cwnd(&self) -> u32 {
+        match self.recovery {
+            Recovery::Fast { .. } if !self.cc.manages_recovery() => self.prr_cwnd,
+            _ => self.cc.window(),
+        }
     }
 
     /// Sequence number just past the last byte the application wrote.
@@ -817,7 +959,9 @@ impl Connection {
             self.recv_buf.clear();
         }
         self.clear_timers();
-        self.rtx_now = false;
+        self.sent.clear();
+        self.rto_probe = false;
+        self.tlp_now = false;
         self.probe_now = false;
         self.ack_now = false;
         self.set_state(State::Closed);
@@ -852,6 +996,9 @@ impl Connection {
         let t = &self.timers;
         [
             t.retransmit,
+            t.loss_probe,
+            t.reorder,
+            t.pacing,
             t.persist,
             t.delayed_ack,
             t.keepalive,
@@ -873,6 +1020,18 @@ impl Connection {
         if self.timers.retransmit.is_some_and(|t| t <= now) {
             self.timers.retransmit = None;
             self.on_retransmit_timeout(now);
+        }
+        if self.timers.reorder.is_some_and(|t| t <= now) {
+            self.timers.reorder = None;
+            self.on_reorder_timeout(now);
+        }
+        if self.timers.loss_probe.is_some_and(|t| t <= now) {
+            self.timers.loss_probe = None;
+            self.on_loss_probe_timeout(now);
+        }
+        if self.timers.pacing.is_some_and(|t| t <= now) {
+            // Nothing to do but transmit: `poll_transmit` sends what pacing now allows.
+            self.timers.pacing = None;
         }
         if self.timers.persist.is_some_and(|t| t <= now) {
             self.timers.persist = None;
@@ -898,7 +1057,7 @@ impl Connection {
                     return;
                 }
                 self.rtt.back_off();
-                self.rtt_probe = None;
+                self.syn_sent_at = None;
                 self.snd_nxt = self.iss;
                 tracing::debug!(local = %self.local, remote = %self.remote, retries = self.retries, "SYN retransmission timeout");
             }
@@ -914,35 +1073,19 @@ impl Connection {
                 if zero_window {
                     self.probes_out += 1;
                 }
+                // Giving up counts time without progress, as Linux does
+                // (`tcp_retries2` becomes the time 15 backed-off minimum RTOs take): a path
+                // that delivers, however slowly, resets the clock with every ACK.
                 let gave_up = match self.cfg.user_timeout {
                     Some(limit) => now - start >= limit,
                     None if zero_window => self.probes_out > self.cfg.max_retries,
-                    None => self.retries > self.cfg.max_retries,
+                    None => now - start >= self.give_up_after(),
                 };
                 if gave_up {
                     self.fail(Error::TimedOut);
                     return;
                 }
-                if first {
-                    self.save_undo(true);
-                }
-                self.cc
-                    .on_timeout(now, self.in_flight(), self.snd_mss, first);
-                // RFC 6582 §3.2 step 1 after a timeout: recover = highest sequence sent.
-                self.recover = Some(self.snd_max - 1u32);
-                self.in_recovery = false;
-                self.dupacks = 0;
-                self.rtx_now = false;
-                self.rtx_hole = None;
-                // The peer may have reneged on what it SACKed (RFC 2018 §8).
-                self.scoreboard.clear();
-                self.high_rxt = self.snd_una;
-                // Go back: resend from the oldest unacknowledged byte (RFC 9293 §3.8.1). The
-                // first segment goes even into a zero window, as the probe of §3.8.6.1.
-                self.snd_nxt = self.snd_una;
-                self.rtx_now = true;
-                self.rtt_probe = None;
-                self.rtt.back_off();
+                self.enter_timeout_recovery(now, first);
                 tracing::debug!(local = %self.local, remote = %self.remote, retries = self.retries, rto = ?self.rtt.rto(), "retransmission timeout");
             }
             _ => {}
@@ -1001,15 +1144,19 @@ impl Connection {
         };
     }
 
-    /// Remembers the window before a loss response, when timestamps can tell whether it
-    /// was needed.
-    fn save_undo(&mut self, timeout: bool) {
-        self.undo = self.ts_ok.then(|| Undo {
-            cwnd: self.cc.window(),
-            ssthresh: self.cc.ssthresh(),
-            tsval: None,
-            timeout,
-        });
+    /// How long data may wait for an acknowledgment before the connection gives up: the
+    /// time the original transmission and `max_retries` retransmissions take to time out when
+    /// the RTO starts at its minimum and doubles up to the maximum (Linux's
+    /// `tcp_model_timeout`: 924.6 s with the defaults).
+    fn give_up_after(&self) -> Duration {
+        let (base, cap) = (self.cfg.min_rto, self.cfg.max_rto.max(self.cfg.min_rto));
+        let mut total = Duration::ZERO;
+        let mut rto = base;
+        for _ in 0..=self.cfg.max_retries.min(64) {
+            total += rto;
+            rto = (rto * 2).min(cap);
+        }
+        total
     }
 
     fn arm_retransmit(&mut self, now: Instant) {

@@ -1,10 +1,17 @@
 //! Segment generation: what to send now, in priority order — stateless replies, RST,
-//! SYN or SYN+ACK, fast retransmissions, probes, data and FIN as the windows, Nagle and
-//! silly-window avoidance allow, and finally a bare ACK when one is owed.
+//! SYN or SYN+ACK, window and keepalive probes, the first retransmission after a timeout,
+//! tail loss probes, then, as pacing allows, segments deemed lost and new data and FIN as
+//! the congestion window (or PRR), the peer's window, Nagle and silly-window avoidance
+//! allow, and finally a bare ACK when one is owed.
 
-use super::{Connection, State, Transmit, MAX_WINDOW};
+use super::{Connection, Recovery, State, Transmit, MAX_WINDOW};
 use crate::proto::{Instant, SeqNum};
-use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
+use std::time::Duration;
+
+/// How far the pacing deadline may fall behind the clock: the burst allowed after a late
+/// timer.
+const PACING_CREDIT: Duration = Duration::from_millis(1);
 
 impl Connection {
     /// The next segment to send at `now`, or `None` when nothing is due.
@@ -60,8 +67,10 @@ impl Connection {
         self.snd_nxt = self.iss + 1u32;
         self.snd_max = self.snd_max.max(self.snd_nxt);
         if self.retries == 0 {
-            self.rtt_probe = Some((self.snd_nxt, now));
+            self.syn_sent_at = Some(now);
         } else {
+            // Karn (RFC 6298 §3): a retransmitted SYN gives no RTT sample.
+            self.syn_sent_at = None;
             self.stats.retransmissions += 1;
         }
         if self.timers.retransmit.is_none() {
@@ -93,31 +102,6 @@ impl Connection {
     }
 
     fn transmit_synchronized(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
-        if self.rtx_now {
-            self.rtx_now = false;
-            if self.snd_una < self.snd_max {
-                // The oldest unacknowledged segment, regardless of the congestion and send
-                // windows: fast retransmit (RFC 5681 §3.2 step 2), or the first segment after
-                // a timeout, which probes a window that shrank to zero (RFC 9293 §3.8.6.1).
-                // No more than the peer's window (a probe of one byte into a closed one).
-                let len = self.snd_mss.min(self.snd_wnd.max(1)) as usize;
-                let t = self.segment_at(now, self.snd_una, len, payload);
-                self.high_rxt = self.high_rxt.max(self.snd_una + t.payload_len);
-                if self.timers.retransmit.is_none() {
-                    self.arm_retransmit(now);
-                }
-                return Some(t);
-            }
-        }
-        if let Some((seq, len)) = self.rtx_hole.take() {
-            if self.snd_una <= seq && seq < self.snd_max {
-                // A hole the peer's SACK blocks show lost (RFC 6675).
-                let t = self.segment_at(now, seq, len as usize, payload);
-                self.high_rxt = self.high_rxt.max(seq + t.payload_len);
-                self.stats.fast_retransmits += 1;
-                return Some(t);
-            }
-        }
         if self.probe_now {
             self.probe_now = false;
             // An ACK with an old sequence number: the peer must answer with its window
@@ -128,67 +112,181 @@ impl Connection {
                 payload_len: 0,
             });
         }
-        if let Some(t) = self.transmit_data(now, payload) {
-            return Some(t);
+        if self.rto_probe {
+            // The first retransmission after a timeout goes whatever the windows say: it is
+            // the probe of a window that shrank to zero (RFC 9293 §3.8.6.1) too.
+            self.rto_probe = false;
+            if let Some(t) = self.retransmit_lost(now, payload, true) {
+                return Some(t);
+            }
+        }
+        if self.tlp_now {
+            self.tlp_now = false;
+            if let Some(t) = self.send_loss_probe(now, payload) {
+                return Some(t);
+            }
+        }
+        if self.pacing_allows(now) {
+            // RFC 6675 §4 NextSeg: lost segments first (rule 1), then new data (rule 2).
+            if let Some(t) = self.retransmit_lost(now, payload, false) {
+                return Some(t);
+            }
+            if let Some(t) = self.transmit_data(now, payload) {
+                return Some(t);
+            }
         }
         self.transmit_ack(now)
     }
 
-    /// Data and FIN from SND.NXT, within the windows and the Nagle / SWS rules.
-    fn transmit_data(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
-        if self.snd_nxt < self.snd_max {
-            // Resending after a timeout: skip what the peer reported holding.
-            if let Some(end) = self.scoreboard.covering(self.snd_nxt) {
-                self.snd_nxt = end.min(self.snd_max);
+    /// Whether pacing lets a data segment leave now; if not, the pacing timer is armed for
+    /// when it will.
+    fn pacing_allows(&mut self, now: Instant) -> bool {
+        match self.pacing_next {
+            Some(t) if t > now && self.cc.pacing_rate().is_some() => {
+                let waiting = self.sent.pending_bytes() > 0 || self.data_end() > self.snd_max;
+                if waiting {
+                    self.timers.pacing = Some(t);
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The largest payload a segment may carry now: the MSS less the SACK blocks the
+    /// segment will carry (RFC 9293 §3.7.1, RFC 6691: the options of the segment
+    /// itself count), and no more than the caller's buffer.
+    fn payload_room(&self, buf: usize) -> usize {
+        let sack = self.sack_option().map_or(0, |b| 4 + 8 * b.len() as u32);
+        (self.snd_mss.saturating_sub(sack).max(1) as usize).min(buf)
+    }
+
+    /// Retransmits the lowest segment deemed lost, if the congestion window has room for it
+    /// (or `forced`, for the first retransmission after a timeout), within the peer's window.
+    fn retransmit_lost(
+        &mut self,
+        now: Instant,
+        payload: &mut [u8],
+        forced: bool,
+    ) -> Option<Transmit> {
+        let (start, len) = self.sent.next_lost()?;
+        let data = ((self.data_end() - start).max(0) as u32).min(len);
+        let mut n = data.min(self.payload_room(payload.len()) as u32);
+        if forced {
+            // Into a zero window, one byte probes it.
+            n = n.min(self.snd_wnd.max(1));
+        } else {
+            let edge = self.snd_una + self.snd_wnd;
+            if data > 0 {
+                if start >= edge {
+                    return None;
+                }
+                n = n.min((edge - start) as u32);
+            }
+            let room = self.cwnd().saturating_sub(self.pipe());
+            let need = n + u32::from(data < len && n == data);
+            if room < need && self.pipe() > 0 {
+                self.cwnd_blocked |= self.recovery == Recovery::Open;
+                return None;
             }
         }
-        let seq = self.snd_nxt;
+        if n == 0 && data > 0 {
+            return None;
+        }
+        let fast = matches!(self.recovery, Recovery::Fast { .. });
+        let t = self.segment_at(now, start, n as usize, payload);
+        if fast {
+            self.stats.fast_retransmits += 1;
+        }
+        if self.timers.retransmit.is_none() {
+            self.arm_retransmit(now);
+        }
+        tracing::trace!(local = %self.local, remote = %self.remote, seq = %start, len = n, forced, "retransmit lost segment");
+        Some(t)
+    }
+
+    /// A tail loss probe (RFC 8985 §7.3): new data if the peer's window allows, else the
+    /// last segment sent again. The RTO restarts after it.
+    fn send_loss_probe(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+        if !self.loss_probe_allowed() {
+            return None;
+        }
+        let room = self.payload_room(payload.len());
+        let unsent = (self.data_end() - self.snd_max).max(0) as usize;
+        let rwnd = (self.snd_una + self.snd_wnd - self.snd_max).max(0) as usize;
+        let t = if unsent > 0 && rwnd > 0 {
+            self.tlp.is_retrans = false;
+            self.segment_at(now, self.snd_max, unsent.min(room).min(rwnd), payload)
+        } else {
+            let last = self.sent.iter().rev().find(|s| !s.is_sacked()).copied()?;
+            let data_end = self.data_end();
+            let data = (data_end.min(last.end) - last.start).max(0) as usize;
+            // The last segment's tail, if it no longer fits in one.
+            let start = if data > room {
+                last.start + (data - room)
+            } else {
+                last.start
+            };
+            self.tlp.is_retrans = true;
+            self.segment_at(now, start, data.min(room), payload)
+        };
+        self.tlp.end_seq = Some(self.snd_max);
+        self.stats.tlp_probes += 1;
+        self.arm_retransmit(now);
+        tracing::trace!(local = %self.local, remote = %self.remote, retransmission = self.tlp.is_retrans, "tail loss probe");
+        Some(t)
+    }
+
+    /// New data and FIN from SND.NXT, within the windows and the Nagle / SWS rules.
+    fn transmit_data(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+        let seq = self.snd_max;
         let data_end = self.data_end();
         let avail = (data_end - seq).max(0) as usize;
-        let retransmission = seq < self.snd_max;
         let fin_due = self.fin_queued && seq <= data_end;
+        let pipe = self.pipe();
         if avail == 0 && !fin_due {
+            if pipe < self.cwnd() && self.sent.pending_bytes() == 0 {
+                // Nothing left to send and the window not full: delivery-rate samples from
+                // now on say what the application allowed, not the path (draft §3.4).
+                self.rate.on_app_limited(pipe);
+            }
             return None;
         }
         let nothing_in_flight = self.snd_una == self.snd_max;
-        if !retransmission && nothing_in_flight && now - self.last_send > self.rtt.rto() {
+        if nothing_in_flight && now - self.last_send > self.rtt.rto() {
             // RFC 5681 §4.1: restart slowly after an idle period.
             self.cc.on_idle_restart(self.snd_mss);
         }
-        let mut cwnd = self.cc.window();
-        if !self.in_recovery && self.dupacks > 0 {
-            // RFC 3042 limited transmit: one new segment per duplicate ACK, up to two.
-            cwnd = cwnd.saturating_add(self.dupacks.min(2) * self.snd_mss);
-        }
-        let edge = self.snd_una + self.snd_wnd.min(cwnd);
-        let usable = (edge - seq).max(0) as usize;
-        let mut len = avail
-            .min(self.snd_mss as usize)
-            .min(usable)
-            .min(payload.len());
-        if retransmission {
-            if let Some(next) = self.scoreboard.next_start_after(seq) {
-                len = len.min((next - seq).max(0) as usize);
-            }
-        }
+        let cwnd_room = self.cwnd().saturating_sub(pipe) as usize;
+        let rwnd_room = (self.snd_una + self.snd_wnd - seq).max(0) as usize;
+        let len = avail
+            .min(self.payload_room(payload.len()))
+            .min(cwnd_room)
+            .min(rwnd_room);
         let with_fin = fin_due && seq + len == data_end;
         if len == 0 && !with_fin {
+            if avail > 0 && cwnd_room == 0 && rwnd_room > 0 {
+                self.cwnd_blocked |= self.recovery == Recovery::Open;
+            }
             if avail > 0 && nothing_in_flight && self.timers.persist.is_none() {
                 // Window closed with data waiting: probe it (RFC 9293 §3.8.6.1).
                 self.timers.persist = Some(now + self.rtt.rto());
             }
             return None;
         }
-        if len > 0 && !retransmission && !self.force_send {
+        if len > 0 && !self.force_send {
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4) in
             // Minshall's variant, as Linux runs it: a short segment waits only while an
             // earlier short segment is unacknowledged, so a large write's tail goes at once.
-            let full = len >= self.snd_mss as usize;
+            let full = len >= self.payload_room(payload.len());
             let all_queued = len == avail;
             let small_outstanding = !nothing_in_flight && self.snd_sml > self.snd_una;
             let may_push = all_queued && (self.cfg.nodelay || !small_outstanding || with_fin);
             let half_window = self.max_snd_wnd > 0 && len >= (self.max_snd_wnd / 2) as usize;
             if !(full || may_push || half_window) {
+                if len < avail && cwnd_room < avail.min(self.snd_mss as usize) && rwnd_room > len {
+                    self.cwnd_blocked |= self.recovery == Recovery::Open;
+                }
                 if nothing_in_flight && len < avail && self.timers.persist.is_none() {
                     // Window-limited with nothing outstanding: the SWS override timer.
                     self.timers.persist = Some(now + self.rtt.rto());
@@ -201,11 +299,14 @@ impl Connection {
         if self.timers.retransmit.is_none() {
             self.arm_retransmit(now);
         }
+        // RFC 8985 §7.2: the PTO restarts after new data goes out.
+        self.arm_loss_probe(now);
         Some(t)
     }
 
     /// Builds the segment starting at `seq` with up to `max_len` data bytes, plus the FIN if
-    /// it falls right after them; updates SND.NXT / SND.MAX, RTT timing and statistics.
+    /// it falls right after them; records it (a first transmission or a retransmission),
+    /// updates SND.NXT / SND.MAX, pacing, PRR, undo and statistics.
     fn segment_at(
         &mut self,
         now: Instant,
@@ -240,37 +341,64 @@ impl Connection {
             self.snd_sml = end_of_data;
         }
         let end = end_of_data + u32::from(with_fin);
-        if seq < self.snd_max {
-            self.stats.retransmissions += 1;
-            if let Some(undo) = self.undo.as_mut() {
-                if undo.tsval.is_none() {
-                    undo.tsval = repr.options.timestamps.map(|(tsval, _)| tsval);
-                }
-            }
-            if self.rtt_probe.is_some_and(|(probe_end, _)| probe_end > seq) {
-                // Karn: a retransmitted range gives no RTT sample.
-                self.rtt_probe = None;
-            }
-            tracing::trace!(local = %self.local, remote = %self.remote, %seq, len, "retransmit");
-        } else if self.rtt_probe.is_none() && end > seq {
-            self.rtt_probe = Some((end, now));
-        }
+        let seg_len = (end - seq).max(0) as u32;
+        let tsval = repr.options.timestamps.map_or(0, |(v, _)| v);
+        let prior_pipe = self.sent.pipe();
+        let tx = self
+            .rate
+            .on_send(now, prior_pipe == 0, prior_pipe.saturating_add(seg_len));
         if self.snd_una == self.snd_max && end > seq {
             // Nothing was outstanding: this data starts the user-timeout clock.
             self.unacked_since = Some(now);
         }
-        if end > self.snd_max {
-            let new_data = (end_of_data - self.snd_max.max(seq)).max(0);
-            self.stats.bytes_sent += new_data as u64;
+        if seq < self.snd_max {
+            self.stats.retransmissions += 1;
+            self.stats.bytes_retransmitted += len as u64;
+            if let Some(undo) = self.undo.as_mut() {
+                if undo.tsval.is_none() && !undo.retransmitted {
+                    undo.tsval = repr.options.timestamps.map(|(v, _)| v);
+                }
+                undo.retransmitted = true;
+                undo.retrans_out += 1;
+            }
+            self.sent.retransmitted(seq, seg_len, now, tsval, tx);
+            tracing::trace!(local = %self.local, remote = %self.remote, %seq, len, "retransmit");
+        } else if end > seq {
+            self.stats.bytes_sent += len as u64;
+            self.sent.push(seq, end, now, tsval, tx);
             self.snd_max = end;
         }
         if end > self.snd_nxt {
             self.snd_nxt = end;
         }
+        if matches!(self.recovery, Recovery::Fast { .. }) {
+            self.prr.on_sent(seg_len);
+        }
+        self.pace(now, seg_len);
         Transmit {
             repr,
             payload_len: len,
         }
+    }
+
+    /// Advances the pacing deadline by the time `bytes` take at the controller's pacing
+    /// rate. The deadline may lag behind `now` by up to [`PACING_CREDIT`], so a timer that
+    /// fires late (the runtime's timers tick in milliseconds) costs no rate: the backlog
+    /// goes out as a short burst.
+    fn pace(&mut self, now: Instant, bytes: u32) {
+        let Some(rate) = self.cc.pacing_rate().filter(|&r| r > 0) else {
+            self.pacing_next = None;
+            return;
+        };
+        let floor = Instant::from_micros(
+            now.as_micros()
+                .saturating_sub(PACING_CREDIT.as_micros() as u64),
+        );
+        let from = self.pacing_next.map_or(now, |t| t.max(floor));
+        let gap = Duration::from_nanos(
+            (u128::from(bytes) * 1_000_000_000 / u128::from(rate)).min(u128::from(u64::MAX)) as u64,
+        );
+        self.pacing_next = Some(from + gap);
     }
 
     /// Fills a header: ports, numbers, window and options. Sending an ACK settles what we owed.
@@ -301,8 +429,11 @@ impl Connection {
             if self.ts_ok {
                 options.timestamps = Some((tsval, self.ts_recent));
             }
-            if self.sack_ok && self.recv_buf.has_out_of_order() {
-                self.fill_sack(&mut options);
+            if let Some(blocks) = self.sack_option() {
+                options.sack = blocks;
+                if self.dsack.take().is_some() {
+                    self.stats.dsacks_sent += 1;
+                }
             }
             window = self.window_to_advertise();
         }
@@ -310,6 +441,7 @@ impl Connection {
         if flags.contains(TcpFlags::ACK) {
             ack = self.rcv_nxt.0;
             self.ack_now = false;
+            self.ack_urgent = false;
             self.timers.delayed_ack = None;
             self.rcvd_since_ack = 0;
             self.last_ack_sent = self.rcv_nxt;
@@ -328,30 +460,46 @@ impl Connection {
         }
     }
 
-    /// SACK blocks for the out-of-order data held, the most recent first (RFC 2018 §4).
-    fn fill_sack(&self, options: &mut TcpOptions) {
+    /// The SACK option the next segment carries, if any: a pending D-SACK first (RFC 2883
+    /// §4), then the blocks holding the most recently received out-of-order segments, then
+    /// the others in sequence order, as many as fit beside the timestamps (RFC 2018 §3, §4).
+    fn sack_option(&self) -> Option<SackBlocks> {
+        if !self.sack_ok || (self.dsack.is_none() && !self.recv_buf.has_out_of_order()) {
+            return None;
+        }
         let max_blocks = if self.ts_ok { 3 } else { 4 };
+        let mut blocks = SackBlocks::new();
+        if let Some((l, r)) = self.dsack {
+            blocks.push(l.0, r.0);
+            // The block holding the duplicate, if it is held out of order, follows it.
+            let held = self.recv_buf.ranges().iter().find(|&&(s, e)| {
+                let (s, e) = (self.rcv_nxt + s, self.rcv_nxt + e);
+                s <= l && r <= e
+            });
+            if let Some(&(s, e)) = held {
+                blocks.push((self.rcv_nxt + s).0, (self.rcv_nxt + e).0);
+            }
+        }
+        let first_regular = blocks.len();
         let ranges = self.recv_buf.ranges();
-        let to_seq = |&(s, e): &(usize, usize)| ((self.rcv_nxt + s).0, (self.rcv_nxt + e).0);
-        let latest = self.sack_latest.and_then(|l| {
-            ranges
+        let add = |blocks: &mut SackBlocks, (s, e): (usize, usize)| {
+            let block = ((self.rcv_nxt + s).0, (self.rcv_nxt + e).0);
+            if blocks.len() < max_blocks && !blocks.as_slice()[first_regular..].contains(&block) {
+                blocks.push(block.0, block.1);
+            }
+        };
+        for seq in self.sack_recent.iter().flatten() {
+            if let Some(&r) = ranges
                 .iter()
-                .position(|&(s, e)| l.between(self.rcv_nxt + s, self.rcv_nxt + e))
-        });
-        if let Some(i) = latest {
-            options
-                .sack
-                .push(to_seq(&ranges[i]).0, to_seq(&ranges[i]).1);
-        }
-        for (i, r) in ranges.iter().enumerate() {
-            if options.sack.as_slice().len() >= max_blocks {
-                break;
-            }
-            if Some(i) != latest {
-                let (l, r) = to_seq(r);
-                options.sack.push(l, r);
+                .find(|&&(s, e)| seq.between(self.rcv_nxt + s, self.rcv_nxt + e))
+            {
+                add(&mut blocks, r);
             }
         }
+        for &r in ranges {
+            add(&mut blocks, r);
+        }
+        Some(blocks)
     }
 
     /// The window field for a non-SYN segment: free buffer space, scaled, never moving the
