@@ -1,12 +1,20 @@
-//! An HTTP/1.1 server on hyper 1.x over rawtcp.
+//! An HTTP/1.1 server on hyper 1.x over rawtcp — or, with `--kernel`, the same application
+//! over the kernel's TCP (`tokio::net::TcpListener`), so the two stacks can be compared with
+//! nothing else different.
 //!
 //! ```text
 //! cargo run --example http_server -- 127.0.0.1:8080
 //! RAWTCP_DATAPATH=raw cargo run --example http_server -- 10.7.0.1:8080   # then: curl http://10.7.0.1:8080/
+//! cargo run --example http_server -- --kernel 127.0.0.1:8081            # kernel TCP, same answers
+//! cargo run --example http_server -- --cc bbr 127.0.0.1:8080            # choose congestion control
 //! ```
 //!
+//! `--cc` sets the listening socket's congestion control, which its connections take: with
+//! rawtcp through `TcpSocket::set_congestion`, with the kernel through `TCP_CONGESTION`.
+//!
 //! `GET /` answers a short text; `GET /bytes/N` answers N bytes of the pattern
-//! `byte[i] = i % 251`, so a client can check every byte.
+//! `byte[i] = i % 251`, so a client can check every byte. `examples/wire_loss.rs` runs both
+//! flavours side by side.
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
@@ -16,6 +24,10 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+const USAGE: &str =
+    "usage: http_server [--kernel] [--cc newreno|cubic|bbr] [ADDR]   (ADDR defaults to 127.0.0.1:8080)";
 
 /// A response body: a short text, or N bytes of the `i % 251` pattern in 64 KiB chunks.
 enum Answer {
@@ -79,19 +91,71 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Answer>, Infallible> 
     })
 }
 
+/// Serves one connection, whichever TCP stack carries it.
+fn serve<S>(stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(handle))
+            .await;
+    });
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listener = rawtcp::TcpListener::bind(&addr).await?;
+    let mut kernel = false;
+    let mut cc: Option<String> = None;
+    let mut addr = "127.0.0.1:8080".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--kernel" => kernel = true,
+            "--cc" => cc = args.next(),
+            s if s.starts_with('-') => {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            }
+            s => addr = s.to_string(),
+        }
+    }
+    if kernel {
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        if let Some(cc) = &cc {
+            // TCP_CONGESTION on the listener; accepted connections inherit it.
+            let name = if cc == "newreno" { "reno" } else { cc.as_str() };
+            socket2::SockRef::from(&listener).set_tcp_congestion(name.as_bytes())?;
+        }
+        println!(
+            "HTTP over the kernel's TCP listening on {}",
+            listener.local_addr()?
+        );
+        loop {
+            serve(listener.accept().await?.0);
+        }
+    }
+    let listener = match &cc {
+        None => rawtcp::TcpListener::bind(&addr).await?,
+        Some(cc) => {
+            let algorithm = cc.parse().map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cc: {e}"))
+            })?;
+            let at: std::net::SocketAddr = addr.parse().map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+            })?;
+            let socket = if at.is_ipv4() {
+                rawtcp::TcpSocket::new_v4()?
+            } else {
+                rawtcp::TcpSocket::new_v6()?
+            };
+            socket.set_congestion(algorithm)?;
+            socket.bind(at)?;
+            socket.listen(1024)?
+        }
+    };
     println!("HTTP over rawtcp listening on {}", listener.local_addr()?);
     loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(handle))
-                .await;
-        });
+        serve(listener.accept().await?.0);
     }
 }

@@ -504,12 +504,15 @@ fn main() {
         args.max_bytes
     );
     println!(
-        "Mathis = MSS/RTT x sqrt(3/2)/sqrt(p), MSS = the sender's info().send_mss, RTT = the base RTT; retx/RTO/fast = the sender's info() retransmissions, timeouts, fast_retransmits"
+        "Mathis = MSS/RTT x sqrt(3/2)/sqrt(p), MSS = the sender's info().send_mss, RTT = the path's measured minimum (the senders' smallest min_rtt: at 1 ms the\n  simulator's millisecond timer rounds each one-way delay up, so the path's RTT is 2 ms); retx/RTO/fast = the sender's info() retransmissions, timeouts, fast_retransmits"
     );
     println!();
 
-    let mut header = format!("{:>8} {:>6} {:>6} {:>10}", "RTT", "loss", "MSS", "Mathis");
-    let mut unit = format!("{:>8} {:>6} {:>6} {:>10}", "", "", "", "MB/s");
+    let mut header = format!(
+        "{:>8} {:>8} {:>6} {:>6} {:>10}",
+        "RTT", "min RTT", "loss", "MSS", "Mathis"
+    );
+    let mut unit = format!("{:>8} {:>8} {:>6} {:>6} {:>10}", "", "", "", "", "MB/s");
     for (name, _) in &args.ccs {
         header += &format!(" | {:^42}", name);
         unit += &format!(
@@ -533,10 +536,17 @@ fn main() {
                 .iter()
                 .find_map(|c| c.info.as_ref().map(|i| i.send_mss))
                 .unwrap_or(0);
-            let bound = mathis(mss, rtt, loss);
+            let path_rtt = cells
+                .iter()
+                .filter_map(|c| c.info.as_ref().and_then(|i| i.min_rtt))
+                .min()
+                .unwrap_or(rtt)
+                .max(rtt);
+            let bound = mathis(mss, path_rtt, loss);
             let mut line = format!(
-                "{:>8} {:>5}% {:>6} {:>10.3}",
+                "{:>8} {:>8} {:>5}% {:>6} {:>10.3}",
                 fmt_ms(rtt),
+                fmt_ms(path_rtt),
                 loss * 100.0,
                 mss,
                 bound

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// pcap's link type for raw IP packets (the version nibble tells IPv4 from IPv6).
 const LINKTYPE_RAW: u32 = 101;
@@ -27,9 +27,17 @@ const SNAPLEN: u32 = 262_144;
 /// Each record reaches the file as it is written (one `write` per packet), so a capture is
 /// complete even when the process exits without dropping its stack — the default stack
 /// never is. That costs a system call per packet while capturing.
+///
+/// Timestamps follow tokio's clock from the wall-clock time the file was created, so a
+/// capture of a simulated network under a paused clock shows network time, not the few
+/// milliseconds of real time the run took.
 #[derive(Debug)]
 pub struct PcapWriter {
     out: Mutex<BufWriter<File>>,
+    /// Wall-clock time at creation, since the Unix epoch.
+    wall_start: Duration,
+    /// tokio's clock at creation.
+    start: tokio::time::Instant,
 }
 
 impl PcapWriter {
@@ -56,14 +64,16 @@ impl PcapWriter {
         out.flush()?;
         Ok(PcapWriter {
             out: Mutex::new(out),
+            wall_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            start: tokio::time::Instant::now(),
         })
     }
 
-    /// Appends one IP packet, stamped with the current wall-clock time.
+    /// Appends one IP packet, stamped with the time now (tokio's clock).
     pub fn write(&self, packet: &[u8]) -> io::Result<()> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = self.wall_start + self.start.elapsed();
         let captured = packet.len().min(SNAPLEN as usize);
         let mut record = [0u8; 16];
         record[0..4].copy_from_slice(&(now.as_secs() as u32).to_le_bytes());

@@ -232,6 +232,18 @@ impl ConnHandle {
         })
     }
 
+    pub fn congestion(&self) -> io::Result<proto::cc::Algorithm> {
+        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.congestion().clone()))
+    }
+
+    pub fn set_congestion(&self, algorithm: proto::cc::Algorithm) -> io::Result<()> {
+        self.with(|inner, id| {
+            Self::entry(inner, id)?.conn.set_congestion(algorithm);
+            inner.mark_dirty(id);
+            Ok(())
+        })
+    }
+
     pub fn ttl(&self) -> io::Result<u32> {
         self.with(|inner, id| Ok(u32::from(Self::entry(inner, id)?.ttl)))
     }

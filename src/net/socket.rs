@@ -4,6 +4,7 @@
 use super::handle::ConnHandle;
 use super::{TcpListener, TcpStream};
 use crate::datapath::BindKind;
+use crate::proto::cc::Algorithm;
 use crate::proto::{Config, Connection, Keepalive, State};
 use crate::stack::table::{Entry, Listener, Owner};
 use crate::Stack;
@@ -372,6 +373,28 @@ impl TcpSocket {
     /// The linger setting.
     pub fn linger(&self) -> io::Result<Option<Duration>> {
         Ok(self.opts().zero_linger.then_some(Duration::ZERO))
+    }
+
+    /// The congestion-control algorithm connections from this socket use (Linux's
+    /// `TCP_CONGESTION`): `"newreno"`, `"cubic"` (the default) or `"bbr"`, parsed with
+    /// [`str::parse`], or your own through [`Algorithm::Custom`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> std::io::Result<()> {
+    /// let socket = rawtcp::TcpSocket::new_v4()?;
+    /// socket.set_congestion("bbr".parse().unwrap())?;
+    /// let stream = socket.connect("127.0.0.1:8080".parse().unwrap()).await?;
+    /// assert_eq!(stream.info()?.congestion_control, "bbr");
+    /// # Ok(()) }
+    /// ```
+    pub fn set_congestion(&self, algorithm: Algorithm) -> io::Result<()> {
+        self.opts().config.congestion = algorithm;
+        Ok(())
+    }
+
+    /// The congestion-control algorithm connections from this socket will use.
+    pub fn congestion(&self) -> io::Result<Algorithm> {
+        Ok(self.opts().config.congestion.clone())
     }
 
     /// The engine settings connections from this socket start with (buffer sizes, timers,

@@ -2,6 +2,7 @@
 
 use super::handle::ConnHandle;
 use super::split::{split, split_owned, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
+use crate::proto::cc::Algorithm;
 use crate::proto::TcpInfo;
 use crate::Stack;
 use std::fmt;
@@ -159,6 +160,34 @@ impl TcpStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<usize>> {
         self.h.poll_peek(cx, buf)
+    }
+
+    /// The congestion-control algorithm in use (Linux's `TCP_CONGESTION`; CUBIC unless
+    /// configured otherwise).
+    ///
+    /// ```no_run
+    /// # async fn f() -> std::io::Result<()> {
+    /// let stream = rawtcp::TcpStream::connect("127.0.0.1:8080").await?;
+    /// assert_eq!(stream.congestion()?.name(), "cubic");
+    /// # Ok(()) }
+    /// ```
+    pub fn congestion(&self) -> io::Result<Algorithm> {
+        self.h.congestion()
+    }
+
+    /// Switches the congestion-control algorithm, as `setsockopt(TCP_CONGESTION)` does on
+    /// Linux: the new one continues from the current window. Names parse with
+    /// [`str::parse`]: `"newreno"` (or `"reno"`), `"cubic"`, `"bbr"`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> std::io::Result<()> {
+    /// let stream = rawtcp::TcpStream::connect("127.0.0.1:8080").await?;
+    /// stream.set_congestion("bbr".parse().unwrap())?;
+    /// assert!(stream.info()?.pacing_rate.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn set_congestion(&self, algorithm: Algorithm) -> io::Result<()> {
+        self.h.set_congestion(algorithm)
     }
 
     /// Whether Nagle's algorithm is off.

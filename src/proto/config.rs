@@ -50,9 +50,15 @@ pub struct Config {
     pub initial_rto: Duration,
     /// Lower bound on the RTO (Linux: 200 ms).
     pub min_rto: Duration,
-    /// Upper bound on the RTO (Linux: 120 s).
+    /// Upper bound on the RTO: 60 s, the least RFC 6298 §2.5 allows (Linux: 120 s). With the
+    /// give-up time fixed by `max_retries`, a lower ceiling means more attempts before it, so a
+    /// path that loses a quarter of the packets each way is not abandoned for a run of bad
+    /// luck in the backoff.
     pub max_rto: Duration,
-    /// Retransmissions of data before giving up with `TimedOut` (Linux `tcp_retries2`: 15).
+    /// How long unacknowledged data may wait without progress before the connection gives
+    /// up with `TimedOut`, expressed as Linux's `tcp_retries2` (15): the time that many
+    /// retransmissions would take at Linux's backoff, 924.6 s. Every acknowledgment of new
+    /// data starts the wait again, so a path that delivers never times out.
     pub max_retries: u32,
     /// Retransmissions of SYN or SYN+ACK before giving up (Linux `tcp_syn_retries`: 6).
     pub syn_retries: u32,
@@ -90,7 +96,7 @@ impl Default for Config {
             recv_buffer: 1 << 20,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
-            max_rto: Duration::from_secs(120),
+            max_rto: Duration::from_secs(60),
             max_retries: 15,
             syn_retries: 6,
             user_timeout: None,

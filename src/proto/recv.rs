@@ -9,8 +9,11 @@
 use std::collections::VecDeque;
 
 /// Most out-of-order ranges held at once; a segment that would need more is dropped
-/// (the sender retransmits it), which bounds the work an attacker can cause.
-pub const MAX_RANGES: usize = 32;
+/// (the sender retransmits it), which bounds the work an attacker can cause (each insertion
+/// is linear in the ranges held). Large enough for the holes random loss leaves in a
+/// window of thousands of segments: with too few, every segment after the limit's worth of
+/// holes is dropped until they fill, which turns one loss into a run of losses.
+pub const MAX_RANGES: usize = 1024;
 
 /// Received bytes: readable in-order data and reassembly state.
 #[derive(Debug, Default)]

@@ -465,7 +465,8 @@ impl Stack {
     /// The process-wide stack behind [`TcpListener::bind`] and [`TcpStream::connect`]: its
     /// datapath comes from `RAWTCP_DATAPATH` (`udp` when unset) and its reactor runs on a
     /// thread of its own, so it keeps working across tokio runtimes. With `RAWTCP_PCAP=path`
-    /// it captures every segment to that pcap file.
+    /// it captures every segment to that pcap file; `RAWTCP_CC=newreno|cubic|bbr` chooses its
+    /// congestion control (CUBIC when unset).
     pub fn default_stack() -> io::Result<Stack> {
         if let Some(s) = DEFAULT.get() {
             return Ok(s.clone());
@@ -477,6 +478,15 @@ impl Stack {
         let mut builder = Stack::builder().dedicated_thread(true);
         if let Some(path) = std::env::var_os("RAWTCP_PCAP").filter(|p| !p.is_empty()) {
             builder = builder.pcap(path);
+        }
+        if let Some(name) = std::env::var("RAWTCP_CC").ok().filter(|n| !n.is_empty()) {
+            let congestion = name.parse().map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("RAWTCP_CC: {e}"))
+            })?;
+            builder = builder.tcp_config(Config {
+                congestion,
+                ..Config::default()
+            });
         }
         let stack = builder.build()?;
         Ok(DEFAULT.get_or_init(|| stack).clone())

@@ -76,6 +76,7 @@ impl Connection {
             &[]
         };
         let dsack = is_dsack(blocks, ack);
+        self.rack.begin_ack();
 
         // What this ACK delivers, cumulatively and by SACK (RFC 6937 DeliveredData), and the
         // send times RFC 6298 samples: the oldest newly acknowledged segment, unless a
@@ -365,16 +366,19 @@ impl Connection {
         }
     }
 
-    /// Eifel detection (RFC 3522 §3): the first ACK of new data after a retransmission
+    /// Eifel detection (RFC 3522 §3): the first ACK that covers the first retransmission
     /// echoes the TSval of whichever copy arrived; an older one than the retransmission's
     /// means the original made it and the loss response was spurious.
     fn detect_spurious_by_timestamp(&mut self, now: Instant, seg: &TcpRepr) {
         let Some(undo) = self.undo.as_mut() else {
             return;
         };
-        let (Some(sent), Some((_, tsecr))) = (undo.tsval, seg.options.timestamps) else {
+        let (Some((sent, end)), Some((_, tsecr))) = (undo.tsval, seg.options.timestamps) else {
             return;
         };
+        if SeqNum(seg.ack) < end {
+            return;
+        }
         // Only the first ACK after the retransmission decides; DSACKs may still undo later.
         undo.tsval = None;
         if (tsecr.wrapping_sub(sent) as i32) >= 0 || tsecr == 0 {

@@ -112,8 +112,9 @@ impl Transmit {
 struct Undo {
     cwnd: u32,
     ssthresh: u32,
-    /// TSval of the first retransmission, once it left.
-    tsval: Option<u32>,
+    /// TSval of the first retransmission, once it left, and the sequence number just past
+    /// it: the first ACK covering it tells which copy arrived (RFC 3522 §3.2).
+    tsval: Option<(u32, SeqNum)>,
     /// The response was a retransmission timeout.
     timeout: bool,
     /// SND.UNA when the response began: DSACKs below it are not about this episode.
@@ -1145,11 +1146,13 @@ impl Connection {
     }
 
     /// How long data may wait for an acknowledgment before the connection gives up: the
-    /// time the original transmission and `max_retries` retransmissions take to time out when
-    /// the RTO starts at its minimum and doubles up to the maximum (Linux's
-    /// `tcp_model_timeout`: 924.6 s with the defaults).
+    /// time the original transmission and `max_retries` retransmissions would take to time
+    /// out if the RTO started at its minimum and doubled up to 120 s (Linux's
+    /// `tcp_model_timeout` with `TCP_RTO_MAX`: 924.6 s with the defaults). It is a time
+    /// budget, not a count: a smaller [`Config::max_rto`] means more attempts within it.
     fn give_up_after(&self) -> Duration {
-        let (base, cap) = (self.cfg.min_rto, self.cfg.max_rto.max(self.cfg.min_rto));
+        const MODEL_RTO_MAX: Duration = Duration::from_secs(120);
+        let (base, cap) = (self.cfg.min_rto, MODEL_RTO_MAX.max(self.cfg.min_rto));
         let mut total = Duration::ZERO;
         let mut rto = base;
         for _ in 0..=self.cfg.max_retries.min(64) {

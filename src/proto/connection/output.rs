@@ -198,7 +198,10 @@ impl Connection {
         if fast {
             self.stats.fast_retransmits += 1;
         }
-        if self.timers.retransmit.is_none() {
+        if self.timers.retransmit.is_none() || start == self.snd_una {
+            // Resending the oldest segment restarts its timer (RFC 6298 §5.3 in spirit, as
+            // Linux rearms it): it gets a full RTO to be acknowledged, rather than what was
+            // left of the one that ran while it was being found lost.
             self.arm_retransmit(now);
         }
         tracing::trace!(local = %self.local, remote = %self.remote, seq = %start, len = n, forced, "retransmit lost segment");
@@ -356,7 +359,7 @@ impl Connection {
             self.stats.bytes_retransmitted += len as u64;
             if let Some(undo) = self.undo.as_mut() {
                 if undo.tsval.is_none() && !undo.retransmitted {
-                    undo.tsval = repr.options.timestamps.map(|(v, _)| v);
+                    undo.tsval = repr.options.timestamps.map(|(v, _)| (v, end));
                 }
                 undo.retransmitted = true;
                 undo.retrans_out += 1;

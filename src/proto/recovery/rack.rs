@@ -31,6 +31,9 @@ pub struct Rack {
     rtt: Duration,
     /// `RACK.fack`: the highest sequence number delivered.
     fack: Option<SeqNum>,
+    /// `RACK.fack` before the acknowledgment being processed: a segment that one ACK
+    /// delivers alongside higher ones was not reordered.
+    prior_fack: Option<SeqNum>,
     /// `RACK.reordering_seen`.
     reordering_seen: bool,
     /// `RACK.dsack_round`: SND.NXT when the current DSACK round began.
@@ -47,6 +50,7 @@ impl Default for Rack {
             latest: None,
             rtt: Duration::ZERO,
             fack: None,
+            prior_fack: None,
             reordering_seen: false,
             dsack_round: None,
             reo_wnd_mult: 1,
@@ -71,6 +75,12 @@ impl Rack {
         self.reordering_seen
     }
 
+    /// An acknowledgment begins to be processed: what it delivers is compared with what
+    /// was delivered before it.
+    pub fn begin_ack(&mut self) {
+        self.prior_fack = self.fack;
+    }
+
     /// RFC 8985 §6.2 steps 2 and 3 for one newly delivered segment. `tsecr` is the ACK's
     /// echoed timestamp (when timestamps are on) and `min_rtt` the smallest RTT seen.
     pub fn on_delivered(
@@ -81,8 +91,8 @@ impl Rack {
         min_rtt: Option<Duration>,
     ) {
         // Step 3: a never-retransmitted segment delivered below the highest one delivered
-        // arrived out of order.
-        if let Some(fack) = self.fack {
+        // by an earlier ACK arrived out of order (as Linux compares with `prior_fack`).
+        if let Some(fack) = self.prior_fack {
             if seg.end < fack && !seg.ever_retransmitted() {
                 self.reordering_seen = true;
             }

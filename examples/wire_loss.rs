@@ -1,0 +1,722 @@
+//! Loss recovery on a real wire, rawtcp next to the kernel's TCP, on the same path in the
+//! same run. Needs root and the tools `ip`, `nft`, `ethtool` and `curl`.
+//!
+//! ```text
+//! cargo build --release --examples          # wire_loss runs the http_server example built next to it
+//! sudo target/release/examples/wire_loss                                  # 20M, 5 reps, loss 0,1,5 %
+//! sudo target/release/examples/wire_loss --loss 0,1,5 --size 20M --reps 5 --max-time 60
+//! ```
+//!
+//! It creates two network namespaces joined by a veth pair (names carry this process's id),
+//! turns segmentation and receive offloads off on both ends (so each packet on the wire is one
+//! segment, as on a real link), and starts two copies of `examples/http_server.rs` in
+//! namespace A: one on rawtcp's raw datapath (port 8080) and one on the kernel's TCP
+//! (`--kernel`, port 8081) — the same HTTP application, only the TCP stack differs. Both run
+//! the congestion control named by `--cc` (CUBIC by default: rawtcp's default and Linux's
+//! stock one), set on each server's listening socket.
+//!
+//! For each loss rate an nftables table in namespace B drops that fraction of the segments
+//! the two servers send, as they arrive off the wire (prerouting hook, `numgen random`; see
+//! `LossRule` for why not the servers' output hook). curl in namespace B then downloads SIZE
+//! bytes from each server in turn, REPS times each, every download bounded by `--max-time`;
+//! the bytes are checked against the servers' `i % 251` pattern as they arrive. The time is
+//! curl's `time_total` (connection set-up included).
+//!
+//! It prints a table: goodput of each stack (median, min–max, failed downloads) and the ratio
+//! rawtcp / kernel per loss rate, then how much goodput each stack keeps under loss (median at
+//! N % / median at 0 %). Exit status: 0 when every download completed byte-exact, 1 when some
+//! failed (or the run was interrupted), 2 when the set-up failed. The namespaces, processes
+//! and nftables table are removed on every exit path, Ctrl-C and SIGTERM included.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const USAGE: &str =
+    "usage: wire_loss [--cc cubic] [--loss 0,1,5] [--size 20M] [--reps 5] [--max-time 60]
+  --cc        congestion control of BOTH servers: cubic (default), bbr or reno
+  --loss      loss rates in per cent of the servers' segments (resolution 0.1 %)
+  --size      bytes per download; suffixes k, M, G, Ki, Mi, Gi
+  --reps      downloads per server and loss rate
+  --max-time  seconds allowed per download (curl --max-time)";
+
+const ADDR_A: &str = "10.96.0.1";
+const ADDR_B: &str = "10.96.0.2";
+const RAWTCP_PORT: u16 = 8080;
+const KERNEL_PORT: u16 = 8081;
+/// How long a freshly started server has to answer.
+const STARTUP: Duration = Duration::from_secs(10);
+/// Bytes read from curl at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Set by SIGINT or SIGTERM: every loop stops and the guards clean up.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+struct Args {
+    /// The congestion control both stacks run (the kernel's name).
+    cc: String,
+    losses: Vec<f64>,
+    size: u64,
+    reps: u32,
+    max_time: u32,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        cc: "cubic".into(),
+        losses: vec![0.0, 1.0, 5.0],
+        size: 20_000_000,
+        reps: 5,
+        max_time: 60,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
+        match a.as_str() {
+            "-h" | "--help" => return Err(USAGE.into()),
+            "--cc" => {
+                args.cc = match value()?.as_str() {
+                    "cubic" => "cubic".into(),
+                    "bbr" => "bbr".into(),
+                    "reno" | "newreno" => "reno".into(),
+                    other => return Err(format!("--cc must be cubic, bbr or reno, not {other:?}")),
+                }
+            }
+            "--loss" => args.losses = parse_losses(&value()?)?,
+            "--size" => {
+                let v = value()?;
+                args.size = parse_size(&v).ok_or(format!("bad --size {v:?}"))?;
+            }
+            "--reps" => args.reps = parse_in(&value()?, "--reps", 1..=1000)?,
+            "--max-time" => args.max_time = parse_in(&value()?, "--max-time", 1..=3600)?,
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if args.size == 0 || args.size > 100_000_000_000 {
+        return Err("--size must be 1 byte to 100G".into());
+    }
+    Ok(args)
+}
+
+fn parse_in(v: &str, what: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, String> {
+    v.parse()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or(format!("{what} must be a number in {range:?}, not {v:?}"))
+}
+
+fn parse_losses(v: &str) -> Result<Vec<f64>, String> {
+    v.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or(format!("bad loss rate {s:?}: per cent, 0 to 100"))
+        })
+        .collect()
+}
+
+/// `123`, `100k`, `20M`, `1G`, `64Mi`...: decimal or binary multiples.
+fn parse_size(s: &str) -> Option<u64> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let mult: u64 = match unit.trim_end_matches(['B', 'b']) {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    n.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The command line, quoted where a shell would need it.
+fn command_line() -> String {
+    let quote = |a: String| {
+        if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/.,_-=:".contains(c))
+        {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    std::env::args().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// Sets `STOP` on SIGINT or SIGTERM. The handlers are installed before this returns.
+fn stop_on_signals() -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("signal runtime: {e}"))?;
+    let (mut int, mut term) = {
+        let _in_rt = rt.enter();
+        let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+        let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+        (int, term)
+    };
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("\ninterrupted: cleaning up");
+        STOP.store(true, Ordering::Relaxed);
+    });
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let uid = s.lines().find(|l| l.starts_with("Uid:"))?;
+            Some(uid.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// What this program needs and does not have, if anything.
+fn missing_requirements() -> Option<String> {
+    let mut missing: Vec<&str> = ["ip", "nft", "ethtool", "curl"]
+        .into_iter()
+        .filter(|t| !on_path(t))
+        .collect();
+    if !is_root() {
+        missing.insert(0, "root privileges");
+    }
+    (!missing.is_empty()).then(|| format!("wire_loss needs {}", missing.join(", ")))
+}
+
+/// The `http_server` example, built next to this program.
+fn http_server_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let p = exe.with_file_name("http_server");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: run `cargo build --release --examples` first",
+            p.display()
+        ))
+    }
+}
+
+/// Runs a command to completion; its stdout, or why it failed.
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Two namespaces joined by a veth pair, A at `ADDR_A`, B at `ADDR_B`, offloads off on both
+/// ends. Removed, with every process inside, when dropped.
+struct Wire {
+    a: String,
+    b: String,
+}
+
+impl Wire {
+    fn create() -> Result<Wire, String> {
+        let id = std::process::id();
+        let wire = Wire {
+            a: format!("wla{id}"),
+            b: format!("wlb{id}"),
+        };
+        let (a, b) = (&wire.a, &wire.b);
+        let (dev_a, dev_b) = (format!("wva{id}"), format!("wvb{id}"));
+        // Each step's namespace is remembered before the next can fail, so Drop removes it.
+        run(Command::new("ip").args(["netns", "add", a]))?;
+        run(Command::new("ip").args(["netns", "add", b]))?;
+        run(Command::new("ip")
+            .args(["link", "add", &dev_a, "netns", a])
+            .args(["type", "veth", "peer", "name", &dev_b, "netns", b]))?;
+        for (ns, dev, addr) in [(a, &dev_a, ADDR_A), (b, &dev_b, ADDR_B)] {
+            run(wire
+                .exec(ns, "ip")
+                .args(["addr", "add", &format!("{addr}/24"), "dev", dev]))?;
+            run(wire
+                .exec(ns, "ethtool")
+                .args(["-K", dev, "tso", "off", "gso", "off", "gro", "off"]))?;
+            run(wire.exec(ns, "ip").args(["link", "set", "lo", "up"]))?;
+            run(wire.exec(ns, "ip").args(["link", "set", dev, "up"]))?;
+        }
+        Ok(wire)
+    }
+
+    /// `program` run inside namespace `ns`.
+    fn exec(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// The kernel's congestion control in namespace A, for the header.
+    fn kernel_cc(&self) -> String {
+        run(self
+            .exec(&self.a, "cat")
+            .arg("/proc/sys/net/ipv4/tcp_congestion_control"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let pids = run(Command::new("ip").args(["netns", "pids", ns])).unwrap_or_default();
+            for pid in pids.split_whitespace() {
+                let _ = run(Command::new("kill").args(["-9", pid]));
+            }
+            let _ = run(Command::new("ip").args(["netns", "del", ns]));
+        }
+    }
+}
+
+/// The nftables table in namespace B that drops a fraction of both servers' segments as they
+/// arrive from the wire (prerouting), before curl's TCP sees them. Deleted when dropped.
+///
+/// Not in namespace A's output hook: a segment dropped there fails the kernel's own transmit
+/// call, so the kernel's TCP keeps it queued and sends it again at once — it never sees a
+/// loss — while rawtcp's raw socket counts it as sent. Dropped in B, both stacks lose the
+/// same segments the way a real link loses them.
+struct LossRule<'w> {
+    wire: &'w Wire,
+    table: String,
+}
+
+impl<'w> LossRule<'w> {
+    fn new(wire: &'w Wire) -> LossRule<'w> {
+        // Not `rawtcp_…`: the raw datapath removes such tables of processes that are gone.
+        let table = format!("wire_loss_{}", std::process::id());
+        LossRule { wire, table }
+    }
+
+    /// Replaces the table atomically: `permille` of every thousand segments are dropped.
+    fn set(&self, permille: u32) -> Result<(), String> {
+        let t = &self.table;
+        let rule = if permille > 0 {
+            format!("tcp sport {{ {RAWTCP_PORT}, {KERNEL_PORT} }} numgen random mod 1000 < {permille} drop")
+        } else {
+            String::new()
+        };
+        let script = format!(
+            "add table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n  chain wire {{\n    \
+             type filter hook prerouting priority 0; policy accept;\n    {rule}\n  }}\n}}\n"
+        );
+        self.nft(&script)
+    }
+
+    fn nft(&self, script: &str) -> Result<(), String> {
+        let mut child = self
+            .wire
+            .exec(&self.wire.b, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("nft: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(script.as_bytes())
+                .map_err(|e| format!("nft stdin: {e}"))?;
+        }
+        let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nft failed: {}\n{script}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+impl Drop for LossRule<'_> {
+    fn drop(&mut self) {
+        let _ = self.nft(&format!("delete table inet {}\n", self.table));
+    }
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(wire: &Wire, binary: &Path, kernel: bool, cc: &str) -> Result<Server, String> {
+        let port = if kernel { KERNEL_PORT } else { RAWTCP_PORT };
+        let mut cmd = wire.exec(&wire.a, &binary.to_string_lossy());
+        if kernel {
+            cmd.arg("--kernel");
+        } else {
+            cmd.env("RAWTCP_DATAPATH", "raw");
+        }
+        cmd.args(["--cc", cc]);
+        let child = cmd
+            .arg(format!("{ADDR_A}:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let mut server = Server {
+            child,
+            url: format!("http://{ADDR_A}:{port}"),
+        };
+        server.wait_until_answering(wire)?;
+        Ok(server)
+    }
+
+    /// Polls `GET /` from namespace B for at most `STARTUP`.
+    fn wait_until_answering(&mut self, wire: &Wire) -> Result<(), String> {
+        let start = Instant::now();
+        while start.elapsed() < STARTUP && !stopped() {
+            let answered = wire
+                .exec(&wire.b, "curl")
+                .args(["-s", "-o", "/dev/null", "--max-time", "1", "--fail"])
+                .arg(format!("{}/", self.url))
+                .status()
+                .is_ok_and(|s| s.success());
+            if answered {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!(
+                    "server for {} exited ({status}): {}",
+                    self.url,
+                    err.trim()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if stopped() {
+            return Err("interrupted".into());
+        }
+        Err(format!("{} did not answer within {STARTUP:?}", self.url))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts the bytes read and checks them against the pattern `byte[i] = i % 251`.
+fn read_pattern(mut from: impl Read) -> Result<u64, String> {
+    // The pattern from any phase is a slice of this.
+    let pattern: Vec<u8> = (0..251 + CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos: u64 = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(pos),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading curl's output: {e}")),
+        };
+        let phase = (pos % 251) as usize;
+        if buf[..n] != pattern[phase..phase + n] {
+            let i = (0..n).find(|&i| buf[i] != pattern[phase + i]).unwrap_or(0);
+            return Err(format!("byte {} differs from the pattern", pos + i as u64));
+        }
+        pos += n as u64;
+    }
+}
+
+/// One download of `size` bytes from `url` by curl in namespace B: its time, or why it failed.
+fn download(wire: &Wire, url: &str, size: u64, max_time: u32) -> Result<f64, String> {
+    let mut child = wire
+        .exec(&wire.b, "curl")
+        .args(["-sS", "--fail", "--max-time", &max_time.to_string()])
+        .args(["-w", "%{stderr}time_total=%{time_total}\\n", "-o", "-"])
+        .arg(format!("{url}/bytes/{size}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("curl: {e}"))?;
+    let stdout = child.stdout.take().ok_or("curl has no stdout")?;
+    let reader = std::thread::spawn(move || read_pattern(stdout));
+    let status = wait_bounded(&mut child, Duration::from_secs(u64::from(max_time) + 5));
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let received = reader
+        .join()
+        .unwrap_or_else(|_| Err("pattern reader panicked".into()));
+    let (time, said) = split_time(&err);
+    match (status, received) {
+        (Err(e), _) => Err(e),
+        (Ok(false), _) => Err(format!("curl failed: {said}")),
+        (Ok(true), Err(e)) => Err(e),
+        (Ok(true), Ok(n)) if n != size => Err(format!("{n} bytes received, not {size}")),
+        (Ok(true), Ok(_)) => time.ok_or(format!("no time from curl: {said}")),
+    }
+}
+
+/// curl's `time_total=` line, and the rest of what it said.
+fn split_time(stderr: &str) -> (Option<f64>, String) {
+    let mut time = None;
+    let mut rest = Vec::new();
+    for line in stderr.lines() {
+        match line.strip_prefix("time_total=") {
+            Some(t) => time = t.trim().parse().ok(),
+            None => rest.push(line.trim()),
+        }
+    }
+    (time, rest.join("; "))
+}
+
+/// Waits for `child` at most `limit` (killing it after), or until interrupted. Whether it
+/// succeeded.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Result<bool, String> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.success()),
+            Ok(None) if stopped() || start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(if stopped() {
+                    "interrupted".into()
+                } else {
+                    format!("no end after {limit:?}: killed")
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for curl: {e}")),
+        }
+    }
+}
+
+/// The downloads of one stack at one loss rate.
+#[derive(Default)]
+struct Samples {
+    /// Goodput of each completed download, MB/s.
+    mbps: Vec<f64>,
+    failed: u32,
+}
+
+impl Samples {
+    fn median(&self) -> Option<f64> {
+        let mut v = self.mbps.clone();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(v[n / 2]),
+            _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
+    }
+
+    /// `median (min–max)`, or `—` when nothing completed.
+    fn summary(&self) -> String {
+        let Some(med) = self.median() else {
+            return "—".into();
+        };
+        let min = self.mbps.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.mbps.iter().copied().fold(0.0, f64::max);
+        format!("{med:.1} ({min:.1}–{max:.1})")
+    }
+}
+
+/// One loss rate's results.
+struct Row {
+    loss: f64,
+    kernel: Samples,
+    rawtcp: Samples,
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
+        _ => "—".into(),
+    }
+}
+
+fn print_table(rows: &[Row], size: u64, reps: u32) {
+    println!("\ngoodput of {size}-byte downloads, {reps} per stack and loss rate (MB/s = 10^6 bytes/s):\n");
+    println!(
+        "{:>6}  {:<26} {:>6}  {:<26} {:>6}  {:>13}",
+        "loss %",
+        "kernel MB/s med (min–max)",
+        "failed",
+        "rawtcp MB/s med (min–max)",
+        "failed",
+        "rawtcp/kernel"
+    );
+    for r in rows {
+        println!(
+            "{:>6}  {:<26} {:>6}  {:<26} {:>6}  {:>13}",
+            r.loss,
+            r.kernel.summary(),
+            r.kernel.failed,
+            r.rawtcp.summary(),
+            r.rawtcp.failed,
+            ratio(r.rawtcp.median(), r.kernel.median())
+        );
+    }
+}
+
+fn print_kept(rows: &[Row]) {
+    let Some(base) = rows.iter().find(|r| r.loss == 0.0) else {
+        println!("\nkept under loss: needs loss rate 0 in --loss");
+        return;
+    };
+    println!("\ngoodput kept under loss (median at N % / median at 0 %, same path, same run):\n");
+    println!("{:>6}  {:>8}  {:>8}", "loss %", "kernel", "rawtcp");
+    for r in rows.iter().filter(|r| r.loss != 0.0) {
+        println!(
+            "{:>6}  {:>8}  {:>8}",
+            r.loss,
+            ratio(r.kernel.median(), base.kernel.median()),
+            ratio(r.rawtcp.median(), base.rawtcp.median())
+        );
+    }
+}
+
+/// Runs every download of one loss rate, kernel and rawtcp alternately.
+fn measure(wire: &Wire, servers: [&Server; 2], loss: f64, args: &Args) -> Row {
+    let mut row = Row {
+        loss,
+        kernel: Samples::default(),
+        rawtcp: Samples::default(),
+    };
+    for rep in 1..=args.reps {
+        for (name, server) in ["kernel", "rawtcp"].into_iter().zip(servers) {
+            if stopped() {
+                return row;
+            }
+            let samples = if name == "kernel" {
+                &mut row.kernel
+            } else {
+                &mut row.rawtcp
+            };
+            match download(wire, &server.url, args.size, args.max_time) {
+                Ok(secs) => {
+                    let mbps = args.size as f64 / secs.max(1e-6) / 1e6;
+                    eprintln!(
+                        "loss {loss} %  {name} {rep}/{}: {secs:.3} s  {mbps:.1} MB/s",
+                        args.reps
+                    );
+                    samples.mbps.push(mbps);
+                }
+                Err(_) if stopped() => return row,
+                Err(e) => {
+                    eprintln!("loss {loss} %  {name} {rep}/{}: FAILED: {e}", args.reps);
+                    samples.failed += 1;
+                }
+            }
+        }
+    }
+    row
+}
+
+/// Sets up the wire and the servers, measures every loss rate; the rows measured.
+fn run_all(args: &Args) -> Result<Vec<Row>, String> {
+    let binary = http_server_binary()?;
+    let wire = Wire::create()?;
+    println!(
+        "path: veth {} ({ADDR_A}, servers) <-> {} ({ADDR_B}, curl), tso/gso/gro off on both ends",
+        wire.a, wire.b
+    );
+    println!(
+        "servers: {} --kernel --cc {} :{KERNEL_PORT} (kernel TCP; namespace default {}) and RAWTCP_DATAPATH=raw --cc {} :{RAWTCP_PORT}",
+        binary.display(),
+        args.cc,
+        wire.kernel_cc(),
+        args.cc,
+    );
+    let kernel = Server::start(&wire, &binary, true, &args.cc)?;
+    let rawtcp = Server::start(&wire, &binary, false, &args.cc)?;
+    let rule = LossRule::new(&wire);
+    let mut rows = Vec::new();
+    for &loss in &args.losses {
+        if stopped() {
+            break;
+        }
+        rule.set((loss * 10.0).round() as u32)?;
+        rows.push(measure(&wire, [&kernel, &rawtcp], loss, args));
+    }
+    Ok(rows)
+}
+
+fn main() -> ExitCode {
+    println!("$ {}", command_line());
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(missing) = missing_requirements() {
+        eprintln!("{missing}");
+        return ExitCode::from(2);
+    }
+    let rows = match stop_on_signals().and_then(|()| run_all(&args)) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("wire_loss: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print_table(&rows, args.size, args.reps);
+    if stopped() {
+        println!("(interrupted: the last loss rate is incomplete)");
+    }
+    print_kept(&rows);
+    let failed: u32 = rows.iter().map(|r| r.kernel.failed + r.rawtcp.failed).sum();
+    let done: usize = rows
+        .iter()
+        .map(|r| r.kernel.mbps.len() + r.rawtcp.mbps.len())
+        .sum();
+    println!("\ndownloads: {done} byte-exact, {failed} failed");
+    if failed > 0 || stopped() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
