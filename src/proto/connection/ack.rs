@@ -526,10 +526,12 @@ impl Connection {
         }
     }
 
-    /// The PTO expired (RFC 8985 §7.3): send a probe if one is still due.
-    pub(super) fn on_loss_probe_timeout(&mut self, _now: Instant) {
+    /// The PTO expired (RFC 8985 §7.3): send a probe if one is still due; the RTO restarts
+    /// from the probe.
+    pub(super) fn on_loss_probe_timeout(&mut self, now: Instant) {
         if self.loss_probe_allowed() {
             self.tlp_now = true;
+            self.arm_retransmit(now);
         }
     }
 

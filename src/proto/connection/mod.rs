@@ -1018,6 +1018,12 @@ impl Connection {
             self.enter_closed();
             return;
         }
+        // The PTO goes first: when it is due with the RTO (it is capped at the RTO's expiry,
+        // RFC 8985 §7.2), the probe is sent and the RTO restarts, as Linux's one timer does.
+        if self.timers.loss_probe.is_some_and(|t| t <= now) {
+            self.timers.loss_probe = None;
+            self.on_loss_probe_timeout(now);
+        }
         if self.timers.retransmit.is_some_and(|t| t <= now) {
             self.timers.retransmit = None;
             self.on_retransmit_timeout(now);
@@ -1025,10 +1031,6 @@ impl Connection {
         if self.timers.reorder.is_some_and(|t| t <= now) {
             self.timers.reorder = None;
             self.on_reorder_timeout(now);
-        }
-        if self.timers.loss_probe.is_some_and(|t| t <= now) {
-            self.timers.loss_probe = None;
-            self.on_loss_probe_timeout(now);
         }
         if self.timers.pacing.is_some_and(|t| t <= now) {
             // Nothing to do but transmit: `poll_transmit` sends what pacing now allows.

@@ -472,8 +472,10 @@ impl Connection {
         }
         let max_blocks = if self.ts_ok { 3 } else { 4 };
         let mut blocks = SackBlocks::new();
+        let mut first_regular = 0;
         if let Some((l, r)) = self.dsack {
             blocks.push(l.0, r.0);
+            first_regular = 1;
             // The block holding the duplicate, if it is held out of order, follows it.
             let held = self.recv_buf.ranges().iter().find(|&&(s, e)| {
                 let (s, e) = (self.rcv_nxt + s, self.rcv_nxt + e);
@@ -483,7 +485,6 @@ impl Connection {
                 blocks.push((self.rcv_nxt + s).0, (self.rcv_nxt + e).0);
             }
         }
-        let first_regular = blocks.len();
         let ranges = self.recv_buf.ranges();
         let add = |blocks: &mut SackBlocks, (s, e): (usize, usize)| {
             let block = ((self.rcv_nxt + s).0, (self.rcv_nxt + e).0);
