@@ -555,13 +555,19 @@ fn lossy_wire_side_by_side_with_kernel_tcp() {
         let out = Command::new("timeout")
             .arg("100")
             .arg(&wire_loss)
-            .args(["--cc", cc, "--size", "10M", "--reps", "1", "--loss", "0,1,5"])
+            .args([
+                "--cc", cc, "--size", "10M", "--reps", "1", "--loss", "0,1,5",
+            ])
             .args(["--max-time", "30"])
             .output()
             .expect("run wire_loss");
         let said = String::from_utf8_lossy(&out.stdout);
         eprintln!("{said}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "wire_loss --cc {cc} failed ({})", out.status);
+        assert!(
+            out.status.success(),
+            "wire_loss --cc {cc} failed ({})",
+            out.status
+        );
         assert!(
             said.contains("downloads: 6 byte-exact, 0 failed"),
             "not every download was byte-exact with {cc}"
