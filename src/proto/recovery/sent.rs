@@ -432,6 +432,15 @@ impl SentQueue {
 
     /// Drops log entries that no longer stand for a segment in flight.
     fn trim_log(&mut self, una: SeqNum) {
+        if self.sacked == 0 && self.lost == 0 && self.retrans == 0 {
+            // Nothing SACKed, lost or resent: every entry above SND.UNA is its segment's one
+            // transmission, so only the acknowledged ones can go (the common case, without
+            // a search per entry).
+            while self.log.front().is_some_and(|&(_, end, _)| end <= una) {
+                self.log.pop_front();
+            }
+            return;
+        }
         while let Some(&(start, end, at)) = self.log.front() {
             if end <= una || !self.log_entry_live(start, end, at) {
                 self.log.pop_front();
