@@ -146,9 +146,9 @@ fn a_lost_retransmission_is_recovered_without_a_timeout() {
 }
 
 /// RFC 8985 §7.2 and §7.3: two smoothed RTTs after the last segment of a flight (plus the
-/// worst-case delayed ACK when it is the only one), a probe retransmits the last segment
-/// when there is nothing new; the ACK that shows it repaired a loss brings the window down
-/// once (§7.4.2), without recovery or timeout.
+/// worst-case delayed ACK when it is the only one, capped by the RTO), a probe retransmits
+/// the last segment when there is nothing new; an ACK beyond the probe without a DSACK shows
+/// it repaired a loss and brings the window down once (§7.4.2), without recovery or timeout.
 #[test]
 fn tail_loss_probe_retransmits_the_last_segment_and_repairs_the_tail() {
     let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(20));
@@ -171,8 +171,13 @@ fn tail_loss_probe_retransmits_the_last_segment_and_repairs_the_tail() {
     );
     c.fire_next();
     assert_eq!(c.ladder(), ["PSH+ACK  S:2101 A:2001 len=1000"], "the probe");
+    assert_eq!(c.conn.info().timeouts, 0, "the probe, not a timeout");
+    // More data follows the probe; one ACK covers both, with no DSACK: the original tail was
+    // lost and the probe repaired it.
+    c.conn.send(&[3; 500]).unwrap();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:3101 A:2001 len=500"]);
     let before = c.conn.info().cwnd;
-    c.input(&ack_from_server(3101, &[]), &[]);
+    c.input(&ack_from_server(3601, &[]), &[]);
     let info = c.conn.info();
     assert_eq!(
         (info.tlp_probes, info.tlp_recoveries, info.timeouts),
@@ -410,4 +415,134 @@ fn giving_up_counts_time_without_progress() {
     let info = c.conn.info();
     assert_eq!(info.state, State::Established);
     assert!(info.timeouts >= 200, "{}", info.timeouts);
+}
+
+// Regressions found in review.
+
+/// Reneging (RFC 2018 §8) is judged only on ACKs that advance SND.UNA, and a SACK block must
+/// lie above the cumulative ACK: a peer repeating `ACK 101, SACK 101-1101` cannot defer the
+/// RTO for ever (Linux fixed the same hole in 2022).
+#[test]
+fn sack_reneging_without_progress_cannot_defer_the_rto() {
+    let mut c = established_with_sack(sack_cfg(Algorithm::Cubic), Duration::from_millis(10));
+    c.conn.set_nodelay(true);
+    send_segments(&mut c, 3);
+    let start = c.now;
+    while c.now - start < Duration::from_secs(2000) {
+        c.advance(Duration::from_millis(5));
+        c.input(&ack_from_server(101, &[(101, 1101)]), &[]);
+        c.drain();
+        if c.conn.state() != State::Established {
+            break;
+        }
+    }
+    let info = c.conn.info();
+    assert!(
+        info.timeouts > 0 && c.conn.state() == State::Closed,
+        "2000 s without progress: timeouts {} retransmissions {} state {} reneged {}",
+        info.timeouts,
+        info.retransmissions,
+        c.conn.state(),
+        info.reneged
+    );
+}
+
+/// RFC 8985 §7.4.2: an ACK reaching exactly the probe's end may be the late ACK of the
+/// original; the probe's DSACK that follows shows nothing was lost, and the window stays.
+#[test]
+fn a_late_ack_of_the_original_tail_is_not_a_repaired_loss() {
+    let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(20));
+    c.conn.set_nodelay(true);
+    send_segments(&mut c, 3);
+    c.advance(Duration::from_millis(20));
+    c.input(&ack_from_server(2101, &[]), &[]);
+    c.fire_next();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:2101 A:2001 len=1000"], "the probe");
+    let before = c.conn.info().cwnd;
+    c.input(&ack_from_server(3101, &[]), &[]);
+    c.input(&ack_from_server(3101, &[(2101, 3101)]), &[]);
+    let info = c.conn.info();
+    assert_eq!((info.tlp_recoveries, info.cwnd), (0, before));
+}
+
+/// RFC 3708 §3: only DSACKs for retransmissions count towards undoing a recovery; a
+/// network-duplicated original (reported inside the second block, RFC 2883 §4) above SND.UNA
+/// must not undo the response to a real loss.
+#[test]
+fn a_duplicated_original_does_not_undo_a_real_loss() {
+    let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(10));
+    c.conn.set_nodelay(true);
+    send_segments(&mut c, 8);
+    c.advance(Duration::from_millis(10));
+    c.input(&ack_from_server(101, &[(1101, 4101)]), &[]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1000"]);
+    assert_eq!(c.conn.info().ca_state, "recovery");
+    c.input(&ack_from_server(101, &[(2101, 3101), (1101, 4101)]), &[]);
+    let info = c.conn.info();
+    assert_eq!((info.spurious_retransmits, info.ca_state), (0, "recovery"));
+}
+
+/// SACK blocks with edges inside segments do not split them (as Linux's
+/// `tcp_match_skb_to_sack`): a peer SACKing every other byte cannot shred 10 segments into
+/// thousands of records, each later retransmitted as a 1-byte segment.
+#[test]
+fn sack_blocks_cannot_shred_segments_into_single_bytes() {
+    let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(10));
+    c.conn.set_nodelay(true);
+    send_segments(&mut c, 10);
+    c.advance(Duration::from_millis(10));
+    let mut blocks: Vec<(u32, u32)> = (0..5000u32).map(|k| (102 + 2 * k, 103 + 2 * k)).collect();
+    blocks.reverse();
+    for chunk in blocks.chunks(4) {
+        c.input(&ack_from_server(101, chunk), &[]);
+        c.drain();
+    }
+    let mut sizes = Vec::new();
+    for _ in 0..20 {
+        c.fire_next();
+        for (_, p) in c.drain() {
+            sizes.push(p.len());
+        }
+        if sizes.len() >= 20 {
+            break;
+        }
+    }
+    let tiny = sizes.iter().filter(|&&n| n < 100).count();
+    assert!(
+        tiny < 5,
+        "retransmission sizes: {:?}",
+        &sizes[..sizes.len().min(20)]
+    );
+    assert_eq!(c.conn.info().sacked, 0, "no whole segment was SACKed");
+}
+
+/// A FIN queued while the last data segment waits to be resent goes out once, recorded as
+/// new data, so the peer's ACK of it is accepted.
+#[test]
+fn a_fin_first_sent_on_a_retransmission_is_recorded() {
+    let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(10));
+    c.conn.set_nodelay(true);
+    send_segments(&mut c, 3);
+    c.advance(Duration::from_millis(10));
+    c.input(&ack_from_server(101, &[(1101, 2101)]), &[]);
+    c.fire_next(); // the reordering window
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001 len=1000"]);
+    // The retransmission arrives, after which the last segment, sent before it, is lost.
+    c.advance(Duration::from_millis(10));
+    c.input(&ack_from_server(2101, &[]), &[]);
+    c.conn.shutdown().unwrap();
+    let out = c.ladder();
+    assert!(
+        out.iter()
+            .any(|s| s.contains("S:2101") && s.contains("len=1000")),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.iter().filter(|s| s.starts_with("FIN")).count(),
+        1,
+        "the FIN is sent once: {out:?}"
+    );
+    c.advance(Duration::from_millis(10));
+    c.input(&ack_from_server(3102, &[]), &[]);
+    assert_eq!(c.conn.state(), State::FinWait2);
 }

@@ -62,6 +62,7 @@ impl Connection {
         self.probes_out = 0;
 
         let mss = self.snd_mss;
+        let prior_una = self.snd_una;
         let prior_pipe = self.pipe();
         let prior_flight = self.flight_size();
         let tsecr = if self.ts_ok {
@@ -92,11 +93,13 @@ impl Connection {
                 continue;
             }
             let (l, r) = (SeqNum(l), SeqNum(r));
-            // Only what was sent and is not yet acknowledged can be SACKed.
-            if !(l < r && r <= self.snd_max && r > ack.max(self.snd_una)) {
+            // Only what was sent and lies above the cumulative ACK can be SACKed (RFC 2018
+            // §3); a block reaching down to it is nonsense, and would let a peer fake
+            // reneging (below) without ever acknowledging anything.
+            if !(l < r && r <= self.snd_max && l > ack.max(self.snd_una)) {
                 continue;
             }
-            sacked_newly += sent.sack(l, r, |d| {
+            sacked_newly += sent.sack(l, r, mss, |d| {
                 rack.on_delivered(now, &d.seg, tsecr, min_rtt);
                 rate.on_delivered(now, &d);
                 if !d.seg.ever_retransmitted() {
@@ -158,8 +161,15 @@ impl Connection {
             self.rtt.sample(r);
         }
 
+        if self
+            .undo
+            .is_some_and(|u| (self.snd_una - u.marker) as u32 > 1 << 30)
+        {
+            // Long past its episode: too old to undo, and its marker about to wrap.
+            self.undo = None;
+        }
         if dsack {
-            self.on_dsack(blocks[0]);
+            self.on_dsack(blocks[0], prior_una);
         }
         if advanced {
             self.detect_spurious_by_timestamp(now, seg);
@@ -264,10 +274,12 @@ impl Connection {
                 self.arm_retransmit(now);
             }
         }
-        // RFC 2018 §8: the cumulative ACK stopped at a segment the peer had SACKed, so it
-        // discarded what it reported holding. Forget every SACK and let the retransmission
-        // timer, brought forward, resend from SND.UNA (as Linux does).
-        if self.sent.iter().next().is_some_and(|s| s.is_sacked()) {
+        // RFC 2018 §8: the cumulative ACK moved, and stopped at a segment the peer had
+        // SACKed, so it discarded what it reported holding. Forget every SACK and let the
+        // retransmission timer, brought forward, resend from SND.UNA (as Linux does). Only an
+        // advancing ACK can show it: otherwise a peer could defer the RTO for ever (Linux's
+        // 2022 fix of the same hole).
+        if advanced && self.sent.iter().next().is_some_and(|s| s.is_sacked()) {
             self.sent.clear_sacked();
             self.stats.reneged += 1;
             let delay = self.rtt.srtt().map_or(Duration::from_millis(10), |s| {
@@ -277,7 +289,7 @@ impl Connection {
             tracing::debug!(local = %self.local, remote = %self.remote, "peer reneged on SACKed data");
         }
         match self.tlp.on_ack(ack, dsack, advanced, sacked_newly > 0) {
-            ProbeOutcome::RepairedLoss => self.probe_repaired_loss(now),
+            ProbeOutcome::RepairedLoss => self.probe_repaired_loss(now, prior_flight),
             ProbeOutcome::NoLoss | ProbeOutcome::Pending => {}
         }
         if advanced {
@@ -354,12 +366,15 @@ impl Connection {
     }
 
     /// A DSACK block arrived (RFC 2883): count it, and if it reports a retransmission of the
-    /// current loss episode, that retransmission was not needed (RFC 3708 §3).
-    fn on_dsack(&mut self, (l, r): (u32, u32)) {
+    /// current loss episode, that retransmission was not needed (RFC 3708 §3). Only
+    /// duplicates of data already acknowledged before this ACK and sent since the episode
+    /// began count (as Linux's `tcp_check_dsack`): a duplicate of an original segment, which
+    /// the network may make, says nothing about a retransmission.
+    fn on_dsack(&mut self, (l, r): (u32, u32), prior_una: SeqNum) {
         self.stats.dsacks_received += 1;
         let (l, r) = (SeqNum(l), SeqNum(r));
         if let Some(u) = self.undo.as_mut() {
-            if u.retransmitted && l >= u.marker {
+            if u.retransmitted && l >= u.marker && l < r && r <= prior_una {
                 let segments = ((r - l).max(0) as u32).div_ceil(self.snd_mss.max(1)).max(1);
                 u.retrans_out = u.retrans_out.saturating_sub(segments);
             }
@@ -456,8 +471,9 @@ impl Connection {
         self.dupacks = 0;
     }
 
-    /// A tail loss probe repaired a loss (RFC 8985 §7.4.2): reduce the window once.
-    fn probe_repaired_loss(&mut self, now: Instant) {
+    /// A tail loss probe repaired a loss (RFC 8985 §7.4.2): reduce the window once, from the
+    /// flight before the acknowledgment that showed it.
+    fn probe_repaired_loss(&mut self, now: Instant, flight: u32) {
         self.stats.tlp_recoveries += 1;
         if self.recovery != Recovery::Open {
             return;
@@ -466,7 +482,7 @@ impl Connection {
             now,
             &CongestionEvent {
                 kind: CongestionKind::ProbeRepairedLoss,
-                in_flight: self.flight_size(),
+                in_flight: flight,
                 mss: self.snd_mss,
             },
         );

@@ -325,7 +325,10 @@ impl Connection {
         let copied = self.send_buf.copy_out(offset, &mut payload[..len]);
         debug_assert_eq!(copied, len);
         let end_of_data = seq + len;
-        let with_fin = self.fin_queued && end_of_data == data_end;
+        // A retransmission carries the FIN only if it was sent before (it is then part of the
+        // record); a FIN not sent yet goes out as new data, where it is recorded.
+        let with_fin =
+            self.fin_queued && end_of_data == data_end && (seq >= self.snd_max || self.fin_sent());
         let mut flags = TcpFlags::ACK;
         if len > 0 && end_of_data == data_end {
             flags |= TcpFlags::PSH;
@@ -357,7 +360,10 @@ impl Connection {
         if seq < self.snd_max {
             self.stats.retransmissions += 1;
             self.stats.bytes_retransmitted += len as u64;
-            if let Some(undo) = self.undo.as_mut() {
+            // Only a recovery's own retransmissions count towards undoing it (a later tail
+            // loss probe is not one of them).
+            let in_episode = self.recovery != Recovery::Open;
+            if let Some(undo) = self.undo.as_mut().filter(|_| in_episode) {
                 if undo.tsval.is_none() && !undo.retransmitted {
                     undo.tsval = repr.options.timestamps.map(|(v, _)| (v, end));
                 }

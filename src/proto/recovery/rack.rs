@@ -215,8 +215,9 @@ impl Tlp {
     }
 
     /// RFC 8985 §7.4.2 `TLP_process_ack`, as Linux refines it: a DSACK means both copies
-    /// arrived; an ACK beyond the probe means the probe repaired a loss; an ACK exactly at
-    /// the probe's end without new information ends the episode.
+    /// arrived; an ACK beyond the probe means the probe repaired a loss; a pure duplicate ACK
+    /// at the probe's end ends the episode without a loss; an ACK that reaches exactly the
+    /// probe's end with news keeps it open, since it may answer the original.
     pub fn on_ack(
         &mut self,
         ack: SeqNum,
@@ -245,7 +246,10 @@ impl Tlp {
             // A duplicate ACK for the probe itself: the original had arrived.
             return ProbeOutcome::NoLoss;
         }
-        ProbeOutcome::RepairedLoss
+        // An ACK of exactly TLP.end_seq may answer the original: wait for the probe's DSACK,
+        // or an ACK beyond it (as Linux's `tcp_process_tlp_ack`).
+        self.end_seq = Some(end);
+        ProbeOutcome::Pending
     }
 }
 
@@ -294,6 +298,16 @@ mod tests {
         let mut t = probe;
         assert_eq!(
             t.on_ack(SeqNum(5000), false, false, false),
+            ProbeOutcome::NoLoss
+        );
+        // Exactly at the probe's end with progress: maybe the original's ACK; still open.
+        let mut t = probe;
+        assert_eq!(
+            t.on_ack(SeqNum(5000), false, true, false),
+            ProbeOutcome::Pending
+        );
+        assert_eq!(
+            t.on_ack(SeqNum(5000), true, false, false),
             ProbeOutcome::NoLoss
         );
         let mut t = Tlp {

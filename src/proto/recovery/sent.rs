@@ -251,12 +251,18 @@ impl SentQueue {
         }
     }
 
-    /// Marks what `[left, right)` covers as SACKed, splitting records at the block's edges,
-    /// and reports each newly SACKed segment. Returns the bytes newly SACKed.
+    /// Marks what `[left, right)` covers as SACKed and reports each newly SACKed segment.
+    /// Returns the bytes newly SACKed.
+    ///
+    /// A record is split only at whole segments of `mss` bytes from its start (as Linux's
+    /// `tcp_match_skb_to_sack`): a block edge inside a segment leaves that segment unSACKed,
+    /// so a peer naming arbitrary edges cannot shred records into single bytes (each of which
+    /// would be retransmitted on its own, at linear cost per split).
     pub fn sack(
         &mut self,
         left: SeqNum,
         right: SeqNum,
+        mss: u32,
         mut on_delivered: impl FnMut(Delivered),
     ) -> u32 {
         let Some(first) = self.segs.front() else {
@@ -269,6 +275,7 @@ impl SentQueue {
         if left >= right {
             return 0;
         }
+        let mss = mss.max(1);
         let mut i = self.segs.partition_point(|s| s.end <= left);
         let mut newly = 0;
         while i < self.segs.len() && self.segs[i].start < right {
@@ -276,12 +283,28 @@ impl SentQueue {
                 i += 1;
                 continue;
             }
-            if self.segs[i].start < left {
-                self.split(i, left);
+            // The part of the record the block covers, rounded inwards to whole segments.
+            let (s, e) = (self.segs[i].start, self.segs[i].end);
+            let lo = if left > s {
+                s + ((left - s) as u32).div_ceil(mss).saturating_mul(mss)
+            } else {
+                s
+            };
+            let hi = if right < e {
+                s + ((right - s) as u32) / mss * mss
+            } else {
+                e
+            };
+            if !(s <= lo && lo < hi && hi <= e) {
+                i += 1;
+                continue;
+            }
+            if lo > s {
+                self.split(i, lo);
                 i += 1;
             }
-            if self.segs[i].end > right {
-                self.split(i, right);
+            if self.segs[i].end > hi {
+                self.split(i, hi);
             }
             let seg = self.segs[i];
             let len = seg.len();
@@ -595,23 +618,23 @@ mod tests {
         let mut q = ten();
         let mut seen = Vec::new();
         // A block starting and ending inside segments.
-        let n = q.sack(s(1150), s(1350), |d| seen.push((d.seg.start, d.bytes)));
+        let n = q.sack(s(1150), s(1350), 1, |d| seen.push((d.seg.start, d.bytes)));
         assert_eq!(n, 200);
         assert_eq!(seen, [(s(1150), 50), (s(1200), 100), (s(1300), 50)]);
         assert_eq!(q.len(), 12);
         q.check_invariants();
         // The same block again delivers nothing new.
-        assert_eq!(q.sack(s(1150), s(1350), |_| panic!("already SACKed")), 0);
+        assert_eq!(q.sack(s(1150), s(1350), 1, |_| panic!("already SACKed")), 0);
         assert_eq!(q.pipe(), 800);
         // A block beyond what was sent is clipped.
-        assert_eq!(q.sack(s(1950), s(5000), |_| {}), 50);
+        assert_eq!(q.sack(s(1950), s(5000), 1, |_| {}), 50);
         q.check_invariants();
     }
 
     #[test]
     fn cumulative_ack_skips_sacked_and_trims_partial() {
         let mut q = ten();
-        q.sack(s(1100), s(1200), |_| {});
+        q.sack(s(1100), s(1200), 1, |_| {});
         let mut seen = Vec::new();
         q.ack(s(1250), |d| seen.push((d.seg.start, d.bytes)));
         // 1000..1100 delivered; 1100..1200 was SACKed already; half of 1200..1300.
@@ -651,14 +674,14 @@ mod tests {
     fn rack_marks_by_send_time_and_reports_the_wait() {
         let mut q = ten();
         // The segment sent at 5 ms was delivered at 12 ms; RTT 7 ms, no reordering window.
-        q.sack(s(1500), s(1600), |_| {});
+        q.sack(s(1500), s(1600), 1, |_| {});
         let (lost, timeout) = q.rack_detect_loss(t(12), t(5), s(1600), Duration::from_millis(7));
         // Sent at 0..=4 ms: deadlines 7..=11 ms have passed.
         assert_eq!(lost, 500);
         assert_eq!(timeout, None);
         // With a 2 ms reordering window segments sent at 4 ms wait until 13 ms.
         let mut q = ten();
-        q.sack(s(1500), s(1600), |_| {});
+        q.sack(s(1500), s(1600), 1, |_| {});
         let (lost, timeout) = q.rack_detect_loss(t(12), t(5), s(1600), Duration::from_millis(9));
         assert_eq!(lost, 400, "sent at 0..=3 ms");
         assert_eq!(timeout, Some(Duration::from_millis(1)));
@@ -680,9 +703,118 @@ mod tests {
     #[test]
     fn reneging_clears_sacks() {
         let mut q = ten();
-        q.sack(s(1200), s(1400), |_| {});
+        q.sack(s(1200), s(1400), 1, |_| {});
         q.clear_sacked();
         assert_eq!(q.pipe(), 1000);
         q.check_invariants();
+    }
+
+    /// Any sequence of operations, with arbitrary SACK blocks, acknowledgments near the
+    /// wrap, losses, retransmissions and RACK passes, keeps the counters, the records and
+    /// the retransmission hint consistent.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Push(u16),
+            Sack(u32, u32),
+            Ack(u32),
+            MarkLost(u32),
+            MarkAllLost,
+            Unmark,
+            ClearSacked,
+            Retransmit(u16),
+            Rack(u8, u32, u8),
+            Tick(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (1u16..3000).prop_map(Op::Push),
+                6 => (any::<u32>(), any::<u32>()).prop_map(|(a, b)| Op::Sack(a, b)),
+                3 => any::<u32>().prop_map(Op::Ack),
+                2 => any::<u32>().prop_map(Op::MarkLost),
+                1 => Just(Op::MarkAllLost),
+                1 => Just(Op::Unmark),
+                1 => Just(Op::ClearSacked),
+                4 => (0u16..3000).prop_map(Op::Retransmit),
+                3 => (any::<u8>(), any::<u32>(), any::<u8>()).prop_map(|(a, b, c)| Op::Rack(a, b, c)),
+                3 => (0u8..50).prop_map(Op::Tick),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+            #[test]
+            fn sent_queue_stays_consistent(
+                base in any::<u32>(),
+                ops in proptest::collection::vec(op(), 1..200),
+            ) {
+                let mut q = SentQueue::default();
+                // Sequence numbers close to the wrap as often as not.
+                let una0 = SeqNum(base);
+                let mut una = una0;
+                let mut nxt = una0;
+                let mut now = 0u64;
+                for op in ops {
+                    match op {
+                        Op::Push(n) => {
+                            q.push(nxt, nxt + u32::from(n), t(now), 0, TxState::default());
+                            nxt += u32::from(n);
+                        }
+                        Op::Sack(a, b) => {
+                            // Either arbitrary, or relative to the window.
+                            let span = ((nxt - una) as u32).max(1);
+                            let (l, r) = if a & 1 == 0 {
+                                (SeqNum(a), SeqNum(b))
+                            } else {
+                                (una + (a >> 1) % (span + 100) - 50u32, una + (b % (span + 100)))
+                            };
+                            // The connection passes only una < l < r <= snd_max.
+                            if l < r && r <= nxt && l > una {
+                                q.sack(l, r, [1, 100, 1000][(b % 3) as usize], |_| {});
+                            }
+                        }
+                        Op::Ack(a) => {
+                            let span = (nxt - una) as u32;
+                            if span > 0 {
+                                let new = una + 1u32 + a % span;
+                                q.ack(new, |_| {});
+                                una = new;
+                            }
+                        }
+                        Op::MarkLost(a) => {
+                            let span = ((nxt - una) as u32).max(1);
+                            q.mark_lost(una + a % span);
+                        }
+                        Op::MarkAllLost => { q.mark_all_lost(); }
+                        Op::Unmark => q.unmark_lost(),
+                        Op::ClearSacked => q.clear_sacked(),
+                        Op::Retransmit(n) => {
+                            if let Some((start, len)) = q.next_lost() {
+                                let n = if n == 0 { len } else { u32::from(n).min(len) };
+                                q.retransmitted(start, n, t(now), 0, TxState::default());
+                            }
+                        }
+                        Op::Rack(back, off, wait) => {
+                            let span = ((nxt - una) as u32).max(1);
+                            let xmit = t(now.saturating_sub(u64::from(back) % 60));
+                            q.rack_detect_loss(t(now), xmit, una + off % span,
+                                Duration::from_millis(u64::from(wait % 20)));
+                        }
+                        Op::Tick(d) => now += u64::from(d),
+                    }
+                    q.check_invariants();
+                    let lowest = q.segs.iter().find(|s| s.needs_retransmit()).map(|s| (s.start, s.len()));
+                    prop_assert_eq!(q.next_lost(), lowest);
+                    if let Some(f) = q.iter().next() {
+                        prop_assert_eq!(f.start, una);
+                    }
+                    prop_assert!(q.log.len() <= 100_000);
+                }
+            }
+        }
     }
 }
