@@ -14,7 +14,7 @@
 //!
 //! `GET /` answers a short text; `GET /bytes/N` answers N bytes of the pattern
 //! `byte[i] = i % 251`, so a client can check every byte. `examples/wire_loss.rs` runs both
-//! flavours side by side.
+//! flavours side by side on a plain veth, `examples/wan_loss.rs` across an emulated WAN.
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
