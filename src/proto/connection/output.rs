@@ -262,10 +262,8 @@ impl Connection {
         }
         let cwnd_room = self.cwnd().saturating_sub(pipe) as usize;
         let rwnd_room = (self.snd_una + self.snd_wnd - seq).max(0) as usize;
-        let len = avail
-            .min(self.payload_room(payload.len()))
-            .min(cwnd_room)
-            .min(rwnd_room);
+        let room = self.payload_room(payload.len());
+        let len = avail.min(room).min(cwnd_room).min(rwnd_room);
         let with_fin = fin_due && seq + len == data_end;
         if len == 0 && !with_fin {
             if avail > 0 && cwnd_room == 0 && rwnd_room > 0 {
@@ -281,7 +279,7 @@ impl Connection {
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4) in
             // Minshall's variant, as Linux runs it: a short segment waits only while an
             // earlier short segment is unacknowledged, so a large write's tail goes at once.
-            let full = len >= self.payload_room(payload.len());
+            let full = len >= room;
             let all_queued = len == avail;
             let small_outstanding = !nothing_in_flight && self.snd_sml > self.snd_una;
             let may_push = all_queued && (self.cfg.nodelay || !small_outstanding || with_fin);
