@@ -546,3 +546,50 @@ fn a_fin_first_sent_on_a_retransmission_is_recorded() {
     c.input(&ack_from_server(3102, &[]), &[]);
     assert_eq!(c.conn.state(), State::FinWait2);
 }
+
+/// Every transmitted segment says what it is: new data, control, or a retransmission with
+/// its cause — what taps, captures and graphs show.
+#[test]
+fn transmissions_say_why_they_are_sent() {
+    use rawtcp::proto::{RetransmitCause, SegmentKind};
+    fn kinds(c: &mut Endpoint) -> Vec<SegmentKind> {
+        let mut buf = vec![0u8; 70_000];
+        let mut out = Vec::new();
+        while let Some(t) = c.conn.poll_transmit(c.now, &mut buf) {
+            out.push(t.kind);
+        }
+        out
+    }
+    let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(10));
+    c.conn.set_nodelay(true);
+    c.conn.send(&[0; 4000]).unwrap();
+    assert_eq!(kinds(&mut c), [SegmentKind::New; 4]);
+    c.advance(Duration::from_millis(10));
+    // Segment 1 lost, 2..4 SACKed: a fast retransmission.
+    c.input(&ack_from_server(101, &[(1101, 4101)]), &[]);
+    assert_eq!(
+        kinds(&mut c),
+        [SegmentKind::Retransmission(RetransmitCause::Fast)]
+    );
+    // Nothing more arrives: the timer resends it.
+    c.fire_next();
+    assert_eq!(
+        kinds(&mut c),
+        [SegmentKind::Retransmission(RetransmitCause::Timeout)]
+    );
+    c.input(&ack_from_server(4101, &[]), &[]);
+    // A lone segment whose ACK does not come: the tail loss probe.
+    c.conn.send(&[0; 1000]).unwrap();
+    assert_eq!(kinds(&mut c), [SegmentKind::New]);
+    c.fire_next();
+    assert_eq!(
+        kinds(&mut c),
+        [SegmentKind::Retransmission(RetransmitCause::LossProbe)]
+    );
+    // A bare ACK is control.
+    let mut data = seg("ACK", 2001, 5101);
+    (data.src_port, data.dst_port) = (80, 40000);
+    c.input(&data, &[1; 1000]);
+    c.input(&data, &[1; 1000]);
+    assert_eq!(kinds(&mut c), [SegmentKind::Control]);
+}

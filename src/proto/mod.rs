@@ -21,7 +21,7 @@ mod time;
 
 pub use config::{Config, Keepalive};
 pub use connection::reset_for;
-pub use connection::{Connection, State, Transmit};
+pub use connection::{Connection, RetransmitCause, Sample, SegmentKind, State, Transmit};
 pub use error::Error;
 pub use info::TcpInfo;
 pub use isn::IsnGenerator;

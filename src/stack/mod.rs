@@ -12,7 +12,7 @@ pub(crate) mod table;
 
 use crate::datapath::{self, Datapath};
 use crate::net::{TcpListener, TcpSocket, TcpStream};
-use crate::proto::{Config, Instant, IsnGenerator};
+use crate::proto::{Config, Instant, IsnGenerator, Sample, SegmentKind};
 use crate::wire::TcpRepr;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -49,6 +49,12 @@ pub struct TapEvent<'a> {
     pub payload_len: usize,
     /// The complete IP packet as it crossed the datapath.
     pub packet: &'a [u8],
+    /// For a segment sent: control, new data, or a retransmission and its cause (timeout,
+    /// fast recovery, tail loss probe). `None` for a segment received.
+    pub kind: Option<SegmentKind>,
+    /// For a segment a connection sent: its window, flight, SRTT and RTO at that moment,
+    /// for graphs over time. `None` for segments received and stateless replies.
+    pub sample: Option<Sample>,
 }
 
 /// A callback that sees every segment a stack sends and every valid segment it receives.

@@ -4,7 +4,7 @@
 use super::table::{ConnId, Entry, ListenerKey, Owner};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
-use crate::proto::{reset_for, Connection, Instant, State};
+use crate::proto::{reset_for, Connection, Instant, SegmentKind, State};
 use crate::wire::{self, TcpFlags, TcpRepr, TCP_MAX_HEADER_LEN};
 use std::cmp::Reverse;
 use std::future::Future;
@@ -218,6 +218,8 @@ impl Reactor {
                             tcp: &t.repr,
                             payload_len: t.payload_len,
                             packet,
+                            kind: Some(t.kind),
+                            sample: Some(entry.conn.sample()),
                         });
                     }
                     self.tx.commit_at(start, len);
@@ -284,6 +286,8 @@ fn handle_packet(
             tcp: &tcp,
             payload_len: payload.len(),
             packet,
+            kind: None,
+            sample: None,
         });
     }
     if !shared.datapath.owns(local) {
@@ -494,6 +498,8 @@ pub(crate) fn emit(
                     tcp: repr,
                     payload_len: payload.len(),
                     packet: &slot[..len],
+                    kind: Some(SegmentKind::Control),
+                    sample: None,
                 });
             }
             tx.commit(len);

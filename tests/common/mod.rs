@@ -96,8 +96,9 @@ impl Endpoint {
     /// Every segment due now: (header, payload).
     pub fn drain(&mut self) -> Vec<(TcpRepr, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some(Transmit { repr, payload_len }) =
-            self.conn.poll_transmit(self.now, &mut self.buf)
+        while let Some(Transmit {
+            repr, payload_len, ..
+        }) = self.conn.poll_transmit(self.now, &mut self.buf)
         {
             out.push((repr, self.buf[..payload_len].to_vec()));
             assert!(out.len() < 10_000, "poll_transmit never returned None");

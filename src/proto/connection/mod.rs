@@ -89,14 +89,69 @@ impl fmt::Display for State {
     }
 }
 
-/// A segment the engine wants sent: the header, and how many payload bytes it copied into
-/// the buffer given to [`Connection::poll_transmit`].
+/// A segment the engine wants sent: the header, how many payload bytes it copied into the
+/// buffer given to [`Connection::poll_transmit`], and why it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
     /// The TCP header to emit (ports, numbers, flags, window, options).
     pub repr: TcpRepr,
     /// Payload bytes at the start of the caller's buffer.
     pub payload_len: usize,
+    /// What the segment is: control, new data, or a retransmission and its cause.
+    pub kind: SegmentKind,
+}
+
+/// What a segment the engine sends is, for taps, captures and graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentKind {
+    /// Nothing new in sequence space: a pure ACK or window update, a RST, a keepalive or
+    /// zero-window probe, or a SYN / SYN+ACK sent for the first time.
+    Control,
+    /// New data or FIN, sent for the first time.
+    New,
+    /// Sequence space sent before, sent again.
+    Retransmission(RetransmitCause),
+}
+
+/// Why a segment is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetransmitCause {
+    /// The retransmission timer expired (RFC 6298), or a SYN timed out.
+    Timeout,
+    /// Fast recovery: RACK (RFC 8985), SACK (RFC 6675) or duplicate ACKs (RFC 5681) deemed it
+    /// lost.
+    Fast,
+    /// A tail loss probe (RFC 8985 §7).
+    LossProbe,
+}
+
+impl fmt::Display for SegmentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            SegmentKind::Control => "control",
+            SegmentKind::New => "new",
+            SegmentKind::Retransmission(RetransmitCause::Timeout) => "rto",
+            SegmentKind::Retransmission(RetransmitCause::Fast) => "fast",
+            SegmentKind::Retransmission(RetransmitCause::LossProbe) => "tlp",
+        })
+    }
+}
+
+/// A few of a connection's figures, cheap to take at every segment (for taps and graphs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Congestion window in force, bytes.
+    pub cwnd: u32,
+    /// Slow-start threshold, bytes.
+    pub ssthresh: u32,
+    /// Bytes in flight (RFC 6675 pipe).
+    pub in_flight: u32,
+    /// Smoothed RTT, once measured.
+    pub srtt: Option<std::time::Duration>,
+    /// Retransmission timeout, backoff included.
+    pub rto: std::time::Duration,
+    /// The peer's receive window, bytes.
+    pub send_window: u32,
 }
 
 impl Transmit {
@@ -308,6 +363,8 @@ pub struct Connection {
     rto_probe: bool,
     /// Send a tail loss probe (RFC 8985 §7.3).
     tlp_now: bool,
+    /// The cause recorded for the retransmission being built.
+    rtx_cause: RetransmitCause,
     /// Send a probe (zero-window or keepalive): an ACK carrying SND.UNA - 1.
     probe_now: bool,
     /// Send what the window allows even if Nagle or SWS avoidance would wait.
@@ -430,6 +487,7 @@ impl Connection {
             pacing_next: None,
             rto_probe: false,
             tlp_now: false,
+            rtx_cause: RetransmitCause::Fast,
             probe_now: false,
             force_send: false,
             ack_now: false,
@@ -667,6 +725,19 @@ impl Connection {
         let read_seq = self.rcv_nxt - self.recv_buf.readable() as u32 - u32::from(self.fin_rcvd);
         let ahead = up - read_seq;
         (ahead > 0).then_some(ahead as usize)
+    }
+
+    /// The figures a graph plots over time: window, flight, RTT, RTO. Cheaper than
+    /// [`info`](Self::info).
+    pub fn sample(&self) -> Sample {
+        Sample {
+            cwnd: self.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            in_flight: self.pipe(),
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            send_window: self.snd_wnd,
+        }
     }
 
     /// A snapshot of the connection's statistics.

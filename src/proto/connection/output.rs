@@ -4,7 +4,7 @@
 //! the congestion window (or PRR), the peer's window, Nagle and silly-window avoidance
 //! allow, and finally a bare ACK when one is owed.
 
-use super::{Connection, Recovery, State, Transmit, MAX_WINDOW};
+use super::{Connection, Recovery, RetransmitCause, SegmentKind, State, Transmit, MAX_WINDOW};
 use crate::proto::{Instant, SeqNum};
 use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
 use std::time::Duration;
@@ -26,6 +26,7 @@ impl Connection {
             return Some(Transmit {
                 repr,
                 payload_len: 0,
+                kind: SegmentKind::Control,
             });
         }
         if self.rst_now {
@@ -43,6 +44,7 @@ impl Connection {
             return Some(Transmit {
                 repr,
                 payload_len: 0,
+                kind: SegmentKind::Control,
             });
         }
         match self.state {
@@ -79,6 +81,11 @@ impl Connection {
         Some(Transmit {
             repr,
             payload_len: 0,
+            kind: if self.retries == 0 {
+                SegmentKind::Control
+            } else {
+                SegmentKind::Retransmission(RetransmitCause::Timeout)
+            },
         })
     }
 
@@ -98,6 +105,7 @@ impl Connection {
         Some(Transmit {
             repr,
             payload_len: 0,
+            kind: SegmentKind::Control,
         })
     }
 
@@ -110,6 +118,7 @@ impl Connection {
             return Some(Transmit {
                 repr,
                 payload_len: 0,
+                kind: SegmentKind::Control,
             });
         }
         if self.rto_probe {
@@ -194,6 +203,11 @@ impl Connection {
             return None;
         }
         let fast = matches!(self.recovery, Recovery::Fast { .. });
+        self.rtx_cause = if forced || matches!(self.recovery, Recovery::Timeout { .. }) {
+            RetransmitCause::Timeout
+        } else {
+            RetransmitCause::Fast
+        };
         let t = self.segment_at(now, start, n as usize, payload);
         if fast {
             self.stats.fast_retransmits += 1;
@@ -215,6 +229,7 @@ impl Connection {
             return None;
         }
         let room = self.payload_room(payload.len());
+        self.rtx_cause = RetransmitCause::LossProbe;
         let unsent = (self.data_end() - self.snd_max).max(0) as usize;
         let rwnd = (self.snd_una + self.snd_wnd - self.snd_max).max(0) as usize;
         let t = if unsent > 0 && rwnd > 0 {
@@ -345,6 +360,7 @@ impl Connection {
             self.snd_sml = end_of_data;
         }
         let end = end_of_data + u32::from(with_fin);
+        let retransmission = seq < self.snd_max;
         let seg_len = (end - seq).max(0) as u32;
         let tsval = repr.options.timestamps.map_or(0, |(v, _)| v);
         let prior_pipe = self.sent.pipe();
@@ -382,9 +398,15 @@ impl Connection {
             self.prr.on_sent(seg_len);
         }
         self.pace(now, seg_len);
+        let kind = if retransmission {
+            SegmentKind::Retransmission(self.rtx_cause)
+        } else {
+            SegmentKind::New
+        };
         Transmit {
             repr,
             payload_len: len,
+            kind,
         }
     }
 
