@@ -397,3 +397,83 @@ async fn family_mismatch_is_invalid_input() {
 async fn accepted_stream_outlives_its_listener() {
     accepted_stream_outlives_listener(&udp_env()).await;
 }
+
+/// The UDP datapath learns where a peer lives only from segments a connection accepted: a
+/// third process that floods the server's UDP port with datagrams claiming the client's TCP
+/// endpoint — with a garbage checksum, with a good checksum but a sequence number outside
+/// the window, or as a SYN — receives none of the server's segments, and the connection
+/// keeps working.
+#[tokio::test]
+async fn a_strangers_datagrams_do_not_redirect_a_connection() {
+    use rawtcp::wire::{emit_tcp_packet, TcpFlags, TcpRepr};
+    let env = udp_env();
+    let (_listener, mut client, mut server) = connected(&env).await;
+    async fn echo(c: &mut TcpStream, s: &mut TcpStream, round: u8) {
+        let msg = [round; 100];
+        c.write_all(&msg).await.unwrap();
+        let mut got = [0u8; 100];
+        within(
+            Duration::from_secs(5),
+            "the server reads",
+            s.read_exact(&mut got),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got, msg);
+        s.write_all(&got).await.unwrap();
+        let mut back = [0u8; 100];
+        within(Duration::from_secs(5), "the echo", c.read_exact(&mut back))
+            .await
+            .unwrap();
+        assert_eq!(back, msg);
+    }
+    echo(&mut client, &mut server, 1).await;
+
+    let (c, s) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker.set_nonblocking(true).unwrap();
+    let forged = |seq: u32, flags: TcpFlags, corrupt: bool| {
+        let repr = TcpRepr {
+            src_port: c.port(),
+            dst_port: s.port(),
+            seq,
+            ack: 1,
+            flags,
+            window: 65535,
+            ..TcpRepr::default()
+        };
+        let mut buf = vec![0u8; 100];
+        let n = emit_tcp_packet(c.ip(), s.ip(), 64, &repr, b"x", &mut buf).unwrap();
+        buf.truncate(n);
+        if corrupt {
+            buf[n - 1] ^= 0xff;
+        }
+        buf
+    };
+    for i in 0..300u32 {
+        let packet = match i % 3 {
+            0 => forged(i.wrapping_mul(7919), TcpFlags::ACK | TcpFlags::PSH, true),
+            1 => forged(
+                i.wrapping_mul(104_729),
+                TcpFlags::ACK | TcpFlags::PSH,
+                false,
+            ),
+            _ => forged(i, TcpFlags::SYN, false),
+        };
+        attacker.send_to(&packet, s).unwrap();
+    }
+    // The connection still works, and its segments keep going to the client.
+    for round in 2..5 {
+        echo(&mut client, &mut server, round).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut buf = [0u8; 2048];
+    let mut stolen = 0;
+    while attacker.recv_from(&mut buf).is_ok() {
+        stolen += 1;
+    }
+    assert_eq!(
+        stolen, 0,
+        "the stranger received {stolen} of the server's segments"
+    );
+}

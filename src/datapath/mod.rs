@@ -36,6 +36,9 @@ pub struct Batch {
     data: Vec<u8>,
     /// Each packet's start within its slot and length.
     lens: Vec<(usize, usize)>,
+    /// Each packet's carrier address, for datapaths that carry packets inside another
+    /// protocol (UDP): where a received packet came from, where a sent one must go.
+    carriers: Vec<Option<SocketAddr>>,
     slot_size: usize,
     capacity: usize,
 }
@@ -56,6 +59,7 @@ impl Batch {
         Batch {
             data: vec![0; capacity * slot_size],
             lens: Vec::with_capacity(capacity),
+            carriers: Vec::with_capacity(capacity),
             slot_size,
             capacity,
         }
@@ -89,6 +93,17 @@ impl Batch {
     /// Forgets every packet (the storage stays).
     pub fn clear(&mut self) {
         self.lens.clear();
+        self.carriers.clear();
+    }
+
+    /// Packet `i`'s carrier address: for a packet received, where the datagram that carried
+    /// it came from; for a packet to send, where it must go. `None` when the datapath has no
+    /// carrier or the packet's own destination decides.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn carrier(&self, i: usize) -> Option<SocketAddr> {
+        self.carriers[i]
     }
 
     /// Packet `i`.
@@ -141,8 +156,18 @@ impl Batch {
     /// # Panics
     /// If the batch is full or the packet does not fit in the slot.
     pub fn commit_at(&mut self, offset: usize, len: usize) {
+        self.commit_via(offset, len, None);
+    }
+
+    /// Like [`commit_at`](Self::commit_at), with the packet's carrier address (see
+    /// [`carrier`](Self::carrier)).
+    ///
+    /// # Panics
+    /// If the batch is full or the packet does not fit in the slot.
+    pub fn commit_via(&mut self, offset: usize, len: usize, carrier: Option<SocketAddr>) {
         assert!(!self.is_full() && offset + len <= self.slot_size);
         self.lens.push((offset, len));
+        self.carriers.push(carrier);
     }
 
     /// Copies `packet` into the next slot; `Err(())` if the batch is full or the packet too big.

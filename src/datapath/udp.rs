@@ -31,12 +31,17 @@
 //! To send a packet, the datapath reads its version, addresses and TCP ports (and nothing
 //! else). The packet leaves through the listener socket bound at (source ip, source port) or
 //! (unspecified, source port) if there is one, else through the shared socket of its family.
-//! It goes to the UDP address learned for its destination: every received datagram records
-//! (inner source ip, source TCP port) → UDP source address, so that replies to a client reach
-//! the client's shared socket rather than its reservation. Without a learned address, the
-//! destination is the inner (destination ip, destination port) itself, which is where a
-//! listener lives. The learned map is bounded (65536 entries; an arbitrary entry is evicted
-//! beyond that).
+//! It goes to the packet's *carrier* address when the stack gives one (see
+//! [`Batch::carrier`]), otherwise to the inner (destination ip, destination port) itself,
+//! which is where a listener lives.
+//!
+//! Every packet received carries the UDP address it came from as its carrier. The stack
+//! remembers it for a connection only once a segment from it was accepted — its checksum
+//! verified, and then taken by the connection as in-window with an acceptable ACK, or as the
+//! SYN a listener answers — and gives it back with that connection's packets, so that a
+//! reply to a client reaches the client's shared socket rather than its reservation. The
+//! datapath itself keeps no map of peers: a stranger's datagram claiming a connection's
+//! addresses is parsed, rejected by the stack, and redirects nothing.
 //!
 //! # Packet sizes
 //!
@@ -94,8 +99,6 @@ const LOOPBACK_MTU_V6: usize = 65_488;
 const MTU_V4: usize = 1_472;
 /// Largest IP packet carried over IPv6 on a 1500-byte link.
 const MTU_V6: usize = 1_452;
-/// Learned (inner endpoint → UDP address) mappings kept at most.
-const MAX_LEARNED: usize = 65_536;
 /// Datagrams read (kept or dropped) by one `poll_recv` call at most, so that a flood of
 /// garbage cannot hold the caller forever.
 const RECV_BUDGET: usize = 1_024;
@@ -138,7 +141,6 @@ pub struct UdpDatapath {
     /// Listener and reservation sockets.
     registry: RwLock<Registry>,
     /// (inner source ip, source TCP port) → UDP source address, from received datagrams.
-    learned: RwLock<HashMap<(IpAddr, u16), SocketAddr>>,
     /// Where the next `poll_recv` starts, so that every socket gets its turn first.
     rotation: AtomicUsize,
     counters: Counters,
@@ -233,7 +235,6 @@ impl UdpDatapath {
             refusals: Mutex::new([None, None]),
             runtime: tokio::runtime::Handle::current(),
             registry: RwLock::new(Registry::default()),
-            learned: RwLock::new(HashMap::new()),
             rotation: AtomicUsize::new(0),
             counters: Counters::default(),
         })
@@ -256,19 +257,6 @@ impl UdpDatapath {
         match ip {
             IpAddr::V4(_) => Some(&self.v4),
             IpAddr::V6(_) => self.v6.as_deref(),
-        }
-    }
-
-    /// Records that packets from the TCP endpoint `key` arrive from UDP address `from`.
-    fn learn(&self, key: (IpAddr, u16), from: SocketAddr) {
-        if read(&self.learned).get(&key) == Some(&from) {
-            return;
-        }
-        let mut map = write(&self.learned);
-        if map.insert(key, from).is_none() && map.len() > MAX_LEARNED {
-            if let Some(victim) = map.keys().find(|k| **k != key).copied() {
-                map.remove(&victim);
-            }
         }
     }
 
@@ -350,15 +338,9 @@ impl UdpDatapath {
                 let ep = slot.get(..n).and_then(parse_endpoints);
                 match ep {
                     Some(ep) if ep.len <= n => {
-                        batch.commit(ep.len);
+                        // The carrier is only recorded; the stack decides whether to trust it.
+                        batch.commit_via(0, ep.len, Some(from));
                         tally.received += 1;
-                        if ep.src.is_ipv4() == from.is_ipv4() {
-                            let key = (ep.src, ep.src_port);
-                            if tally.last != Some((key, from)) {
-                                tally.last = Some((key, from));
-                                self.learn(key, from);
-                            }
-                        }
                     }
                     // The header says more than the slot could hold: the kernel truncated it.
                     Some(_) if n == slot_len => tally.too_large += 1,
@@ -387,8 +369,6 @@ struct RecvTally {
     received: u64,
     too_large: u64,
     malformed: u64,
-    /// The last mapping learned, to skip the map for runs of datagrams from one endpoint.
-    last: Option<((IpAddr, u16), SocketAddr)>,
 }
 
 impl Datapath for UdpDatapath {
@@ -517,8 +497,7 @@ impl Datapath for UdpDatapath {
         let (mut sent, mut dropped, mut malformed, mut no_v6) = (0u64, 0u64, 0u64, 0u64);
         {
             let registry = read(&self.registry);
-            let learned = read(&self.learned);
-            for packet in batch.iter() {
+            for (i, packet) in batch.iter().enumerate() {
                 let Some(ep) = parse_endpoints(packet) else {
                     malformed += 1;
                     continue;
@@ -534,9 +513,9 @@ impl Datapath for UdpDatapath {
                     no_v6 += 1;
                     continue;
                 };
-                let dst = learned
-                    .get(&(ep.dst, ep.dst_port))
-                    .copied()
+                let dst = batch
+                    .carrier(i)
+                    .filter(|c| c.is_ipv4() == ep.dst.is_ipv4())
                     .unwrap_or(SocketAddr::new(ep.dst, ep.dst_port));
                 // A direct non-blocking system call: tokio's readiness tracking would report
                 // `WouldBlock` for a socket its reactor has not polled yet.
@@ -860,15 +839,21 @@ mod tests {
         assert_eq!((repr.src_port, repr.dst_port), (c.port(), s.port()));
         assert_eq!(repr.seq, 1000);
         assert_eq!(payload, b"hello");
+        // The packet came from the client's shared socket, not its reservation.
+        let carrier = got.carrier(0).expect("a carrier address");
+        assert_ne!(carrier, c);
 
-        // The reply goes to the learned address (the client's shared socket), not to the
-        // reservation socket, which nobody reads.
+        // The reply goes to the carrier the stack gives (the client's shared socket), not to
+        // the reservation socket, which nobody reads.
         let mut reply = vec![0; 200];
         let mut r = tcp(s.port(), c.port(), 5000, TcpFlags::SYN | TcpFlags::ACK);
         r.ack = 1006;
         let n = emit_tcp_packet(lo, lo, 64, &r, b"world", &mut reply).unwrap();
         reply.truncate(n);
-        server.send(&batch_of(&[reply])).unwrap();
+        let mut out = Batch::new(1, SLOT);
+        out.next_slot().unwrap()[..n].copy_from_slice(&reply[..n]);
+        out.commit_via(0, n, Some(carrier));
+        server.send(&out).unwrap();
         let mut got = Batch::new(8, SLOT);
         assert_eq!(recv(&client, &mut got, 1).await, 1);
         let (_, repr, payload) = parse_tcp_packet(got.get(0), true).unwrap();
@@ -1179,7 +1164,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listener_socket_sends_and_learned_address_is_used() {
+    async fn listener_socket_sends_and_the_carrier_is_used() {
         // A packet from a listener's address leaves through the listener socket, so its UDP
         // source is the listener's address.
         let dp = UdpDatapath::new().unwrap();
@@ -1192,13 +1177,20 @@ mod tests {
         let (_, from) = peer.recv_from(&mut buf).unwrap();
         assert_eq!(from, s);
 
-        // The peer now speaks as TCP endpoint 127.0.0.1:1 from its UDP address: replies to
-        // that endpoint go to the UDP address.
+        // The peer now speaks as TCP endpoint 127.0.0.1:1 from its UDP address: the packet
+        // arrives with that address as its carrier, and a packet given it as carrier goes
+        // there. Without a carrier, a packet goes to its inner destination: the datapath
+        // learns nothing by itself.
         let inner = SocketAddr::new(LO4, 1);
         peer.send_to(&packet(inner, s, 2, b"b"), s).unwrap();
         let mut got = Batch::new(2, 2048);
         assert_eq!(recv(&dp, &mut got, 1).await, 1);
-        dp.send(&batch_of(&[packet(s, inner, 3, b"c")])).unwrap();
+        assert_eq!(got.carrier(0), Some(p));
+        let reply = packet(s, inner, 3, b"c");
+        let mut out = Batch::new(1, 2048);
+        out.next_slot().unwrap()[..reply.len()].copy_from_slice(&reply);
+        out.commit_via(0, reply.len(), Some(p));
+        dp.send(&out).unwrap();
         let (n, from) = peer.recv_from(&mut buf).unwrap();
         assert_eq!(from, s);
         let (_, repr, _) = parse_tcp_packet(&buf[..n], true).unwrap();

@@ -221,6 +221,7 @@ impl TcpSocket {
                 error_taken: false,
                 established_seen: false,
                 handshake_seen: false,
+                route: None,
             });
             inner.mark_dirty(id);
             id

@@ -80,7 +80,9 @@ impl Future for Reactor {
                     if partial {
                         wire::complete_partial_checksum(this.rx.get_mut(i));
                     }
-                    let urgent = handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i));
+                    let carrier = this.rx.carrier(i);
+                    let urgent =
+                        handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i), carrier);
                     if let Some(id) = urgent {
                         // An ACK reporting a gap or a duplicate goes before the next arrival
                         // is processed, so each out-of-order segment gets its own
@@ -191,7 +193,12 @@ impl Reactor {
         let Some(entry) = inner.table.get_mut(id) else {
             return;
         };
-        let (local, remote, ttl) = (entry.conn.local_addr(), entry.conn.remote_addr(), entry.ttl);
+        let (local, remote, ttl, route) = (
+            entry.conn.local_addr(),
+            entry.conn.remote_addr(),
+            entry.ttl,
+            entry.route,
+        );
         let ip_len = if remote.is_ipv4() { 20 } else { 40 };
         // The engine copies the payload straight into the outgoing slot, behind room for the
         // largest headers, which are then written in front of it: one copy per segment.
@@ -222,7 +229,7 @@ impl Reactor {
                             sample: Some(entry.conn.sample()),
                         });
                     }
-                    self.tx.commit_at(start, len);
+                    self.tx.commit_via(start, len, route);
                     inner.stats.packets_out += 1;
                 }
                 Err(e) => tracing::warn!(error = %e, "could not emit segment"),
@@ -265,6 +272,7 @@ fn handle_packet(
     tx: &mut Batch,
     now: Instant,
     packet: &[u8],
+    carrier: Option<SocketAddr>,
 ) -> Option<ConnId> {
     inner.stats.packets_in += 1;
     let (ip, tcp, payload) =
@@ -309,7 +317,10 @@ fn handle_packet(
                 // A closed connection the application still holds has no TCB: the segment
                 // is for no connection (RFC 9293 §3.10.7.1), and a SYN may open a new one.
             } else {
-                e.conn.on_segment(now, &tcp, payload);
+                if e.conn.on_segment(now, &tcp, payload) && carrier.is_some() {
+                    // Only a segment the connection accepted says where the peer is.
+                    e.route = carrier;
+                }
                 let urgent = e.conn.ack_urgent();
                 inner.mark_dirty(id);
                 return urgent.then_some(id);
@@ -318,14 +329,22 @@ fn handle_packet(
     }
     if tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.intersects(TcpFlags::ACK | TcpFlags::RST) {
         if let Some(key) = inner.table.listener_for(local, remote) {
-            accept_syn(shared, inner, key, local, remote, &tcp, now);
+            accept_syn(shared, inner, key, (local, remote, carrier), &tcp, now);
             return None;
         }
     }
     // RFC 9293 §3.10.7.1: no connection here.
     if let Some(rst) = reset_for(&tcp, payload.len()) {
         inner.stats.resets_sent += 1;
-        emit(shared, &mut inner.stats, tx, local, remote, 64, &rst, &[]);
+        emit(
+            shared,
+            &mut inner.stats,
+            tx,
+            (local, remote, carrier),
+            64,
+            &rst,
+            &[],
+        );
     }
     None
 }
@@ -336,8 +355,7 @@ fn accept_syn(
     shared: &Shared,
     inner: &mut Inner,
     key: ListenerKey,
-    local: SocketAddr,
-    remote: SocketAddr,
+    (local, remote, carrier): (SocketAddr, SocketAddr, Option<SocketAddr>),
     syn: &TcpRepr,
     now: Instant,
 ) {
@@ -370,6 +388,7 @@ fn accept_syn(
         error_taken: false,
         established_seen: false,
         handshake_seen: false,
+        route: carrier,
     });
     inner.mark_dirty(id);
 }
@@ -465,18 +484,18 @@ fn next_deadline(inner: &mut Inner) -> Option<Instant> {
     None
 }
 
-/// Builds the IP packet for a segment into the next batch slot.
-#[allow(clippy::too_many_arguments)]
+/// Builds the IP packet for a segment into the next batch slot. `to` is (local address,
+/// remote address, carrier: where the datapath carries it, see [`Batch::carrier`]).
 pub(crate) fn emit(
     shared: &Shared,
     stats: &mut super::StackStats,
     tx: &mut Batch,
-    local: SocketAddr,
-    remote: SocketAddr,
+    to: (SocketAddr, SocketAddr, Option<SocketAddr>),
     ttl: u8,
     repr: &TcpRepr,
     payload: &[u8],
 ) {
+    let (local, remote, carrier) = to;
     let src = if local.ip().is_unspecified() {
         match shared.datapath.local_ip_for(remote.ip()) {
             Ok(ip) => ip,
@@ -502,7 +521,7 @@ pub(crate) fn emit(
                     sample: None,
                 });
             }
-            tx.commit(len);
+            tx.commit_via(0, len, carrier);
             stats.packets_out += 1;
         }
         Err(e) => tracing::warn!(error = %e, "could not emit segment"),

@@ -73,6 +73,9 @@ pub(crate) struct Entry {
     pub established_seen: bool,
     /// Whether waiters were told that the handshake ended.
     pub handshake_seen: bool,
+    /// Where the datapath must carry this connection's packets (the UDP address the peer
+    /// speaks from), learned only from segments the connection accepted.
+    pub route: Option<SocketAddr>,
 }
 
 /// A listening address.

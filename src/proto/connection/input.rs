@@ -21,8 +21,16 @@ impl Connection {
     ///
     /// `payload` is the segment's data. Replies (ACKs, RSTs, data) come out of
     /// [`poll_transmit`](Self::poll_transmit); state changes and errors are visible at once.
-    pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
+    ///
+    /// Returns whether the segment was *accepted* as the peer's: a SYN that opened the
+    /// connection, a SYN+ACK that completed it, or a segment inside the receive window with
+    /// an acceptable acknowledgment (RFC 9293 §3.10.7.4 up to its fifth step). A driver that
+    /// learns where the peer is from arriving packets (the UDP datapath's return addresses)
+    /// should learn only from accepted ones, so that a stranger's forged segment redirects
+    /// nothing.
+    pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> bool {
         self.stats.segments_received += 1;
+        self.accepted = false;
         match self.state {
             // A closed connection has no TCB; the driver answers with `reset_for`.
             State::Closed => {}
@@ -30,6 +38,7 @@ impl Connection {
             State::SynSent => self.on_syn_sent(now, seg, payload),
             _ => self.on_synchronized(now, seg, payload),
         }
+        self.accepted
     }
 
     /// RFC 9293 §3.10.7.2.
@@ -57,6 +66,7 @@ impl Connection {
         // Data on a SYN is not accepted (no TCP Fast Open): the peer sends it again.
         self.snd_nxt = self.iss;
         self.last_send = now;
+        self.accepted = true;
         self.set_state(State::SynReceived);
     }
 
@@ -113,6 +123,7 @@ impl Connection {
         self.irs = SeqNum(seg.seq);
         self.rcv_nxt = self.irs + 1u32;
         self.rcv_adv = self.rcv_nxt;
+        self.accepted = true;
         self.negotiate(&seg.options);
         self.snd_wnd = u32::from(seg.window);
         self.max_snd_wnd = self.snd_wnd;
@@ -295,6 +306,7 @@ impl Connection {
             self.ack_now = true;
             return;
         }
+        self.accepted = true;
         self.process_ack(now, seg, payload.len());
         if self.state == State::Closed {
             return;

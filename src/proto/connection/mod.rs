@@ -379,6 +379,8 @@ pub struct Connection {
     last_oow_ack: Option<Instant>,
     /// Send RST (abort) before anything else.
     rst_now: bool,
+    /// The segment being processed was accepted as the peer's (see `on_segment`).
+    accepted: bool,
     /// A reply outside the connection's sequence space (RST to a bad ACK).
     reply: Option<TcpRepr>,
 
@@ -495,6 +497,7 @@ impl Connection {
             rcvd_since_ack: 0,
             last_oow_ack: None,
             rst_now: false,
+            accepted: false,
             reply: None,
             error: None,
             stats: Stats::default(),
