@@ -6,8 +6,9 @@ mod runtime_common;
 
 use rawtcp::datapath::sim::{LinkConfig, SimNetwork};
 use rawtcp::proto::Config;
-use rawtcp::Stack;
+use rawtcp::{Stack, TcpListener};
 use runtime_common::*;
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -357,4 +358,60 @@ async fn write_after_peer_reset_fails() {
 async fn accepted_stream_outlives_its_listener() {
     let (_net, env) = sim_env(25, lan());
     accepted_stream_outlives_listener(&env).await;
+}
+
+/// Outgoing connections share local ports across destinations, as Linux's `connect` does,
+/// and when every port is taken for a destination `connect` fails at once with
+/// `AddrNotAvailable` instead of hanging: a host with one address holds 16,384 connections
+/// to one server port (the whole ephemeral range), the next fails, and a connection to
+/// another port of the server still gets one of the ports already in use.
+#[tokio::test(start_paused = true)]
+async fn ports_are_shared_across_destinations_and_exhaustion_fails_at_once() {
+    let (_net, env) = sim_env(13, lan());
+    let first = env.server.bind(env.bind).await.expect("bind");
+    let second = env.server.bind(env.bind).await.expect("bind");
+    let (a, b) = (first.local_addr().unwrap(), second.local_addr().unwrap());
+    let accept_all = |l: TcpListener| {
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        })
+    };
+    let _servers = (accept_all(first), accept_all(second));
+    const PORTS: usize = 16_384;
+    let mut streams = Vec::with_capacity(PORTS);
+    let real = std::time::Instant::now();
+    for i in 0..PORTS {
+        let s = within(env.limit, "connect", env.client.connect(a))
+            .await
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        streams.push(s);
+    }
+    let ports: HashSet<u16> = streams
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(
+        ports.len(),
+        PORTS,
+        "every connection to one destination has its own port"
+    );
+    let e = within(
+        Duration::from_secs(1),
+        "the connect that finds no port",
+        env.client.connect(a),
+    )
+    .await
+    .expect_err("no port is left for this destination");
+    assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable, "{e}");
+    let other = within(env.limit, "connect elsewhere", env.client.connect(b))
+        .await
+        .expect("a port shared with a connection to the other destination");
+    assert!(ports.contains(&other.local_addr().unwrap().port()));
+    eprintln!(
+        "{PORTS} connections and the exhaustion check: {:?} real",
+        real.elapsed()
+    );
 }

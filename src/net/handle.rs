@@ -316,10 +316,8 @@ impl Drop for ConnHandle {
             inner.mark_dirty(id);
             if stopped {
                 // No reactor to finish the close: forget it now.
-                if let Some(e) = inner.table.remove(id) {
-                    if let Some(a) = e.claimed {
-                        self.shared.datapath.unbind(a);
-                    }
+                if let Some(a) = inner.forget(id) {
+                    self.shared.datapath.unbind(a);
                 }
             }
         }

@@ -134,9 +134,7 @@ impl TcpSocket {
                         && e.owner == Owner::Detached
                         && e.claimed.is_some_and(|c| c.port() == addr.port())
                     {
-                        released.extend(e.claimed.take());
-                        inner.table.remove(id);
-                        inner.reaped = true;
+                        released.extend(inner.forget(id));
                     }
                 }
             }
@@ -164,45 +162,77 @@ impl TcpSocket {
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
         self.check_family(addr)?;
         let shared = self.stack.shared().clone();
-        let (local, claimed, cfg, zero_linger) = {
+        let (fixed, auto_ip, cfg, zero_linger) = {
             let mut o = self.opts();
             let joined = std::mem::take(&mut o.joined);
-            let (local, claimed) = match o.bound.take() {
+            let (fixed, auto_ip) = match o.bound.take() {
                 Some(b) if b.ip().is_unspecified() => {
                     let ip = shared.datapath.local_ip_for(addr.ip())?;
-                    (SocketAddr::new(ip, b.port()), b)
+                    // An address joined from sharing listeners stays theirs to release.
+                    (
+                        Some((SocketAddr::new(ip, b.port()), (!joined).then_some(b))),
+                        ip,
+                    )
                 }
-                Some(b) => (b, b),
-                None => {
-                    let ip = shared.datapath.local_ip_for(addr.ip())?;
-                    let c = shared
-                        .datapath
-                        .bind(SocketAddr::new(ip, 0), BindKind::Connect)?;
-                    (c, c)
-                }
+                Some(b) => (Some((b, (!joined).then_some(b))), b.ip()),
+                None => (None, shared.datapath.local_ip_for(addr.ip())?),
             };
-            // An address joined from sharing listeners stays theirs to release.
-            let claimed = (!joined).then_some(claimed);
-            (local, claimed, o.config.clone(), o.zero_linger)
+            (fixed, auto_ip, o.config.clone(), o.zero_linger)
         };
         let release = |claimed: Option<SocketAddr>| {
             if let Some(c) = claimed {
                 shared.datapath.unbind(c);
             }
         };
-        let id = {
+        // Without a bound address the stack chooses the port (see `Inner::share_connect_port`):
+        // one already claimed for connections elsewhere if the 4-tuple is free, else a new
+        // claim from the datapath, else — every port taken for this peer — `AddrNotAvailable`
+        // at once, as Linux's `connect` fails with `EADDRNOTAVAIL`. The choice and the
+        // table entry are made under one lock, so that concurrent connects never pick one
+        // 4-tuple twice.
+        let mut fresh: Option<SocketAddr> = None;
+        let mut exhausted = false;
+        let (id, local) = loop {
             let mut inner = shared.lock();
             if inner.shutdown || inner.stopped {
                 drop(inner);
-                release(claimed);
+                release(fixed.and_then(|f| f.1).or(fresh));
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "rawtcp: the stack shut down",
                 ));
             }
+            let (local, claimed) = match fixed {
+                Some(f) => f,
+                None => {
+                    if let Some(a) = fresh.take() {
+                        inner.add_connect_port(a);
+                        (a, Some(a))
+                    } else if let Some(a) = inner.share_connect_port(auto_ip, addr, exhausted) {
+                        (a, Some(a))
+                    } else if exhausted {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrNotAvailable,
+                            format!("rawtcp: no local port left on {auto_ip} for a connection to {addr}"),
+                        ));
+                    } else {
+                        drop(inner);
+                        match shared
+                            .datapath
+                            .bind(SocketAddr::new(auto_ip, 0), BindKind::Connect)
+                        {
+                            Ok(a) => fresh = Some(a),
+                            Err(e) if e.kind() == io::ErrorKind::AddrInUse => exhausted = true,
+                            Err(e) => return Err(e),
+                        }
+                        continue;
+                    }
+                }
+            };
             if inner.table.by_tuple.contains_key(&(local, addr)) {
+                let give_back = claimed.and_then(|c| inner.drop_claim(c));
                 drop(inner);
-                release(claimed);
+                release(give_back);
                 return Err(io::ErrorKind::AddrInUse.into());
             }
             let iss = shared.isn(&inner, local, addr);
@@ -224,7 +254,7 @@ impl TcpSocket {
                 route: None,
             });
             inner.mark_dirty(id);
-            id
+            break (id, local);
         };
         let handle = ConnHandle {
             shared,

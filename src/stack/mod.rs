@@ -15,7 +15,7 @@ use crate::net::{TcpListener, TcpSocket, TcpStream};
 use crate::proto::{Config, Instant, IsnGenerator, Sample, SegmentKind};
 use crate::wire::TcpRepr;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -120,6 +120,14 @@ pub(crate) struct Inner {
     pub lingering: Vec<SocketAddr>,
     /// A connection was forgotten since the lingering addresses were last checked.
     pub reaped: bool,
+    /// Local addresses claimed from the datapath for outgoing connections whose port the
+    /// stack chose, with how many connections use each. Connections to different peers
+    /// share them, as Linux shares a `connect` port (the 4-tuple stays unique).
+    pub connect_ports: HashMap<SocketAddr, u32>,
+    /// The same addresses in claim order, for choosing one to share.
+    pub connect_order: Vec<SocketAddr>,
+    /// Where the search for a port to share goes on from.
+    pub connect_cursor: usize,
 }
 
 impl Shared {
@@ -165,7 +173,67 @@ impl Shared {
     }
 }
 
+/// How many claimed ports a `connect` tries to share before it claims a new one.
+const SHARE_TRIES: usize = 8;
+
 impl Inner {
+    /// Forgets connection `id`: out of the table, its claim on a local address given up.
+    /// Returns the address to give back to the datapath (outside the lock) when no
+    /// connection uses it any more.
+    pub fn forget(&mut self, id: ConnId) -> Option<SocketAddr> {
+        let e = self.table.remove(id)?;
+        self.reaped = true;
+        self.drop_claim(e.claimed?)
+    }
+
+    /// Gives up one connection's claim on `addr`; returns it when it is to be given back
+    /// to the datapath (nothing else uses it).
+    pub fn drop_claim(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
+        match self.connect_ports.get_mut(&addr) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                None
+            }
+            Some(_) => {
+                self.connect_ports.remove(&addr);
+                if let Some(i) = self.connect_order.iter().position(|a| *a == addr) {
+                    self.connect_order.swap_remove(i);
+                }
+                Some(addr)
+            }
+            None => Some(addr),
+        }
+    }
+
+    /// A local address already claimed for outgoing connections on `ip` that a connection to
+    /// `remote` can share (their 4-tuples differ), taking a reference to it. `exhaustive`
+    /// looks at every one; otherwise a few, round robin, so that `connect` stays cheap.
+    pub fn share_connect_port(
+        &mut self,
+        ip: IpAddr,
+        remote: SocketAddr,
+        exhaustive: bool,
+    ) -> Option<SocketAddr> {
+        let n = self.connect_order.len();
+        let tries = if exhaustive { n } else { n.min(SHARE_TRIES) };
+        for _ in 0..tries {
+            self.connect_cursor = (self.connect_cursor + 1) % n;
+            let addr = self.connect_order[self.connect_cursor];
+            if addr.ip() == ip && !self.table.by_tuple.contains_key(&(addr, remote)) {
+                *self.connect_ports.entry(addr).or_insert(0) += 1;
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// Records a local address just claimed for an outgoing connection, to share later.
+    pub fn add_connect_port(&mut self, addr: SocketAddr) {
+        if self.connect_ports.insert(addr, 1).is_none() {
+            self.connect_order.push(addr);
+        }
+    }
+
     /// Whether a connection still uses the local address `addr` (or, for a wildcard
     /// address, its port).
     pub fn address_in_use(&self, addr: SocketAddr) -> bool {
@@ -409,6 +477,9 @@ impl StackBuilder {
                 unbind_later: Vec::new(),
                 lingering: Vec::new(),
                 reaped: false,
+                connect_ports: HashMap::new(),
+                connect_order: Vec::new(),
+                connect_cursor: 0,
             }),
             datapath,
             origin: tokio::time::Instant::now(),

@@ -240,6 +240,8 @@ impl Reactor {
     /// The last handle to the stack went: reset every connection, wake every waiter.
     fn shut_down(&mut self, inner: &mut Inner) {
         let now = self.shared.now();
+        // Connections may share a claimed address: each is given back once.
+        let mut release = std::collections::HashSet::new();
         for id in inner.table.ids() {
             if let Some(e) = inner.table.get_mut(id) {
                 e.conn.abort();
@@ -248,10 +250,13 @@ impl Reactor {
             if let Some(e) = inner.table.get_mut(id) {
                 e.readers.wake_all();
                 e.writers.wake_all();
-                if let Some(a) = e.claimed.take() {
-                    self.shared.datapath.unbind(a);
-                }
+                release.extend(e.claimed.take());
             }
+        }
+        inner.connect_ports.clear();
+        inner.connect_order.clear();
+        for a in release {
+            self.shared.datapath.unbind(a);
         }
         for l in inner.table.listeners.values_mut() {
             l.waiters.wake_all();
@@ -307,10 +312,7 @@ fn handle_packet(
         if let Some(e) = inner.table.get_mut(id) {
             if e.conn.accepts_new_syn(&tcp) {
                 // A new incarnation replaces the one lingering in TIME-WAIT (RFC 6191).
-                let claimed = e.claimed.take();
-                inner.table.remove(id);
-                inner.reaped = true;
-                if let Some(a) = claimed {
+                if let Some(a) = inner.forget(id) {
                     inner.unbind_later.push(a);
                 }
             } else if e.conn.state() == State::Closed {
@@ -427,7 +429,9 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
             if let Some(l) = inner.table.listeners.get_mut(&key) {
                 l.syn_queue = l.syn_queue.saturating_sub(1);
             }
-            inner.table.remove(id);
+            if let Some(a) = inner.forget(id) {
+                inner.unbind_later.push(a);
+            }
             return;
         }
     }
@@ -435,10 +439,7 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
         return;
     };
     if closed && e.owner == Owner::Detached {
-        let claimed = e.claimed.take();
-        inner.table.remove(id);
-        inner.reaped = true;
-        if let Some(a) = claimed {
+        if let Some(a) = inner.forget(id) {
             inner.unbind_later.push(a);
         }
         return;
