@@ -148,7 +148,11 @@ fn segmentation_and_psh() {
     assert_eq!(c.conn.info().bytes_in_flight, 3000);
     c.input(&from_server("ACK", 2001, 3101, 65535), &[]);
     assert_eq!(c.conn.info().bytes_in_flight, 0);
-    assert_eq!(c.conn.poll_timeout(), None, "nothing outstanding: no timer");
+    assert_eq!(
+        c.conn.poll_timeout(),
+        Some(c.now + Duration::from_secs(1)),
+        "nothing outstanding: no retransmission timer, only the emptied buffer's idle release"
+    );
 }
 
 /// Nagle (RFC 1122 §4.2.3.4): while a small segment is unacknowledged another small
@@ -268,7 +272,11 @@ fn retransmission_timeout_and_backoff() {
     assert_eq!(info.cwnd, 1460, "the loss window is one segment");
     assert_eq!(info.ssthresh, 2 * 1460);
     c.input(&from_server("ACK", 2001, 201, 65535), &[]);
-    assert_eq!(c.conn.poll_timeout(), None);
+    assert_eq!(
+        c.conn.poll_timeout(),
+        Some(c.now + Duration::from_secs(1)),
+        "the retransmission timer stopped; the emptied buffer's idle release remains"
+    );
     let info = c.conn.info();
     assert_eq!((info.retransmissions, info.timeouts), (2, 2));
 }
@@ -463,4 +471,41 @@ fn spurious_fast_retransmit_is_undone_by_timestamps() {
             assert!(info.cwnd < before, "a real loss keeps the reduction");
         }
     }
+}
+
+/// A busy connection keeps its buffers' storage across empty/full cycles (no free and
+/// regrow, no page faults on the hot path); one that stays idle for a second gives it back.
+#[test]
+fn buffers_are_kept_while_busy_and_released_when_idle() {
+    let mut c = established(
+        Config {
+            delayed_ack: Duration::ZERO,
+            ..plain()
+        },
+        65535,
+    );
+    let from = |seq: u32| from_server("ACK", seq, 101, 65535);
+    let mut seq = 2001u32;
+    for round in 0..3 {
+        // 40 segments of 1460, within the 64 KiB window, then read.
+        for _ in 0..40 {
+            c.input(&from(seq), &[round; 1460]);
+            seq += 1460;
+        }
+        c.drain();
+        assert_eq!(c.read_all().len(), 40 * 1460);
+        assert!(
+            c.conn.buffer_memory() >= 40 * 1460,
+            "round {round}: the storage is kept while busy"
+        );
+        c.advance(Duration::from_millis(100));
+    }
+    c.drain();
+    let deadline = c
+        .conn
+        .poll_timeout()
+        .expect("the idle release is scheduled");
+    assert!(deadline <= c.now + Duration::from_secs(1));
+    c.advance_to(deadline);
+    assert_eq!(c.conn.buffer_memory(), 0, "idle: nothing held");
 }

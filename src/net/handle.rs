@@ -74,7 +74,7 @@ impl ConnHandle {
             match r {
                 Ok(n) => {
                     buf.advance(n);
-                    if e.conn.ack_pending() {
+                    if e.conn.needs_driver() {
                         inner.mark_dirty(id);
                     }
                     Poll::Ready(Ok(()))
@@ -93,7 +93,7 @@ impl ConnHandle {
         self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
             let n = e.conn.recv(buf)?;
-            if e.conn.ack_pending() {
+            if e.conn.needs_driver() {
                 inner.mark_dirty(id);
             }
             Ok(n)

@@ -15,6 +15,11 @@ use std::collections::VecDeque;
 /// holes is dropped until they fill, which turns one loss into a run of losses.
 pub const MAX_RANGES: usize = 1024;
 
+/// Storage an empty buffer may keep without counting as idle memory: none, so that an
+/// idle connection holds no buffer at all (the memory goal is per idle endpoint, and there
+/// may be a hundred thousand of them).
+pub const RETAIN: usize = 0;
+
 /// Received bytes: readable in-order data and reassembly state.
 #[derive(Debug, Default)]
 pub struct RecvBuffer {
@@ -95,6 +100,14 @@ impl RecvBuffer {
             return result;
         }
         let payload = &payload[..payload.len().min(room - offset)];
+        if offset == 0 && self.ranges.is_empty() && self.data.len() == self.readable {
+            // In order with nothing held beyond it, the common case: append, no zero-filling
+            // and no reassembly bookkeeping.
+            self.data.extend(payload);
+            self.readable += payload.len();
+            result.advanced = payload.len();
+            return result;
+        }
         let (start, end) = (offset, offset + payload.len());
         if start > 0 && !self.can_add_range(start, end) {
             result.dropped = true;
@@ -178,7 +191,23 @@ impl RecvBuffer {
         let n = n.min(self.readable);
         self.data.drain(..n);
         self.readable -= n;
-        if self.data.is_empty() && self.data.capacity() > 64 * 1024 {
+    }
+
+    /// Whether the buffer is empty but still holds more than [`RETAIN`] bytes of storage: a
+    /// busy connection keeps it (freeing and regrowing it on every empty/full cycle would
+    /// cost allocations and page faults), an idle one should [`release`](Self::release) it.
+    pub fn holds_idle_memory(&self) -> bool {
+        self.data.is_empty() && self.data.capacity() > RETAIN
+    }
+
+    /// Bytes of storage allocated.
+    pub fn allocated(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Gives the storage back if the buffer is empty.
+    pub fn release(&mut self) {
+        if self.data.is_empty() {
             self.data = VecDeque::new();
         }
     }

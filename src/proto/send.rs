@@ -79,8 +79,23 @@ impl SendBuffer {
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.data.len());
         self.data.drain(..n);
-        if self.data.is_empty() && self.data.capacity() > 64 * 1024 {
-            // Idle connections give their memory back (DESIGN: memory is proportional).
+    }
+
+    /// Whether the buffer is empty but still holds more than [`RETAIN`](super::recv::RETAIN)
+    /// bytes of storage: a busy connection keeps it, an idle one should
+    /// [`release`](Self::release) it (DESIGN: memory is proportional).
+    pub fn holds_idle_memory(&self) -> bool {
+        self.data.is_empty() && self.data.capacity() > super::recv::RETAIN
+    }
+
+    /// Bytes of storage allocated.
+    pub fn allocated(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Gives the storage back if the buffer is empty.
+    pub fn release(&mut self) {
+        if self.data.is_empty() {
             self.data = VecDeque::new();
         }
     }

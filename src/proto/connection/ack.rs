@@ -151,6 +151,9 @@ impl Connection {
             self.dupacks = self.dupacks.saturating_sub(segments.saturating_sub(1));
         }
 
+        if advanced && self.send_buf.is_empty() {
+            self.note_idle_memory();
+        }
         // RFC 6298 §2: one sample from what this ACK newly acknowledged.
         let rtt_sample = match (oldest_acked, retrans_acked) {
             (Some(t), false) => Some(now - t),

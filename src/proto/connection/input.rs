@@ -30,6 +30,7 @@ impl Connection {
     /// nothing.
     pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> bool {
         self.stats.segments_received += 1;
+        self.now_hint = self.now_hint.max(now);
         self.accepted = false;
         match self.state {
             // A closed connection has no TCB; the driver answers with `reset_for`.

@@ -230,6 +230,8 @@ struct Timers {
     delayed_ack: Option<Instant>,
     keepalive: Option<Instant>,
     time_wait: Option<Instant>,
+    /// When buffers that emptied may give their storage back, if they stay empty.
+    release: Option<Instant>,
 }
 
 /// One TCP connection's complete state (the TCB of RFC 9293 §3.3.1).
@@ -381,6 +383,11 @@ pub struct Connection {
     rst_now: bool,
     /// The segment being processed was accepted as the peer's (see `on_segment`).
     accepted: bool,
+    /// The latest time the driver passed in: an application call, which has no clock,
+    /// arms timers from it.
+    now_hint: Instant,
+    /// An application call armed a timer: the driver should look at `poll_timeout` again.
+    timer_changed: bool,
     /// A reply outside the connection's sequence space (RST to a bad ACK).
     reply: Option<TcpRepr>,
 
@@ -413,6 +420,9 @@ fn ts_offset(local: SocketAddr, remote: SocketAddr) -> u32 {
 
 /// Largest window expressible with the largest shift (RFC 7323 §2.3).
 const MAX_WINDOW: usize = 65_535 << 14;
+
+/// How long emptied buffers keep their storage before giving it back.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Connection {
     fn new(cfg: Config, local: SocketAddr, remote: SocketAddr, iss: SeqNum, now: Instant) -> Self {
@@ -498,6 +508,8 @@ impl Connection {
             last_oow_ack: None,
             rst_now: false,
             accepted: false,
+            now_hint: now,
+            timer_changed: false,
             reply: None,
             error: None,
             stats: Stats::default(),
@@ -660,6 +672,11 @@ impl Connection {
     /// Bytes waiting to be read.
     pub fn recv_queue(&self) -> usize {
         self.recv_buf.readable()
+    }
+
+    /// Bytes of buffer storage the connection holds (send and receive buffers).
+    pub fn buffer_memory(&self) -> usize {
+        self.send_buf.allocated() + self.recv_buf.allocated()
     }
 
     /// Bytes written and not yet acknowledged.
@@ -895,6 +912,7 @@ impl Connection {
         self.recv_buf.consume(n);
         if n > 0 {
             self.check_window_update();
+            self.note_idle_memory();
         }
         Ok(n)
     }
@@ -925,6 +943,33 @@ impl Connection {
     pub fn consume(&mut self, n: usize) {
         self.recv_buf.consume(n);
         self.check_window_update();
+        self.note_idle_memory();
+    }
+
+    /// A buffer emptied: if it keeps a large allocation, let it go once the connection has
+    /// been idle for [`IDLE_RELEASE`] — a busy connection keeps its storage (no
+    /// free-and-regrow on every empty/full cycle), an idle one holds no large buffer.
+    fn note_idle_memory(&mut self) {
+        // A direction that is over needs no storage again: give it back at once.
+        if self.fin_queued && self.send_buf.is_empty() {
+            self.send_buf.release();
+        }
+        if self.fin_rcvd && self.recv_buf.readable() == 0 {
+            self.recv_buf.release();
+        }
+        if self.timers.release.is_none()
+            && (self.recv_buf.holds_idle_memory() || self.send_buf.holds_idle_memory())
+        {
+            self.timers.release = Some(self.now_hint + IDLE_RELEASE);
+            self.timer_changed = true;
+        }
+    }
+
+    /// Whether the driver should run [`poll_transmit`](Self::poll_transmit) and read
+    /// [`poll_timeout`](Self::poll_timeout) again after an application call: an
+    /// acknowledgment or window update is owed, or a timer was armed.
+    pub fn needs_driver(&self) -> bool {
+        self.ack_now || self.timer_changed
     }
 
     /// Shuts down the write half: FIN is sent after the data already written (RFC 9293
@@ -1071,6 +1116,7 @@ impl Connection {
         let t = &self.timers;
         [
             t.retransmit,
+            t.release,
             t.loss_probe,
             t.reorder,
             t.pacing,
@@ -1087,6 +1133,12 @@ impl Connection {
     /// Fires every timer due at `now`. Segments they cause come out of
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now_hint = self.now_hint.max(now);
+        if self.timers.release.is_some_and(|t| t <= now) {
+            self.timers.release = None;
+            self.send_buf.release();
+            self.recv_buf.release();
+        }
         if self.timers.time_wait.is_some_and(|t| t <= now) {
             self.timers.time_wait = None;
             self.enter_closed();

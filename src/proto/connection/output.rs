@@ -21,6 +21,8 @@ impl Connection {
     /// ([`on_segment`](Self::on_segment), an application call, or
     /// [`handle_timeout`](Self::handle_timeout)).
     pub fn poll_transmit(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+        self.now_hint = self.now_hint.max(now);
+        self.timer_changed = false;
         if let Some(repr) = self.reply.take() {
             self.stats.segments_sent += 1;
             return Some(Transmit {
