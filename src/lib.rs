@@ -55,7 +55,10 @@ pub use net::{
     WriteHalf,
 };
 pub use proto::TcpInfo;
-pub use stack::{Direction, IsnFn, Stack, StackBuilder, StackStats, Tap, TapEvent};
+pub use stack::{
+    ConnectionEntry, Connections, Direction, Holder, IsnFn, ListenerEntry, Stack, StackBuilder,
+    StackStats, Tap, TapEvent,
+};
 
 /// The socket types under the module path tokio uses (`tokio::net::tcp`).
 pub mod tcp {
