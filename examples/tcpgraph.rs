@@ -126,6 +126,12 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // `RUST_LOG=rawtcp=debug` shows the engine's events (state changes, recoveries,
+    // timeouts) on stderr; `=trace` adds every retransmission and dropped packet.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
