@@ -128,8 +128,12 @@ pub(super) fn read(reader: impl Read) -> Result<Capture, InspectError> {
 
 fn format_error(e: PcapError) -> InspectError {
     match e {
-        PcapError::IoError(e) => InspectError::Io(e),
-        PcapError::IncompleteBuffer => InspectError::Format("the file header is cut short".into()),
+        PcapError::IoError(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+            InspectError::Io(e)
+        }
+        PcapError::IoError(_) | PcapError::IncompleteBuffer => {
+            InspectError::Format("the file header is cut short".into())
+        }
         other => InspectError::Format(other.to_string()),
     }
 }
@@ -156,7 +160,9 @@ fn read_pcap(r: impl Read) -> Result<Capture, InspectError> {
                 let time = Duration::from_secs(u64::from(raw.ts_sec)) + Duration::from_nanos(frac);
                 add_frame(&mut cap, link, time, &raw.data, raw.orig_len);
             }
-            Err(PcapError::IoError(e)) => return Err(InspectError::Io(e)),
+            Err(PcapError::IoError(e)) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                return Err(InspectError::Io(e))
+            }
             Err(_) => {
                 // A record cut short (a capture whose writer was killed) or damaged: keep
                 // what came before it.
@@ -206,7 +212,9 @@ fn read_pcapng(r: impl Read) -> Result<Capture, InspectError> {
             ),
             Some(Ok(Block::SimplePacket(p))) => (0, None, p.data.to_vec(), p.original_len),
             Some(Ok(_)) => continue,
-            Some(Err(PcapError::IoError(e))) => return Err(InspectError::Io(e)),
+            Some(Err(PcapError::IoError(e))) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                return Err(InspectError::Io(e))
+            }
             Some(Err(_)) => {
                 cap.skipped.truncated = true;
                 break;
