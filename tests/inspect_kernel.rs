@@ -114,7 +114,7 @@ struct Net {
     a: String,
     b: String,
     n: u32,
-    dev_b: String,
+    dev_a: String,
 }
 
 impl Net {
@@ -125,7 +125,7 @@ impl Net {
             a: format!("rka{tag}"),
             b: format!("rkb{tag}"),
             n,
-            dev_b: format!("kb{tag}"),
+            dev_a: format!("ka{tag}"),
         };
         let (a, b) = (&net.a, &net.b);
         sh(&format!(
@@ -180,8 +180,9 @@ impl Drop for Net {
 }
 
 /// Serves a `size`-byte file from namespace `a` with Python's HTTP server, fetches it with
-/// curl from `b` while tcpdump captures in `b` on `iface`, and returns the capture's path.
-fn capture_curl(net: &Net, size: usize, iface: &str, name: &str) -> PathBuf {
+/// curl from `b` while tcpdump captures in namespace `ns` on `iface`, and returns the
+/// capture's path.
+fn capture_curl(net: &Net, size: usize, ns: &str, iface: &str, name: &str) -> PathBuf {
     let dir = tmp(&format!("{name}-www"));
     std::fs::create_dir_all(&dir).unwrap();
     let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
@@ -212,7 +213,7 @@ fn capture_curl(net: &Net, size: usize, iface: &str, name: &str) -> PathBuf {
     assert!(up, "python3 -m http.server did not come up");
     let pcap = tmp(&format!("{name}.pcap"));
     let mut dump = net.spawn(
-        &net.b,
+        ns,
         &[
             "tcpdump",
             "-i",
@@ -270,8 +271,9 @@ fn kernel_curl_capture_obeys_the_seq_ack_rules_and_graphs() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let net = Net::new();
-    let dev = net.dev_b.clone();
-    let pcap = capture_curl(&net, 1_000_000, &dev, "clean");
+    // Captured on the server's side: every segment it sends is seen, even one a busy
+    // receiver then drops (its retransmission is annotated and kept out of the rule).
+    let pcap = capture_curl(&net, 1_000_000, &net.a, &net.dev_a, "clean");
     let cap = Capture::read_pcap(&pcap).unwrap();
     let convs = cap.conversations();
     assert_eq!(convs.len(), 1, "one connection in the capture");
@@ -298,10 +300,10 @@ fn kernel_curl_capture_obeys_the_seq_ack_rules_and_graphs() {
     for s in &segs {
         let me = usize::from(s.side == Side::Server);
         assert!(
-            s.retransmission.is_none() && !s.out_of_order && s.missed_before == 0,
-            "a clean transfer: {s:?}"
+            !s.out_of_order && s.missed_before == 0,
+            "the sender's capture misses nothing: {s:?}"
         );
-        if s.end > s.seq {
+        if s.end > s.seq && s.retransmission.is_none() {
             assert_eq!(
                 s.seq, next[me],
                 "next SEQ = previous SEQ + bytes sent: {s:?}"
@@ -315,7 +317,6 @@ fn kernel_curl_capture_obeys_the_seq_ack_rules_and_graphs() {
         }
     }
     let ladder = Ladder::new(conv).to_string();
-    assert!(!ladder.contains('['), "nothing to annotate:\n{ladder}");
     assert!(ladder
         .lines()
         .nth(1)
@@ -327,7 +328,6 @@ fn kernel_curl_capture_obeys_the_seq_ack_rules_and_graphs() {
     assert_eq!(d.sender, Side::Server);
     let tshark = tshark_count(&pcap, "tcp.srcport == 8000 && tcp.len > 0");
     assert_eq!(d.data_points(), tshark);
-    assert_eq!(d.all_retransmissions(), 0);
     assert!(d.y_range.1 > 1_000_000 && d.y_range.0 == 0);
     let svg = TimeSequence::new(conv).render_svg().unwrap();
     assert_eq!(
@@ -335,7 +335,7 @@ fn kernel_curl_capture_obeys_the_seq_ack_rules_and_graphs() {
             .filter(|e| e.starts_with("circle")
                 && e.contains(&format!("fill=\"{}\"", colors::hex(colors::DATA))))
             .count(),
-        tshark
+        tshark - d.all_retransmissions()
     );
     std::fs::remove_file(&pcap).unwrap();
 }
@@ -352,11 +352,11 @@ fn kernel_capture_with_losses_shows_retransmissions() {
     sh(&format!(
         "printf '%s\\n' 'table inet loss {{' \
            'chain in {{ type filter hook input priority 0; policy accept;' \
-           'tcp sport 8000 tcp flags & (syn | fin | rst) == 0 numgen random mod 100 < 3 drop' \
+           'tcp sport 8000 tcp flags & (syn | fin | rst) == 0 ip length > 200 numgen random mod 100 < 3 counter drop' \
            '}}' '}}' | ip netns exec {} nft -f -",
         net.b
     ));
-    let pcap = capture_curl(&net, 3_000_000, "any", "lossy");
+    let pcap = capture_curl(&net, 3_000_000, &net.b, "any", "lossy");
     // `-i any` writes Linux cooked frames (v2, or v1 from older tcpdumps).
     let header = std::fs::read(&pcap).unwrap();
     let link = u32::from_le_bytes(header[20..24].try_into().unwrap());
@@ -365,7 +365,13 @@ fn kernel_capture_with_losses_shows_retransmissions() {
     let convs = cap.conversations();
     assert_eq!(convs.len(), 1);
     let d = TimeSequence::new(&convs[0]).data();
-    let tshark_retx = tshark_count(&pcap, "tcp.srcport == 8000 && tcp.analysis.retransmission");
+    // tshark calls a resent segment "out of order" when it comes within its own estimate of
+    // a round trip, even when the capture holds the original; count all three of its labels.
+    let tshark_retx = tshark_count(
+        &pcap,
+        "tcp.srcport == 8000 && (tcp.analysis.retransmission || \
+         tcp.analysis.fast_retransmission || tcp.analysis.out_of_order)",
+    );
     let tshark_data = tshark_count(&pcap, "tcp.srcport == 8000 && tcp.len > 0");
     assert_eq!(d.data_points(), tshark_data);
     assert!(
@@ -373,12 +379,22 @@ fn kernel_capture_with_losses_shows_retransmissions() {
         "losses were caused: markers expected"
     );
     assert!(d.inferred);
-    // tshark marks retransmissions by its own rules; both must see the losses.
-    assert!(tshark_retx > 0);
+    // Every segment the rule dropped was resent, and the capture (taken before the rule)
+    // holds both copies: at least that many retransmissions. tshark labels them by its own
+    // rules (and some of ours, resent after a loss the capture saw, as out of order), so
+    // ours are at most its three labels together.
+    let listing = sh(&format!("ip netns exec {} nft list table inet loss", net.b));
+    let dropped: usize = listing
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {listing}"));
+    assert!(dropped > 0, "the rule dropped nothing: no test");
+    let ours = d.all_retransmissions();
     assert!(
-        d.all_retransmissions().abs_diff(tshark_retx) <= tshark_retx / 2 + 2,
-        "ours {} vs tshark {tshark_retx}",
-        d.all_retransmissions()
+        ours >= dropped && ours <= tshark_retx + 5,
+        "retransmissions: ours {ours}, dropped {dropped}, tshark {tshark_retx}"
     );
     let svg = TimeSequence::new(&convs[0]).render_svg().unwrap();
     let marks: usize = [colors::FAST, colors::RTO, colors::TLP]
