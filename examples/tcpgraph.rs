@@ -26,7 +26,7 @@ use rawtcp::datapath::sim::{LinkConfig, SimNetwork};
 use rawtcp::inspect::graph::TimeSequence;
 use rawtcp::inspect::ladder::Ladder;
 use rawtcp::inspect::{Capture, Conversation, Recorder, Side};
-use rawtcp::proto::Config;
+use rawtcp::proto::{Config, RetransmitCause};
 use rawtcp::Stack;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -246,11 +246,14 @@ fn show(args: &Args, conv: &Conversation) -> Result<(), Box<dyn std::error::Erro
         let d = g.data();
         g.save(out)?;
         eprintln!(
-            "{out}: {} -> {}, {} data segments, {} retransmissions{}, time 0..{:.3} s, sequence {}..{}",
+            "{out}: {} -> {}, {} data segments, {} retransmissions (fast {}, tlp {}, rto {}){}, time 0..{:.3} s, sequence {}..{}",
             d.from,
             d.to,
             d.data_points(),
             d.all_retransmissions(),
+            d.retransmissions(RetransmitCause::Fast),
+            d.retransmissions(RetransmitCause::LossProbe),
+            d.retransmissions(RetransmitCause::Timeout),
             if d.inferred { " (causes inferred)" } else { "" },
             d.x_range.1,
             d.y_range.0,

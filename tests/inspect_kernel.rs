@@ -254,7 +254,7 @@ fn capture_curl(net: &Net, size: usize, ns: &str, iface: &str, name: &str) -> Pa
 }
 
 /// Counts tshark finds in a capture with a display filter.
-fn tshark_count(pcap: &PathBuf, filter: &str) -> usize {
+fn tshark_count(pcap: &std::path::Path, filter: &str) -> usize {
     sh(&format!(
         "tshark -r {} -Y '{filter}' 2>/dev/null | wc -l",
         pcap.display()

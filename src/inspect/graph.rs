@@ -485,6 +485,11 @@ where
 
     // Lines first, marks on top.
     let windows = under(steps(&d.windows, x1), y1);
+    let window_label = if windows.is_empty() && !d.windows.is_empty() {
+        "receive window (ACK + window): above the plot"
+    } else {
+        "receive window (ACK + window)"
+    };
     chart
         .draw_series(
             windows
@@ -492,7 +497,7 @@ where
                 .map(|run| PathElement::new(run, colors::WINDOW.stroke_width(2))),
         )
         .map_err(render_err)?
-        .label("receive window (ACK + window)")
+        .label(window_label)
         .legend(swatch(colors::WINDOW));
     chart
         .draw_series(std::iter::once(PathElement::new(
