@@ -13,7 +13,9 @@
 //! encapsulation on loopback by default). The client sends BYTES of a position-dependent
 //! pattern and closes; the server counts what arrives and checks every byte against the
 //! pattern, so data that was lost, duplicated, reordered or corrupted stops the run. A
-//! progress bar is drawn on stderr.
+//! progress bar (indicatif) on stderr shows the live throughput and, for rawtcp, the
+//! sender's cwnd, bytes in flight and retransmissions from `Stack::connections()`; it is
+//! hidden when stderr is not a terminal.
 //!
 //! At the end it prints the throughput and duration, each side's retransmissions, timeouts
 //! and fast retransmits from `TcpStream::info()`, the stack's `stats()` and, on the UDP
@@ -21,11 +23,12 @@
 //!
 //! A run that makes no progress for 15 seconds is abandoned with an error.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use rawtcp::datapath::udp::{UdpDatapath, UdpStats};
 use rawtcp::datapath::{self, Batch, BindKind, Datapath};
 use rawtcp::proto::Config;
 use rawtcp::{Stack, TcpInfo};
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -199,8 +202,18 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
         settle(|| c.info()).await;
         io::Result::Ok((got, done - start, client, c.info()?, server_info))
     };
+    // Live figures for the bar: the sending connection (the one to the server's address) in
+    // the stack's connection table.
+    let live = || {
+        stack
+            .connections()
+            .connections
+            .into_iter()
+            .find(|c| c.remote == addr)
+            .map(|c| c.info)
+    };
     let (got, elapsed, client, client_info, server_info) =
-        with_progress(transfer, &progress).await?;
+        with_progress(transfer, &progress, Some(&live)).await?;
     let rate = report(bytes, got, elapsed);
     println!("  connection {client} -> {addr}");
     print_info("client", &client_info);
@@ -254,7 +267,7 @@ async fn run_tokio(bytes: u64) -> io::Result<f64> {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no FIN from the server"))??;
         io::Result::Ok((got, done - start))
     };
-    let (got, elapsed) = with_progress(transfer, &progress).await?;
+    let (got, elapsed) = with_progress(transfer, &progress, None).await?;
     Ok(report(bytes, got, elapsed))
 }
 
@@ -410,18 +423,35 @@ impl Progress {
     }
 }
 
-/// Runs `transfer` while drawing the progress bar; fails if the transfer stalls.
+/// Runs `transfer` while drawing the progress bar (indicatif, on stderr; hidden when stderr
+/// is not a terminal) with the live throughput and, for rawtcp, the sender's cwnd, bytes in
+/// flight and retransmissions; fails if the transfer stalls.
 async fn with_progress<T>(
     transfer: impl std::future::Future<Output = io::Result<T>>,
     progress: &Progress,
+    live: Option<&(dyn Fn() -> Option<TcpInfo> + Sync)>,
 ) -> io::Result<T> {
-    let start = Instant::now();
+    let bar = ProgressBar::new(progress.total).with_style(
+        ProgressStyle::with_template(
+            "[{bar:40}] {percent:>3}%  {decimal_bytes:>10} / {decimal_total_bytes:<10} {decimal_bytes_per_sec:>12}  {msg}",
+        )
+        .expect("progress template")
+        .progress_chars("=> "),
+    );
     let draw = async {
         let mut last = (0u64, Instant::now());
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let done = progress.done.load(Ordering::Relaxed);
-            draw_bar(progress.total, done, start.elapsed());
+            bar.set_position(done);
+            if let Some(i) = live.and_then(|f| f()) {
+                bar.set_message(format!(
+                    "cwnd {} KB  in flight {} KB  retransmissions {}",
+                    i.cwnd / 1000,
+                    i.bytes_in_flight / 1000,
+                    i.retransmissions
+                ));
+            }
             if done != last.0 {
                 last = (done, Instant::now());
             } else if last.1.elapsed() > STALL {
@@ -436,37 +466,9 @@ async fn with_progress<T>(
         r = transfer => r,
         e = draw => Err(e),
     };
-    draw_bar(
-        progress.total,
-        progress.done.load(Ordering::Relaxed),
-        start.elapsed(),
-    );
-    eprintln!();
+    bar.set_position(progress.done.load(Ordering::Relaxed));
+    bar.finish();
     r
-}
-
-fn draw_bar(total: u64, done: u64, elapsed: Duration) {
-    const WIDTH: usize = 40;
-    let frac = (done as f64 / total as f64).clamp(0.0, 1.0);
-    let filled = (frac * WIDTH as f64) as usize;
-    let bar: String = (0..WIDTH)
-        .map(|i| match i.cmp(&filled) {
-            std::cmp::Ordering::Less => '=',
-            std::cmp::Ordering::Equal => '>',
-            std::cmp::Ordering::Greater => ' ',
-        })
-        .collect();
-    let rate = done as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9);
-    let mut err = io::stderr().lock();
-    let _ = write!(
-        err,
-        "\r[{bar}] {:>5.1}%  {:>10} / {:<10} {:>8.1} MB/s ",
-        frac * 100.0,
-        mb(done),
-        mb(total),
-        rate
-    );
-    let _ = err.flush();
 }
 
 fn mb(bytes: u64) -> String {

@@ -17,6 +17,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // `RUST_LOG=rawtcp=debug` shows the engine's events (state changes, recoveries,
+    // timeouts) on stderr; `=trace` adds every retransmission and dropped packet.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let seed_numbers = std::env::args().any(|a| a == "--seed-numbers");
     let printing = Arc::new(AtomicBool::new(true));
     let server_port = Arc::new(AtomicU16::new(0));

@@ -46,7 +46,12 @@
 //!   `PREFIX-<cc>-<rtt>ms-<loss>pct.pcap` (for tshark or Wireshark).
 //!
 //! With `LOSS_BENCH_DEBUG` set, the sender's whole `TcpInfo` is printed after each cell.
+//!
+//! While a cell runs, a progress bar on stderr (indicatif; hidden when stderr is not a
+//! terminal) shows its virtual time, the goodput so far, and the sender's cwnd and
+//! retransmissions from `Stack::connections()`.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use rawtcp::datapath::sim::{LinkConfig, SimNetwork};
 use rawtcp::proto::cc::Algorithm;
 use rawtcp::proto::Config;
@@ -366,6 +371,38 @@ async fn transfer(
 
     let start = Instant::now();
     let end = start + args.duration_for(rtt);
+    // The progress bar: virtual time against the cell's duration, with the goodput so far
+    // and the sender's cwnd and retransmissions from the client stack's connection table.
+    let bar = ProgressBar::new(args.duration_for(rtt).as_millis() as u64).with_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos:>6}/{len} ms (virtual)  {msg}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{name} {} {}%", fmt_ms(rtt), loss * 100.0));
+    let watcher = {
+        let (bar, client, delivered) = (bar.clone(), client.clone(), delivered.clone());
+        tokio::spawn(async move {
+            // Ends when aborted below, at the end of the cell.
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let t = start.elapsed();
+                bar.set_position(t.as_millis() as u64);
+                let rate = delivered.load(Ordering::Relaxed) as f64 / 1e6 / t.as_secs_f64();
+                let conn = client
+                    .connections()
+                    .connections
+                    .into_iter()
+                    .find(|c| c.remote == addr);
+                if let Some(c) = conn {
+                    bar.set_message(format!(
+                        "{rate:.3} MB/s  cwnd {} KB  retransmissions {}",
+                        c.info.cwnd / 1000,
+                        c.info.retransmissions
+                    ));
+                }
+            }
+        })
+    };
     let write_all = async {
         let mut pos = 0u64;
         // Bounded by `max` bytes.
@@ -393,6 +430,8 @@ async fn transfer(
             error = Some(format!("read: {e}"));
         }
     }
+    watcher.abort();
+    bar.finish_and_clear();
     let elapsed = start.elapsed();
     let bytes = delivered.load(Ordering::Relaxed);
     let info = client_stream.info().ok();

@@ -13,6 +13,9 @@
 //!   passed in.
 //! - [`Stack`], [`TcpListener`], [`TcpStream`], [`TcpSocket`] and [`datapath`]: the runtime — a
 //!   reactor task, demultiplexing, timers, and the tokio-shaped API.
+//! - `inspect` (cargo feature `graph`, on by default): captures read from pcap files or
+//!   recorded from a stack's tap, the textbook ladder for any conversation, time-sequence
+//!   graphs as SVG and PNG.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -40,6 +43,8 @@
 #[cfg(feature = "axum")]
 mod axum;
 pub mod datapath;
+#[cfg(feature = "graph")]
+pub mod inspect;
 mod net;
 pub mod proto;
 mod stack;
@@ -50,7 +55,10 @@ pub use net::{
     WriteHalf,
 };
 pub use proto::TcpInfo;
-pub use stack::{Direction, IsnFn, Stack, StackBuilder, StackStats, Tap, TapEvent};
+pub use stack::{
+    ConnectionEntry, Connections, Direction, Holder, IsnFn, ListenerEntry, Stack, StackBuilder,
+    StackStats, Tap, TapEvent,
+};
 
 /// The socket types under the module path tokio uses (`tokio::net::tcp`).
 pub mod tcp {

@@ -7,8 +7,12 @@
 //! demultiplexes them, fires timers, transmits what every touched connection has due, and
 //! sleeps until the next packet or deadline — it never polls on a tick.
 
+mod capture;
+mod connections;
 mod reactor;
 pub(crate) mod table;
+
+pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
 
 use crate::datapath::{self, Datapath};
 use crate::net::{TcpListener, TcpSocket, TcpStream};
@@ -374,7 +378,9 @@ impl StackBuilder {
     }
 
     /// Writes every segment sent and received to a pcap file at `path` (see
-    /// [`datapath::pcap`]). The default stack does this when `RAWTCP_PCAP` is set.
+    /// [`datapath::pcap`]). Without it, the stack writes the file `RAWTCP_PCAP` names, if
+    /// set: the first stack of the process `path`, each further one `path` numbered
+    /// `-2`, `-3`, ... before the extension.
     pub fn pcap(mut self, path: impl Into<PathBuf>) -> Self {
         self.pcap = Some(path.into());
         self
@@ -391,18 +397,8 @@ impl StackBuilder {
     /// Starts the stack. Without `dedicated_thread`, this must run inside a tokio runtime,
     /// which then hosts the reactor task.
     pub fn build(mut self) -> io::Result<Stack> {
-        if let Some(path) = self.pcap.take() {
-            // The capture rides on the tap: every packet, as it crossed the datapath.
-            let writer = datapath::pcap::PcapWriter::create(path)?;
-            let user = self.tap.take();
-            self.tap = Some(Arc::new(move |ev: &TapEvent<'_>| {
-                if let Err(e) = writer.write(ev.packet) {
-                    tracing::warn!(error = %e, "pcap write failed");
-                }
-                if let Some(t) = &user {
-                    t(ev);
-                }
-            }));
+        if let Some(path) = self.pcap.take().or_else(capture::path_from_env) {
+            self.tap = Some(capture::pcap_tap(path, self.tap.take())?);
         }
         if self.dedicated_thread {
             return self.build_on_thread();
@@ -542,7 +538,8 @@ impl Stack {
     /// The process-wide stack behind [`TcpListener::bind`] and [`TcpStream::connect`]: its
     /// datapath comes from `RAWTCP_DATAPATH` (`udp` when unset) and its reactor runs on a
     /// thread of its own, so it keeps working across tokio runtimes. With `RAWTCP_PCAP=path`
-    /// it captures every segment to that pcap file; `RAWTCP_CC=newreno|cubic|bbr` chooses its
+    /// it captures every segment to that pcap file (numbered if another stack took the name
+    /// first, see [`StackBuilder::pcap`]); `RAWTCP_CC=newreno|cubic|bbr` chooses its
     /// congestion control (CUBIC when unset).
     pub fn default_stack() -> io::Result<Stack> {
         if let Some(s) = DEFAULT.get() {
@@ -552,10 +549,8 @@ impl Stack {
         if let Some(s) = DEFAULT.get() {
             return Ok(s.clone());
         }
+        // `build` honours RAWTCP_PCAP, as for every stack without a pcap of its own.
         let mut builder = Stack::builder().dedicated_thread(true);
-        if let Some(path) = std::env::var_os("RAWTCP_PCAP").filter(|p| !p.is_empty()) {
-            builder = builder.pcap(path);
-        }
         if let Some(name) = std::env::var("RAWTCP_CC").ok().filter(|n| !n.is_empty()) {
             let congestion = name.parse().map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidInput, format!("RAWTCP_CC: {e}"))
