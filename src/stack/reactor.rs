@@ -336,6 +336,7 @@ fn handle_packet(
         }
     }
     // RFC 9293 §3.10.7.1: no connection here.
+    tracing::trace!(%local, %remote, flags = %tcp.flags, "segment for no connection");
     if let Some(rst) = reset_for(&tcp, payload.len()) {
         inner.stats.resets_sent += 1;
         emit(
@@ -369,6 +370,7 @@ fn accept_syn(
         || listener.syn_queue >= max_syn_queue(listener.backlog)
     {
         inner.stats.syn_dropped += 1;
+        tracing::debug!(%local, %remote, "SYN dropped: the listener's queues are full");
         return;
     }
     let cfg = shared.config_for(&listener.config, remote.ip());

@@ -204,6 +204,7 @@ impl Connection {
         if self.ts_ok && !rst {
             if let Some((tsval, _)) = seg.options.timestamps {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    tracing::trace!(local = %self.local, remote = %self.remote, tsval, "segment dropped by PAWS");
                     self.ack_now = true;
                     return;
                 }
@@ -229,6 +230,7 @@ impl Connection {
                 text_allowed = false;
                 self.ack_now = true;
             } else {
+                tracing::trace!(local = %self.local, remote = %self.remote, %seq, len = seg_len, rcv_nxt = %self.rcv_nxt, "segment outside the receive window");
                 if !rst && !payload.is_empty() && seq + payload.len() <= self.rcv_nxt {
                     // Data received before: report the duplicate (RFC 2883 §4).
                     self.note_duplicate(seq, seq + payload.len());
