@@ -8,6 +8,10 @@
 //! The measured runs neither generate nor check the stream's contents (a run that does is
 //! made once per case beforehand), so what remains is the engines' work plus the harness's
 //! queueing and copying of segments.
+//!
+//! The comparison with smoltcp doing the same work (complete IPv4 packets with checksums, the
+//! ratio printed) is `benches/engine_vs_smoltcp.rs`, a binary of its own because it counts
+//! allocations with a global allocator.
 
 #[path = "../tests/netem/mod.rs"]
 mod netem;
