@@ -19,39 +19,52 @@ use std::net::{IpAddr, Ipv6Addr};
 /// `data` is read as big-endian 16-bit words; an odd trailing byte is padded with a zero byte
 /// on the right. The result is a partially folded 32-bit accumulator, congruent to the true sum
 /// modulo `0xffff`; feed it to [`fold`] or [`finish`], or back into `sum` as `initial` for more
-/// data. Any `initial` and any buffer an IP stack meets (anything below 32 GiB) are accepted
+/// data. Any `initial` and any buffer an IP stack meets (anything below 16 GiB) are accepted
 /// without overflow.
 ///
-/// The bulk is summed 16 bytes per iteration in 64-bit accumulators (RFC 1071 §2(C), "parallel
-/// summation"), each 32-bit half added on its own so no carry can be lost.
+/// The bulk is summed as native-endian 32-bit words, 64 bytes per block, into a 64-bit
+/// accumulator (RFC 1071 §2(C), "deferred carries": a 32-bit word is two 16-bit words, and
+/// the carries are folded once at the end), then swapped into network byte order once
+/// (§2(B), "byte order independence"). The loop has no byte swaps and vectorises; it runs
+/// about twice as fast as summing big-endian words.
 pub fn sum(data: &[u8], initial: u32) -> u32 {
-    // Each iteration adds less than 2^33 to each accumulator, so neither can overflow before
-    // 2^31 iterations, i.e. 32 GiB in one call.
-    let mut acc_hi = u64::from(initial);
-    let mut acc_lo = 0u64;
-    let mut rest = data;
-    while let Some((chunk, tail)) = rest.split_first_chunk::<16>() {
-        let x = u128::from_be_bytes(*chunk);
-        let hi = (x >> 64) as u64;
-        let lo = x as u64;
-        acc_hi += (hi >> 32) + (hi & 0xffff_ffff);
-        acc_lo += (lo >> 32) + (lo & 0xffff_ffff);
-        rest = tail;
+    // Each block adds less than 2^36, so the accumulator cannot overflow before 2^28 blocks.
+    let mut acc = 0u64;
+    let mut blocks = data.chunks_exact(64);
+    for block in &mut blocks {
+        let mut part = 0u64;
+        for w in block.chunks_exact(4) {
+            part += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        acc += part;
     }
-    let mut acc = acc_hi + acc_lo;
-    while let Some((word, tail)) = rest.split_first_chunk::<2>() {
-        acc += u64::from(u16::from_be_bytes(*word));
+    let mut words = blocks.remainder().chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    // Fold to 16 bits of native-order sum; its bytes in memory order are the network-order
+    // sum's (RFC 1071 §2(B)).
+    let mut native = (acc >> 32) + (acc & 0xffff_ffff);
+    native = (native >> 32) + (native & 0xffff_ffff);
+    native = (native >> 16) + (native & 0xffff);
+    native = (native >> 16) + (native & 0xffff);
+    native = (native >> 16) + (native & 0xffff);
+    let native = u16::try_from(native).unwrap_or(u16::MAX);
+    let mut total = u64::from(initial) + u64::from(u16::from_be_bytes(native.to_ne_bytes()));
+    // The last 0 to 3 bytes start at an even offset: big-endian words, an odd byte padded.
+    let mut rest = words.remainder();
+    if let Some((word, tail)) = rest.split_first_chunk::<2>() {
+        total += u64::from(u16::from_be_bytes(*word));
         rest = tail;
     }
     if let Some(&last) = rest.first() {
-        acc += u64::from(last) << 8;
+        total += u64::from(last) << 8;
     }
-
     // Fold 64 bits into 32 with end-around carry. Two rounds suffice: after the first the value
     // is below 2^33, after the second below 2^32.
-    let acc = (acc >> 32) + (acc & 0xffff_ffff);
-    let acc = (acc >> 32) + (acc & 0xffff_ffff);
-    u32::try_from(acc).unwrap_or(u32::MAX)
+    let total = (total >> 32) + (total & 0xffff_ffff);
+    let total = (total >> 32) + (total & 0xffff_ffff);
+    u32::try_from(total).unwrap_or(u32::MAX)
 }
 
 /// Folds the carries of a 32-bit accumulator into 16 bits (RFC 1071 §4.1), without
@@ -190,6 +203,24 @@ mod tests {
         let mixed = pseudo_header(v6, IpAddr::V4(v4), 6, 100);
         let mapped = pseudo_header(v6, IpAddr::V6(v4.to_ipv6_mapped()), 6, 100);
         assert_eq!(fold(mixed), fold(mapped));
+    }
+
+    #[test]
+    fn a_whole_jumbo_packet_matches_the_reference() {
+        let data: Vec<u8> = (0..65_535u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        for len in [65_535, 65_472, 9_000, 1_471] {
+            for initial in [0, 1, 0xffff, u32::MAX] {
+                assert_eq!(
+                    fold(sum(&data[..len], initial)),
+                    reference_fold(&data[..len], initial)
+                );
+            }
+        }
+        // All ones: the largest values the accumulators meet.
+        let ones = vec![0xffu8; 65_535];
+        assert_eq!(fold(sum(&ones, u32::MAX)), reference_fold(&ones, u32::MAX));
     }
 
     proptest! {
