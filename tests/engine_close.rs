@@ -1048,6 +1048,52 @@ fn time_wait_accepts_a_newer_syn_only() {
     assert!(p.server.conn.accepts_new_syn(&new_syn));
     assert!(!p.server.conn.accepts_new_syn(&seg("SYN+ACK", 5000, 1)));
     assert!(!p.client.conn.accepts_new_syn(&new_syn), "not in TIME-WAIT");
+
+    // With timestamps (RFC 6191, as Linux decides): a newer TSval reopens; so does a new
+    // sequence number with an equal TSval (a reconnect within the timestamp clock's
+    // millisecond); an older TSval is rejected by PAWS whatever the sequence number.
+    let ts = Config {
+        timestamps: true,
+        ..plain()
+    };
+    let mut p = Pair::new(ts.clone(), 100, ts, 2000);
+    p.settle();
+    p.server.conn.shutdown().unwrap();
+    p.settle();
+    p.client.conn.shutdown().unwrap();
+    // The client's FIN carries the last TSval the server records.
+    let mut recent = 0;
+    for (repr, payload) in p.client.drain() {
+        recent = repr.options.timestamps.expect("timestamps").0;
+        p.server.input(&repr, &payload);
+    }
+    p.settle();
+    assert_eq!(p.server.conn.state(), rawtcp::proto::State::TimeWait);
+    let syn = |seq: u32, tsval: u32| {
+        let mut s = seg("SYN", seq, 0);
+        s.options.timestamps = Some((tsval, 0));
+        s
+    };
+    assert!(
+        p.server
+            .conn
+            .accepts_new_syn(&syn(50, recent.wrapping_add(1))),
+        "newer TSval"
+    );
+    assert!(
+        p.server.conn.accepts_new_syn(&syn(5000, recent)),
+        "equal TSval, new ISN"
+    );
+    assert!(
+        !p.server.conn.accepts_new_syn(&syn(50, recent)),
+        "equal TSval, old ISN"
+    );
+    assert!(
+        !p.server
+            .conn
+            .accepts_new_syn(&syn(5000, recent.wrapping_sub(1))),
+        "PAWS"
+    );
 }
 
 /// A connection the application dropped waits in FIN-WAIT-2 at most `fin_wait2_timeout`

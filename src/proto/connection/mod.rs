@@ -652,9 +652,12 @@ impl Connection {
     }
 
     /// Whether `syn` may open a new incarnation of this connection while it lingers in
-    /// TIME-WAIT (RFC 6191, after RFC 1122 §4.2.2.13): with timestamps, when its TSval is newer
-    /// than any seen; without, when its sequence number lies beyond RCV.NXT. The driver then
-    /// forgets this connection and treats the SYN as new.
+    /// TIME-WAIT (RFC 6191, after RFC 1122 §4.2.2.13): its sequence number lies beyond RCV.NXT
+    /// or its TSval is newer than any seen, and PAWS (RFC 7323 §5) does not reject it as older
+    /// — as Linux's `tcp_timewait_state_process` decides. Timestamps tick in milliseconds, so
+    /// a peer reconnecting within the same millisecond carries an equal TSval; its new ISN,
+    /// which RFC 6528's clock moves on every 4 µs, still tells the SYN is new. The driver
+    /// then forgets this connection and treats the SYN as new.
     pub fn accepts_new_syn(&self, syn: &TcpRepr) -> bool {
         use crate::wire::TcpFlags;
         if self.state != State::TimeWait
@@ -663,10 +666,14 @@ impl Connection {
         {
             return false;
         }
-        match (self.ts_ok, syn.options.timestamps) {
-            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
-            _ => SeqNum(syn.seq) > self.rcv_nxt,
+        let ts = match (self.ts_ok, syn.options.timestamps) {
+            (true, Some((tsval, _))) => Some(tsval.wrapping_sub(self.ts_recent) as i32),
+            _ => None,
+        };
+        if ts.is_some_and(|d| d < 0) {
+            return false;
         }
+        SeqNum(syn.seq) > self.rcv_nxt || ts.is_some_and(|d| d > 0)
     }
 
     /// Bytes waiting to be read.
