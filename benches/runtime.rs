@@ -348,6 +348,11 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     record.print_ratio("latency_64b", |t| {
         (t.as_secs_f64() * 1e6, "us per round trip")
     });
+    let st = stack.stats();
+    println!(
+        "rawtcp stack after the latency group: packets out {}, writes sent by the writer itself {}",
+        st.packets_out, st.inline_transmits
+    );
 }
 
 /// A listener per implementation whose server reads one byte from each connection and
@@ -426,8 +431,14 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     let st = stack.stats();
     println!(
         "rawtcp stack after the connections group: connections in table {}, packets in {} out {}, \
-         resets sent {}, SYNs dropped {}, malformed {}",
-        st.connections, st.packets_in, st.packets_out, st.resets_sent, st.syn_dropped, st.malformed
+         sent by writers themselves {}, resets sent {}, SYNs dropped {}, malformed {}",
+        st.connections,
+        st.packets_in,
+        st.packets_out,
+        st.inline_transmits,
+        st.resets_sent,
+        st.syn_dropped,
+        st.malformed
     );
 }
 

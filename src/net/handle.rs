@@ -126,7 +126,8 @@ impl ConnHandle {
         bufs: &[io::IoSlice<'_>],
         waker: Option<&std::task::Waker>,
     ) -> Poll<io::Result<usize>> {
-        self.with(|inner, id| {
+        let mut inline = None;
+        let r = self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
             let mut total = 0;
             for b in bufs.iter().filter(|b| !b.is_empty()) {
@@ -150,11 +151,22 @@ impl ConnHandle {
             if total == 0 {
                 // Nothing to write still reports errors (a reset or shutdown connection).
                 e.conn.send(&[])?;
-            } else {
+            } else if e.dirty || e.conn.send_queue() != total || inner.stopped {
+                // Busy (data was already queued or in flight, or the reactor has this
+                // connection's transmit pass queued): the reactor sends, in order.
                 inner.mark_dirty(id);
+            } else {
+                // An idle connection: send from this task, as the kernel does from `write`,
+                // once the lock is released. Nothing else of this connection is in flight,
+                // so nothing can overtake it.
+                inline = self.shared.transmit_inline(inner, id);
             }
             Poll::Ready(Ok(total))
-        })
+        });
+        if let Some(tx) = inline {
+            self.shared.send_inline(tx);
+        }
+        r
     }
 
     /// Sends FIN after the data written so far. Idempotent; succeeds after a reset.

@@ -19,6 +19,8 @@ const BATCH: usize = 64;
 const ROUNDS_PER_POLL: usize = 16;
 /// Largest IP packet the reactor handles (the UDP datapath's loopback maximum).
 const MAX_PACKET: usize = 65_535;
+/// A transmit slot: the largest packet plus room for headers written in front of it.
+pub(crate) const SLOT: usize = MAX_PACKET + 40 + TCP_MAX_HEADER_LEN;
 
 pub(crate) struct Reactor {
     shared: Arc<Shared>,
@@ -33,7 +35,7 @@ impl Reactor {
         Reactor {
             shared,
             rx: Batch::new(BATCH, MAX_PACKET),
-            tx: Batch::new(BATCH, MAX_PACKET + 40 + TCP_MAX_HEADER_LEN),
+            tx: Batch::new(BATCH, SLOT),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             sleeping_until: None,
         }
@@ -97,7 +99,9 @@ impl Future for Reactor {
                 this.transmit_dirty(inner, now);
                 inner.release_lingering();
                 let unbind = std::mem::take(&mut inner.unbind_later);
-                (next_deadline(inner), unbind)
+                let next = next_deadline(inner);
+                inner.reactor_deadline = next;
+                (next, unbind)
             };
             let (next, unbind) = next;
             // Outside the lock: releasing a port may run a tool (the raw datapath's nft).
@@ -190,50 +194,8 @@ impl Reactor {
 
     /// Emits every segment connection `id` has due, sending full batches on the way.
     fn emit_due(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
-        let Some(entry) = inner.table.get_mut(id) else {
-            return;
-        };
-        let (local, remote, ttl, route) = (
-            entry.conn.local_addr(),
-            entry.conn.remote_addr(),
-            entry.ttl,
-            entry.route,
-        );
-        let ip_len = if remote.is_ipv4() { 20 } else { 40 };
-        // The engine copies the payload straight into the outgoing slot, behind room for the
-        // largest headers, which are then written in front of it: one copy per segment.
-        let room = ip_len + TCP_MAX_HEADER_LEN;
-        loop {
-            if self.tx.is_full() {
-                self.flush();
-            }
-            let Some(slot) = self.tx.next_slot() else {
-                break;
-            };
-            let Some(t) = entry.conn.poll_transmit(now, &mut slot[room..]) else {
-                break;
-            };
-            let start = room - t.repr.header_len() - ip_len;
-            let packet = &mut slot[start..room + t.payload_len];
-            match wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet) {
-                Ok(len) => {
-                    if let Some(tap) = &self.shared.tap {
-                        tap(&TapEvent {
-                            direction: Direction::Out,
-                            src: local,
-                            dst: remote,
-                            tcp: &t.repr,
-                            payload_len: t.payload_len,
-                            packet,
-                            kind: Some(t.kind),
-                            sample: Some(entry.conn.sample()),
-                        });
-                    }
-                    self.tx.commit_via(start, len, route);
-                    inner.stats.packets_out += 1;
-                }
-                Err(e) => tracing::warn!(error = %e, "could not emit segment"),
-            }
+        while emit_into(&self.shared, inner, id, now, &mut self.tx) {
+            self.flush();
         }
     }
 
@@ -266,6 +228,59 @@ impl Reactor {
         }
         inner.stopped = true;
         self.flush();
+    }
+}
+
+/// Emits the segments connection `id` has due at `now` into `tx`, each built in place in its
+/// slot (the engine copies the payload behind room for the largest headers, which are then
+/// written in front of it: one copy per segment). Returns true when `tx` filled up and more
+/// may be due.
+pub(crate) fn emit_into(
+    shared: &Shared,
+    inner: &mut Inner,
+    id: ConnId,
+    now: Instant,
+    tx: &mut Batch,
+) -> bool {
+    let Some(entry) = inner.table.get_mut(id) else {
+        return false;
+    };
+    let (local, remote, ttl, route) = (
+        entry.conn.local_addr(),
+        entry.conn.remote_addr(),
+        entry.ttl,
+        entry.route,
+    );
+    let ip_len = if remote.is_ipv4() { 20 } else { 40 };
+    let room = ip_len + TCP_MAX_HEADER_LEN;
+    loop {
+        let Some(slot) = tx.next_slot() else {
+            return true;
+        };
+        let Some(t) = entry.conn.poll_transmit(now, &mut slot[room..]) else {
+            return false;
+        };
+        let start = room - t.repr.header_len() - ip_len;
+        let packet = &mut slot[start..room + t.payload_len];
+        match wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet) {
+            Ok(len) => {
+                if let Some(tap) = &shared.tap {
+                    tap(&TapEvent {
+                        direction: Direction::Out,
+                        src: local,
+                        dst: remote,
+                        tcp: &t.repr,
+                        payload_len: t.payload_len,
+                        packet,
+                        kind: Some(t.kind),
+                        sample: Some(entry.conn.sample()),
+                    });
+                }
+                tx.commit_via(start, len, route);
+                inner.stats.packets_out += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not emit segment"),
+        }
     }
 }
 
