@@ -48,7 +48,7 @@ impl Connection {
             return;
         }
         if seg.flags.contains(TcpFlags::ACK) {
-            self.reply = Some(self.rst_reply(seg.ack));
+            self.reply = Some(Box::new(self.rst_reply(seg.ack)));
             return;
         }
         if !seg.flags.contains(TcpFlags::SYN) {
@@ -107,7 +107,7 @@ impl Connection {
         let has_ack = seg.flags.contains(TcpFlags::ACK);
         if has_ack && (ack <= self.iss || ack > self.snd_max) {
             if !seg.flags.contains(TcpFlags::RST) {
-                self.reply = Some(self.rst_reply(seg.ack));
+                self.reply = Some(Box::new(self.rst_reply(seg.ack)));
             }
             return;
         }
@@ -296,7 +296,7 @@ impl Connection {
                 self.snd_wl2 = ack;
                 self.establish(now);
             } else {
-                self.reply = Some(self.rst_reply(seg.ack));
+                self.reply = Some(Box::new(self.rst_reply(seg.ack)));
                 return;
             }
         }

@@ -389,7 +389,7 @@ pub struct Connection {
     /// An application call armed a timer: the driver should look at `poll_timeout` again.
     timer_changed: bool,
     /// A reply outside the connection's sequence space (RST to a bad ACK).
-    reply: Option<TcpRepr>,
+    reply: Option<Box<TcpRepr>>,
 
     error: Option<Error>,
     stats: Stats,
@@ -1145,6 +1145,7 @@ impl Connection {
             self.timers.release = None;
             self.send_buf.release();
             self.recv_buf.release();
+            self.sent.release();
         }
         if self.timers.time_wait.is_some_and(|t| t <= now) {
             self.timers.time_wait = None;

@@ -26,7 +26,7 @@ impl Connection {
         if let Some(repr) = self.reply.take() {
             self.stats.segments_sent += 1;
             return Some(Transmit {
-                repr,
+                repr: *repr,
                 payload_len: 0,
                 kind: SegmentKind::Control,
             });

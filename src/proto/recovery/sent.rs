@@ -528,6 +528,14 @@ impl SentQueue {
         (newly, timeout)
     }
 
+    /// Gives back the storage of an empty queue (an idle connection keeps none).
+    pub fn release(&mut self) {
+        if self.segs.is_empty() {
+            self.segs = VecDeque::new();
+            self.log = VecDeque::new();
+        }
+    }
+
     /// Forgets everything (the connection closed).
     pub fn clear(&mut self) {
         self.segs.clear();
