@@ -12,6 +12,18 @@ use super::super::{Instant, SeqNum};
 use std::collections::VecDeque;
 use std::time::Duration;
 
+/// Stale log entries a RACK pass may walk behind a live one before the log is compacted.
+const STALE_COMPACT: usize = 32;
+
+/// Whether some record of `segs` in `[start, end)` was last sent at `at` and RACK may still
+/// judge it.
+fn live_in(segs: &VecDeque<Sent>, start: SeqNum, end: SeqNum, at: Instant) -> bool {
+    let i = segs.partition_point(|s| s.end <= start);
+    segs.range(i..)
+        .take_while(|s| s.start < end)
+        .any(|s| s.sent_at == at && s.rack_candidate())
+}
+
 /// The delivery-rate snapshot taken when a segment is sent
 /// (draft-cheng-iccrg-delivery-rate-estimation §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -475,11 +487,7 @@ impl SentQueue {
 
     /// Whether some record in `[start, end)` was last sent at `at` and RACK may still judge it.
     fn log_entry_live(&self, start: SeqNum, end: SeqNum, at: Instant) -> bool {
-        let i = self.segs.partition_point(|s| s.end <= start);
-        self.segs
-            .range(i..)
-            .take_while(|s| s.start < end)
-            .any(|s| s.sent_at == at && s.rack_candidate())
+        live_in(&self.segs, start, end, at)
     }
 
     /// RFC 8985 §6.2 step 5, `RACK_detect_loss`: every segment sent before the most recently
@@ -497,6 +505,9 @@ impl SentQueue {
         let mut newly = 0;
         let mut timeout: Option<Duration> = None;
         let mut e = 0;
+        // Entries behind a live one that stand for nothing any more (SACKed, resent or just
+        // deemed lost): walked again by every ACK until the live one goes.
+        let mut stale_behind = 0usize;
         while e < self.log.len() {
             let (start, end, at) = self.log[e];
             // RFC 8985 RACK_sent_after: later, or at the same time but higher in sequence.
@@ -522,8 +533,16 @@ impl SentQueue {
             if !live && e == 0 {
                 self.log.pop_front();
             } else {
+                stale_behind += usize::from(!live);
                 e += 1;
             }
+        }
+        if stale_behind > STALE_COMPACT && stale_behind * 2 > e {
+            // Mostly stale: drop them once, so that later ACKs walk only live entries
+            // (Linux unlinks SACKed segments from its time-sorted list for the same reason).
+            let segs = &self.segs;
+            self.log
+                .retain(|&(start, end, at)| live_in(segs, start, end, at));
         }
         (newly, timeout)
     }
