@@ -1,0 +1,280 @@
+//! No wake goes missing while readers, writers and readiness waiters race on one stream.
+//!
+//! A lost wake shows as a task that sleeps forever while its bytes sit in the buffer, so every
+//! wait here is bounded: a run that stalls for `STALL` fails and names the task that was
+//! left asleep. The runtime has two workers, so the reactor, inline transmits from writers and
+//! the application's tasks really run at the same time; the traffic is many small writes,
+//! which opens the most windows between "checked readiness" and "registered a waker".
+//! Only 127.0.0.1 is used.
+
+use rawtcp::datapath::udp::UdpDatapath;
+use rawtcp::{Stack, TcpStream};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longer than any honest pause on loopback, even on a loaded CI machine.
+const STALL: Duration = Duration::from_secs(20);
+
+fn udp_stack() -> Stack {
+    Stack::builder()
+        .datapath(UdpDatapath::new().expect("udp datapath"))
+        .build()
+        .expect("stack")
+}
+
+/// The byte at offset `i` of connection `conn`'s stream: a pattern that shows a lost,
+/// repeated or reordered chunk as a mismatch.
+fn byte(conn: usize, i: usize) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(conn * 7 + i / 251)) as u8
+}
+
+/// Chunk sizes from a small xorshift, so runs are alike but sizes vary from 1 byte up.
+fn sizes(seed: u64, total: usize) -> Vec<usize> {
+    let mut x = seed | 1;
+    let mut out = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = (1 + (x % 3000) as usize).min(left);
+        out.push(n);
+        left -= n;
+    }
+    out
+}
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(STALL, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no progress for {STALL:?}, a wake went missing"),
+    }
+}
+
+/// Connections whose halves run in separate tasks on both ends: the client's writer sends
+/// chunks of random size, the server echoes with its own reader and writer tasks, and the
+/// client's reader checks every byte. Each connection carries 192 KiB both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_halves_on_both_ends_never_miss_a_wake() {
+    const CONNS: usize = 24;
+    const BYTES: usize = 192 * 1024;
+    let server = udp_stack();
+    let client = udp_stack();
+    let listener = server.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+
+    let echo = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..CONNS {
+            let (s, _) = bounded("accept", listener.accept()).await.expect("accept");
+            s.set_nodelay(true).unwrap();
+            let (mut r, mut w) = s.into_split();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let n = bounded("server read", r.read(&mut buf))
+                        .await
+                        .expect("read");
+                    if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            tasks.push(tokio::spawn(async move {
+                while let Some(chunk) = rx.recv().await {
+                    bounded("server write", w.write_all(&chunk))
+                        .await
+                        .expect("write");
+                }
+                w.shutdown().await.expect("shutdown");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+
+    let mut tasks = Vec::new();
+    for conn in 0..CONNS {
+        let s = bounded("connect", client.connect(addr))
+            .await
+            .expect("connect");
+        s.set_nodelay(true).unwrap();
+        let (mut r, mut w) = s.into_split();
+        tasks.push(tokio::spawn(async move {
+            let mut at = 0;
+            for n in sizes(conn as u64 + 1, BYTES) {
+                let chunk: Vec<u8> = (at..at + n).map(|i| byte(conn, i)).collect();
+                bounded("client write", w.write_all(&chunk))
+                    .await
+                    .expect("write");
+                at += n;
+            }
+            w.shutdown().await.expect("shutdown");
+        }));
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 1500];
+            let mut at = 0;
+            loop {
+                let n = bounded("client read", r.read(&mut buf))
+                    .await
+                    .expect("read");
+                if n == 0 {
+                    break;
+                }
+                for (k, &b) in buf[..n].iter().enumerate() {
+                    assert_eq!(
+                        b,
+                        byte(conn, at + k),
+                        "connection {conn}, offset {}",
+                        at + k
+                    );
+                }
+                at += n;
+            }
+            assert_eq!(at, BYTES, "connection {conn} got everything back");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    echo.await.unwrap();
+}
+
+/// Several tasks share one `&TcpStream` through `readable()` + `try_read`, while others push
+/// with `writable()` + `try_write`. A reader that lost the race to another gets `WouldBlock`
+/// and waits again; every byte is claimed by exactly one of them, none is left unread, and the
+/// end of the stream reaches every reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waiters_sharing_a_stream_are_all_woken() {
+    const READERS: usize = 4;
+    const WRITERS: usize = 3;
+    const PER_WRITER: usize = 256 * 1024;
+    let server = udp_stack();
+    let client = udp_stack();
+    let listener = server.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (c, s) = tokio::join!(client.connect(addr), listener.accept());
+    let sender = Arc::new(c.expect("connect"));
+    let receiver = Arc::new(s.expect("accept").0);
+    sender.set_nodelay(true).unwrap();
+
+    let total = WRITERS * PER_WRITER;
+    let got = Arc::new(AtomicUsize::new(0));
+    let sum = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let (rx, got, sum) = (receiver.clone(), got.clone(), sum.clone());
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 777];
+            loop {
+                // No periodic recheck: a reader whose wake went missing sleeps until STALL.
+                bounded("readable", rx.readable()).await.expect("readable");
+                match rx.try_read(&mut buf) {
+                    // EOF after the writers shut down: readiness that stays set wakes them all.
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let s: usize = buf[..n].iter().map(|&b| b as usize).sum();
+                        sum.fetch_add(s, Ordering::SeqCst);
+                        got.fetch_add(n, Ordering::SeqCst);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("try_read: {e}"),
+                }
+            }
+        }));
+    }
+    let mut writers = Vec::new();
+    for wi in 0..WRITERS {
+        let tx = sender.clone();
+        writers.push(tokio::spawn(async move {
+            let chunk = vec![wi as u8 + 1; 1000];
+            let mut left = PER_WRITER;
+            while left > 0 {
+                bounded("writable", tx.writable()).await.expect("writable");
+                match tx.try_write(&chunk[..left.min(chunk.len())]) {
+                    Ok(n) => left -= n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("try_write: {e}"),
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut sender = Arc::try_unwrap(sender).expect("writers are done");
+    sender.shutdown().await.expect("shutdown");
+    bounded("readers", async {
+        for r in readers {
+            r.await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(got.load(Ordering::SeqCst), total);
+    let want: usize = (0..WRITERS).map(|wi| (wi + 1) * PER_WRITER).sum();
+    assert_eq!(
+        sum.load(Ordering::SeqCst),
+        want,
+        "every byte read exactly once"
+    );
+}
+
+/// Many short request/response exchanges on many connections at once: each exchange parks a
+/// reader until the reply lands, the pattern where a wake lost between the reactor and the
+/// reading task costs a whole stall. 64 connections x 300 round trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_pong_on_many_connections_never_stalls() {
+    const CONNS: usize = 64;
+    const ROUNDS: usize = 300;
+    let server = udp_stack();
+    let client = udp_stack();
+    let listener = server.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let echo = tokio::spawn(async move {
+        for _ in 0..CONNS {
+            let (mut s, _) = bounded("accept", listener.accept()).await.expect("accept");
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                loop {
+                    let n = bounded("echo read", s.read(&mut b)).await.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&b[..n]).await.expect("echo write");
+                }
+            });
+        }
+    });
+    let mut tasks = Vec::new();
+    for conn in 0..CONNS {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s: TcpStream = bounded("connect", client.connect(addr))
+                .await
+                .expect("connect");
+            s.set_nodelay(true).unwrap();
+            let mut b = [0u8; 64];
+            for round in 0..ROUNDS {
+                let msg = [(conn + round) as u8; 64];
+                s.write_all(&msg).await.expect("write");
+                bounded(
+                    &format!("connection {conn} round {round}"),
+                    s.read_exact(&mut b),
+                )
+                .await
+                .expect("read");
+                assert_eq!(b, msg);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    echo.await.unwrap();
+}
