@@ -1,5 +1,6 @@
 //! The sans-IO TCP engine: one connection's state machine, its buffers, RTT estimation,
-//! loss detection and recovery, and congestion control.
+//! loss detection and recovery, and congestion control; and the [`Endpoint`] above the
+//! connections (demultiplexing, listen backlog, TIME-WAIT reuse, RSTs for strangers).
 //!
 //! Nothing here performs I/O or reads a clock. Segments come in as parsed
 //! [`TcpRepr`](crate::wire::TcpRepr)s with their payload, time comes in as an [`Instant`], and
@@ -9,6 +10,7 @@
 pub mod cc;
 mod config;
 mod connection;
+pub mod endpoint;
 mod error;
 mod info;
 mod isn;
@@ -20,8 +22,8 @@ mod seq;
 mod time;
 
 pub use config::{Config, Keepalive};
-pub use connection::reset_for;
 pub use connection::{Connection, RetransmitCause, Sample, SegmentKind, State, Transmit};
+pub use endpoint::{reset_for, Endpoint};
 pub use error::Error;
 pub use info::TcpInfo;
 pub use isn::IsnGenerator;

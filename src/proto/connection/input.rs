@@ -503,33 +503,3 @@ impl Connection {
         }
     }
 }
-
-/// The reply to a segment that reaches no connection (RFC 9293 §3.10.7.1): `None` for a
-/// RST, otherwise a RST that the sender will accept.
-///
-/// ```
-/// use rawtcp::proto::reset_for;
-/// use rawtcp::wire::{TcpFlags, TcpRepr};
-/// let syn = TcpRepr { src_port: 5000, dst_port: 80, seq: 100, flags: TcpFlags::SYN, ..TcpRepr::default() };
-/// let rst = reset_for(&syn, 0).unwrap();
-/// assert_eq!(rst.ladder(0).to_string(), "RST+ACK  S:0 A:101");
-/// ```
-pub fn reset_for(seg: &TcpRepr, payload_len: usize) -> Option<TcpRepr> {
-    if seg.flags.contains(TcpFlags::RST) {
-        return None;
-    }
-    let mut rst = TcpRepr {
-        src_port: seg.dst_port,
-        dst_port: seg.src_port,
-        ..TcpRepr::default()
-    };
-    if seg.flags.contains(TcpFlags::ACK) {
-        rst.seq = seg.ack;
-        rst.flags = TcpFlags::RST;
-    } else {
-        rst.seq = 0;
-        rst.ack = seg.seq.wrapping_add(seg.segment_len(payload_len) as u32);
-        rst.flags = TcpFlags::RST | TcpFlags::ACK;
-    }
-    Some(rst)
-}

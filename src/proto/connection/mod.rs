@@ -12,7 +12,6 @@
 
 mod ack;
 mod input;
-pub use input::reset_for;
 mod output;
 
 use super::cc::CongestionControl;
@@ -652,28 +651,31 @@ impl Connection {
     }
 
     /// Whether `syn` may open a new incarnation of this connection while it lingers in
-    /// TIME-WAIT (RFC 6191, after RFC 1122 §4.2.2.13): its sequence number lies beyond RCV.NXT
-    /// or its TSval is newer than any seen, and PAWS (RFC 7323 §5) does not reject it as older
-    /// — as Linux's `tcp_timewait_state_process` decides. Timestamps tick in milliseconds, so
-    /// a peer reconnecting within the same millisecond carries an equal TSval; its new ISN,
-    /// which RFC 6528's clock moves on every 4 µs, still tells the SYN is new. The driver
-    /// then forgets this connection and treats the SYN as new.
+    /// TIME-WAIT: [`TimeWait::accepts_syn`](super::endpoint::TimeWait::accepts_syn) on this
+    /// connection's [`time_wait`](Self::time_wait) record (`false` outside TIME-WAIT). The
+    /// [`Endpoint`](super::endpoint::Endpoint) applies the rule when it routes a SYN.
     pub fn accepts_new_syn(&self, syn: &TcpRepr) -> bool {
-        use crate::wire::TcpFlags;
-        if self.state != State::TimeWait
-            || !syn.flags.contains(TcpFlags::SYN)
-            || syn.flags.intersects(TcpFlags::ACK | TcpFlags::RST)
-        {
-            return false;
+        self.time_wait().is_some_and(|tw| tw.accepts_syn(syn))
+    }
+
+    /// In TIME-WAIT, what a new SYN for this 4-tuple is judged by: RCV.NXT and, with
+    /// timestamps, TS.Recent (RFC 6191). `None` in every other state.
+    pub fn time_wait(&self) -> Option<super::endpoint::TimeWait> {
+        (self.state == State::TimeWait).then(|| {
+            super::endpoint::TimeWait::new(self.rcv_nxt, self.ts_ok.then_some(self.ts_recent))
+        })
+    }
+
+    /// What the [`Endpoint`](super::endpoint::Endpoint) needs to know of this connection
+    /// now; the driver reports it through
+    /// [`Endpoint::update`](super::endpoint::Endpoint::update) after touching it.
+    pub fn status(&self) -> super::endpoint::ConnectionStatus {
+        super::endpoint::ConnectionStatus {
+            established: self.is_established(),
+            closed: self.state == State::Closed,
+            finished: self.is_closed(),
+            time_wait: self.time_wait(),
         }
-        let ts = match (self.ts_ok, syn.options.timestamps) {
-            (true, Some((tsval, _))) => Some(tsval.wrapping_sub(self.ts_recent) as i32),
-            _ => None,
-        };
-        if ts.is_some_and(|d| d < 0) {
-            return false;
-        }
-        SeqNum(syn.seq) > self.rcv_nxt || ts.is_some_and(|d| d > 0)
     }
 
     /// Bytes waiting to be read.
