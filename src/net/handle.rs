@@ -2,7 +2,7 @@
 //! here, locking the table, calling the engine, and registering wakers.
 
 use crate::proto::{self, TcpInfo};
-use crate::stack::table::{ConnId, Entry, Owner};
+use crate::stack::table::{ConnId, Entry};
 use crate::stack::{Inner, Shared};
 use std::io;
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ impl ConnHandle {
     }
 
     fn entry(inner: &mut Inner, id: ConnId) -> io::Result<&mut Entry> {
-        inner.table.get_mut(id).ok_or_else(gone)
+        inner.entry_mut(id).ok_or_else(gone)
     }
 
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -151,7 +151,7 @@ impl ConnHandle {
             if total == 0 {
                 // Nothing to write still reports errors (a reset or shutdown connection).
                 e.conn.send(&[])?;
-            } else if e.dirty || e.conn.send_queue() != total || inner.stopped {
+            } else if e.dirty || e.conn.send_queue() != total || inner.is_stopped() {
                 // Busy (data was already queued or in flight, or the reactor has this
                 // connection's transmit pass queued): the reactor sends, in order.
                 inner.mark_dirty(id);
@@ -311,27 +311,6 @@ impl ConnHandle {
 
 impl Drop for ConnHandle {
     fn drop(&mut self) {
-        let mut inner = self.shared.lock();
-        let id = self.id;
-        if let Some(e) = inner.table.get_mut(id) {
-            e.owner = Owner::Detached;
-            if e.zero_linger {
-                e.conn.abort();
-            } else {
-                // Graceful: buffered data is still delivered, then FIN (RST if unread data
-                // is discarded, RFC 1122 §4.2.2.13); FIN-WAIT-2 is bounded.
-                e.conn.orphan(self.shared.now());
-            }
-            e.readers = Default::default();
-            e.writers = Default::default();
-            let stopped = inner.stopped;
-            inner.mark_dirty(id);
-            if stopped {
-                // No reactor to finish the close: forget it now.
-                if let Some(a) = inner.forget(id) {
-                    self.shared.datapath.unbind(a);
-                }
-            }
-        }
+        self.shared.detach(self.id);
     }
 }

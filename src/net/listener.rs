@@ -2,7 +2,7 @@
 
 use super::handle::ConnHandle;
 use super::TcpStream;
-use crate::stack::table::{ListenerKey, Owner};
+use crate::stack::table::ListenerKey;
 use crate::stack::Shared;
 use crate::Stack;
 use std::fmt;
@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use tokio::net::ToSocketAddrs;
 
 /// A listening socket. Connections complete their handshake in the stack's SYN queue (bounded
@@ -62,29 +62,8 @@ impl TcpListener {
     /// Polls for the next connection. Every task waiting in `accept` is woken when one
     /// arrives.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let mut inner = self.shared.lock();
-        let stopped = inner.stopped;
-        let Some(l) = inner.table.listeners.get_mut(&self.key) else {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "rawtcp: the stack shut down",
-            )));
-        };
-        if stopped {
-            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
-        }
-        let Some(id) = l.accept_queue.pop_front() else {
-            l.waiters.register(cx.waker());
-            return Poll::Pending;
-        };
-        let Some(e) = inner.table.get_mut(id) else {
-            // Reaped while queued (cannot normally happen): try again.
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        };
-        e.owner = Owner::User;
-        let (local, remote) = (e.conn.local_addr(), e.conn.remote_addr());
-        drop(inner);
+        let (id, local, remote) =
+            ready!(self.shared.poll_accept(self.key, |w| w.register(cx.waker())))?;
         let stream = TcpStream::from_handle(ConnHandle {
             shared: self.shared.clone(),
             id,
@@ -101,12 +80,7 @@ impl TcpListener {
 
     /// The TTL of packets sent by connections it accepts.
     pub fn ttl(&self) -> io::Result<u32> {
-        let inner = self.shared.lock();
-        Ok(inner
-            .table
-            .listeners
-            .get(&self.key)
-            .map_or(64, |l| u32::from(l.ttl)))
+        Ok(u32::from(self.shared.listener_ttl(self.key)))
     }
 
     /// Sets the TTL of packets sent by connections it accepts from now on.
@@ -115,10 +89,7 @@ impl TcpListener {
             .ok()
             .filter(|t| *t > 0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TTL must be 1..=255"))?;
-        let mut inner = self.shared.lock();
-        if let Some(l) = inner.table.listeners.get_mut(&self.key) {
-            l.ttl = ttl;
-        }
+        self.shared.set_listener_ttl(self.key, ttl);
         Ok(())
     }
 }
@@ -135,29 +106,6 @@ impl Drop for TcpListener {
     /// Stops listening: connections not yet accepted are reset, and the address is released
     /// once no listener shares it and no accepted connection uses it.
     fn drop(&mut self) {
-        let mut inner = self.shared.lock();
-        let key = self.key;
-        let Some((_, last)) = inner.table.remove_listener(key) else {
-            return;
-        };
-        for id in inner.table.ids() {
-            if let Some(e) = inner.table.get_mut(id) {
-                if e.owner == Owner::Listener(key) {
-                    e.owner = Owner::Detached;
-                    e.conn.abort();
-                    inner.mark_dirty(id);
-                }
-            }
-        }
-        if last && !inner.stopped {
-            if inner.address_in_use(key.addr) {
-                // Accepted connections still receive through this address (over UDP, its
-                // socket): release it when the last of them is gone.
-                inner.lingering.push(key.addr);
-            } else {
-                drop(inner);
-                self.shared.datapath.unbind(key.addr);
-            }
-        }
+        self.shared.close_listener(self.key);
     }
 }

@@ -5,6 +5,7 @@
 mod compat;
 mod handle;
 mod listener;
+mod on_stack;
 mod socket;
 mod split;
 mod stream;

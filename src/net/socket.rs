@@ -5,8 +5,7 @@ use super::handle::ConnHandle;
 use super::{TcpListener, TcpStream};
 use crate::datapath::BindKind;
 use crate::proto::cc::Algorithm;
-use crate::proto::{Config, Connection, Keepalive, State};
-use crate::stack::table::{Entry, Listener, Owner};
+use crate::proto::{Config, Keepalive};
 use crate::Stack;
 use std::fmt;
 use std::future::poll_fn;
@@ -105,47 +104,11 @@ impl TcpSocket {
         if o.bound.is_some() {
             return Err(invalid("socket is already bound"));
         }
-        let shared = self.stack.shared();
-        let mut released = Vec::new();
-        {
-            let mut inner = shared.lock();
-            if addr.port() != 0 && o.reuseport && inner.table.listening_shared(addr) == Some(true) {
-                // Joining listeners that share this address: the datapath claim is theirs.
-                o.bound = Some(addr);
-                o.joined = true;
-                return Ok(());
-            }
-            if let Some(i) = inner.lingering.iter().position(|a| *a == addr) {
-                if o.reuseaddr {
-                    // A dropped listener's address, kept for its accepted connections: like
-                    // SO_REUSEADDR on Linux, a new socket may take it over.
-                    inner.lingering.swap_remove(i);
-                    o.bound = Some(addr);
-                    return Ok(());
-                }
-            }
-            if o.reuseaddr && addr.port() != 0 {
-                // SO_REUSEADDR: connections in TIME-WAIT do not keep the port.
-                for id in inner.table.ids() {
-                    let Some(e) = inner.table.get_mut(id) else {
-                        continue;
-                    };
-                    if e.conn.state() == State::TimeWait
-                        && e.owner == Owner::Detached
-                        && e.claimed.is_some_and(|c| c.port() == addr.port())
-                    {
-                        released.extend(inner.forget(id));
-                    }
-                }
-            }
-        }
-        // Outside the lock: releasing a port may run a tool (the raw datapath's nft).
-        for c in released {
-            shared.datapath.unbind(c);
-        }
-        // Claimed as a listening address: it serves `listen` as it is, and `connect` from a
-        // bound address just as well.
-        let claimed = shared.datapath.bind(addr, BindKind::Listen)?;
+        let (claimed, joined) = self
+            .stack
+            .shared()
+            .bind_local(addr, o.reuseaddr, o.reuseport)?;
+        o.joined = joined;
         o.bound = Some(claimed);
         Ok(())
     }
@@ -179,83 +142,7 @@ impl TcpSocket {
             };
             (fixed, auto_ip, o.config.clone(), o.zero_linger)
         };
-        let release = |claimed: Option<SocketAddr>| {
-            if let Some(c) = claimed {
-                shared.datapath.unbind(c);
-            }
-        };
-        // Without a bound address the stack chooses the port (see `Inner::share_connect_port`):
-        // one already claimed for connections elsewhere if the 4-tuple is free, else a new
-        // claim from the datapath, else — every port taken for this peer — `AddrNotAvailable`
-        // at once, as Linux's `connect` fails with `EADDRNOTAVAIL`. The choice and the
-        // table entry are made under one lock, so that concurrent connects never pick one
-        // 4-tuple twice.
-        let mut fresh: Option<SocketAddr> = None;
-        let mut exhausted = false;
-        let (id, local) = loop {
-            let mut inner = shared.lock();
-            if inner.shutdown || inner.stopped {
-                drop(inner);
-                release(fixed.and_then(|f| f.1).or(fresh));
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "rawtcp: the stack shut down",
-                ));
-            }
-            let (local, claimed) = match fixed {
-                Some(f) => f,
-                None => {
-                    if let Some(a) = fresh.take() {
-                        inner.add_connect_port(a);
-                        (a, Some(a))
-                    } else if let Some(a) = inner.share_connect_port(auto_ip, addr, exhausted) {
-                        (a, Some(a))
-                    } else if exhausted {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AddrNotAvailable,
-                            format!("rawtcp: no local port left on {auto_ip} for a connection to {addr}"),
-                        ));
-                    } else {
-                        drop(inner);
-                        match shared
-                            .datapath
-                            .bind(SocketAddr::new(auto_ip, 0), BindKind::Connect)
-                        {
-                            Ok(a) => fresh = Some(a),
-                            Err(e) if e.kind() == io::ErrorKind::AddrInUse => exhausted = true,
-                            Err(e) => return Err(e),
-                        }
-                        continue;
-                    }
-                }
-            };
-            if inner.table.by_tuple.contains_key(&(local, addr)) {
-                let give_back = claimed.and_then(|c| inner.drop_claim(c));
-                drop(inner);
-                release(give_back);
-                return Err(io::ErrorKind::AddrInUse.into());
-            }
-            let iss = shared.isn(&inner, local, addr);
-            let cfg = shared.config_for(&cfg, addr.ip());
-            let conn = Connection::connect(cfg, local, addr, iss, shared.now());
-            let id = inner.table.insert(Entry {
-                conn,
-                owner: Owner::User,
-                readers: Default::default(),
-                writers: Default::default(),
-                scheduled: None,
-                dirty: false,
-                claimed,
-                ttl: 64,
-                zero_linger,
-                error_taken: false,
-                established_seen: false,
-                handshake_seen: false,
-                route: None,
-            });
-            inner.mark_dirty(id);
-            break (id, local);
-        };
+        let (id, local) = shared.open(fixed, auto_ip, addr, &cfg, zero_linger)?;
         let handle = ConnHandle {
             shared,
             id,
@@ -286,33 +173,7 @@ impl TcpSocket {
                 shared.datapath.bind(any, BindKind::Listen)?
             }
         };
-        let mut inner = shared.lock();
-        let joining = inner.table.listening_shared(addr).is_some();
-        let listener = Listener {
-            config: o.config.clone(),
-            backlog: (backlog as usize).max(1),
-            syn_queue: 0,
-            accept_queue: Default::default(),
-            waiters: Default::default(),
-            ttl: 64,
-            reuseport: o.reuseport,
-        };
-        let key = match inner.table.add_listener(addr, listener) {
-            Ok(k) => k,
-            Err(e) => {
-                if !joining {
-                    drop(inner);
-                    shared.datapath.unbind(addr);
-                }
-                return Err(e);
-            }
-        };
-        // The datapath may have opened a new source of packets (a UDP socket for this port):
-        // the reactor must poll it once to register interest.
-        if let Some(w) = &inner.reactor {
-            w.wake_by_ref();
-        }
-        drop(inner);
+        let key = shared.listen(addr, o.config.clone(), backlog as usize, o.reuseport)?;
         Ok(TcpListener { shared, key })
     }
 
@@ -439,10 +300,7 @@ impl TcpSocket {
 impl Drop for TcpSocket {
     fn drop(&mut self) {
         if let Some(b) = self.opts().bound.take() {
-            let shared = self.stack.shared();
-            if shared.lock().table.listening_shared(b).is_none() {
-                shared.datapath.unbind(b);
-            }
+            self.stack.shared().release_bound(b);
         }
     }
 }

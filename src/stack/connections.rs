@@ -1,7 +1,7 @@
 //! The live connection table: [`Stack::connections`] — every connection's addresses, state
 //! and [`TcpInfo`], and every listener with its queues, printable like `ss -tin`.
 
-use super::table::Owner;
+use crate::proto::endpoint::Owner;
 use super::Stack;
 use crate::proto::{State, TcpInfo};
 use std::fmt;
@@ -100,18 +100,22 @@ impl Stack {
                 state: e.conn.state(),
                 recv_queue: e.conn.recv_queue(),
                 send_queue: e.conn.send_queue(),
-                holder: match e.owner {
-                    Owner::Listener(key) => Holder::Listener(key.addr),
-                    Owner::User => Holder::Application,
-                    Owner::Detached => Holder::Orphan,
+                holder: match inner.table.endpoint.connection(id).map(|c| c.owner) {
+                    Some(Owner::Listener(l)) => inner
+                        .table
+                        .endpoint
+                        .listener(l)
+                        .map_or(Holder::Orphan, |l| Holder::Listener(l.addr)),
+                    Some(Owner::Application) => Holder::Application,
+                    Some(Owner::Orphan) | None => Holder::Orphan,
                 },
                 info: e.conn.info(),
             });
         }
-        for (key, l) in &inner.table.listeners {
+        for (_, l) in inner.table.endpoint.listeners() {
             out.listeners.push(ListenerEntry {
-                local: key.addr,
-                accept_queue: l.accept_queue.len(),
+                local: l.addr,
+                accept_queue: l.accept_queue,
                 syn_queue: l.syn_queue,
                 backlog: l.backlog,
                 reuseport: l.reuseport,

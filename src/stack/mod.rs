@@ -7,6 +7,7 @@
 //! demultiplexes them, fires timers, transmits what every touched connection has due, and
 //! sleeps until the next packet or deadline — it never polls on a tick.
 
+mod api;
 mod capture;
 mod connections;
 mod reactor;
@@ -15,7 +16,7 @@ pub(crate) mod table;
 pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
 
 use crate::datapath::{self, Datapath};
-use crate::net::{TcpListener, TcpSocket, TcpStream};
+use crate::proto::endpoint::Update;
 use crate::proto::{Config, Instant, IsnGenerator, Sample, SegmentKind};
 use crate::wire::TcpRepr;
 use std::cmp::Reverse;
@@ -27,7 +28,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use table::{ConnId, Table};
-use tokio::net::ToSocketAddrs;
 
 /// Which way a tapped segment travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,10 @@ pub struct StackStats {
     pub resets_sent: u64,
     /// SYNs dropped because a listener's queues were full.
     pub syn_dropped: u64,
+    /// ACKs that would have completed a handshake, dropped because the listener's accept
+    /// queue was full (the connection stays in SYN-RECEIVED until `accept` makes room, as
+    /// on Linux, whose `ListenOverflows` counts these with the SYNs dropped for that reason).
+    pub listen_overflows: u64,
     /// Writes whose segments the writing task sent itself, without waking the reactor (an
     /// idle connection's write, as the kernel sends from inside `write`).
     pub inline_transmits: u64,
@@ -114,33 +118,33 @@ impl fmt::Debug for Shared {
 }
 
 pub(crate) struct Inner {
-    pub table: Table,
-    pub dirty: Vec<ConnId>,
-    pub timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
-    pub reactor: Option<Waker>,
-    pub shutdown: bool,
+    pub(in crate::stack) table: Table,
+    pub(in crate::stack) dirty: Vec<ConnId>,
+    pub(in crate::stack) timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    pub(in crate::stack) reactor: Option<Waker>,
+    pub(in crate::stack) shutdown: bool,
     /// The reactor has exited: nothing will be sent or received any more.
-    pub stopped: bool,
-    pub isn: IsnGenerator,
-    pub stats: StackStats,
+    pub(in crate::stack) stopped: bool,
+    pub(in crate::stack) isn: IsnGenerator,
+    pub(in crate::stack) stats: StackStats,
     /// Local addresses to give back to the datapath once the lock allows.
-    pub unbind_later: Vec<SocketAddr>,
+    pub(in crate::stack) unbind_later: Vec<SocketAddr>,
     /// Addresses of dropped listeners whose accepted connections still use them; released
     /// when the last of those connections is gone.
-    pub lingering: Vec<SocketAddr>,
+    pub(in crate::stack) lingering: Vec<SocketAddr>,
     /// A connection was forgotten since the lingering addresses were last checked.
-    pub reaped: bool,
+    pub(in crate::stack) reaped: bool,
     /// The deadline the reactor sleeps until (`None`: it waits for packets only). A task
     /// that schedules an earlier timer must wake it.
-    pub reactor_deadline: Option<Instant>,
+    pub(in crate::stack) reactor_deadline: Option<Instant>,
     /// Local addresses claimed from the datapath for outgoing connections whose port the
     /// stack chose, with how many connections use each. Connections to different peers
     /// share them, as Linux shares a `connect` port (the 4-tuple stays unique).
-    pub connect_ports: HashMap<SocketAddr, u32>,
+    pub(in crate::stack) connect_ports: HashMap<SocketAddr, u32>,
     /// The same addresses in claim order, for choosing one to share.
-    pub connect_order: Vec<SocketAddr>,
+    pub(in crate::stack) connect_order: Vec<SocketAddr>,
     /// Where the search for a port to share goes on from.
-    pub connect_cursor: usize,
+    pub(in crate::stack) connect_cursor: usize,
 }
 
 impl Shared {
@@ -240,18 +244,45 @@ const INLINE_POOL: usize = 4;
 const SHARE_TRIES: usize = 8;
 
 impl Inner {
-    /// Forgets connection `id`: out of the table, its claim on a local address given up.
-    /// Returns the address to give back to the datapath (outside the lock) when no
-    /// connection uses it any more.
-    pub fn forget(&mut self, id: ConnId) -> Option<SocketAddr> {
-        let e = self.table.remove(id)?;
+    /// Forgets connection `id` — the one place a connection leaves the stack: out of the
+    /// endpoint and the table, its claim on a local address given up (the address queued
+    /// for the datapath, to be released outside the lock, when nothing else uses it).
+    pub(in crate::stack) fn forget(&mut self, id: ConnId) {
+        self.table.endpoint.remove(id);
+        let Some(e) = self.table.take(id) else {
+            return;
+        };
         self.reaped = true;
-        self.drop_claim(e.claimed?)
+        if let Some(a) = e.claimed.and_then(|c| self.drop_claim(c)) {
+            self.unbind_later.push(a);
+        }
+    }
+
+    /// Reports connection `id`'s status to the endpoint after it was touched, and acts on
+    /// the answer: wakes the listener whose accept queue it joined, or forgets it. Returns
+    /// whether it is still there.
+    pub(in crate::stack) fn report(&mut self, id: ConnId) -> bool {
+        let Some(e) = self.table.get(id) else {
+            return false;
+        };
+        match self.table.endpoint.update(id, e.conn.status()) {
+            Update::None => true,
+            Update::Accepted(l) => {
+                if let Some(l) = self.table.listeners.get_mut(&l) {
+                    l.waiters.wake_all();
+                }
+                true
+            }
+            Update::Forget => {
+                self.forget(id);
+                false
+            }
+        }
     }
 
     /// Gives up one connection's claim on `addr`; returns it when it is to be given back
     /// to the datapath (nothing else uses it).
-    pub fn drop_claim(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
+    pub(in crate::stack) fn drop_claim(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
         match self.connect_ports.get_mut(&addr) {
             Some(n) if *n > 1 => {
                 *n -= 1;
@@ -271,7 +302,7 @@ impl Inner {
     /// A local address already claimed for outgoing connections on `ip` that a connection to
     /// `remote` can share (their 4-tuples differ), taking a reference to it. `exhaustive`
     /// looks at every one; otherwise a few, round robin, so that `connect` stays cheap.
-    pub fn share_connect_port(
+    pub(in crate::stack) fn share_connect_port(
         &mut self,
         ip: IpAddr,
         remote: SocketAddr,
@@ -282,7 +313,7 @@ impl Inner {
         for _ in 0..tries {
             self.connect_cursor = (self.connect_cursor + 1) % n;
             let addr = self.connect_order[self.connect_cursor];
-            if addr.ip() == ip && !self.table.by_tuple.contains_key(&(addr, remote)) {
+            if addr.ip() == ip && self.table.endpoint.lookup(addr, remote).is_none() {
                 *self.connect_ports.entry(addr).or_insert(0) += 1;
                 return Some(addr);
             }
@@ -291,29 +322,21 @@ impl Inner {
     }
 
     /// Records a local address just claimed for an outgoing connection, to share later.
-    pub fn add_connect_port(&mut self, addr: SocketAddr) {
+    pub(in crate::stack) fn add_connect_port(&mut self, addr: SocketAddr) {
         if self.connect_ports.insert(addr, 1).is_none() {
             self.connect_order.push(addr);
         }
     }
 
-    /// Whether a connection still uses the local address `addr` (or, for a wildcard
-    /// address, its port).
-    pub fn address_in_use(&self, addr: SocketAddr) -> bool {
-        self.table.by_tuple.keys().any(|(local, _)| {
-            local.port() == addr.port() && (addr.ip().is_unspecified() || local.ip() == addr.ip())
-        })
-    }
-
     /// Releases the lingering listener addresses no connection uses any more.
-    pub fn release_lingering(&mut self) {
+    pub(in crate::stack) fn release_lingering(&mut self) {
         if !self.reaped || self.lingering.is_empty() {
             return;
         }
         self.reaped = false;
         let mut still = std::mem::take(&mut self.lingering);
         still.retain(|a| {
-            let used = self.address_in_use(*a);
+            let used = self.table.endpoint.address_in_use(*a);
             if !used {
                 self.unbind_later.push(*a);
             }
@@ -355,7 +378,8 @@ impl Drop for Owner {
 ///
 /// Cloning gives another handle to the same stack. When the last handle is dropped the
 /// reactor resets every connection and stops; streams and listeners made from it then report
-/// errors. The free functions ([`TcpListener::bind`], [`TcpStream::connect`]) use a default
+/// errors. The free functions ([`TcpListener::bind`](crate::TcpListener::bind),
+/// [`TcpStream::connect`](crate::TcpStream::connect)) use a default
 /// stack that lives for the whole process.
 ///
 /// ```no_run
@@ -596,7 +620,8 @@ impl Stack {
         }
     }
 
-    /// The process-wide stack behind [`TcpListener::bind`] and [`TcpStream::connect`]: its
+    /// The process-wide stack behind [`TcpListener::bind`](crate::TcpListener::bind) and
+    /// [`TcpStream::connect`](crate::TcpStream::connect): its
     /// datapath comes from `RAWTCP_DATAPATH` (`udp` when unset) and its reactor runs on a
     /// thread of its own, so it keeps working across tokio runtimes. With `RAWTCP_PCAP=path`
     /// it captures every segment to that pcap file (numbered if another stack took the name
@@ -637,61 +662,13 @@ impl Stack {
     /// Counters of this stack.
     pub fn stats(&self) -> StackStats {
         let inner = self.owner.shared.lock();
+        let ep = inner.table.endpoint.stats();
         StackStats {
             connections: inner.table.len(),
+            resets_sent: ep.resets_sent,
+            syn_dropped: ep.syn_queue_full + ep.accept_queue_full,
+            listen_overflows: ep.listen_overflows,
             ..inner.stats.clone()
         }
     }
-
-    /// Listens on `addr` (every form tokio's `ToSocketAddrs` takes; each resolved address is
-    /// tried in turn) with the default backlog of 1024.
-    pub async fn bind(&self, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let mut last = None;
-        for a in tokio::net::lookup_host(addr).await? {
-            let socket = match a {
-                SocketAddr::V4(_) => self.socket_v4()?,
-                SocketAddr::V6(_) => self.socket_v6()?,
-            };
-            // Like tokio's `TcpListener::bind`, which sets SO_REUSEADDR.
-            socket.set_reuseaddr(true)?;
-            match socket.bind(a).and_then(|()| socket.listen(1024)) {
-                Ok(l) => return Ok(l),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(no_addresses))
-    }
-
-    /// Opens a connection to `addr`, trying each resolved address in turn.
-    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let mut last = None;
-        for a in tokio::net::lookup_host(addr).await? {
-            let socket = match a {
-                SocketAddr::V4(_) => self.socket_v4()?,
-                SocketAddr::V6(_) => self.socket_v6()?,
-            };
-            match socket.connect(a).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(no_addresses))
-    }
-
-    /// A new IPv4 socket on this stack, to configure before `connect` or `listen`.
-    pub fn socket_v4(&self) -> io::Result<TcpSocket> {
-        Ok(TcpSocket::on_stack(self.clone(), false))
-    }
-
-    /// A new IPv6 socket on this stack.
-    pub fn socket_v6(&self) -> io::Result<TcpSocket> {
-        Ok(TcpSocket::on_stack(self.clone(), true))
-    }
-}
-
-fn no_addresses() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "could not resolve to any address",
-    )
 }

@@ -1,11 +1,12 @@
 //! The reactor task: receive a batch, demultiplex it, fire due timers, transmit what every
 //! touched connection has due, send the batch, sleep until the next packet or deadline.
 
-use super::table::{ConnId, Entry, ListenerKey, Owner};
+use super::table::{ConnId, Entry};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
-use crate::proto::{reset_for, Connection, Instant, SegmentKind, State};
-use crate::wire::{self, TcpFlags, TcpRepr, TCP_MAX_HEADER_LEN};
+use crate::proto::endpoint::{Accept, Route};
+use crate::proto::{Connection, Instant, SegmentKind, State};
+use crate::wire::{self, TcpRepr, TCP_MAX_HEADER_LEN};
 use std::cmp::Reverse;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -223,8 +224,11 @@ impl Reactor {
         for l in inner.table.listeners.values_mut() {
             l.waiters.wake_all();
         }
-        for addr in inner.table.listen_addrs.keys() {
-            self.shared.datapath.unbind(*addr);
+        // Listeners sharing an address (`SO_REUSEPORT`) share its claim: given back once.
+        let addrs: std::collections::HashSet<_> =
+            inner.table.endpoint.listeners().map(|(_, l)| l.addr).collect();
+        for addr in addrs {
+            self.shared.datapath.unbind(addr);
         }
         inner.stopped = true;
         self.flush();
@@ -323,102 +327,80 @@ fn handle_packet(
         // answer.
         return None;
     }
-    if let Some(&id) = inner.table.by_tuple.get(&(local, remote)) {
-        if let Some(e) = inner.table.get_mut(id) {
-            if e.conn.accepts_new_syn(&tcp) {
-                // A new incarnation replaces the one lingering in TIME-WAIT (RFC 6191).
-                if let Some(a) = inner.forget(id) {
-                    inner.unbind_later.push(a);
-                }
-            } else if e.conn.state() == State::Closed {
-                // A closed connection the application still holds has no TCB: the segment
-                // is for no connection (RFC 9293 §3.10.7.1), and a SYN may open a new one.
-            } else {
-                if e.conn.on_segment(now, &tcp, payload) && carrier.is_some() {
-                    // Only a segment the connection accepted says where the peer is.
-                    e.route = carrier;
-                }
-                let urgent = e.conn.ack_urgent();
-                inner.mark_dirty(id);
-                return urgent.then_some(id);
+    match inner.table.endpoint.handle(local, remote, &tcp, payload.len()) {
+        Route::Connection(id) => {
+            let e = inner.table.get_mut(id)?;
+            let handshaking = e.conn.state() == State::SynReceived;
+            if e.conn.on_segment(now, &tcp, payload) && carrier.is_some() {
+                // Only a segment the connection accepted says where the peer is.
+                e.route = carrier;
             }
+            let urgent = e.conn.ack_urgent();
+            let completed = handshaking && e.conn.is_established();
+            inner.mark_dirty(id);
+            if completed {
+                // Into the accept queue before the next segment is routed, so that the
+                // endpoint judges the next handshake against the queue as it now is.
+                inner.report(id);
+            }
+            urgent.then_some(id)
         }
-    }
-    if tcp.flags.contains(TcpFlags::SYN) && !tcp.flags.intersects(TcpFlags::ACK | TcpFlags::RST) {
-        if let Some(key) = inner.table.listener_for(local, remote) {
-            accept_syn(shared, inner, key, (local, remote, carrier), &tcp, now);
-            return None;
+        Route::Accept(accept) => {
+            accept_syn(shared, inner, accept, (local, remote, carrier), &tcp, now);
+            None
         }
+        Route::Reply(rst) => {
+            emit(
+                shared,
+                &mut inner.stats,
+                tx,
+                (local, remote, carrier),
+                64,
+                &rst,
+                &[],
+            );
+            None
+        }
+        Route::Discard(_) => None,
     }
-    // RFC 9293 §3.10.7.1: no connection here.
-    tracing::trace!(%local, %remote, flags = %tcp.flags, "segment for no connection");
-    if let Some(rst) = reset_for(&tcp, payload.len()) {
-        inner.stats.resets_sent += 1;
-        emit(
-            shared,
-            &mut inner.stats,
-            tx,
-            (local, remote, carrier),
-            64,
-            &rst,
-            &[],
-        );
-    }
-    None
 }
 
-/// A SYN for a listener: a new connection in its SYN queue, unless a queue is full
-/// (RFC 4987 §3.1: a bounded backlog; excess SYNs are dropped and the peer retries).
+/// A SYN the endpoint gave to a listener's SYN queue: the connection is made and stored
+/// under the handle the endpoint chose, or given up if the engine declines the SYN.
 fn accept_syn(
     shared: &Shared,
     inner: &mut Inner,
-    key: ListenerKey,
+    accept: Accept,
     (local, remote, carrier): (SocketAddr, SocketAddr, Option<SocketAddr>),
     syn: &TcpRepr,
     now: Instant,
 ) {
-    let iss = shared.isn(inner, local, remote);
-    let Some(listener) = inner.table.listeners.get_mut(&key) else {
-        return;
-    };
-    if listener.accept_queue.len() >= listener.backlog
-        || listener.syn_queue >= max_syn_queue(listener.backlog)
-    {
-        inner.stats.syn_dropped += 1;
-        tracing::debug!(%local, %remote, "SYN dropped: the listener's queues are full");
-        return;
+    if let Some(old) = accept.replaced {
+        // The incarnation in TIME-WAIT goes first: the new one may take its slot.
+        inner.forget(old);
     }
-    let cfg = shared.config_for(&listener.config, remote.ip());
-    let ttl = listener.ttl;
-    let Some(conn) = Connection::accept(cfg, local, remote, syn, iss, now) else {
-        return;
-    };
-    listener.syn_queue += 1;
-    let id = inner.table.insert(Entry {
-        conn,
-        owner: Owner::Listener(key),
-        readers: Default::default(),
-        writers: Default::default(),
-        scheduled: None,
-        dirty: false,
-        claimed: None,
-        ttl,
-        zero_linger: false,
-        error_taken: false,
-        established_seen: false,
-        handshake_seen: false,
-        route: carrier,
+    let iss = shared.isn(inner, local, remote);
+    let made = inner.table.listeners.get(&accept.listener).and_then(|l| {
+        let cfg = shared.config_for(&l.config, remote.ip());
+        let conn = Connection::accept(cfg, local, remote, syn, iss, now)?;
+        Some(Entry {
+            route: carrier,
+            ..Entry::new(conn, l.ttl)
+        })
     });
-    inner.mark_dirty(id);
+    match made {
+        Some(entry) => {
+            inner.table.put(accept.handle, entry);
+            inner.mark_dirty(accept.handle);
+        }
+        None => {
+            inner.table.endpoint.remove(accept.handle);
+        }
+    }
 }
 
-/// Linux sizes the SYN queue from the backlog too; keep room for a burst of handshakes.
-fn max_syn_queue(backlog: usize) -> usize {
-    backlog.clamp(128, 4096)
-}
-
-/// After a connection was touched: wake waiters, move it through its listener's queues,
-/// schedule its timer, forget it once finished.
+/// After a connection was touched: wake waiters, report it to the endpoint (which moves it
+/// through its listener's queues, or has it forgotten once finished), schedule its timer.
 pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
     let Some(e) = inner.table.get_mut(id) else {
         return;
@@ -432,35 +414,12 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
         e.handshake_seen |= handshake_over;
         e.writers.wake_all();
     }
-    let closed = e.conn.is_closed();
-    if let Owner::Listener(key) = e.owner {
-        let established = e.conn.is_established();
-        if established && !e.established_seen {
-            e.established_seen = true;
-            if let Some(l) = inner.table.listeners.get_mut(&key) {
-                l.syn_queue = l.syn_queue.saturating_sub(1);
-                l.accept_queue.push_back(id);
-                l.waiters.wake_all();
-            }
-        } else if closed && !e.established_seen {
-            if let Some(l) = inner.table.listeners.get_mut(&key) {
-                l.syn_queue = l.syn_queue.saturating_sub(1);
-            }
-            if let Some(a) = inner.forget(id) {
-                inner.unbind_later.push(a);
-            }
-            return;
-        }
+    if !inner.report(id) {
+        return;
     }
     let Some(e) = inner.table.get_mut(id) else {
         return;
     };
-    if closed && e.owner == Owner::Detached {
-        if let Some(a) = inner.forget(id) {
-            inner.unbind_later.push(a);
-        }
-        return;
-    }
     let deadline = e.conn.poll_timeout();
     if let Some(d) = deadline {
         if e.scheduled.is_none_or(|s| d < s) {

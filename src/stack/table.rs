@@ -1,16 +1,27 @@
-//! The stack's tables: connections by id and by 4-tuple, listeners by local address, and the
-//! wakers of tasks waiting on them.
+//! The runtime's side of the connection table: each connection's engine and what the runtime
+//! keeps beside it (wakers, its timer, where its packets go), indexed by the handles of the
+//! [`Endpoint`], which owns the routing, the listen queues and every TCP rule about them; and
+//! each listener's settings and waiting tasks.
+//!
+//! An entry is reached by handle only, never by 4-tuple: the endpoint routes, the table
+//! stores. That is the shape per-connection locking needs (the table locked to insert,
+//! remove and look up; each entry behind a lock of its own).
 
+pub(crate) use crate::proto::endpoint::ListenerId;
+use crate::proto::endpoint::{ConnectionHandle, Endpoint};
 use crate::proto::{Config, Connection, Instant};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::task::Waker;
 
-/// A connection's slot in the table; the generation makes a stale id harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ConnId {
-    pub idx: u32,
-    pub gen: u32,
+/// A connection's handle: the endpoint's, whose generation makes a stale one harmless.
+pub(crate) type ConnId = ConnectionHandle;
+
+/// What a `TcpListener` holds: its listener's id and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ListenerKey {
+    pub addr: SocketAddr,
+    pub id: ListenerId,
 }
 
 /// Tasks waiting for one condition. Each waker is kept once.
@@ -31,30 +42,10 @@ impl WakerSet {
     }
 }
 
-/// One listener: its address and an instance number (several share an address with
-/// `SO_REUSEPORT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ListenerKey {
-    pub addr: SocketAddr,
-    pub instance: u32,
-}
-
-/// Who holds a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Owner {
-    /// In a listener's SYN queue or accept queue, not yet accepted.
-    Listener(ListenerKey),
-    /// A `TcpStream` (or its halves) holds it.
-    User,
-    /// The application dropped it; the stack finishes the close and then forgets it.
-    Detached,
-}
-
 /// One connection and what the runtime keeps beside it.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub conn: Connection,
-    pub owner: Owner,
     pub readers: WakerSet,
     pub writers: WakerSet,
     /// Earliest deadline currently in the timer heap for this connection.
@@ -69,8 +60,6 @@ pub(crate) struct Entry {
     pub zero_linger: bool,
     /// `take_error` already reported the error.
     pub error_taken: bool,
-    /// Whether it was accounted as established in its listener's SYN queue.
-    pub established_seen: bool,
     /// Whether waiters were told that the handshake ended.
     pub handshake_seen: bool,
     /// Where the datapath must carry this connection's packets (the UDP address the peer
@@ -78,176 +67,91 @@ pub(crate) struct Entry {
     pub route: Option<SocketAddr>,
 }
 
-/// A listening address.
-#[derive(Debug)]
-pub(crate) struct Listener {
-    pub config: Config,
-    /// Accept queue limit (`listen(backlog)`).
-    pub backlog: usize,
-    /// Connections in SYN-RECEIVED for this listener.
-    pub syn_queue: usize,
-    /// Established connections waiting for `accept`.
-    pub accept_queue: VecDeque<ConnId>,
-    pub waiters: WakerSet,
-    pub ttl: u8,
-    /// Whether other listeners may share the address (`SO_REUSEPORT`).
-    pub reuseport: bool,
+impl Entry {
+    /// A new connection's entry: no wakers, no timer, nothing claimed.
+    pub fn new(conn: Connection, ttl: u8) -> Entry {
+        Entry {
+            conn,
+            readers: WakerSet::default(),
+            writers: WakerSet::default(),
+            scheduled: None,
+            dirty: false,
+            claimed: None,
+            ttl,
+            zero_linger: false,
+            error_taken: false,
+            handshake_seen: false,
+            route: None,
+        }
+    }
 }
 
-/// Slots of connections, reused through a free list.
+/// A listener's settings and the tasks waiting in `accept`; its queues are the endpoint's.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    /// The settings its connections start from.
+    pub config: Config,
+    pub waiters: WakerSet,
+    /// IP TTL of the connections it accepts.
+    pub ttl: u8,
+}
+
+/// The endpoint, the connections' entries by handle index, and the listeners' settings.
 #[derive(Debug, Default)]
 pub(crate) struct Table {
-    slots: Vec<(u32, Option<Entry>)>,
-    free: Vec<u32>,
-    pub by_tuple: HashMap<(SocketAddr, SocketAddr), ConnId>,
-    pub listeners: HashMap<ListenerKey, Listener>,
-    /// Listener instances per address.
-    pub listen_addrs: HashMap<SocketAddr, Vec<u32>>,
-    next_instance: u32,
+    pub endpoint: Endpoint,
+    entries: Vec<Option<(ConnId, Entry)>>,
+    count: usize,
+    pub listeners: HashMap<ListenerId, Listener>,
 }
 
 impl Table {
-    pub fn insert(&mut self, entry: Entry) -> ConnId {
-        let key = (entry.conn.local_addr(), entry.conn.remote_addr());
-        let id = match self.free.pop() {
-            Some(idx) => {
-                let slot = &mut self.slots[idx as usize];
-                slot.0 = slot.0.wrapping_add(1);
-                slot.1 = Some(entry);
-                ConnId { idx, gen: slot.0 }
-            }
-            None => {
-                self.slots.push((0, Some(entry)));
-                ConnId {
-                    idx: (self.slots.len() - 1) as u32,
-                    gen: 0,
-                }
-            }
-        };
-        self.by_tuple.insert(key, id);
-        id
+    /// Stores connection `id`'s entry (the endpoint has just given it the handle).
+    pub fn put(&mut self, id: ConnId, entry: Entry) {
+        let i = id.index();
+        if self.entries.len() <= i {
+            self.entries.resize_with(i + 1, || None);
+        }
+        // The endpoint reuses a slot only after the connection in it was forgotten, and the
+        // driver forgets its entry first (see `Accept::replaced`).
+        debug_assert!(self.entries[i].is_none(), "slot {i} still taken");
+        if self.entries[i].replace((id, entry)).is_none() {
+            self.count += 1;
+        }
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Entry> {
-        match self.slots.get(id.idx as usize) {
-            Some((gen, Some(e))) if *gen == id.gen => Some(e),
+        match self.entries.get(id.index()) {
+            Some(Some((h, e))) if *h == id => Some(e),
             _ => None,
         }
     }
 
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
-        match self.slots.get_mut(id.idx as usize) {
-            Some((gen, Some(e))) if *gen == id.gen => Some(e),
+        match self.entries.get_mut(id.index()) {
+            Some(Some((h, e))) if *h == id => Some(e),
             _ => None,
         }
     }
 
-    pub fn remove(&mut self, id: ConnId) -> Option<Entry> {
-        let slot = self.slots.get_mut(id.idx as usize)?;
-        if slot.0 != id.gen {
-            return None;
+    /// Takes connection `id`'s entry out (the endpoint's record is the caller's to remove).
+    pub fn take(&mut self, id: ConnId) -> Option<Entry> {
+        let slot = self.entries.get_mut(id.index())?;
+        if slot.as_ref().is_some_and(|(h, _)| *h == id) {
+            self.count -= 1;
+            slot.take().map(|(_, e)| e)
+        } else {
+            None
         }
-        let e = slot.1.take()?;
-        self.free.push(id.idx);
-        let key = (e.conn.local_addr(), e.conn.remote_addr());
-        if self.by_tuple.get(&key) == Some(&id) {
-            self.by_tuple.remove(&key);
-        }
-        Some(e)
     }
 
+    /// How many connections have entries.
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.count
     }
 
-    /// Every live connection id.
+    /// Every connection with an entry.
     pub fn ids(&self) -> Vec<ConnId> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (gen, e))| {
-                e.as_ref().map(|_| ConnId {
-                    idx: i as u32,
-                    gen: *gen,
-                })
-            })
-            .collect()
-    }
-
-    /// Adds a listener at `addr`; `AddrInUse` unless every listener already there and this
-    /// one allow sharing it.
-    pub fn add_listener(&mut self, addr: SocketAddr, l: Listener) -> std::io::Result<ListenerKey> {
-        let shared_ok = l.reuseport;
-        let instances = self.listen_addrs.entry(addr).or_default();
-        let all_share = instances.iter().all(|i| {
-            self.listeners
-                .get(&ListenerKey { addr, instance: *i })
-                .is_some_and(|o| o.reuseport)
-        });
-        if !(instances.is_empty() || shared_ok && all_share) {
-            return Err(std::io::ErrorKind::AddrInUse.into());
-        }
-        self.next_instance = self.next_instance.wrapping_add(1);
-        let key = ListenerKey {
-            addr,
-            instance: self.next_instance,
-        };
-        instances.push(key.instance);
-        self.listeners.insert(key, l);
-        Ok(key)
-    }
-
-    /// Removes a listener; also reports whether it was the last one at its address.
-    pub fn remove_listener(&mut self, key: ListenerKey) -> Option<(Listener, bool)> {
-        let l = self.listeners.remove(&key)?;
-        let last = match self.listen_addrs.get_mut(&key.addr) {
-            Some(v) => {
-                v.retain(|i| *i != key.instance);
-                v.is_empty()
-            }
-            None => true,
-        };
-        if last {
-            self.listen_addrs.remove(&key.addr);
-        }
-        Some((l, last))
-    }
-
-    /// Whether some listener is at `addr` and all of them share it.
-    pub fn listening_shared(&self, addr: SocketAddr) -> Option<bool> {
-        let instances = self.listen_addrs.get(&addr)?;
-        Some(instances.iter().all(|i| {
-            self.listeners
-                .get(&ListenerKey { addr, instance: *i })
-                .is_some_and(|l| l.reuseport)
-        }))
-    }
-
-    /// The listener that takes a SYN for `local` from `remote`: at the exact address, else at
-    /// the wildcard address of the same family and port; among several sharing an address,
-    /// one chosen by a hash of the remote address, so a peer always reaches the same one.
-    pub fn listener_for(&self, local: SocketAddr, remote: SocketAddr) -> Option<ListenerKey> {
-        let wildcard = SocketAddr::new(unspecified_like(local), local.port());
-        for addr in [local, wildcard] {
-            if let Some(instances) = self.listen_addrs.get(&addr).filter(|v| !v.is_empty()) {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                remote.hash(&mut h);
-                let pick = instances[(h.finish() % instances.len() as u64) as usize];
-                return Some(ListenerKey {
-                    addr,
-                    instance: pick,
-                });
-            }
-        }
-        None
-    }
-}
-
-/// The unspecified address of `addr`'s family.
-pub(crate) fn unspecified_like(addr: SocketAddr) -> std::net::IpAddr {
-    match addr {
-        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        self.entries.iter().flatten().map(|(h, _)| *h).collect()
     }
 }

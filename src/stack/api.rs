@@ -1,0 +1,305 @@
+//! The narrow interface the public types in `net` use: claim an address, open a connection,
+//! listen, accept, let go. `net` holds handles ([`ConnId`], [`ListenerKey`]) and reaches a
+//! connection's own entry through [`Inner::entry_mut`]; the endpoint, the listeners and the
+//! port bookkeeping stay inside `stack`.
+
+use super::table::{ConnId, Entry, Listener, ListenerKey, WakerSet};
+use super::{Inner, Shared};
+use crate::datapath::BindKind;
+use crate::proto::endpoint::Owner;
+use crate::proto::{Config, Connection, State};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::MutexGuard;
+use std::task::Poll;
+
+fn shut_down() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "rawtcp: the stack shut down",
+    )
+}
+
+impl Inner {
+    /// Connection `id`'s entry: its engine, wakers and per-connection settings.
+    pub(crate) fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
+        self.table.get_mut(id)
+    }
+
+    /// Whether the reactor has stopped: nothing is sent or received any more.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
+impl Shared {
+    /// Releases the addresses forgotten connections gave back, after unlocking (releasing a
+    /// port may run a tool: the raw datapath's nft).
+    fn unlock_and_unbind(&self, mut inner: MutexGuard<'_, Inner>) {
+        let addrs = std::mem::take(&mut inner.unbind_later);
+        drop(inner);
+        for a in addrs {
+            self.datapath.unbind(a);
+        }
+    }
+
+    /// Claims `addr` for a socket's `bind`. Returns the address claimed (with the port the
+    /// datapath chose for port 0) and whether it was joined from listeners that share it
+    /// (`SO_REUSEPORT`), in which case the claim stays theirs. With `reuseaddr`, a dropped
+    /// listener's lingering address is taken over and connections lingering in TIME-WAIT on
+    /// the port are given up first, as `SO_REUSEADDR` allows on Linux.
+    pub(crate) fn bind_local(
+        &self,
+        addr: SocketAddr,
+        reuseaddr: bool,
+        reuseport: bool,
+    ) -> io::Result<(SocketAddr, bool)> {
+        let mut inner = self.lock();
+        if addr.port() != 0
+            && reuseport
+            && inner.table.endpoint.listening_shared(addr) == Some(true)
+        {
+            return Ok((addr, true));
+        }
+        if let Some(i) = inner.lingering.iter().position(|a| *a == addr) {
+            if reuseaddr {
+                inner.lingering.swap_remove(i);
+                return Ok((addr, false));
+            }
+        }
+        if reuseaddr && addr.port() != 0 {
+            for id in inner.table.ids() {
+                let orphan = inner
+                    .table
+                    .endpoint
+                    .connection(id)
+                    .is_some_and(|c| c.owner == Owner::Orphan);
+                let lingers = inner.table.get(id).is_some_and(|e| {
+                    e.conn.state() == State::TimeWait
+                        && e.claimed.is_some_and(|c| c.port() == addr.port())
+                });
+                if orphan && lingers {
+                    inner.forget(id);
+                }
+            }
+        }
+        self.unlock_and_unbind(inner);
+        // Claimed as a listening address: it serves `listen` as it is, and `connect` from a
+        // bound address just as well.
+        Ok((self.datapath.bind(addr, BindKind::Listen)?, false))
+    }
+
+    /// Opens a connection to `remote` held by the application: SYN-SENT, its SYN queued.
+    ///
+    /// `fixed` is the bound local address, with the claim the connection takes over (`None`
+    /// when the claim belongs to listeners sharing the address). Without one the stack
+    /// chooses the port on `auto_ip`: one already claimed for connections elsewhere if the
+    /// 4-tuple is free, else a new claim from the datapath, else — every port taken for this
+    /// peer — `AddrNotAvailable` at once, as Linux's `connect` fails with `EADDRNOTAVAIL`.
+    /// The choice and the table entry are made under one lock, so that concurrent connects
+    /// never pick one 4-tuple twice.
+    pub(crate) fn open(
+        &self,
+        fixed: Option<(SocketAddr, Option<SocketAddr>)>,
+        auto_ip: IpAddr,
+        remote: SocketAddr,
+        config: &Config,
+        zero_linger: bool,
+    ) -> io::Result<(ConnId, SocketAddr)> {
+        let release = |claimed: Option<SocketAddr>| {
+            if let Some(c) = claimed {
+                self.datapath.unbind(c);
+            }
+        };
+        let mut fresh: Option<SocketAddr> = None;
+        let mut exhausted = false;
+        loop {
+            let mut inner = self.lock();
+            if inner.shutdown || inner.stopped {
+                drop(inner);
+                release(fixed.and_then(|f| f.1).or(fresh));
+                return Err(shut_down());
+            }
+            let (local, claimed) = match fixed {
+                Some(f) => f,
+                None => {
+                    if let Some(a) = fresh.take() {
+                        inner.add_connect_port(a);
+                        (a, Some(a))
+                    } else if let Some(a) = inner.share_connect_port(auto_ip, remote, exhausted) {
+                        (a, Some(a))
+                    } else if exhausted {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrNotAvailable,
+                            format!(
+                                "rawtcp: no local port left on {auto_ip} for a connection to {remote}"
+                            ),
+                        ));
+                    } else {
+                        drop(inner);
+                        match self
+                            .datapath
+                            .bind(SocketAddr::new(auto_ip, 0), BindKind::Connect)
+                        {
+                            Ok(a) => fresh = Some(a),
+                            Err(e) if e.kind() == io::ErrorKind::AddrInUse => exhausted = true,
+                            Err(e) => return Err(e),
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(id) = inner.table.endpoint.connect(local, remote) else {
+                let give_back = claimed.and_then(|c| inner.drop_claim(c));
+                drop(inner);
+                release(give_back);
+                return Err(io::ErrorKind::AddrInUse.into());
+            };
+            let iss = self.isn(&inner, local, remote);
+            let cfg = self.config_for(config, remote.ip());
+            let conn = Connection::connect(cfg, local, remote, iss, self.now());
+            inner.table.put(
+                id,
+                Entry {
+                    claimed,
+                    zero_linger,
+                    ..Entry::new(conn, 64)
+                },
+            );
+            inner.mark_dirty(id);
+            return Ok((id, local));
+        }
+    }
+
+    /// Listens at `addr`, which the socket claimed (or joined) already, with an accept queue
+    /// of `backlog`. `AddrInUse` unless every listener already there and this one allow
+    /// sharing it; the claim is then given back unless it was joined.
+    pub(crate) fn listen(
+        &self,
+        addr: SocketAddr,
+        config: Config,
+        backlog: usize,
+        reuseport: bool,
+    ) -> io::Result<ListenerKey> {
+        let mut inner = self.lock();
+        let joining = inner.table.endpoint.listening_shared(addr).is_some();
+        let Some(id) = inner.table.endpoint.listen(addr, backlog, reuseport) else {
+            drop(inner);
+            if !joining {
+                self.datapath.unbind(addr);
+            }
+            return Err(io::ErrorKind::AddrInUse.into());
+        };
+        inner.table.listeners.insert(
+            id,
+            Listener {
+                config,
+                waiters: WakerSet::default(),
+                ttl: 64,
+            },
+        );
+        // The datapath may have opened a new source of packets (a UDP socket for this port):
+        // the reactor must poll it once to register interest.
+        if let Some(w) = &inner.reactor {
+            w.wake_by_ref();
+        }
+        Ok(ListenerKey { addr, id })
+    }
+
+    /// The next connection in the accept queue of `key`'s listener, now the application's:
+    /// its handle, local and remote address. When there is none, `register` is given the
+    /// listener's waiters to join, under the same lock that found the queue empty.
+    pub(crate) fn poll_accept(
+        &self,
+        key: ListenerKey,
+        register: impl FnOnce(&mut WakerSet),
+    ) -> Poll<io::Result<(ConnId, SocketAddr, SocketAddr)>> {
+        let mut inner = self.lock();
+        if inner.stopped || !inner.table.listeners.contains_key(&key.id) {
+            return Poll::Ready(Err(shut_down()));
+        }
+        loop {
+            let Some(id) = inner.table.endpoint.accept(key.id) else {
+                if let Some(l) = inner.table.listeners.get_mut(&key.id) {
+                    register(&mut l.waiters);
+                }
+                return Poll::Pending;
+            };
+            if let Some(e) = inner.table.get(id) {
+                return Poll::Ready(Ok((id, e.conn.local_addr(), e.conn.remote_addr())));
+            }
+        }
+    }
+
+    /// The TTL of the connections `key`'s listener accepts.
+    pub(crate) fn listener_ttl(&self, key: ListenerKey) -> u8 {
+        self.lock().table.listeners.get(&key.id).map_or(64, |l| l.ttl)
+    }
+
+    /// Sets the TTL of the connections `key`'s listener accepts from now on.
+    pub(crate) fn set_listener_ttl(&self, key: ListenerKey, ttl: u8) {
+        if let Some(l) = self.lock().table.listeners.get_mut(&key.id) {
+            l.ttl = ttl;
+        }
+    }
+
+    /// Stops `key`'s listener: connections it had not handed out are reset, and the address
+    /// is released once no listener shares it and no accepted connection uses it.
+    pub(crate) fn close_listener(&self, key: ListenerKey) {
+        let mut inner = self.lock();
+        inner.table.listeners.remove(&key.id);
+        let Some(closed) = inner.table.endpoint.close_listener(key.id) else {
+            return;
+        };
+        for id in closed.orphans {
+            if let Some(e) = inner.table.get_mut(id) {
+                e.conn.abort();
+                inner.mark_dirty(id);
+            }
+        }
+        if closed.last && !inner.stopped {
+            if inner.table.endpoint.address_in_use(key.addr) {
+                // Accepted connections still receive through this address (over UDP, its
+                // socket): release it when the last of them is gone.
+                inner.lingering.push(key.addr);
+            } else {
+                drop(inner);
+                self.datapath.unbind(key.addr);
+            }
+        }
+    }
+
+    /// A socket that claimed `addr` and neither connected nor listened lets it go (unless
+    /// listeners share it: then the claim is theirs).
+    pub(crate) fn release_bound(&self, addr: SocketAddr) {
+        if self.lock().table.endpoint.listening_shared(addr).is_none() {
+            self.datapath.unbind(addr);
+        }
+    }
+
+    /// The application let go of connection `id`: it closes — gracefully, with its
+    /// buffered data delivered and a bounded FIN-WAIT-2, or with RST under zero linger — and
+    /// is forgotten once closed.
+    pub(crate) fn detach(&self, id: ConnId) {
+        let mut inner = self.lock();
+        let now = self.now();
+        let Some(e) = inner.table.get_mut(id) else {
+            return;
+        };
+        if e.zero_linger {
+            e.conn.abort();
+        } else {
+            // RFC 1122 §4.2.2.13: unread data discarded on close draws a RST.
+            e.conn.orphan(now);
+        }
+        e.readers = WakerSet::default();
+        e.writers = WakerSet::default();
+        inner.table.endpoint.orphan(id);
+        inner.mark_dirty(id);
+        if inner.stopped {
+            // No reactor to finish the close: forget it now.
+            inner.forget(id);
+            self.unlock_and_unbind(inner);
+        }
+    }
+}
