@@ -13,20 +13,36 @@ pub(crate) struct ConnId {
     pub gen: u32,
 }
 
-/// Tasks waiting for one condition. Each waker is kept once.
+/// Tasks waiting for one condition. Each waker is kept once. The first is kept inline: a
+/// connection nearly always has one reader and one writer, and a `Vec` would hold 64 bytes
+/// of heap for each long after the wait ended.
 #[derive(Debug, Default)]
-pub(crate) struct WakerSet(Vec<Waker>);
+pub(crate) struct WakerSet {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
 
 impl WakerSet {
     pub fn register(&mut self, waker: &Waker) {
-        if !self.0.iter().any(|w| w.will_wake(waker)) {
-            self.0.push(waker.clone());
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
         }
     }
 
     pub fn wake_all(&mut self) {
-        for w in self.0.drain(..) {
+        if let Some(w) = self.first.take() {
             w.wake();
+        }
+        if !self.more.is_empty() {
+            for w in std::mem::take(&mut self.more) {
+                w.wake();
+            }
         }
     }
 }
