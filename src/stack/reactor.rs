@@ -487,6 +487,17 @@ fn fire_timers(inner: &mut Inner, now: Instant) {
         e.conn.handle_timeout(now);
         inner.mark_dirty(id);
     }
+    shrink_timers(inner);
+}
+
+/// Gives back the timer heap's storage once it is mostly unused: a burst of connections
+/// leaves it sized for their peak (several entries each), which would otherwise stay with
+/// the stack for good.
+fn shrink_timers(inner: &mut Inner) {
+    let (len, cap) = (inner.timers.len(), inner.timers.capacity());
+    if cap > 4096 && len < cap / 4 {
+        inner.timers.shrink_to(len * 2);
+    }
 }
 
 /// The earliest live deadline.
