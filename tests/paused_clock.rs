@@ -147,3 +147,81 @@ fn start_paused_many_small_advances() {
         });
     }
 }
+
+/// A test in the common shape: `start_paused`, an echo server that takes 30 s (of paused
+/// time) to answer, and a client that bounds every step with a 60 s `timeout`. With
+/// `tokio::net` every step succeeds; so must it with each kind of rawtcp stack. Without the
+/// hold on the application's clock (src/net/clock.rs), the runtime found itself idle while
+/// the default stack's reactor thread carried the SYN, and jumped to the timeout.
+macro_rules! timeouts_under_start_paused {
+    ($name:ident, $stack:expr, |$s:ident| $bind:expr, |$s2:ident, $addr:ident| $connect:expr) => {
+        #[test]
+        fn $name() {
+            bounded(Duration::from_secs(60), true, || async {
+                let $s = $stack;
+                let listener = $bind.await.unwrap();
+                let $addr = listener.local_addr().unwrap();
+                let server = tokio::spawn(async move {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    let mut buf = [0u8; 64];
+                    loop {
+                        let n = s.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        s.write_all(&buf[..n]).await.unwrap();
+                    }
+                });
+                let limit = Duration::from_secs(60);
+                let $s2 = &$s;
+                let mut c = tokio::time::timeout(limit, $connect)
+                    .await
+                    .expect("connect timed out")
+                    .unwrap();
+                for i in 0..20u8 {
+                    let t0 = tokio::time::Instant::now();
+                    let back = tokio::time::timeout(limit, async {
+                        c.write_all(&[i; 64]).await.unwrap();
+                        let mut buf = [0u8; 64];
+                        c.read_exact(&mut buf).await.unwrap();
+                        buf
+                    })
+                    .await
+                    .unwrap_or_else(|_| panic!("round {i} timed out"));
+                    assert_eq!(back, [i; 64]);
+                    // The server's 30 s sleep passed in paused time, and not the timeout.
+                    let took = t0.elapsed();
+                    assert!(took >= Duration::from_secs(30) && took < limit, "{took:?}");
+                }
+                drop(c);
+                server.await.unwrap();
+            });
+        }
+    };
+}
+
+timeouts_under_start_paused!(
+    timeouts_tokio_net,
+    (),
+    |_s| tokio::net::TcpListener::bind("127.0.0.1:0"),
+    |_s, addr| tokio::net::TcpStream::connect(addr)
+);
+timeouts_under_start_paused!(
+    timeouts_rawtcp_default_stack,
+    (),
+    |_s| rawtcp::TcpListener::bind("127.0.0.1:0"),
+    |_s, addr| rawtcp::TcpStream::connect(addr)
+);
+timeouts_under_start_paused!(
+    timeouts_rawtcp_stack_on_the_paused_runtime,
+    Stack::builder().build().unwrap(),
+    |s| s.bind("127.0.0.1:0"),
+    |s, addr| s.connect(addr)
+);
+timeouts_under_start_paused!(
+    timeouts_rawtcp_stack_on_its_own_thread,
+    Stack::builder().dedicated_thread(true).build().unwrap(),
+    |s| s.bind("127.0.0.1:0"),
+    |s, addr| s.connect(addr)
+);

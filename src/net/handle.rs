@@ -1,6 +1,7 @@
 //! A user's hold on one connection in a stack's table: every stream operation goes through
 //! here, locking the table, calling the engine, and registering wakers.
 
+use super::clock;
 use crate::proto::{self, TcpInfo};
 use crate::stack::table::{ConnId, Entry, Owner};
 use crate::stack::{Inner, Shared};
@@ -80,7 +81,8 @@ impl ConnHandle {
                     Poll::Ready(Ok(()))
                 }
                 Err(proto::Error::WouldBlock) => {
-                    e.readers.register(cx.waker());
+                    let held = clock::waker(&self.shared, cx);
+                    e.readers.register(held.as_ref().unwrap_or(cx.waker()));
                     Poll::Pending
                 }
                 Err(err) => Poll::Ready(Err(err.into())),
@@ -101,7 +103,7 @@ impl ConnHandle {
     }
 
     pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.write_vectored(&[io::IoSlice::new(data)], Some(cx.waker()))
+        self.write_vectored(&[io::IoSlice::new(data)], Some(cx))
     }
 
     pub fn poll_write_vectored(
@@ -109,7 +111,7 @@ impl ConnHandle {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.write_vectored(bufs, Some(cx.waker()))
+        self.write_vectored(bufs, Some(cx))
     }
 
     /// Writes without waiting: `WouldBlock` when the send buffer is full.
@@ -120,11 +122,12 @@ impl ConnHandle {
         }
     }
 
-    /// Queues as much of `bufs` as fits; `Pending` (registering `waker`) when nothing fits.
+    /// Queues as much of `bufs` as fits; `Pending` (registering `cx`'s waker) when nothing
+    /// fits.
     fn write_vectored(
         &self,
         bufs: &[io::IoSlice<'_>],
-        waker: Option<&std::task::Waker>,
+        cx: Option<&Context<'_>>,
     ) -> Poll<io::Result<usize>> {
         let mut inline = None;
         let r = self.with(|inner, id| {
@@ -139,8 +142,9 @@ impl ConnHandle {
                         }
                     }
                     Err(proto::Error::WouldBlock) if total == 0 => {
-                        if let Some(w) = waker {
-                            e.writers.register(w);
+                        if let Some(cx) = cx {
+                            let held = clock::waker(&self.shared, cx);
+                            e.writers.register(held.as_ref().unwrap_or(cx.waker()));
                         }
                         return Poll::Pending;
                     }
@@ -197,11 +201,13 @@ impl ConnHandle {
                 }
             }
             if ready.is_empty() {
+                let held = clock::waker(&self.shared, cx);
+                let waker = held.as_ref().unwrap_or(cx.waker());
                 if interest.is_readable() {
-                    e.readers.register(cx.waker());
+                    e.readers.register(waker);
                 }
                 if interest.is_writable() {
-                    e.writers.register(cx.waker());
+                    e.writers.register(waker);
                 }
                 Poll::Pending
             } else {
@@ -219,7 +225,8 @@ impl ConnHandle {
             }
             match e.conn.state() {
                 proto::State::SynSent | proto::State::SynReceived => {
-                    e.writers.register(cx.waker());
+                    let held = clock::waker(&self.shared, cx);
+                    e.writers.register(held.as_ref().unwrap_or(cx.waker()));
                     Poll::Pending
                 }
                 proto::State::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),

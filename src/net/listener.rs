@@ -74,7 +74,8 @@ impl TcpListener {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         let Some(id) = l.accept_queue.pop_front() else {
-            l.waiters.register(cx.waker());
+            let held = super::clock::waker(&self.shared, cx);
+            l.waiters.register(held.as_ref().unwrap_or(cx.waker()));
             return Poll::Pending;
         };
         let Some(e) = inner.table.get_mut(id) else {

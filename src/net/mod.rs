@@ -1,6 +1,7 @@
 //! The public socket types, shaped like `tokio::net`'s: [`TcpListener`], [`TcpStream`] with
 //! its halves, and [`TcpSocket`] for setting options before connecting or listening.
 
+mod clock;
 #[cfg(feature = "futures-io")]
 mod compat;
 mod handle;

@@ -101,7 +101,7 @@ pub(crate) struct Shared {
     pub tx_pool: Mutex<Vec<datapath::Batch>>,
     /// The runtime the reactor runs on. Its clock is the stack's clock: every reading of
     /// the time, from whatever task or thread, is taken inside it (see [`Shared::now`]).
-    runtime: tokio::runtime::Handle,
+    pub runtime: tokio::runtime::Handle,
     origin: tokio::time::Instant,
     pub config: Config,
     pub tap: Option<Tap>,
