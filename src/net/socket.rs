@@ -247,6 +247,7 @@ impl TcpSocket {
                 dirty: false,
                 claimed,
                 ttl: 64,
+                tos: 0,
                 zero_linger,
                 error_taken: false,
                 established_seen: false,
@@ -295,6 +296,7 @@ impl TcpSocket {
             accept_queue: Default::default(),
             waiters: Default::default(),
             ttl: 64,
+            tos: 0,
             reuseport: o.reuseport,
         };
         let key = match inner.table.add_listener(addr, listener) {
