@@ -95,10 +95,9 @@ async fn echo_rounds(which: Which, advance: Duration, rounds: usize, size: usize
         tokio::time::advance(advance).await;
         let (mut r, mut w) = c.split();
         let mut back = vec![0u8; size];
-        tokio::join!(
-            async { w.write_all(&data).await.unwrap() },
-            async { r.read_exact(&mut back).await.unwrap() }
-        );
+        tokio::join!(async { w.write_all(&data).await.unwrap() }, async {
+            r.read_exact(&mut back).await.unwrap()
+        });
         assert!(back == data, "echo differs");
     }
     if !matches!(which, Which::OnRuntime) {
