@@ -14,3 +14,23 @@ pub use listener::TcpListener;
 pub use socket::TcpSocket;
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
 pub use stream::TcpStream;
+
+use std::io;
+
+/// The error of the conversions between rawtcp's sockets and the kernel's: rawtcp's
+/// connections live in user space, so there is no descriptor to take over or to hand out.
+pub(crate) fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "rawtcp: {what} is unsupported: rawtcp's TCP runs in user space, not in the \
+             kernel, so there is no kernel socket to convert from or to"
+        ),
+    )
+}
+
+/// An error with the kernel's `errno`, for conditions where rawtcp answers as the kernel
+/// does (so that `raw_os_error` and `kind` match `tokio::net`'s).
+pub(crate) fn os_error(errno: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(errno as i32)
+}
