@@ -131,6 +131,10 @@ impl ConnHandle {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
+            if buf.is_empty() && !e.conn.can_recv() {
+                // As `recv` with no room answers when nothing is readable.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let n = e.conn.recv(buf)?;
             if e.conn.needs_driver() {
                 inner.mark_dirty(id);
