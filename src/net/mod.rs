@@ -1,5 +1,38 @@
 //! The public socket types, shaped like `tokio::net`'s: [`TcpListener`], [`TcpStream`] with
 //! its halves, and [`TcpSocket`] for setting options before connecting or listening.
+//!
+//! The deprecations are tokio's, so that an application sees the same warnings. Checked
+//! here: each deprecated call fails to compile under `deny(deprecated)`...
+//!
+//! ```compile_fail
+//! #![deny(deprecated)]
+//! fn f(s: &rawtcp::TcpStream) { let _ = s.set_linger(None); }
+//! ```
+//! ```compile_fail
+//! #![deny(deprecated)]
+//! fn f(s: &rawtcp::TcpSocket) { let _ = s.set_linger(None); }
+//! ```
+//! ```compile_fail
+//! #![deny(deprecated)]
+//! fn f(s: &rawtcp::TcpSocket) { let _ = s.tos(); }
+//! ```
+//! ```compile_fail
+//! #![deny(deprecated)]
+//! fn f(s: &rawtcp::TcpSocket) { let _ = s.set_tos(0); }
+//! ```
+//!
+//! ...and the same code compiles when deprecations are allowed (so the failures above are
+//! the deprecations and nothing else):
+//!
+//! ```
+//! #![allow(deprecated)]
+//! fn f(a: &rawtcp::TcpStream, b: &rawtcp::TcpSocket) {
+//!     let _ = a.set_linger(None);
+//!     let _ = b.set_linger(None);
+//!     let _ = b.tos();
+//!     let _ = b.set_tos(0);
+//! }
+//! ```
 
 mod clock;
 #[cfg(feature = "futures-io")]
