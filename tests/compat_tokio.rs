@@ -101,11 +101,11 @@ macro_rules! suite {
                 traits::<OwnedWriteHalf>();
                 traits::<ReuniteError>();
                 stream_traits::<TcpStream>();
-                fn halves<'a>() {
+                fn halves() {
                     fn r<T: AsyncRead + AsRef<TcpStream> + Send + Sync + Unpin + std::fmt::Debug>() {}
                     fn w<T: AsyncWrite + AsRef<TcpStream> + Send + Sync + Unpin + std::fmt::Debug>() {}
-                    r::<ReadHalf<'a>>();
-                    w::<WriteHalf<'a>>();
+                    r::<ReadHalf<'static>>();
+                    w::<WriteHalf<'static>>();
                     r::<OwnedReadHalf>();
                     w::<OwnedWriteHalf>();
                 }
