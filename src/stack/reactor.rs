@@ -245,10 +245,11 @@ pub(crate) fn emit_into(
     let Some(entry) = inner.table.get_mut(id) else {
         return false;
     };
-    let (local, remote, ttl, route) = (
+    let (local, remote, ttl, tos, route) = (
         entry.conn.local_addr(),
         entry.conn.remote_addr(),
         entry.ttl,
+        entry.tos,
         entry.route,
     );
     let ip_len = if remote.is_ipv4() { 20 } else { 40 };
@@ -262,7 +263,15 @@ pub(crate) fn emit_into(
         };
         let start = room - t.repr.header_len() - ip_len;
         let packet = &mut slot[start..room + t.payload_len];
-        match wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet) {
+        let emitted =
+            wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet)
+                .and_then(|len| {
+                    if tos != 0 {
+                        wire::ip::set_traffic_class(packet, tos)?;
+                    }
+                    Ok(len)
+                });
+        match emitted {
             Ok(len) => {
                 if let Some(tap) = &shared.tap {
                     tap(&TapEvent {
@@ -389,7 +398,7 @@ fn accept_syn(
         return;
     }
     let cfg = shared.config_for(&listener.config, remote.ip());
-    let ttl = listener.ttl;
+    let (ttl, tos) = (listener.ttl, listener.tos);
     let Some(conn) = Connection::accept(cfg, local, remote, syn, iss, now) else {
         return;
     };
@@ -403,6 +412,7 @@ fn accept_syn(
         dirty: false,
         claimed: None,
         ttl,
+        tos,
         zero_linger: false,
         error_taken: false,
         established_seen: false,

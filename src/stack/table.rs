@@ -81,6 +81,9 @@ pub(crate) struct Entry {
     pub claimed: Option<SocketAddr>,
     /// IP TTL / hop limit of outgoing packets.
     pub ttl: u8,
+    /// IPv4 type of service or IPv6 traffic class of outgoing packets (`IP_TOS`,
+    /// `IPV6_TCLASS`).
+    pub tos: u8,
     /// Close with RST when the application drops it (zero linger).
     pub zero_linger: bool,
     /// `take_error` already reported the error.
@@ -106,6 +109,8 @@ pub(crate) struct Listener {
     pub accept_queue: VecDeque<ConnId>,
     pub waiters: WakerSet,
     pub ttl: u8,
+    /// Traffic class of the connections it accepts (their SYN-ACK included).
+    pub tos: u8,
     /// Whether other listeners may share the address (`SO_REUSEPORT`).
     pub reuseport: bool,
 }

@@ -724,6 +724,15 @@ impl Connection {
         self.arm_keepalive(now);
     }
 
+    /// Changes the delayed-ACK time (`TCP_QUICKACK` turns it to zero: every segment is
+    /// acknowledged at once). An acknowledgment being delayed when it becomes zero is due now.
+    pub fn set_delayed_ack(&mut self, delay: std::time::Duration) {
+        self.cfg.delayed_ack = delay;
+        if delay.is_zero() && self.timers.delayed_ack.take().is_some() {
+            self.ack_now = true;
+        }
+    }
+
     /// Changes the user timeout (RFC 9293 §3.10.3).
     pub fn set_user_timeout(&mut self, timeout: Option<std::time::Duration>) {
         self.update_config(|c| c.user_timeout = timeout);
