@@ -727,7 +727,7 @@ impl Connection {
     /// Changes the delayed-ACK time (`TCP_QUICKACK` turns it to zero: every segment is
     /// acknowledged at once). An acknowledgment being delayed when it becomes zero is due now.
     pub fn set_delayed_ack(&mut self, delay: std::time::Duration) {
-        self.cfg.delayed_ack = delay;
+        self.update_config(|c| c.delayed_ack = delay);
         if delay.is_zero() && self.timers.delayed_ack.take().is_some() {
             self.ack_now = true;
         }
