@@ -26,18 +26,51 @@
 
 use rawtcp::datapath::sim::{LinkConfig, SimNetwork};
 use rawtcp::Stack;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const USAGE: &str = "usage: conn_scale [--n N] [--only sim|udp|tokio|rawtcp] [--ports P]";
+
+/// Bytes the heap has handed out and not yet taken back: what the program holds, apart from
+/// what the allocator keeps around it (freed chunks between live ones still count in RSS).
+static HEAP_LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// The system allocator, counting live bytes.
+struct Counting;
+
+// SAFETY: every call is passed to `System` unchanged; only a counter is updated beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP_LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP_LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        HEAP_LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HEAP_LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 /// Memory the process and the kernel hold, in bytes.
 #[derive(Debug, Clone, Copy)]
 struct Memory {
     rss: u64,
     slab: Option<u64>,
+    heap: i64,
 }
 
 impl Memory {
@@ -50,6 +83,7 @@ impl Memory {
         Memory {
             rss,
             slab: slab_bytes(),
+            heap: HEAP_LIVE.load(Ordering::Relaxed),
         }
     }
 
@@ -87,6 +121,8 @@ struct Row {
     name: &'static str,
     n: usize,
     per_endpoint: f64,
+    /// Live heap bytes per endpoint (the part of `per_endpoint` the program holds).
+    heap_per_endpoint: f64,
     with_slab: bool,
     open_time: Duration,
     fds: usize,
@@ -171,11 +207,13 @@ async fn open_tokio(
 }
 
 fn report(name: &'static str, n: usize, before: Memory, fds_before: usize, t: Duration) -> Row {
-    let (bytes, with_slab) = Memory::now().since(before);
+    let now = Memory::now();
+    let (bytes, with_slab) = now.since(before);
     Row {
         name,
         n,
         per_endpoint: bytes as f64 / (2 * n) as f64,
+        heap_per_endpoint: (now.heap - before.heap) as f64 / (2 * n) as f64,
         with_slab,
         open_time: t,
         fds: open_fds().saturating_sub(fds_before),
@@ -300,19 +338,20 @@ fn main() {
         rows.push(tokio_row(n.min(limit)));
     }
     println!(
-        "\n{:<14} {:>9} {:>20} {:>12} {:>8}",
-        "stack", "conns", "bytes per endpoint", "open time", "fds"
+        "\n{:<14} {:>9} {:>20} {:>10} {:>12} {:>8}",
+        "stack", "conns", "bytes per endpoint", "live heap", "open time", "fds"
     );
     let mut kernel = None;
     for r in &rows {
         match r {
             Ok(r) => {
                 println!(
-                    "{:<14} {:>9} {:>12.0} {:>7} {:>12.2?} {:>8}",
+                    "{:<14} {:>9} {:>12.0} {:>7} {:>10.0} {:>12.2?} {:>8}",
                     r.name,
                     r.n,
                     r.per_endpoint,
                     if r.with_slab { "(+slab)" } else { "(RSS)" },
+                    r.heap_per_endpoint,
                     r.open_time,
                     r.fds
                 );

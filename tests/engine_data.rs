@@ -85,6 +85,26 @@ fn every_second_full_segment_is_acked_at_once() {
     assert_eq!(c.ladder(), ["ACK      S:101 A:2011"]);
 }
 
+/// `TCP_QUICKACK` as `set_delayed_ack(ZERO)`: an ACK being delayed goes at once, and so does
+/// the ACK of every segment after it; a delay set again delays again.
+#[test]
+fn delayed_ack_switched_off_and_on() {
+    let mut c = established(plain(), 65535);
+    c.advance_to(ms(10));
+    c.input(&from_server("PSH+ACK", 2001, 101, 65535), &[7; 100]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    c.conn.set_delayed_ack(Duration::ZERO);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2101"]);
+    assert_eq!(c.conn.poll_timeout(), None, "no delayed-ACK timer left");
+    c.input(&from_server("PSH+ACK", 2101, 101, 65535), &[8; 10]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2111"]);
+    c.conn.set_delayed_ack(Duration::from_millis(40));
+    assert_eq!(c.conn.config().delayed_ack, Duration::from_millis(40));
+    c.input(&from_server("PSH+ACK", 2111, 101, 65535), &[9; 10]);
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    assert_eq!(c.conn.poll_timeout(), Some(ms(50)));
+}
+
 /// Out-of-order data draws an immediate duplicate ACK; filling the hole draws an immediate
 /// ACK of everything (RFC 5681 §4.2), and the bytes come out in order.
 #[test]

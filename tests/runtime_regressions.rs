@@ -75,7 +75,7 @@ async fn held_closed_connection_does_not_block_its_tuple() {
     sock.bind("10.0.0.2:5555".parse().unwrap()).unwrap();
     let c = sock.connect("10.0.0.1:80".parse().unwrap()).await.unwrap();
     let (mut held, _) = listener.accept().await.unwrap();
-    c.set_zero_linger(true).unwrap();
+    c.set_zero_linger().unwrap();
     drop(c);
     let mut buf = [0u8; 1];
     assert!(held.read(&mut buf).await.is_err(), "reset");

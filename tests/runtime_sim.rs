@@ -330,11 +330,11 @@ async fn binding_twice_is_addr_in_use() {
     bind_twice_addr_in_use(&env, None).await;
 }
 
-/// A v4 socket with a v6 address (and the reverse) is `InvalidInput`.
+/// A v4 socket with a v6 address (and the reverse) is the kernel's `EAFNOSUPPORT`.
 #[tokio::test(start_paused = true)]
-async fn family_mismatch_is_invalid_input() {
+async fn family_mismatch_is_afnosupport() {
     let (_net, env) = sim_env(23, lan());
-    family_mismatch_invalid_input(&env.client).await;
+    family_mismatch_afnosupport(&env.client).await;
 }
 
 /// Writes after the peer reset fail, and keep failing (sanity check on the sim clock: no
@@ -343,7 +343,7 @@ async fn family_mismatch_is_invalid_input() {
 async fn write_after_peer_reset_fails() {
     let (_net, env) = sim_env(24, lan());
     let (_l, client, mut server) = connected(&env).await;
-    client.set_zero_linger(true).unwrap();
+    client.set_zero_linger().unwrap();
     drop(client);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let e = within(env.limit, "write after reset", server.write_all(b"x"))

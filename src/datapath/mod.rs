@@ -215,6 +215,22 @@ pub trait Datapath: Send + Sync + 'static {
     /// The local address used to reach `remote` (a route lookup).
     fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr>;
 
+    /// The local address to reach `remote` through the network interface `device` alone
+    /// (`SO_BINDTODEVICE`): the route lookup of [`local_ip_for`](Self::local_ip_for)
+    /// restricted to that interface. An error when the interface cannot reach `remote` or is
+    /// not one this datapath sends through; `Unsupported` (the default) for a datapath that
+    /// has no interfaces to choose from.
+    fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+        let _ = (device, remote);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "rawtcp: the {} datapath has no network interfaces to bind to",
+                self.name()
+            ),
+        ))
+    }
+
     /// Claims `local` for the stack. A claim may add a source of packets (a socket); the
     /// stack polls [`poll_recv`](Self::poll_recv) again after every claim so that it is
     /// watched. Port 0 asks the datapath to choose a free port; the
@@ -268,6 +284,24 @@ pub(crate) fn route_source(remote: IpAddr) -> io::Result<IpAddr> {
     let probe = std::net::UdpSocket::bind((unspecified, 0))?;
     probe.connect((remote, 9))?;
     Ok(probe.local_addr()?.ip())
+}
+
+/// The local address the kernel picks to reach `remote` from a socket bound to the
+/// interface `device` (`SO_BINDTODEVICE` on a connected UDP probe; connecting sends
+/// nothing): the kernel's own errors when the interface does not exist or has no route.
+pub(crate) fn route_source_via(device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+    let domain = match remote {
+        IpAddr::V4(_) => socket2::Domain::IPV4,
+        IpAddr::V6(_) => socket2::Domain::IPV6,
+    };
+    let probe = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+    probe.bind_device(Some(device))?;
+    probe.connect(&SocketAddr::new(remote, 9).into())?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.ip())
+        .ok_or_else(|| io::Error::other("rawtcp: route probe has no IP address"))
 }
 
 /// Which datapath a stack uses when none is given: the value of `RAWTCP_DATAPATH`.

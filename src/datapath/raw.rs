@@ -424,6 +424,12 @@ impl Datapath for RawDatapath {
         route_source(remote)
     }
 
+    /// The kernel's choice for a socket bound to `device`: the host's interfaces are this
+    /// datapath's. The packets themselves still leave as the datapath sends them.
+    fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+        super::route_source_via(device, remote)
+    }
+
     fn partial_checksums(&self) -> bool {
         true
     }

@@ -741,6 +741,22 @@ impl Datapath for TunDatapath {
         }
     }
 
+    /// The stack sits behind its own device and nothing else: binding to that device is
+    /// what every connection does anyway; another interface cannot reach the stack.
+    fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+        if device != self.device.as_bytes() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "rawtcp: the tun datapath sends through {} only, not {}",
+                    self.device,
+                    String::from_utf8_lossy(device)
+                ),
+            ));
+        }
+        self.local_ip_for(remote)
+    }
+
     fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {
         let ip = local.ip();
         if !(ip.is_unspecified() || self.is_own(ip)) {

@@ -389,6 +389,12 @@ impl Datapath for UdpDatapath {
         super::route_source(remote)
     }
 
+    /// The kernel's choice for a socket bound to `device`: the host's interfaces are this
+    /// datapath's. The packets themselves still leave as the datapath sends them.
+    fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+        super::route_source_via(device, remote)
+    }
+
     fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
         if local.is_ipv6() && self.v6.is_none() {
             return Err(no_ipv6());

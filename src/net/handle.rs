@@ -1,13 +1,15 @@
 //! A user's hold on one connection in a stack's table: every stream operation goes through
 //! here, locking the table, calling the engine, and registering wakers.
 
+use super::clock;
 use crate::proto::{self, TcpInfo};
 use crate::stack::table::{ConnId, Entry};
 use crate::stack::{Inner, Shared};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{Interest, ReadBuf, Ready};
 
 pub(crate) struct ConnHandle {
@@ -15,6 +17,17 @@ pub(crate) struct ConnHandle {
     pub id: ConnId,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// Options kept beside the engine, for reporting back.
+    opts: Mutex<HandleOpts>,
+}
+
+#[derive(Default)]
+struct HandleOpts {
+    /// `SO_LINGER` as set, in whole seconds as the kernel keeps it; only zero changes the
+    /// close (see [`ConnHandle::set_linger`]).
+    linger: Option<Duration>,
+    /// The delayed-ACK time `set_quickack(true)` put aside, for `set_quickack(false)`.
+    delayed_ack: Option<Duration>,
 }
 
 impl std::fmt::Debug for ConnHandle {
@@ -34,6 +47,30 @@ fn gone() -> io::Error {
 }
 
 impl ConnHandle {
+    /// A handle on connection `id`; `linger` is the `SO_LINGER` value it was made with.
+    pub fn new(
+        shared: Arc<Shared>,
+        id: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        linger: Option<Duration>,
+    ) -> ConnHandle {
+        ConnHandle {
+            shared,
+            id,
+            local,
+            remote,
+            opts: Mutex::new(HandleOpts {
+                linger,
+                delayed_ack: None,
+            }),
+        }
+    }
+
+    fn opts(&self) -> MutexGuard<'_, HandleOpts> {
+        self.opts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Runs `f` on this connection's entry with the table locked.
     pub fn with<R>(&self, f: impl FnOnce(&mut Inner, ConnId) -> R) -> R {
         let mut inner = self.shared.lock();
@@ -80,7 +117,8 @@ impl ConnHandle {
                     Poll::Ready(Ok(()))
                 }
                 Err(proto::Error::WouldBlock) => {
-                    e.readers.register(cx.waker());
+                    let held = clock::waker(&self.shared, cx);
+                    e.readers.register(held.as_ref().unwrap_or(cx.waker()));
                     Poll::Pending
                 }
                 Err(err) => Poll::Ready(Err(err.into())),
@@ -92,6 +130,10 @@ impl ConnHandle {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
+            if buf.is_empty() && !e.conn.can_recv() {
+                // As `recv` with no room answers when nothing is readable.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let n = e.conn.recv(buf)?;
             if e.conn.needs_driver() {
                 inner.mark_dirty(id);
@@ -101,7 +143,7 @@ impl ConnHandle {
     }
 
     pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.write_vectored(&[io::IoSlice::new(data)], Some(cx.waker()))
+        self.write_vectored(&[io::IoSlice::new(data)], Some(cx))
     }
 
     pub fn poll_write_vectored(
@@ -109,7 +151,7 @@ impl ConnHandle {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.write_vectored(bufs, Some(cx.waker()))
+        self.write_vectored(bufs, Some(cx))
     }
 
     /// Writes without waiting: `WouldBlock` when the send buffer is full.
@@ -120,11 +162,12 @@ impl ConnHandle {
         }
     }
 
-    /// Queues as much of `bufs` as fits; `Pending` (registering `waker`) when nothing fits.
+    /// Queues as much of `bufs` as fits; `Pending` (registering `cx`'s waker) when nothing
+    /// fits.
     fn write_vectored(
         &self,
         bufs: &[io::IoSlice<'_>],
-        waker: Option<&std::task::Waker>,
+        cx: Option<&Context<'_>>,
     ) -> Poll<io::Result<usize>> {
         let mut inline = None;
         let r = self.with(|inner, id| {
@@ -139,8 +182,9 @@ impl ConnHandle {
                         }
                     }
                     Err(proto::Error::WouldBlock) if total == 0 => {
-                        if let Some(w) = waker {
-                            e.writers.register(w);
+                        if let Some(cx) = cx {
+                            let held = clock::waker(&self.shared, cx);
+                            e.writers.register(held.as_ref().unwrap_or(cx.waker()));
                         }
                         return Poll::Pending;
                     }
@@ -179,35 +223,95 @@ impl ConnHandle {
         })
     }
 
-    /// Ready when the connection is readable (data, EOF or error) or writable, as asked.
+    /// The readiness of `interest` now, in the kernel's terms (`epoll` as tokio maps it):
+    /// `READABLE` when a read would not block (data, end of stream, an error); `READ_CLOSED`
+    /// once the peer's FIN arrived (with data still queued too) or the connection failed;
+    /// `WRITABLE` when a write would not block (room, or an error to report, or after our
+    /// own shutdown: the write fails at once); `WRITE_CLOSED` once both directions are
+    /// closed or the connection failed (the kernel's hang-up); `ERROR` while an error is
+    /// pending that `take_error` has not taken; `PRIORITY` while urgent data is unread.
+    fn ready_now(e: &Entry, interest: Interest) -> Ready {
+        let c = &e.conn;
+        let failed = c.error().is_some();
+        let fin_in = failed
+            || matches!(
+                c.state(),
+                proto::State::CloseWait
+                    | proto::State::LastAck
+                    | proto::State::Closing
+                    | proto::State::TimeWait
+                    | proto::State::Closed
+            );
+        let mut ready = Ready::EMPTY;
+        if interest.is_readable() {
+            if c.can_recv() {
+                ready |= Ready::READABLE;
+            }
+            if fin_in {
+                ready |= Ready::READ_CLOSED;
+            }
+        }
+        if interest.is_writable() {
+            if c.can_send() {
+                ready |= Ready::WRITABLE;
+            }
+            if failed || (fin_in && c.is_write_closed()) {
+                ready |= Ready::WRITE_CLOSED;
+            }
+        }
+        if interest.is_error() && failed && !e.error_taken {
+            ready |= Ready::ERROR;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if interest.is_priority() {
+            if c.urgent_mark().is_some() {
+                ready |= Ready::PRIORITY;
+            }
+            if fin_in {
+                ready |= Ready::READ_CLOSED;
+            }
+        }
+        ready
+    }
+
+    /// The readiness of `interest` now, without waiting (see [`Self::ready_now`]).
+    pub fn readiness(&self, interest: Interest) -> io::Result<Ready> {
+        self.with(|inner, id| Ok(Self::ready_now(Self::entry(inner, id)?, interest)))
+    }
+
+    /// Ready when any of `interest` is (see [`Self::ready_now`]).
     pub fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
         self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
-            let mut ready = Ready::EMPTY;
-            if interest.is_readable() && e.conn.can_recv() {
-                ready |= Ready::READABLE;
-                if e.conn.recv_queue() == 0 {
-                    ready |= Ready::READ_CLOSED;
-                }
-            }
-            if interest.is_writable() && e.conn.can_send() {
-                ready |= Ready::WRITABLE;
-                if e.conn.is_write_closed() {
-                    ready |= Ready::WRITE_CLOSED;
-                }
-            }
+            let ready = Self::ready_now(e, interest);
             if ready.is_empty() {
-                if interest.is_readable() {
-                    e.readers.register(cx.waker());
-                }
-                if interest.is_writable() {
-                    e.writers.register(cx.waker());
-                }
+                Self::register(&self.shared, e, cx, interest);
                 Poll::Pending
             } else {
                 Poll::Ready(Ok(ready))
             }
         })
+    }
+
+    /// Registers `cx` to be woken at the next change of the connection's readiness for
+    /// `interest`, whatever it is now.
+    pub fn register_next(&self, cx: &mut Context<'_>, interest: Interest) -> io::Result<()> {
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            Self::register(&self.shared, e, cx, interest);
+            Ok(())
+        })
+    }
+
+    fn register(shared: &Shared, e: &mut Entry, cx: &mut Context<'_>, interest: Interest) {
+        let held = clock::waker(shared, cx);
+        let waker = held.as_ref().unwrap_or(cx.waker());
+        if interest.is_readable() || interest.is_error() || is_priority(interest) {
+            e.readers.register(waker);
+        }
+        if interest.is_writable() || interest.is_error() {
+            e.writers.register(waker);
+        }
     }
 
     /// Ready once the handshake finished; the connection's error if it failed.
@@ -219,7 +323,8 @@ impl ConnHandle {
             }
             match e.conn.state() {
                 proto::State::SynSent | proto::State::SynReceived => {
-                    e.writers.register(cx.waker());
+                    let held = clock::waker(&self.shared, cx);
+                    e.writers.register(held.as_ref().unwrap_or(cx.waker()));
                     Poll::Pending
                 }
                 proto::State::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
@@ -271,13 +376,50 @@ impl ConnHandle {
         })
     }
 
-    pub fn zero_linger(&self) -> io::Result<bool> {
-        self.with(|inner, id| Ok(Self::entry(inner, id)?.zero_linger))
+    /// `SO_LINGER` as set.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        self.with(|inner, id| Self::entry(inner, id).map(|_| ()))?;
+        Ok(self.opts().linger)
     }
 
-    pub fn set_zero_linger(&self, zero: bool) -> io::Result<()> {
+    /// `SO_LINGER`: kept in whole seconds, as the kernel keeps it, so that less than a second
+    /// is zero; zero makes dropping the stream reset it. Other values keep the graceful
+    /// close, which never blocks.
+    pub fn set_linger(&self, dur: Option<Duration>) -> io::Result<()> {
+        let linger = dur.map(|d| Duration::from_secs(d.as_secs()));
         self.with(|inner, id| {
-            Self::entry(inner, id)?.zero_linger = zero;
+            Self::entry(inner, id)?.zero_linger = linger == Some(Duration::ZERO);
+            Ok::<(), io::Error>(())
+        })?;
+        self.opts().linger = linger;
+        Ok(())
+    }
+
+    /// Whether every segment is acknowledged at once (no delayed ACK).
+    pub fn quickack(&self) -> io::Result<bool> {
+        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.config().delayed_ack.is_zero()))
+    }
+
+    /// `TCP_QUICKACK`: `true` turns the delayed ACK off (an ACK being delayed leaves now);
+    /// `false` turns it back on with the time it had (40 ms when it had none).
+    pub fn set_quickack(&self, quickack: bool) -> io::Result<()> {
+        let mut opts = self.opts();
+        self.with(|inner, id| {
+            let e = Self::entry(inner, id)?;
+            let current = e.conn.config().delayed_ack;
+            if quickack {
+                if !current.is_zero() {
+                    opts.delayed_ack = Some(current);
+                    e.conn.set_delayed_ack(Duration::ZERO);
+                    inner.mark_dirty(id);
+                }
+            } else if current.is_zero() {
+                let delay = opts
+                    .delayed_ack
+                    .take()
+                    .unwrap_or(proto::Config::default().delayed_ack);
+                e.conn.set_delayed_ack(delay);
+            }
             Ok(())
         })
     }
@@ -313,4 +455,14 @@ impl Drop for ConnHandle {
     fn drop(&mut self) {
         self.shared.detach(self.id);
     }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn is_priority(interest: Interest) -> bool {
+    interest.is_priority()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn is_priority(_: Interest) -> bool {
+    false
 }

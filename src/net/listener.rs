@@ -1,7 +1,7 @@
 //! [`TcpListener`]: accepts connections, with the methods of `tokio::net::TcpListener`.
 
 use super::handle::ConnHandle;
-use super::TcpStream;
+use super::{unsupported, TcpStream};
 use crate::stack::table::ListenerKey;
 use crate::stack::Shared;
 use crate::Stack;
@@ -14,10 +14,14 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::net::ToSocketAddrs;
 
-/// A listening socket. Connections complete their handshake in the stack's SYN queue (bounded
-/// by the backlog) and wait in the accept queue until [`accept`](Self::accept) takes them.
+/// A listening socket, with the methods of `tokio::net::TcpListener`. Connections complete
+/// their handshake in the stack's SYN queue (bounded by the backlog) and wait in the accept
+/// queue until [`accept`](Self::accept) takes them.
 ///
-/// It is also a [`futures_core::Stream`] of incoming connections.
+/// Conversions from and to the kernel's listener ([`from_std`](Self::from_std),
+/// [`into_std`](Self::into_std), `TryFrom<std::net::TcpListener>`) fail with
+/// [`io::ErrorKind::Unsupported`]: rawtcp's listener is not a kernel socket. Unlike tokio's,
+/// it is also a [`futures_core::Stream`] of incoming connections.
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -49,41 +53,139 @@ impl fmt::Debug for TcpListener {
 
 impl TcpListener {
     /// Listens on `addr` on the default stack (every `ToSocketAddrs` form; each resolved
-    /// address is tried in turn). The backlog is 1024.
+    /// address is tried in turn until one binds). The backlog is 1024 and `SO_REUSEADDR` is
+    /// set, as tokio does: a port held only by connections in TIME-WAIT can be bound again.
+    ///
+    /// `AddrInUse` when another listener holds the address, `AddrNotAvailable` when it is
+    /// not an address of this host.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:0").await?;
+    /// println!("listening on {}", listener.local_addr()?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the only wait is for name resolution; a dropped future binds nothing.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         Stack::default_stack()?.bind(addr).await
     }
 
-    /// Waits for the next connection.
+    /// Waits for the next connection and returns it with the peer's address.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:8080").await?;
+    /// loop {
+    ///     let (stream, peer) = listener.accept().await?;
+    ///     println!("{peer} connected");
+    ///     tokio::spawn(async move { drop(stream) });
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is taken from the accept queue only by the poll that
+    /// returns it, so dropping the future (in a `select!` branch that lost) loses none.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         poll_fn(|cx| self.poll_accept(cx)).await
     }
 
-    /// Polls for the next connection. Every task waiting in `accept` is woken when one
-    /// arrives.
+    /// Polls for the next connection: `Ready` with it when one is queued, otherwise
+    /// `Pending` with the task registered. Unlike tokio, where only the most recent task is
+    /// sure to be woken, every task waiting here is woken when a connection arrives.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use std::future::poll_fn;
+    ///
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:8080").await?;
+    /// let (stream, peer) = poll_fn(|cx| listener.poll_accept(cx)).await?;
+    /// # let _ = (stream, peer); Ok(()) }
+    /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let (id, local, remote) =
-            ready!(self.shared.poll_accept(self.key, |w| w.register(cx.waker())))?;
-        let stream = TcpStream::from_handle(ConnHandle {
-            shared: self.shared.clone(),
+        let (id, local, remote) = ready!(self.shared.poll_accept(self.key, |waiters| {
+            let held = super::clock::waker(&self.shared, cx);
+            waiters.register(held.as_ref().unwrap_or(cx.waker()));
+        }))?;
+        let stream = TcpStream::from_handle(ConnHandle::new(
+            self.shared.clone(),
             id,
             local,
             remote,
-        });
+            None,
+        ));
         Poll::Ready(Ok((stream, remote)))
     }
 
-    /// The address it listens on.
+    /// Unsupported: a rawtcp listener is built in user space, so there is no kernel socket
+    /// to adopt. Always fails with [`io::ErrorKind::Unsupported`]; the standard listener is
+    /// dropped (closed). Use [`bind`](Self::bind) or [`TcpSocket::listen`](crate::TcpSocket::listen).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let err = rawtcp::TcpListener::from_std(std).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+    /// # }
+    /// ```
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        drop(listener);
+        Err(unsupported("TcpListener::from_std"))
+    }
+
+    /// Unsupported: the listener lives in rawtcp's stack, not in the kernel, so there is no
+    /// `std::net::TcpListener` to hand out. Always fails with [`io::ErrorKind::Unsupported`];
+    /// the listener is consumed and stops listening, as if dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:0").await?;
+    /// assert_eq!(listener.into_std().unwrap_err().kind(), std::io::ErrorKind::Unsupported);
+    /// # Ok(()) }
+    /// ```
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        drop(self);
+        Err(unsupported("TcpListener::into_std"))
+    }
+
+    /// The address it listens on (with the port the stack chose when bound to port 0).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:0").await?;
+    /// assert_ne!(listener.local_addr()?.port(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.key.addr)
     }
 
-    /// The TTL of packets sent by connections it accepts.
+    /// The IP TTL (hop limit) of the packets of connections it accepts; 64 by default.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:0").await?;
+    /// assert_eq!(listener.ttl()?, 64);
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(&self) -> io::Result<u32> {
         Ok(u32::from(self.shared.listener_ttl(self.key)))
     }
 
-    /// Sets the TTL of packets sent by connections it accepts from now on.
+    /// Sets the IP TTL (hop limit) of connections it accepts from now on (their SYN-ACK
+    /// included); `InvalidInput` outside 1..=255, as the kernel answers.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let listener = rawtcp::TcpListener::bind("127.0.0.1:0").await?;
+    /// listener.set_ttl(100)?;
+    /// assert_eq!(listener.ttl()?, 100);
+    /// # Ok(()) }
+    /// ```
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = u8::try_from(ttl)
             .ok()
@@ -91,6 +193,15 @@ impl TcpListener {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TTL must be 1..=255"))?;
         self.shared.set_listener_ttl(self.key, ttl);
         Ok(())
+    }
+}
+
+impl TryFrom<std::net::TcpListener> for TcpListener {
+    type Error = io::Error;
+
+    /// Unsupported, as [`TcpListener::from_std`]: always [`io::ErrorKind::Unsupported`].
+    fn try_from(listener: std::net::TcpListener) -> Result<Self, Self::Error> {
+        Self::from_std(listener)
     }
 }
 

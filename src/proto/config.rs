@@ -2,6 +2,7 @@
 //! Nagle, delayed ACKs, window scaling, SACK and timestamps.
 
 use super::cc::Algorithm;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// TCP keepalive settings (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6).
@@ -110,5 +111,111 @@ impl Default for Config {
             keepalive: None,
             congestion: Algorithm::default(),
         }
+    }
+}
+
+impl Config {
+    /// Whether two configurations are the same setting for setting (a custom congestion
+    /// control only when it is the same factory).
+    fn same_as(&self, o: &Config) -> bool {
+        let same_cc = match (&self.congestion, &o.congestion) {
+            (Algorithm::Custom(a), Algorithm::Custom(b)) => Arc::ptr_eq(a, b),
+            (Algorithm::Custom(_), _) | (_, Algorithm::Custom(_)) => false,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        };
+        same_cc
+            && self.mss == o.mss
+            && self.send_buffer == o.send_buffer
+            && self.recv_buffer == o.recv_buffer
+            && self.initial_rto == o.initial_rto
+            && self.min_rto == o.min_rto
+            && self.max_rto == o.max_rto
+            && self.max_retries == o.max_retries
+            && self.syn_retries == o.syn_retries
+            && self.user_timeout == o.user_timeout
+            && self.time_wait == o.time_wait
+            && self.fin_wait2_timeout == o.fin_wait2_timeout
+            && self.nodelay == o.nodelay
+            && self.delayed_ack == o.delayed_ack
+            && self.window_scaling == o.window_scaling
+            && self.sack == o.sack
+            && self.timestamps == o.timestamps
+            && self.keepalive == o.keepalive
+    }
+}
+
+/// Distinct configurations in use, shared by the connections that run with them.
+static INTERNED: Mutex<Vec<Weak<Config>>> = Mutex::new(Vec::new());
+
+/// Most distinct configurations kept for sharing; beyond it a configuration is not shared.
+const INTERN_MAX: usize = 64;
+
+/// The shared copy of `cfg`: connections with the same settings hold one `Config` between
+/// them (208 bytes each otherwise, an eighth of an idle connection). A program has a
+/// handful of distinct settings (one per listener or socket template, times the MSS of each
+/// path), so the table stays small; should it fill, `cfg` is simply not shared.
+pub(crate) fn intern(cfg: Config) -> Arc<Config> {
+    let mut table = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    for w in table.iter() {
+        if let Some(c) = w.upgrade() {
+            if c.same_as(&cfg) {
+                return c;
+            }
+        }
+    }
+    table.retain(|w| w.strong_count() > 0);
+    let c = Arc::new(cfg);
+    if table.len() < INTERN_MAX {
+        table.push(Arc::downgrade(&c));
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_settings_share_one_copy_and_a_change_shares_with_its_likes() {
+        let a = intern(Config::default());
+        let b = intern(Config::default());
+        assert!(Arc::ptr_eq(&a, &b));
+        let nodelay = Config {
+            nodelay: true,
+            ..Config::default()
+        };
+        let c = intern(nodelay.clone());
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(Arc::ptr_eq(&c, &intern(nodelay)));
+        let other_cc = intern(Config {
+            congestion: Algorithm::Bbr,
+            ..Config::default()
+        });
+        assert!(!Arc::ptr_eq(&a, &other_cc));
+    }
+
+    #[test]
+    fn custom_congestion_control_is_shared_only_with_the_same_factory() {
+        use crate::proto::cc::{CongestionControl, NewReno};
+        let make = || -> Algorithm {
+            Algorithm::Custom(Arc::new(|mss| {
+                Box::new(NewReno::new(mss)) as Box<dyn CongestionControl>
+            }))
+        };
+        let one = make();
+        let a = intern(Config {
+            congestion: one.clone(),
+            ..Config::default()
+        });
+        let b = intern(Config {
+            congestion: one,
+            ..Config::default()
+        });
+        let c = intern(Config {
+            congestion: make(),
+            ..Config::default()
+        });
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
     }
 }

@@ -3,16 +3,37 @@
 use std::time::Duration;
 
 /// SRTT, RTTVAR and RTO as RFC 6298 §2 defines them, with exponential backoff (§5.5).
+///
+/// Times are kept as nanoseconds in `u64`s (`NONE` for "not measured yet"), half the size of
+/// `Duration`s: every connection carries one.
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    latest: Option<Duration>,
-    min_rtt: Option<Duration>,
-    base_rto: Duration,
+    srtt: u64,
+    rttvar: u64,
+    latest: u64,
+    min_rtt: u64,
+    base_rto: u64,
+    min_rto: u64,
+    max_rto: u64,
     backoff: u32,
-    min_rto: Duration,
-    max_rto: Duration,
+}
+
+/// No measurement yet.
+const NONE: u64 = u64::MAX;
+
+/// `d` in nanoseconds, saturating below `NONE` (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos())
+        .unwrap_or(NONE - 1)
+        .min(NONE - 1)
+}
+
+fn dur(n: u64) -> Duration {
+    Duration::from_nanos(n)
+}
+
+fn opt(n: u64) -> Option<Duration> {
+    (n != NONE).then(|| dur(n))
 }
 
 /// Clock granularity G of RFC 6298 §2: the engine measures in microseconds, but timers in
@@ -23,40 +44,41 @@ impl RttEstimator {
     /// An estimator before any measurement: RTO is `initial` (RFC 6298 §2.1).
     pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> RttEstimator {
         RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            latest: None,
-            min_rtt: None,
-            base_rto: initial.clamp(min_rto, max_rto),
+            srtt: NONE,
+            rttvar: 0,
+            latest: NONE,
+            min_rtt: NONE,
+            base_rto: nanos(initial.clamp(min_rto, max_rto)),
+            min_rto: nanos(min_rto),
+            max_rto: nanos(max_rto),
             backoff: 0,
-            min_rto,
-            max_rto,
         }
     }
 
     /// Feeds one RTT measurement (RFC 6298 §2.2 and §2.3, α = 1/8, β = 1/4).
     pub fn sample(&mut self, r: Duration) {
-        self.latest = Some(r);
-        self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
-        match self.srtt {
+        self.latest = nanos(r);
+        self.min_rtt = self.min_rtt.min(nanos(r));
+        let srtt = match self.srtt() {
             None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
+                self.rttvar = nanos(r / 2);
+                r
             }
             Some(srtt) => {
                 let delta = srtt.abs_diff(r);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + r) / 8);
+                self.rttvar = nanos((dur(self.rttvar) * 3 + delta) / 4);
+                (srtt * 7 + r) / 8
             }
-        }
-        let srtt = self.srtt.unwrap_or(r);
+        };
+        self.srtt = nanos(srtt);
         // RFC 6298 §2.3: RTO = SRTT + max(G, K*RTTVAR). The lower bound (§2.4) applies, as
         // Linux applies it, to the variance term rather than to the sum: samples arrive with
         // every ACK, RTTVAR shrinks to almost nothing on a steady path, and an RTO of
         // barely more than SRTT would fire at the first queueing delay. An upper bound of at
         // least 60 s (§2.5).
-        let rto = srtt + GRANULARITY.max(self.rttvar * 4).max(self.min_rto);
-        self.base_rto = rto.clamp(self.min_rto, self.max_rto);
+        let (min_rto, max_rto) = (dur(self.min_rto), dur(self.max_rto));
+        let rto = srtt + GRANULARITY.max(dur(self.rttvar) * 4).max(min_rto);
+        self.base_rto = nanos(rto.clamp(min_rto, max_rto));
         // A valid sample after a backoff collapses it (RFC 6298 §5.7 note, as Linux does).
         self.backoff = 0;
     }
@@ -64,15 +86,17 @@ impl RttEstimator {
     /// Before any measurement, raises the RTO to at least `floor` (RFC 6298 §5.7: 3 s once
     /// the SYN had to be retransmitted).
     pub fn raise_unmeasured(&mut self, floor: Duration) {
-        if self.srtt.is_none() {
-            self.base_rto = self.base_rto.max(floor).min(self.max_rto);
+        if self.srtt == NONE {
+            self.base_rto = self.base_rto.max(nanos(floor)).min(self.max_rto);
         }
     }
 
     /// The current retransmission timeout, backoff included, capped at the maximum.
     pub fn rto(&self) -> Duration {
         let factor = 1u32 << self.backoff.min(16);
-        self.base_rto.saturating_mul(factor).min(self.max_rto)
+        dur(self.base_rto)
+            .saturating_mul(factor)
+            .min(dur(self.max_rto))
     }
 
     /// Doubles the timeout after it expired (RFC 6298 §5.5).
@@ -94,22 +118,22 @@ impl RttEstimator {
 
     /// Smoothed RTT, once measured.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        opt(self.srtt)
     }
 
     /// RTT variation.
     pub fn rttvar(&self) -> Duration {
-        self.rttvar
+        dur(self.rttvar)
     }
 
     /// The most recent sample.
     pub fn latest(&self) -> Option<Duration> {
-        self.latest
+        opt(self.latest)
     }
 
     /// The smallest sample seen.
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt
+        opt(self.min_rtt)
     }
 }
 

@@ -89,7 +89,8 @@ impl Shared {
         Ok((self.datapath.bind(addr, BindKind::Listen)?, false))
     }
 
-    /// Opens a connection to `remote` held by the application: SYN-SENT, its SYN queued.
+    /// Opens a connection to `remote` held by the application: SYN-SENT, its SYN queued,
+    /// every packet carrying traffic class `tos`.
     ///
     /// `fixed` is the bound local address, with the claim the connection takes over (`None`
     /// when the claim belongs to listeners sharing the address). Without one the stack
@@ -105,6 +106,7 @@ impl Shared {
         remote: SocketAddr,
         config: &Config,
         zero_linger: bool,
+        tos: u8,
     ) -> io::Result<(ConnId, SocketAddr)> {
         let release = |claimed: Option<SocketAddr>| {
             if let Some(c) = claimed {
@@ -163,6 +165,7 @@ impl Shared {
                 Entry {
                     claimed,
                     zero_linger,
+                    tos,
                     ..Entry::new(conn, 64)
                 },
             );
@@ -172,7 +175,7 @@ impl Shared {
     }
 
     /// Listens at `addr`, which the socket claimed (or joined) already, with an accept queue
-    /// of `backlog`. `AddrInUse` unless every listener already there and this one allow
+    /// of `backlog`; its connections (their SYN+ACK included) carry traffic class `tos`. `AddrInUse` unless every listener already there and this one allow
     /// sharing it; the claim is then given back unless it was joined.
     pub(crate) fn listen(
         &self,
@@ -180,6 +183,7 @@ impl Shared {
         config: Config,
         backlog: usize,
         reuseport: bool,
+        tos: u8,
     ) -> io::Result<ListenerKey> {
         let mut inner = self.lock();
         let joining = inner.table.endpoint.listening_shared(addr).is_some();
@@ -196,6 +200,7 @@ impl Shared {
                 config,
                 waiters: WakerSet::default(),
                 ttl: 64,
+                tos,
             },
         );
         // The datapath may have opened a new source of packets (a UDP socket for this port):

@@ -103,6 +103,9 @@ pub(crate) struct Shared {
     /// Batches for segments that application tasks transmit themselves (see
     /// [`Shared::transmit_inline`]), kept for reuse.
     pub tx_pool: Mutex<Vec<datapath::Batch>>,
+    /// The runtime the reactor runs on. Its clock is the stack's clock: every reading of
+    /// the time, from whatever task or thread, is taken inside it (see [`Shared::now`]).
+    pub runtime: tokio::runtime::Handle,
     origin: tokio::time::Instant,
     pub config: Config,
     pub tap: Option<Tap>,
@@ -166,6 +169,8 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .pop()
             .unwrap_or_else(|| datapath::Batch::new(INLINE_BATCH, reactor::SLOT));
+        // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
+        let _clock = self.runtime.enter();
         let now = self.now();
         inner.stats.inline_transmits += 1;
         if reactor::emit_into(self, inner, id, now, &mut tx) {
@@ -186,6 +191,9 @@ impl Shared {
     /// reuse. Call it without the lock held.
     pub fn send_inline(&self, mut tx: datapath::Batch) {
         if !tx.is_empty() {
+            // A datapath may read the clock (the simulated network's link delays): the
+            // stack's, not the calling task's.
+            let _clock = self.runtime.enter();
             if let Err(e) = self.datapath.send(&tx) {
                 tracing::debug!(error = %e, "datapath send failed");
             }
@@ -197,8 +205,11 @@ impl Shared {
         }
     }
 
-    /// Engine time now.
+    /// Engine time now, on the clock of the runtime the reactor runs on, whichever task
+    /// asks: an application that pauses or advances its own runtime's clock while the
+    /// reactor runs elsewhere (the default stack's thread) must not move the stack's time.
     pub fn now(&self) -> Instant {
+        let _clock = self.runtime.enter();
         let d = tokio::time::Instant::now().saturating_duration_since(self.origin);
         Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
@@ -493,7 +504,8 @@ impl StackBuilder {
             Some(d) => d,
             None => default_datapath()?,
         };
-        let (stack, reactor) = Self::assemble(datapath, self.config, self.tap, self.isn_fn);
+        let (stack, reactor) =
+            Self::assemble(datapath, self.config, self.tap, self.isn_fn, handle.clone());
         handle.spawn(reactor);
         Ok(stack)
     }
@@ -528,7 +540,8 @@ impl StackBuilder {
                             return;
                         }
                     };
-                    let (stack, reactor) = Self::assemble(datapath, config, tap, isn_fn);
+                    let runtime = tokio::runtime::Handle::current();
+                    let (stack, reactor) = Self::assemble(datapath, config, tap, isn_fn, runtime);
                     let _ = tx.send(Ok(stack));
                     reactor.await;
                 });
@@ -542,6 +555,7 @@ impl StackBuilder {
         config: Config,
         tap: Option<Tap>,
         isn_fn: Option<IsnFn>,
+        runtime: tokio::runtime::Handle,
     ) -> (Stack, reactor::Reactor) {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -563,7 +577,11 @@ impl StackBuilder {
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
-            origin: tokio::time::Instant::now(),
+            origin: {
+                let _clock = runtime.enter();
+                tokio::time::Instant::now()
+            },
+            runtime,
             config,
             tap,
             isn_fn,

@@ -249,10 +249,11 @@ pub(crate) fn emit_into(
     let Some(entry) = inner.table.get_mut(id) else {
         return false;
     };
-    let (local, remote, ttl, route) = (
+    let (local, remote, ttl, tos, route) = (
         entry.conn.local_addr(),
         entry.conn.remote_addr(),
         entry.ttl,
+        entry.tos,
         entry.route,
     );
     let ip_len = if remote.is_ipv4() { 20 } else { 40 };
@@ -266,7 +267,15 @@ pub(crate) fn emit_into(
         };
         let start = room - t.repr.header_len() - ip_len;
         let packet = &mut slot[start..room + t.payload_len];
-        match wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet) {
+        let emitted =
+            wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet)
+                .and_then(|len| {
+                    if tos != 0 {
+                        wire::ip::set_traffic_class(packet, tos)?;
+                    }
+                    Ok(len)
+                });
+        match emitted {
             Ok(len) => {
                 if let Some(tap) = &shared.tap {
                     tap(&TapEvent {
@@ -385,6 +394,7 @@ fn accept_syn(
         let conn = Connection::accept(cfg, local, remote, syn, iss, now)?;
         Some(Entry {
             route: carrier,
+            tos: l.tos,
             ..Entry::new(conn, l.ttl)
         })
     });
@@ -445,6 +455,17 @@ fn fire_timers(inner: &mut Inner, now: Instant) {
         e.scheduled = None;
         e.conn.handle_timeout(now);
         inner.mark_dirty(id);
+    }
+    shrink_timers(inner);
+}
+
+/// Gives back the timer heap's storage once it is mostly unused: a burst of connections
+/// leaves it sized for their peak (several entries each), which would otherwise stay with
+/// the stack for good.
+fn shrink_timers(inner: &mut Inner) {
+    let (len, cap) = (inner.timers.len(), inner.timers.capacity());
+    if cap > 4096 && len < cap / 4 {
+        inner.timers.shrink_to(len * 2);
     }
 }
 

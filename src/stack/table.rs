@@ -24,20 +24,36 @@ pub(crate) struct ListenerKey {
     pub id: ListenerId,
 }
 
-/// Tasks waiting for one condition. Each waker is kept once.
+/// Tasks waiting for one condition. Each waker is kept once. The first is kept inline: a
+/// connection nearly always has one reader and one writer, and a `Vec` would hold 64 bytes
+/// of heap for each long after the wait ended.
 #[derive(Debug, Default)]
-pub(crate) struct WakerSet(Vec<Waker>);
+pub(crate) struct WakerSet {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
 
 impl WakerSet {
     pub fn register(&mut self, waker: &Waker) {
-        if !self.0.iter().any(|w| w.will_wake(waker)) {
-            self.0.push(waker.clone());
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
         }
     }
 
     pub fn wake_all(&mut self) {
-        for w in self.0.drain(..) {
+        if let Some(w) = self.first.take() {
             w.wake();
+        }
+        if !self.more.is_empty() {
+            for w in std::mem::take(&mut self.more) {
+                w.wake();
+            }
         }
     }
 }
@@ -56,6 +72,9 @@ pub(crate) struct Entry {
     pub claimed: Option<SocketAddr>,
     /// IP TTL / hop limit of outgoing packets.
     pub ttl: u8,
+    /// IPv4 type of service or IPv6 traffic class of outgoing packets (`IP_TOS`,
+    /// `IPV6_TCLASS`).
+    pub tos: u8,
     /// Close with RST when the application drops it (zero linger).
     pub zero_linger: bool,
     /// `take_error` already reported the error.
@@ -78,6 +97,7 @@ impl Entry {
             dirty: false,
             claimed: None,
             ttl,
+            tos: 0,
             zero_linger: false,
             error_taken: false,
             handshake_seen: false,
@@ -94,6 +114,8 @@ pub(crate) struct Listener {
     pub waiters: WakerSet,
     /// IP TTL of the connections it accepts.
     pub ttl: u8,
+    /// Traffic class of the connections it accepts (their SYN-ACK included).
+    pub tos: u8,
 }
 
 /// The endpoint, the connections' entries by handle index, and the listeners' settings.

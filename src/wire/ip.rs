@@ -492,6 +492,74 @@ pub fn emit_tcp_headers_in_place(
     Ok(packet.len())
 }
 
+/// Sets the traffic class of an IP packet already written: the IPv4 type-of-service byte
+/// (DSCP and ECN, RFC 2474 §3 and RFC 3168 §5), whose header checksum is then recomputed,
+/// or the IPv6 traffic class (RFC 8200 §7). The headers [`emit_tcp_packet`] and
+/// [`emit_tcp_headers_in_place`] write carry 0; a sender with a class of its own (`IP_TOS`,
+/// `IPV6_TCLASS`) sets it afterwards.
+///
+/// # Errors
+///
+/// [`WireError::BadVersion`] when the packet is neither IPv4 nor IPv6,
+/// [`WireError::Truncated`] or [`WireError::BadHeaderLength`] when the header is not all
+/// there.
+///
+/// ```
+/// use rawtcp::wire::{emit_tcp_packet, ip, TcpRepr};
+/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let mut buf = [0u8; 64];
+/// let n = emit_tcp_packet(src, dst, 64, &TcpRepr::default(), b"", &mut buf).unwrap();
+/// ip::set_traffic_class(&mut buf[..n], 0xb8).unwrap(); // DSCP EF
+/// assert_eq!(ip::traffic_class(&buf[..n]), Some(0xb8));
+/// assert!(rawtcp::wire::parse_tcp_packet(&buf[..n], true).is_ok()); // checksum still right
+/// ```
+pub fn set_traffic_class(packet: &mut [u8], class: u8) -> Result<(), WireError> {
+    let first = *packet.first().ok_or(WireError::Truncated)?;
+    match first >> 4 {
+        4 => {
+            let header_len = usize::from(first & 0x0f) * 4;
+            if header_len < Ipv4Repr::HEADER_LEN {
+                return Err(WireError::BadHeaderLength);
+            }
+            let h = packet
+                .get_mut(..header_len)
+                .ok_or(WireError::BadHeaderLength)?;
+            if let Some(b) = h.get_mut(1) {
+                *b = class;
+            }
+            if let Some(c) = h.get_mut(10..12) {
+                c.copy_from_slice(&[0, 0]);
+            }
+            let sum = checksum::finish(checksum::sum(h, 0));
+            if let Some(c) = h.get_mut(10..12) {
+                c.copy_from_slice(&sum.to_be_bytes());
+            }
+            Ok(())
+        }
+        6 => {
+            let h = packet
+                .get_mut(..Ipv6Repr::HEADER_LEN)
+                .ok_or(WireError::Truncated)?;
+            if let [b0, b1, ..] = h {
+                *b0 = 0x60 | (class >> 4);
+                *b1 = (class << 4) | (*b1 & 0x0f);
+            }
+            Ok(())
+        }
+        _ => Err(WireError::BadVersion),
+    }
+}
+
+/// The traffic class of an IP packet: the IPv4 type-of-service byte or the IPv6 traffic
+/// class; `None` when it is neither IPv4 nor IPv6 or too short to tell.
+pub fn traffic_class(packet: &[u8]) -> Option<u8> {
+    match packet {
+        [b0, b1, ..] if b0 >> 4 == 4 => Some(*b1),
+        [b0, b1, ..] if b0 >> 4 == 6 => Some((b0 << 4) | (b1 >> 4)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +573,50 @@ mod tests {
 
     fn v6(s: &str) -> IpAddr {
         IpAddr::V6(s.parse().unwrap())
+    }
+
+    #[test]
+    fn traffic_class_round_trips_and_keeps_the_checksum() {
+        let tcp = TcpRepr::default();
+        for (src, dst) in [
+            (v4(10, 0, 0, 1), v4(10, 0, 0, 2)),
+            (v6("fd00::1"), v6("fd00::2")),
+        ] {
+            let mut buf = [0u8; 128];
+            let n = emit_tcp_packet(src, dst, 64, &tcp, b"abc", &mut buf).unwrap();
+            assert_eq!(traffic_class(&buf[..n]), Some(0));
+            for class in [0xb8, 0x01, 0xff, 0x00] {
+                set_traffic_class(&mut buf[..n], class).unwrap();
+                assert_eq!(traffic_class(&buf[..n]), Some(class));
+                let (ip, parsed, payload) = parse_tcp_packet(&buf[..n], true).unwrap();
+                assert_eq!(
+                    (ip.src_addr(), ip.dst_addr(), payload),
+                    (src, dst, &b"abc"[..])
+                );
+                assert_eq!(parsed.seq, tcp.seq);
+            }
+        }
+        // The IPv6 flow label is kept.
+        let mut buf = [0u8; 128];
+        let n = emit_tcp_packet(v6("::1"), v6("::2"), 64, &tcp, b"", &mut buf).unwrap();
+        buf[1] |= 0x0a;
+        buf[2] = 0xbc;
+        set_traffic_class(&mut buf[..n], 0x5d).unwrap();
+        assert_eq!(&buf[..3], &[0x65, 0xda, 0xbc]);
+        assert_eq!(set_traffic_class(&mut [], 1), Err(WireError::Truncated));
+        assert_eq!(
+            set_traffic_class(&mut [0x45, 0], 1),
+            Err(WireError::BadHeaderLength)
+        );
+        assert_eq!(
+            set_traffic_class(&mut [0x60, 0], 1),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            set_traffic_class(&mut [0x75, 0], 1),
+            Err(WireError::BadVersion)
+        );
+        assert_eq!(traffic_class(&[0x45]), None);
     }
 
     /// A valid 20-byte IPv4 header for `payload_len` bytes of `protocol`, checksum filled.

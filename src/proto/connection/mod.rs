@@ -250,7 +250,8 @@ struct Timers {
 /// assert_eq!(client.state(), State::SynSent);
 /// ```
 pub struct Connection {
-    cfg: Config,
+    /// Shared with every connection that has the same settings (see `config::intern`).
+    cfg: std::sync::Arc<Config>,
     state: State,
     local: SocketAddr,
     remote: SocketAddr,
@@ -512,7 +513,7 @@ impl Connection {
             reply: None,
             error: None,
             stats: Stats::default(),
-            cfg,
+            cfg: super::config::intern(cfg),
         }
     }
 
@@ -705,19 +706,38 @@ impl Connection {
 
     /// Turns Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, nodelay: bool) {
-        self.cfg.nodelay = nodelay;
+        if self.cfg.nodelay != nodelay {
+            self.update_config(|c| c.nodelay = nodelay);
+        }
+    }
+
+    /// Changes this connection's settings: a copy of the shared ones with `change` made,
+    /// shared in turn with connections that made the same change.
+    fn update_config(&mut self, change: impl FnOnce(&mut Config)) {
+        let mut cfg = Config::clone(&self.cfg);
+        change(&mut cfg);
+        self.cfg = super::config::intern(cfg);
     }
 
     /// Changes keepalive probing; takes effect from now.
     pub fn set_keepalive(&mut self, keepalive: Option<super::Keepalive>, now: Instant) {
-        self.cfg.keepalive = keepalive;
+        self.update_config(|c| c.keepalive = keepalive);
         self.probes_out = 0;
         self.arm_keepalive(now);
     }
 
+    /// Changes the delayed-ACK time (`TCP_QUICKACK` turns it to zero: every segment is
+    /// acknowledged at once). An acknowledgment being delayed when it becomes zero is due now.
+    pub fn set_delayed_ack(&mut self, delay: std::time::Duration) {
+        self.update_config(|c| c.delayed_ack = delay);
+        if delay.is_zero() && self.timers.delayed_ack.take().is_some() {
+            self.ack_now = true;
+        }
+    }
+
     /// Changes the user timeout (RFC 9293 §3.10.3).
     pub fn set_user_timeout(&mut self, timeout: Option<std::time::Duration>) {
-        self.cfg.user_timeout = timeout;
+        self.update_config(|c| c.user_timeout = timeout);
     }
 
     /// The congestion-control algorithm in use (`TCP_CONGESTION`).
@@ -730,8 +750,8 @@ impl Connection {
     /// `snd_cwnd` across a switch.
     pub fn set_congestion(&mut self, algorithm: super::cc::Algorithm) {
         let (cwnd, ssthresh) = (self.cc.window(), self.cc.ssthresh());
-        self.cfg.congestion = algorithm;
-        self.cc = self.cfg.congestion.build(self.snd_mss);
+        self.cc = algorithm.build(self.snd_mss);
+        self.update_config(|c| c.congestion = algorithm);
         if self.state.is_synchronized() {
             self.cc.seed(cwnd, ssthresh);
         }
@@ -743,7 +763,7 @@ impl Connection {
 
     /// Changes the send buffer size.
     pub fn set_send_buffer_size(&mut self, size: usize) {
-        self.cfg.send_buffer = size;
+        self.update_config(|c| c.send_buffer = size);
         self.send_buf.set_capacity(size);
     }
 
