@@ -29,7 +29,9 @@
 
 use super::SeqNum;
 use crate::wire::{TcpFlags, TcpRepr};
+use hashbrown::HashTable;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 
 /// One connection known to an [`Endpoint`]: a dense slot index and the slot's generation.
@@ -336,7 +338,7 @@ impl Listener {
 pub struct Endpoint {
     slots: Vec<(u32, Option<Meta>)>,
     free: Vec<u32>,
-    by_tuple: HashMap<(SocketAddr, SocketAddr), ConnectionHandle>,
+    by_tuple: Routes,
     listeners: HashMap<ListenerId, Listener>,
     /// Listeners per address, in the order they joined it.
     listen_addrs: HashMap<SocketAddr, Vec<ListenerId>>,
@@ -366,7 +368,7 @@ impl Endpoint {
         seg: &TcpRepr,
         payload_len: usize,
     ) -> Route {
-        if let Some(&h) = self.by_tuple.get(&(local, remote)) {
+        if let Some(h) = self.lookup(local, remote) {
             if let Some(meta) = self.meta(h) {
                 if meta.time_wait.is_some_and(|tw| tw.accepts_syn(seg)) {
                     // RFC 6191: a new incarnation replaces the connection lingering in
@@ -499,7 +501,7 @@ impl Endpoint {
     /// An active open from `local` to `remote` (RFC 9293 §3.10.1), held by the application:
     /// its handle, or `None` when a connection already has that 4-tuple.
     pub fn connect(&mut self, local: SocketAddr, remote: SocketAddr) -> Option<ConnectionHandle> {
-        if self.by_tuple.contains_key(&(local, remote)) {
+        if self.lookup(local, remote).is_some() {
             return None;
         }
         Some(self.insert(local, remote, Owner::Application))
@@ -533,7 +535,7 @@ impl Endpoint {
                 }
             }
         };
-        self.by_tuple.insert((local, remote), handle);
+        self.by_tuple.insert(&self.slots, handle.index);
         handle
     }
 
@@ -622,10 +624,7 @@ impl Endpoint {
             return false;
         };
         self.free.push(h.index);
-        let key = (meta.local, meta.remote);
-        if self.by_tuple.get(&key) == Some(&h) {
-            self.by_tuple.remove(&key);
-        }
+        self.by_tuple.remove((meta.local, meta.remote), h.index);
         if let Owner::Listener(l) = meta.owner {
             if let Some(listener) = self.listeners.get_mut(&l) {
                 if meta.established {
@@ -640,7 +639,11 @@ impl Endpoint {
 
     /// The connection a segment for `local` from `remote` would reach, if any.
     pub fn lookup(&self, local: SocketAddr, remote: SocketAddr) -> Option<ConnectionHandle> {
-        self.by_tuple.get(&(local, remote)).copied()
+        let index = self.by_tuple.get(&self.slots, (local, remote))?;
+        Some(ConnectionHandle {
+            index,
+            generation: self.slots[index as usize].0,
+        })
     }
 
     /// Connection `h`'s entry.
@@ -679,8 +682,9 @@ impl Endpoint {
     /// Whether a connection still uses the local address `addr` (for an unspecified
     /// address: its port on any address).
     pub fn address_in_use(&self, addr: SocketAddr) -> bool {
-        self.by_tuple.keys().any(|(local, _)| {
-            local.port() == addr.port() && (addr.ip().is_unspecified() || local.ip() == addr.ip())
+        self.slots.iter().filter_map(|(_, m)| m.as_ref()).any(|m| {
+            m.local.port() == addr.port()
+                && (addr.ip().is_unspecified() || m.local.ip() == addr.ip())
         })
     }
 
@@ -783,6 +787,66 @@ impl Endpoint {
             }
         }
         None
+    }
+}
+
+/// The routing table: 4-tuple → slot index. It keeps only the index (4 bytes a connection,
+/// where a map keyed by the tuple would keep 68 more); the tuple itself is read from the
+/// slot's [`Meta`] to compare and to rehash. A tuple has at most one entry: a connection
+/// that replaces another (a SYN for a closed connection the application still holds) takes
+/// the entry over.
+#[derive(Debug, Default)]
+struct Routes {
+    table: HashTable<u32>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+type Slots = [(u32, Option<Meta>)];
+
+fn tuple_of(slots: &Slots, index: u32) -> Option<(SocketAddr, SocketAddr)> {
+    slots
+        .get(index as usize)
+        .and_then(|(_, m)| m.as_ref())
+        .map(|m| (m.local, m.remote))
+}
+
+impl Routes {
+    fn hash(&self, tuple: (SocketAddr, SocketAddr)) -> u64 {
+        self.hasher.hash_one(tuple)
+    }
+
+    fn get(&self, slots: &Slots, tuple: (SocketAddr, SocketAddr)) -> Option<u32> {
+        self.table
+            .find(self.hash(tuple), |&i| tuple_of(slots, i) == Some(tuple))
+            .copied()
+    }
+
+    /// Routes the tuple of slot `index` (already filled) to it.
+    fn insert(&mut self, slots: &Slots, index: u32) {
+        let Some(tuple) = tuple_of(slots, index) else {
+            return;
+        };
+        let hash = self.hash(tuple);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            // The slot a stale entry names may hold another tuple by now; `remove` keeps
+            // that from happening, and an entry that does not match is just not this one.
+            |&i| i == index || tuple_of(slots, i) == Some(tuple),
+            |&i| tuple_of(slots, i).map_or(0, |t| hasher.hash_one(t)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = index,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(index);
+            }
+        }
+    }
+
+    /// Stops routing `tuple` to slot `index` (if it still routes there).
+    fn remove(&mut self, tuple: (SocketAddr, SocketAddr), index: u32) {
+        if let Ok(e) = self.table.find_entry(self.hash(tuple), |&i| i == index) {
+            e.remove();
+        }
     }
 }
 
