@@ -195,7 +195,7 @@ impl ConnHandle {
             if total == 0 {
                 // Nothing to write still reports errors (a reset or shutdown connection).
                 e.conn.send(&[])?;
-            } else if e.dirty || e.conn.send_queue() != total || inner.is_stopped() {
+            } else if e.transmit_queued() || e.conn.send_queue() != total || inner.is_stopped() {
                 // Busy (data was already queued or in flight, or the reactor has this
                 // connection's transmit pass queued): the reactor sends, in order.
                 inner.mark_dirty(id);

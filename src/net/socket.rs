@@ -3,7 +3,6 @@
 
 use super::handle::ConnHandle;
 use super::{os_error, unsupported, TcpListener, TcpStream};
-use crate::datapath::BindKind;
 use crate::proto::cc::Algorithm;
 use crate::proto::{Config, Keepalive};
 use crate::Stack;
@@ -272,10 +271,7 @@ impl TcpSocket {
             let mut o = self.opts();
             let joined = std::mem::take(&mut o.joined);
             let device = o.device.clone();
-            let source = |remote: IpAddr| match &device {
-                Some(d) => shared.datapath.local_ip_via(d, remote),
-                None => shared.datapath.local_ip_for(remote),
-            };
+            let source = |remote: IpAddr| shared.source_ip(device.as_deref(), remote);
             let (fixed, auto_ip) = match o.bound.take() {
                 Some(b) if b.ip().is_unspecified() => {
                     let ip = source(addr.ip())?;
@@ -327,7 +323,7 @@ impl TcpSocket {
                     },
                     0,
                 );
-                shared.datapath.bind(any, BindKind::Listen)?
+                shared.bind_local(any, false, false)?.0
             }
         };
         let key = shared.listen(addr, o.config.clone(), backlog as usize, o.reuseport, tos)?;

@@ -43,7 +43,17 @@ impl Shared {
         }
     }
 
-    /// Claims `addr` for a socket's `bind`. Returns the address claimed (with the port the
+    /// The source address for packets to `remote`: through interface `device` when the
+    /// socket is bound to one (`SO_BINDTODEVICE`), else the datapath's route.
+    pub(crate) fn source_ip(&self, device: Option<&[u8]>, remote: IpAddr) -> io::Result<IpAddr> {
+        match device {
+            Some(d) => self.datapath.local_ip_via(d, remote),
+            None => self.datapath.local_ip_for(remote),
+        }
+    }
+
+    /// Claims `addr` for a socket's `bind` (or for `listen` without one: the unspecified
+    /// address, port 0). Returns the address claimed (with the port the
     /// datapath chose for port 0) and whether it was joined from listeners that share it
     /// (`SO_REUSEPORT`), in which case the claim stays theirs. With `reuseaddr`, a dropped
     /// listener's lingering address is taken over and connections lingering in TIME-WAIT on
@@ -238,7 +248,11 @@ impl Shared {
 
     /// The TTL of the connections `key`'s listener accepts.
     pub(crate) fn listener_ttl(&self, key: ListenerKey) -> u8 {
-        self.lock().table.listeners.get(&key.id).map_or(64, |l| l.ttl)
+        self.lock()
+            .table
+            .listeners
+            .get(&key.id)
+            .map_or(64, |l| l.ttl)
     }
 
     /// Sets the TTL of the connections `key`'s listener accepts from now on.

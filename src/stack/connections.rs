@@ -1,8 +1,8 @@
 //! The live connection table: [`Stack::connections`] — every connection's addresses, state
 //! and [`TcpInfo`], and every listener with its queues, printable like `ss -tin`.
 
-use crate::proto::endpoint::Owner;
 use super::Stack;
+use crate::proto::endpoint::Owner;
 use crate::proto::{State, TcpInfo};
 use std::fmt;
 use std::net::SocketAddr;

@@ -225,8 +225,12 @@ impl Reactor {
             l.waiters.wake_all();
         }
         // Listeners sharing an address (`SO_REUSEPORT`) share its claim: given back once.
-        let addrs: std::collections::HashSet<_> =
-            inner.table.endpoint.listeners().map(|(_, l)| l.addr).collect();
+        let addrs: std::collections::HashSet<_> = inner
+            .table
+            .endpoint
+            .listeners()
+            .map(|(_, l)| l.addr)
+            .collect();
         for addr in addrs {
             self.shared.datapath.unbind(addr);
         }
@@ -336,7 +340,11 @@ fn handle_packet(
         // answer.
         return None;
     }
-    match inner.table.endpoint.handle(local, remote, &tcp, payload.len()) {
+    match inner
+        .table
+        .endpoint
+        .handle(local, remote, &tcp, payload.len())
+    {
         Route::Connection(id) => {
             let e = inner.table.get_mut(id)?;
             let handshaking = e.conn.state() == State::SynReceived;
@@ -403,9 +411,9 @@ fn accept_syn(
             inner.table.put(accept.handle, entry);
             inner.mark_dirty(accept.handle);
         }
-        None => {
-            inner.table.endpoint.remove(accept.handle);
-        }
+        // The engine declined the SYN: the endpoint's record goes the one way every
+        // connection leaves.
+        None => inner.forget(accept.handle),
     }
 }
 

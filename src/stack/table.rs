@@ -65,30 +65,36 @@ pub(crate) struct Entry {
     pub readers: WakerSet,
     pub writers: WakerSet,
     /// Earliest deadline currently in the timer heap for this connection.
-    pub scheduled: Option<Instant>,
+    pub(in crate::stack) scheduled: Option<Instant>,
     /// Queued for the reactor's transmit pass.
-    pub dirty: bool,
+    pub(in crate::stack) dirty: bool,
     /// The local address claimed from the datapath for this connection (outgoing ones).
-    pub claimed: Option<SocketAddr>,
+    pub(in crate::stack) claimed: Option<SocketAddr>,
     /// IP TTL / hop limit of outgoing packets.
     pub ttl: u8,
     /// IPv4 type of service or IPv6 traffic class of outgoing packets (`IP_TOS`,
     /// `IPV6_TCLASS`).
-    pub tos: u8,
+    pub(in crate::stack) tos: u8,
     /// Close with RST when the application drops it (zero linger).
     pub zero_linger: bool,
     /// `take_error` already reported the error.
     pub error_taken: bool,
     /// Whether waiters were told that the handshake ended.
-    pub handshake_seen: bool,
+    pub(in crate::stack) handshake_seen: bool,
     /// Where the datapath must carry this connection's packets (the UDP address the peer
     /// speaks from), learned only from segments the connection accepted.
-    pub route: Option<SocketAddr>,
+    pub(in crate::stack) route: Option<SocketAddr>,
 }
 
 impl Entry {
+    /// Whether the reactor has this connection's transmit pass queued: a write must then
+    /// leave its segments to the reactor, to keep them in order.
+    pub(crate) fn transmit_queued(&self) -> bool {
+        self.dirty
+    }
+
     /// A new connection's entry: no wakers, no timer, nothing claimed.
-    pub fn new(conn: Connection, ttl: u8) -> Entry {
+    pub(in crate::stack) fn new(conn: Connection, ttl: u8) -> Entry {
         Entry {
             conn,
             readers: WakerSet::default(),
@@ -108,28 +114,28 @@ impl Entry {
 
 /// A listener's settings and the tasks waiting in `accept`; its queues are the endpoint's.
 #[derive(Debug)]
-pub(crate) struct Listener {
+pub(in crate::stack) struct Listener {
     /// The settings its connections start from.
-    pub config: Config,
-    pub waiters: WakerSet,
+    pub(in crate::stack) config: Config,
+    pub(in crate::stack) waiters: WakerSet,
     /// IP TTL of the connections it accepts.
-    pub ttl: u8,
+    pub(in crate::stack) ttl: u8,
     /// Traffic class of the connections it accepts (their SYN-ACK included).
-    pub tos: u8,
+    pub(in crate::stack) tos: u8,
 }
 
 /// The endpoint, the connections' entries by handle index, and the listeners' settings.
 #[derive(Debug, Default)]
-pub(crate) struct Table {
-    pub endpoint: Endpoint,
+pub(in crate::stack) struct Table {
+    pub(in crate::stack) endpoint: Endpoint,
     entries: Vec<Option<(ConnId, Entry)>>,
     count: usize,
-    pub listeners: HashMap<ListenerId, Listener>,
+    pub(in crate::stack) listeners: HashMap<ListenerId, Listener>,
 }
 
 impl Table {
     /// Stores connection `id`'s entry (the endpoint has just given it the handle).
-    pub fn put(&mut self, id: ConnId, entry: Entry) {
+    pub(in crate::stack) fn put(&mut self, id: ConnId, entry: Entry) {
         let i = id.index();
         if self.entries.len() <= i {
             self.entries.resize_with(i + 1, || None);
@@ -142,14 +148,14 @@ impl Table {
         }
     }
 
-    pub fn get(&self, id: ConnId) -> Option<&Entry> {
+    pub(in crate::stack) fn get(&self, id: ConnId) -> Option<&Entry> {
         match self.entries.get(id.index()) {
             Some(Some((h, e))) if *h == id => Some(e),
             _ => None,
         }
     }
 
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
+    pub(in crate::stack) fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
         match self.entries.get_mut(id.index()) {
             Some(Some((h, e))) if *h == id => Some(e),
             _ => None,
@@ -157,7 +163,7 @@ impl Table {
     }
 
     /// Takes connection `id`'s entry out (the endpoint's record is the caller's to remove).
-    pub fn take(&mut self, id: ConnId) -> Option<Entry> {
+    pub(in crate::stack) fn take(&mut self, id: ConnId) -> Option<Entry> {
         let slot = self.entries.get_mut(id.index())?;
         if slot.as_ref().is_some_and(|(h, _)| *h == id) {
             self.count -= 1;
@@ -168,12 +174,12 @@ impl Table {
     }
 
     /// How many connections have entries.
-    pub fn len(&self) -> usize {
+    pub(in crate::stack) fn len(&self) -> usize {
         self.count
     }
 
     /// Every connection with an entry.
-    pub fn ids(&self) -> Vec<ConnId> {
+    pub(in crate::stack) fn ids(&self) -> Vec<ConnId> {
         self.entries.iter().flatten().map(|(h, _)| *h).collect()
     }
 }
