@@ -99,7 +99,7 @@ impl TcpSocket {
     }
 
     pub(crate) fn on_stack(stack: Stack, v6: bool) -> TcpSocket {
-        let config = stack.shared().config.clone();
+        let config = stack.shared().socket_config();
         TcpSocket {
             stack: Some(stack),
             v6,

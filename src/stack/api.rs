@@ -43,6 +43,11 @@ impl Shared {
         }
     }
 
+    /// The settings a new socket starts from (the stack's, from `StackBuilder::tcp_config`).
+    pub(crate) fn socket_config(&self) -> Config {
+        self.config.clone()
+    }
+
     /// The source address for packets to `remote`: through interface `device` when the
     /// socket is bound to one (`SO_BINDTODEVICE`), else the datapath's route.
     pub(crate) fn source_ip(&self, device: Option<&[u8]>, remote: IpAddr) -> io::Result<IpAddr> {

@@ -98,18 +98,18 @@ pub struct StackStats {
 
 /// State shared by the reactor and every handle.
 pub(crate) struct Shared {
-    pub inner: Mutex<Inner>,
-    pub datapath: Arc<dyn Datapath>,
+    pub(in crate::stack) inner: Mutex<Inner>,
+    pub(in crate::stack) datapath: Arc<dyn Datapath>,
     /// Batches for segments that application tasks transmit themselves (see
     /// [`Shared::transmit_inline`]), kept for reuse.
-    pub tx_pool: Mutex<Vec<datapath::Batch>>,
+    pub(in crate::stack) tx_pool: Mutex<Vec<datapath::Batch>>,
     /// The runtime the reactor runs on. Its clock is the stack's clock: every reading of
     /// the time, from whatever task or thread, is taken inside it (see [`Shared::now`]).
-    pub runtime: tokio::runtime::Handle,
+    pub(crate) runtime: tokio::runtime::Handle,
     origin: tokio::time::Instant,
-    pub config: Config,
-    pub tap: Option<Tap>,
-    pub isn_fn: Option<IsnFn>,
+    pub(in crate::stack) config: Config,
+    pub(in crate::stack) tap: Option<Tap>,
+    pub(in crate::stack) isn_fn: Option<IsnFn>,
 }
 
 impl fmt::Debug for Shared {
@@ -215,13 +215,13 @@ impl Shared {
     }
 
     /// The tokio instant of an engine instant.
-    pub fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
+    pub(in crate::stack) fn to_tokio(&self, t: Instant) -> tokio::time::Instant {
         self.origin + std::time::Duration::from_micros(t.as_micros())
     }
 
     /// The connection settings for a peer: the stack's template with the MSS the datapath
     /// allows towards `remote` (RFC 9293 §3.7.1: MTU minus IP and TCP headers).
-    pub fn config_for(&self, template: &Config, remote: IpAddr) -> Config {
+    pub(in crate::stack) fn config_for(&self, template: &Config, remote: IpAddr) -> Config {
         let ip_header = if remote.is_ipv4() { 20 } else { 40 };
         let mtu = self.datapath.mtu(remote);
         let mss = mtu.saturating_sub(ip_header + 20).clamp(64, 65_535 - 60) as u16;
@@ -232,7 +232,7 @@ impl Shared {
     }
 
     /// The ISN for a new connection.
-    pub fn isn(
+    pub(in crate::stack) fn isn(
         &self,
         inner: &Inner,
         local: SocketAddr,
