@@ -8,11 +8,13 @@
 
 mod common;
 use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::Config as ProptestConfig;
 use rawtcp::proto::endpoint::{
     syn_queue_limit, ConnectionHandle, DropReason, Endpoint, ListenerId, Owner, Route, Update,
 };
 use rawtcp::proto::{Config, Connection, Instant, SeqNum, State};
-use rawtcp::wire::TcpRepr;
+use rawtcp::wire::{TcpFlags, TcpRepr};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -346,6 +348,38 @@ fn accept_queue_full_keeps_the_handshake_in_syn_received() {
     assert_eq!(host.ep.accept(l2), Some(b));
 }
 
+/// With the accept queue full, every segment with an ACK for a connection still in
+/// SYN-RECEIVED is held back, not only a bare ACK: here a SYN+ACK at the peer's ISN, which
+/// the engine takes as completing the handshake. Found by `any_input_keeps_the_books` (the
+/// accept queue grew past the backlog).
+#[test]
+fn accept_queue_full_holds_back_a_syn_with_ack_too() {
+    let (mut host, l, _) = established(plain(), 1);
+    host.ep.accept(l).unwrap();
+    let b = accepted(
+        &host
+            .input(client(40001), server(), &from(40001, seg("SYN", 500, 0)))
+            .0,
+    );
+    let c = accepted(
+        &host
+            .input(client(40002), server(), &from(40002, seg("SYN", 700, 0)))
+            .0,
+    );
+    host.input(client(40001), server(), &from(40001, seg("ACK", 501, 2001)));
+    assert_eq!(host.ep.listener(l).unwrap().accept_queue, 1);
+    let (r, out) = host.input(
+        client(40002),
+        server(),
+        &from(40002, seg("SYN+ACK", 700, 2001)),
+    );
+    assert_eq!(r, Route::Discard(DropReason::ListenOverflow));
+    assert!(out.is_empty());
+    assert_eq!(host.state(c), State::SynReceived);
+    assert_eq!(host.ep.listener(l).unwrap().accept_queue, 1);
+    assert_eq!(host.ep.accept(l), Some(b));
+}
+
 /// A repeated SYN for a connection in SYN-RECEIVED (our SYN+ACK was lost) reaches that
 /// connection, which answers with the same SYN+ACK: no second connection, and the SYN queue
 /// holds one.
@@ -646,4 +680,110 @@ fn connect_takes_a_free_four_tuple_only() {
     assert_eq!(again.index(), h.index(), "the slot is reused");
     assert_ne!(again, h);
     assert_eq!(ep.connection(h), None);
+}
+
+// ---- whatever arrives --------------------------------------------------------------------
+
+/// One step of the property test: a segment from one of a few client ports, or what the
+/// application and the clock do.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Flags (an index into `FLAGS`), client port (40000 + n), sequence and
+    /// acknowledgment numbers near the ones in play, payload length.
+    Segment(usize, u16, u32, u32, usize),
+    /// The application accepts from the listener.
+    Accept,
+    /// The application drops the oldest connection it holds (graceful close).
+    Drop,
+    /// Time moves on by this many milliseconds.
+    Advance(u64),
+}
+
+const FLAGS: [&str; 10] = [
+    "SYN", "ACK", "SYN+ACK", "RST", "RST+ACK", "FIN+ACK", "PSH+ACK", "FIN", "PSH", "SYN+RST",
+];
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        // Mostly the numbers a handshake with this host uses (the client's ISN 100, the
+        // host's 2000), so that handshakes complete and queues fill; sometimes others.
+        8 => (
+            prop_oneof![3 => Just(0usize), 3 => Just(1), 2 => 0..FLAGS.len()],
+            0u16..5,
+            prop_oneof![2 => Just(100u32), 2 => Just(101), 1 => 95u32..110],
+            prop_oneof![3 => Just(2001u32), 1 => 1995u32..2010],
+            0usize..4,
+        )
+            .prop_map(|(f, p, s, a, n)| Step::Segment(f, p, s, a, n)),
+        1 => Just(Step::Accept),
+        1 => Just(Step::Drop),
+        1 => (1u64..70_000).prop_map(Step::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any sequence of segments, accepts, drops and time never panics, and the endpoint's
+    /// books stay right: it knows exactly the connections the driver keeps, a listener's
+    /// queues hold at most what it knows and the accept queue never exceeds the backlog, and
+    /// it never answers a RST (RFC 9293 §3.10.7.1) nor answers anything but with a RST.
+    #[test]
+    fn any_input_keeps_the_books(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut host = Host::new(plain());
+        let l = host.ep.listen(server(), 2, false).unwrap();
+        let mut held: Vec<ConnectionHandle> = Vec::new();
+        for s in steps {
+            match s {
+                Step::Segment(f, p, seq, ack, n) => {
+                    let seg = from(40000 + p, seg(FLAGS[f], seq, ack));
+                    let (r, out) = host.input_with(client(40000 + p), server(), &seg, &[7; 3][..n]);
+                    if let Route::Reply(rst) = &r {
+                        prop_assert!(!seg.flags.contains(TcpFlags::RST), "a RST answered: {seg:?}");
+                        prop_assert!(rst.flags.contains(TcpFlags::RST));
+                        prop_assert_eq!(out.len(), 1);
+                    }
+                }
+                Step::Accept => {
+                    if let Some(h) = host.ep.accept(l) {
+                        prop_assert!(host.conns.contains_key(&h), "accepted a connection the driver lacks");
+                        held.push(h);
+                    }
+                }
+                Step::Drop => {
+                    if !held.is_empty() {
+                        let h = held.remove(0);
+                        host.ep.orphan(h);
+                        let now = host.now;
+                        if let Some(c) = host.conns.get_mut(&h) {
+                            c.orphan(now);
+                        }
+                        host.settle(h);
+                    }
+                }
+                Step::Advance(ms) => {
+                    let t = host.now + std::time::Duration::from_millis(ms);
+                    host.advance_to(t);
+                }
+            }
+            prop_assert_eq!(host.ep.len(), host.conns.len(), "endpoint and driver disagree");
+            for h in host.conns.keys() {
+                prop_assert!(host.ep.connection(*h).is_some(), "the endpoint lost {:?}", h);
+            }
+            let info = host.ep.listener(l).unwrap();
+            // The listener's queues, counted from the connections it holds: those still in
+            // SYN-RECEIVED are its SYN queue, the others (established, maybe closed since)
+            // wait in its accept queue. A failed handshake is gone from both.
+            let queued: Vec<State> = host
+                .conns
+                .iter()
+                .filter(|(h, _)| host.ep.connection(**h).unwrap().owner == Owner::Listener(l))
+                .map(|(_, c)| c.state())
+                .collect();
+            let syn = queued.iter().filter(|s| **s == State::SynReceived).count();
+            prop_assert_eq!((info.syn_queue, info.accept_queue), (syn, queued.len() - syn));
+            prop_assert!(info.syn_queue + info.accept_queue <= host.ep.len());
+            prop_assert!(info.accept_queue <= info.backlog, "{info:?}");
+        }
+    }
 }

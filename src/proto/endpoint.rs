@@ -411,13 +411,18 @@ impl Endpoint {
 
     /// Linux's rule for a full accept queue (`tcp_check_req` → `exit_overflow`): the ACK that
     /// would complete the handshake is dropped and the connection stays in SYN-RECEIVED.
+    ///
+    /// Every segment with an ACK may be that one — a SYN+ACK too, which the engine may take
+    /// as completing the handshake — so all are held back but a RST (which may end the
+    /// handshake, RFC 9293 §3.10.7.4) and a segment without ACK (a retransmitted SYN, which
+    /// the connection answers with its SYN+ACK again).
     fn overflow(&self, meta: &Meta, seg: &TcpRepr) -> Option<DropReason> {
         let Owner::Listener(l) = meta.owner else {
             return None;
         };
         if meta.established
             || !seg.flags.contains(TcpFlags::ACK)
-            || seg.flags.intersects(TcpFlags::SYN | TcpFlags::RST)
+            || seg.flags.contains(TcpFlags::RST)
         {
             return None;
         }
