@@ -347,19 +347,18 @@ fn handle_packet(
     {
         Route::Connection(id) => {
             let e = inner.table.get_mut(id)?;
-            let handshaking = e.conn.state() == State::SynReceived;
             if e.conn.on_segment(now, &tcp, payload) && carrier.is_some() {
                 // Only a segment the connection accepted says where the peer is.
                 e.route = carrier;
             }
             let urgent = e.conn.ack_urgent();
-            let completed = handshaking && e.conn.is_established();
             inner.mark_dirty(id);
-            if completed {
-                // Into the accept queue before the next segment is routed, so that the
-                // endpoint judges the next handshake against the queue as it now is.
-                inner.report(id);
-            }
+            // Reported before the next segment is routed, which the endpoint judges by what
+            // this one did: a completed handshake has joined the accept queue, a reset
+            // connection's 4-tuple is a stranger's (RFC 9293 §3.10.7.1), one entering
+            // TIME-WAIT left the record a new SYN is judged by (RFC 6191). One that finished
+            // here has nothing left to send and is forgotten at once.
+            inner.report(id);
             urgent.then_some(id)
         }
         Route::Accept(accept) => {
