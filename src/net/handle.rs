@@ -1,5 +1,6 @@
-//! A user's hold on one connection in a stack's table: every stream operation goes through
-//! here, locking the table, calling the engine, and registering wakers.
+//! A user's hold on one connection in a stack: every stream operation goes through here,
+//! locking the stack, calling the engine in the connection's entry, and registering wakers.
+//! Opening, accepting and letting go are the stack's (`Shared::open`, `Shared::detach`).
 
 use super::clock;
 use crate::proto::{self, TcpInfo};

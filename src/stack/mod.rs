@@ -3,9 +3,15 @@
 //!
 //! Applications and the reactor share one table of connections behind a mutex. Application
 //! calls (read, write, shutdown) work on a connection's engine directly and, when output may
-//! be due, mark it dirty and wake the reactor. The reactor receives packets in batches,
-//! demultiplexes them, fires timers, transmits what every touched connection has due, and
-//! sleeps until the next packet or deadline — it never polls on a tick.
+//! be due, mark it dirty and wake the reactor. The reactor receives packets in batches, has
+//! the sans-IO [`Endpoint`](crate::proto::endpoint::Endpoint) route each one (to a
+//! connection, a listener's SYN queue, a RST, or nowhere), fires timers, transmits what
+//! every touched connection has due, and sleeps until the next packet or deadline — it never
+//! polls on a tick.
+//!
+//! The public types in `crate::net` reach all this through the narrow interface of `api.rs`
+//! (claim an address, open, listen, accept, let go; a connection's own entry by handle);
+//! this module never names them.
 
 mod api;
 mod capture;

@@ -1,5 +1,7 @@
-//! The reactor task: receive a batch, demultiplex it, fire due timers, transmit what every
-//! touched connection has due, send the batch, sleep until the next packet or deadline.
+//! The reactor task: receive a batch, have the endpoint route each segment and carry out
+//! its decision (deliver, make the connection a SYN asked for, answer with a RST), fire due
+//! timers, transmit what every touched connection has due and report each one's status
+//! back to the endpoint, send the batch, sleep until the next packet or deadline.
 
 use super::table::{ConnId, Entry};
 use super::{Direction, Inner, Shared, TapEvent};
