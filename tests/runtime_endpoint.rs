@@ -1,0 +1,138 @@
+//! The endpoint's decisions seen through whole stacks over the simulated network, under a
+//! paused clock: a SYN reopening a connection in TIME-WAIT (RFC 6191) and a full accept
+//! queue holding handshakes back until `accept` makes room. `tests/engine_endpoint.rs`
+//! scripts the same rules segment by segment; these check the reactor carries them out.
+
+use rawtcp::datapath::sim::{LinkConfig, SimNetwork};
+use rawtcp::proto::Config;
+use rawtcp::{Stack, TcpStream};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn stacks(net: &SimNetwork) -> (Stack, Stack) {
+    let server_ip = "10.0.0.1".parse().unwrap();
+    let client_ip = "10.0.0.2".parse().unwrap();
+    net.set_link(
+        server_ip,
+        client_ip,
+        LinkConfig::default().with_latency(Duration::from_millis(1)),
+    );
+    let build = |ip| {
+        Stack::builder()
+            .tcp_config(Config::default())
+            .datapath(net.host(ip).unwrap())
+            .build()
+            .unwrap()
+    };
+    (build(server_ip), build(client_ip))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Connects from `local` (bound with `SO_REUSEADDR`) to `remote`.
+async fn connect_from(stack: &Stack, local: &str, remote: &str) -> std::io::Result<TcpStream> {
+    let sock = stack.socket_v4()?;
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr(local))?;
+    sock.connect(addr(remote)).await
+}
+
+/// The server closes first, so its side lingers in TIME-WAIT; the client reconnects from
+/// the same port at once. Its SYN is newer (timestamps, and an ISN the RFC 6528 clock moved
+/// on), so the server's endpoint reopens the 4-tuple: the handshake takes one round trip,
+/// not the second a refused SYN and its retransmission would.
+#[tokio::test(start_paused = true)]
+async fn a_newer_syn_reopens_time_wait_at_once() {
+    let net = SimNetwork::new(11);
+    let (server, client) = stacks(&net);
+    let listener = server.bind("10.0.0.1:80").await.unwrap();
+    let mut c = connect_from(&client, "10.0.0.2:5555", "10.0.0.1:80")
+        .await
+        .unwrap();
+    let (s, _) = listener.accept().await.unwrap();
+    drop(s); // the server's FIN first: it ends in TIME-WAIT
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read(&mut buf).await.unwrap(), 0, "EOF");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let states: Vec<_> = server
+        .connections()
+        .connections
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(states, [rawtcp::proto::State::TimeWait], "{states:?}");
+
+    let start = tokio::time::Instant::now();
+    let mut again = tokio::time::timeout(
+        Duration::from_secs(5),
+        connect_from(&client, "10.0.0.2:5555", "10.0.0.1:80"),
+    )
+    .await
+    .expect("connect in time")
+    .unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+    let (mut s, peer) = listener.accept().await.unwrap();
+    assert_eq!(peer, addr("10.0.0.2:5555"));
+    again.write_all(b"ping").await.unwrap();
+    s.read_exact(&mut buf[..4]).await.unwrap();
+    assert_eq!(&buf[..4], b"ping");
+    assert_eq!(server.stats().resets_sent, 0);
+}
+
+/// A listener with a backlog of 1 that nobody accepts from: further handshakes are held
+/// back (SYNs dropped, or completing ACKs dropped with the connection left in
+/// SYN-RECEIVED), never refused, and every one completes once `accept` makes room.
+#[tokio::test(start_paused = true)]
+async fn a_full_accept_queue_holds_handshakes_back() {
+    let net = SimNetwork::new(12);
+    let (server, client) = stacks(&net);
+    let sock = server.socket_v4().unwrap();
+    sock.bind(addr("10.0.0.1:80")).unwrap();
+    let listener = sock.listen(1).unwrap();
+    let mut clients = Vec::new();
+    for port in 6000..6004u16 {
+        let client = client.clone();
+        clients.push(tokio::spawn(async move {
+            let local = format!("10.0.0.2:{port}");
+            let mut c = connect_from(&client, &local, "10.0.0.1:80").await?;
+            c.write_all(&port.to_be_bytes()).await?;
+            let mut back = [0u8; 2];
+            c.read_exact(&mut back).await?;
+            assert_eq!(back, port.to_be_bytes());
+            std::io::Result::Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = server.stats();
+    assert!(
+        st.syn_dropped + st.listen_overflows > 0,
+        "nothing held back: {st:?}"
+    );
+    assert_eq!(st.resets_sent, 0, "held back, not refused");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (mut s, peer) = tokio::time::timeout(Duration::from_secs(60), listener.accept())
+            .await
+            .expect("accepted in time")
+            .unwrap();
+        let mut port = [0u8; 2];
+        s.read_exact(&mut port).await.unwrap();
+        assert_eq!(u16::from_be_bytes(port), peer.port());
+        s.write_all(&port).await.unwrap();
+        seen.push(peer.port());
+        tokio::spawn(async move {
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+    }
+    for c in clients {
+        c.await.unwrap().unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [6000, 6001, 6002, 6003]);
+}
