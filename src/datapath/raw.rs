@@ -22,13 +22,14 @@
 //!   [`RawDatapath::new`] fails at once with an error naming what is missing.
 
 use super::{route_source, Batch, BindKind, Datapath};
+use crate::wire::view::PacketView;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use socket2::SockRef;
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{self, IoSliceMut, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -526,25 +527,19 @@ impl Datapath for RawDatapath {
 
     fn send(&self, batch: &Batch) -> io::Result<()> {
         for packet in batch.iter() {
-            let (fd, dst) = match packet.first().map(|b| b >> 4) {
-                Some(4) if packet.len() >= 20 => {
-                    let d = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-                    (&self.v4, SocketAddr::new(d.into(), 0))
-                }
-                Some(6) if packet.len() >= 40 => {
-                    let Some(fd) = &self.v6 else {
-                        self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let mut d = [0u8; 16];
-                    d.copy_from_slice(&packet[24..40]);
-                    (fd, SocketAddr::new(Ipv6Addr::from(d).into(), 0))
-                }
-                _ => {
-                    self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
+            let Ok(view) = PacketView::new(packet) else {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
             };
+            let fd = if view.is_ipv4() {
+                &self.v4
+            } else if let Some(fd) = &self.v6 {
+                fd
+            } else {
+                self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let dst = SocketAddr::new(view.dst(), 0);
             match SockRef::from(fd).send_to(packet, &SockAddr::from(dst)) {
                 Ok(_) => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);

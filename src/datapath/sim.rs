@@ -9,6 +9,7 @@
 //! current-thread runtime, where the order of sends is itself deterministic).
 
 use super::{Batch, BindKind, Datapath};
+use crate::wire::view::PacketView;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
@@ -693,10 +694,11 @@ impl Net {
         let len = packet.len();
         self.stats.sent += 1;
         self.stats.bytes_sent += len as u64;
-        let Some((src, dst, header_len)) = addresses(packet) else {
+        let Ok(view) = PacketView::new(packet) else {
             self.stats.dropped_malformed += 1;
             return;
         };
+        let (src, dst, header_len) = (view.src(), view.dst(), view.header_len());
         let (to, config) = if dst.is_loopback() {
             (from, self.loopback_link)
         } else {
@@ -827,32 +829,6 @@ impl PartialOrd for Queued {
 impl Ord for Queued {
     fn cmp(&self, other: &Queued) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-/// The source and destination addresses and the IP header length of `packet`, read straight
-/// from the header; `None` if it is too short or of an unknown version.
-fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr, usize)> {
-    match packet.first()? >> 4 {
-        4 => {
-            let h = packet.first_chunk::<20>()?;
-            let header_len = usize::from(h[0] & 0x0f) * 4;
-            if header_len < 20 || header_len > packet.len() {
-                return None;
-            }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            Some((src.into(), dst.into(), header_len))
-        }
-        6 => {
-            let h = packet.first_chunk::<40>()?;
-            let (_, rest) = h.split_at(8);
-            let (src, dst) = rest.split_at(16);
-            let src: [u8; 16] = src.try_into().ok()?;
-            let dst: [u8; 16] = dst.try_into().ok()?;
-            Some((Ipv6Addr::from(src).into(), Ipv6Addr::from(dst).into(), 40))
-        }
-        _ => None,
     }
 }
 

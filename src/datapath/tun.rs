@@ -63,6 +63,7 @@
 //! ```
 
 use super::{Batch, BindKind, Datapath};
+use crate::wire::view::PacketView;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
@@ -866,11 +867,7 @@ impl Datapath for TunDatapath {
 /// Whether `packet` may be an IP packet: a version the device carries and room for its header.
 /// The kernel drops anything else, so it is not written.
 fn plausible(packet: &[u8]) -> bool {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) => packet.len() >= 20,
-        Some(6) => packet.len() >= 40,
-        _ => false,
-    }
+    PacketView::new(packet).is_ok()
 }
 
 /// What becomes of a packet read from the device.
@@ -886,28 +883,10 @@ enum Verdict {
 
 /// Reads the destination straight from the IP header; the stack parses the rest.
 fn classify(packet: &[u8], addr: Ipv4Addr, addr6: Option<Ipv6Addr>) -> Verdict {
-    let dst: IpAddr = match packet.first().map(|b| b >> 4) {
-        Some(4) => {
-            let Some(h) = packet.first_chunk::<20>() else {
-                return Verdict::Malformed;
-            };
-            let header_len = usize::from(h[0] & 0x0f) * 4;
-            if header_len < 20 || header_len > packet.len() {
-                return Verdict::Malformed;
-            }
-            Ipv4Addr::new(h[16], h[17], h[18], h[19]).into()
-        }
-        Some(6) => {
-            let Some(h) = packet.first_chunk::<40>() else {
-                return Verdict::Malformed;
-            };
-            let mut dst = [0u8; 16];
-            dst.copy_from_slice(&h[24..40]);
-            Ipv6Addr::from(dst).into()
-        }
-        _ => return Verdict::Malformed,
+    let Ok(view) = PacketView::new(packet) else {
+        return Verdict::Malformed;
     };
-    let ours = match dst {
+    let ours = match view.dst() {
         IpAddr::V4(a) => a == addr,
         IpAddr::V6(a) => Some(a) == addr6,
     };

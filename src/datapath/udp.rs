@@ -63,6 +63,7 @@
 //! The sockets are registered with tokio's reactor: [`UdpDatapath::new`] and
 //! [`bind`](Datapath::bind) must be called from within a tokio runtime with IO enabled.
 
+use crate::wire::view::PacketView;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -83,7 +84,7 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use tokio::net::UdpSocket;
 
 use super::{Batch, BindKind, Datapath};
-use crate::wire::{emit_tcp_packet, TcpFlags, TcpRepr, IPPROTO_TCP};
+use crate::wire::{emit_tcp_packet, TcpRepr};
 
 /// Receive and send buffer size asked for on the sockets that carry traffic.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -102,8 +103,6 @@ const MTU_V6: usize = 1_452;
 /// Datagrams read (kept or dropped) by one `poll_recv` call at most, so that a flood of
 /// garbage cannot hold the caller forever.
 const RECV_BUDGET: usize = 1_024;
-/// Length of a TCP header without options.
-const TCP_MIN_HEADER: usize = 20;
 
 /// Counters of a [`UdpDatapath`], since its creation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -559,52 +558,14 @@ struct Endpoints {
 /// IPv6, not TCP (IPv6 extension headers included), an IPv4 fragment past the first, or too
 /// short for the IP header and a TCP header. Never panics.
 fn parse_endpoints(packet: &[u8]) -> Option<Endpoints> {
-    let first = *packet.first()?;
-    let (src, dst, len, tcp) = match first >> 4 {
-        4 => {
-            let (h, _) = packet.split_first_chunk::<20>()?;
-            let ihl = usize::from(first & 0x0f) * 4;
-            let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-            if ihl < 20 || fragment_offset != 0 || h[9] != IPPROTO_TCP {
-                return None;
-            }
-            let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if len < ihl + TCP_MIN_HEADER {
-                return None;
-            }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            (IpAddr::V4(src), IpAddr::V4(dst), len, packet.get(ihl..)?)
-        }
-        6 => {
-            let (h, rest) = packet.split_first_chunk::<40>()?;
-            if h[6] != IPPROTO_TCP {
-                return None;
-            }
-            let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if payload_len < TCP_MIN_HEADER {
-                return None;
-            }
-            let mut src = [0u8; 16];
-            let mut dst = [0u8; 16];
-            src.copy_from_slice(&h[8..24]);
-            dst.copy_from_slice(&h[24..40]);
-            (
-                IpAddr::V6(Ipv6Addr::from(src)),
-                IpAddr::V6(Ipv6Addr::from(dst)),
-                40 + payload_len,
-                rest,
-            )
-        }
-        _ => return None,
-    };
-    let (t, _) = tcp.split_first_chunk::<TCP_MIN_HEADER>()?;
+    let view = PacketView::new(packet).ok()?;
+    let tcp = view.tcp()?;
     Some(Endpoints {
-        src,
-        dst,
-        src_port: u16::from_be_bytes([t[0], t[1]]),
-        dst_port: u16::from_be_bytes([t[2], t[3]]),
-        len,
+        src: view.src(),
+        dst: view.dst(),
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        len: view.declared_len(),
     })
 }
 
@@ -646,26 +607,21 @@ fn read_error_queue(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, bool
 /// The RST answering the TCP segment in `original` (an IP packet, perhaps cut short after its
 /// headers), written into `slot`; its length, or `None` if `original` is not TCP over IP.
 fn refusal_reset(original: &[u8], slot: &mut [u8]) -> Option<usize> {
-    let ep = parse_endpoints(original)?;
-    let tcp_at = match original.first()? >> 4 {
-        4 => usize::from(original.first()? & 0x0f) * 4,
-        _ => 40,
-    };
-    let (t, _) = original
-        .get(tcp_at..)?
-        .split_first_chunk::<TCP_MIN_HEADER>()?;
-    let header_len = usize::from(t[12] >> 4) * 4;
+    let view = PacketView::new(original).ok()?;
+    let t = view.tcp()?;
     let seg = TcpRepr {
-        src_port: ep.src_port,
-        dst_port: ep.dst_port,
-        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
-        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
-        flags: TcpFlags(t[13]),
+        src_port: t.src_port(),
+        dst_port: t.dst_port(),
+        seq: t.seq(),
+        ack: t.ack(),
+        flags: t.flags(),
         ..TcpRepr::default()
     };
-    let payload_len = ep.len.saturating_sub(tcp_at + header_len);
+    let payload_len = view
+        .declared_len()
+        .saturating_sub(view.header_len() + t.header_len());
     let rst = crate::proto::reset_for(&seg, payload_len)?;
-    emit_tcp_packet(ep.dst, ep.src, 64, &rst, &[], slot).ok()
+    emit_tcp_packet(view.dst(), view.src(), 64, &rst, &[], slot).ok()
 }
 
 /// A non-blocking UDP socket bound at `addr`: no address reuse (so that conflicts are
