@@ -8,20 +8,11 @@ use rawtcp::proto::syncookie::{CookieError, SynCookies};
 use rawtcp::proto::{Config, Connection, Instant, State};
 use rawtcp::wire::TcpRepr;
 
-/// The cookie SYN+ACK a stateless listener sends for `syn`: built by a throwaway passive open
-/// from the clamped SYN, with the cookie as ISN and the options folded into the TSval.
+/// The cookie SYN+ACK a stateless listener sends for `syn`.
 fn cookie_syn_ack(cookies: &mut SynCookies, cfg: &Config, syn: &TcpRepr, now: Instant) -> TcpRepr {
-    let clamped = SynCookies::clamp(syn);
-    let iss = cookies.make(addr(SERVER), addr(CLIENT), &clamped, now);
-    let mut throwaway =
-        Connection::accept(cfg.clone(), addr(SERVER), addr(CLIENT), &clamped, iss, now)
-            .expect("a SYN opens");
-    let mut buf = [0u8; 0];
-    let mut syn_ack = throwaway.poll_transmit(now, &mut buf).unwrap().repr;
-    if let Some((tsval, tsecr)) = syn_ack.options.timestamps {
-        syn_ack.options.timestamps = Some((SynCookies::timestamp(&clamped, tsval), tsecr));
-    }
-    syn_ack
+    let iss = cookies.make(addr(SERVER), addr(CLIENT), &SynCookies::clamp(syn), now);
+    Connection::cookie_syn_ack(cfg.clone(), addr(SERVER), addr(CLIENT), syn, iss, now)
+        .expect("a SYN opens")
 }
 
 /// A client and a server joined by a cookie handshake at `now`; the server side kept nothing

@@ -1,12 +1,36 @@
 //! Opening a connection from a SYN cookie (RFC 4987 §3.6): the passive open replayed from
 //! what the cookie ACK gives back, with no state kept in between.
 
-use super::{Config, Connection, Instant, State};
-use crate::proto::syncookie::Cookie;
+use super::{Config, Connection, Instant, SeqNum, State};
+use crate::proto::syncookie::{Cookie, SynCookies};
 use crate::wire::TcpRepr;
 use std::net::SocketAddr;
 
 impl Connection {
+    /// The SYN+ACK a listener sends for `syn` instead of keeping it in its SYN queue: what a
+    /// passive open from [`SynCookies::clamp`]`(syn)` would send, with `iss` (a cookie from
+    /// [`SynCookies::make`]) as its ISN and, when timestamps are on, the options folded into
+    /// its TSval ([`SynCookies::timestamp`]). `None` if `syn` does not open a connection.
+    ///
+    /// Nothing is kept: the connection that built it is dropped.
+    pub fn cookie_syn_ack(
+        cfg: Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr,
+        iss: SeqNum,
+        now: Instant,
+    ) -> Option<TcpRepr> {
+        let clamped = SynCookies::clamp(syn);
+        let mut c = Connection::accept(cfg, local, remote, &clamped, iss, now)?;
+        let mut scratch = [0u8; 0];
+        let mut syn_ack = c.poll_transmit(now, &mut scratch)?.repr;
+        if let Some((tsval, tsecr)) = syn_ack.options.timestamps {
+            syn_ack.options.timestamps = Some((SynCookies::timestamp(&clamped, tsval), tsecr));
+        }
+        Some(syn_ack)
+    }
+
     /// The connection a valid cookie ACK completes: SYN-RECEIVED rebuilt from `cookie`, with
     /// the SYN+ACK counted as sent, then `ack` (and any `payload` it carries) processed as
     /// the handshake's third segment. `None` if the rebuilt connection does not accept the
@@ -16,8 +40,9 @@ impl Connection {
     /// existed, so its send time is unknown (as for a retransmitted segment, RFC 6298 §3).
     ///
     /// The SYN+ACK that carried the cookie must have been built from the same `cfg` and
-    /// from the SYN as [`SynCookies::clamp`](crate::proto::syncookie::SynCookies::clamp)
-    /// leaves it, so that both ends agree on the options in use.
+    /// from the SYN as [`SynCookies::clamp`] leaves it (as
+    /// [`cookie_syn_ack`](Connection::cookie_syn_ack) builds it), so that both ends agree on
+    /// the options in use.
     pub fn accept_cookie(
         cfg: Config,
         local: SocketAddr,
