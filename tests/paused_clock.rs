@@ -102,8 +102,11 @@ async fn echo_rounds(which: Which, advance: Duration, rounds: usize, size: usize
     }
     if !matches!(which, Which::OnRuntime) {
         let info = c.info().unwrap();
+        // No retransmission timeout: a clock moved hours ahead would fire one. A tail-loss
+        // probe (PTO = 2·SRTT, about a millisecond here) may still fire when the machine is
+        // busy and the peer's ACK is late; it is ordinary TCP, and the only kind allowed.
         assert_eq!(info.timeouts, 0, "{info:?}");
-        assert_eq!(info.retransmissions, 0, "{info:?}");
+        assert!(info.retransmissions <= info.tlp_probes, "{info:?}");
     }
     c.shutdown().await.unwrap();
     server.await.unwrap();

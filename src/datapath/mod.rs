@@ -8,6 +8,7 @@
 //! that it can claim them (bind a socket, install a filter) and release them.
 
 pub mod pcap;
+mod ports;
 pub mod raw;
 pub mod sim;
 #[cfg(target_os = "linux")]

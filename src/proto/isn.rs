@@ -41,14 +41,7 @@ impl IsnGenerator {
     /// The key comes from the standard library's randomly keyed hasher, which is seeded from
     /// the operating system's entropy source, so no extra dependency is needed.
     pub fn new() -> IsnGenerator {
-        use std::collections::hash_map::RandomState;
-        use std::hash::BuildHasher;
-        let mut key = [0u8; 16];
-        for (i, half) in key.chunks_mut(8).enumerate() {
-            let word = RandomState::new().hash_one(i as u64 ^ 0x5eed_0f15_0000_0000);
-            half.copy_from_slice(&word.to_le_bytes());
-        }
-        IsnGenerator { key }
+        IsnGenerator { key: random_key() }
     }
 
     /// A generator with a fixed key (reproducible runs).
@@ -81,6 +74,19 @@ impl IsnGenerator {
         }
         h.finish() as u32
     }
+}
+
+/// A random 128-bit key from the standard library's randomly keyed hasher, which is seeded
+/// from the operating system's entropy source, so no extra dependency is needed.
+pub(crate) fn random_key() -> [u8; 16] {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    let mut key = [0u8; 16];
+    for (i, half) in key.chunks_mut(8).enumerate() {
+        let word = RandomState::new().hash_one(i as u64 ^ 0x5eed_0f15_0000_0000);
+        half.copy_from_slice(&word.to_le_bytes());
+    }
+    key
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod recv;
 pub mod rtt;
 pub mod send;
 mod seq;
+pub mod syncookie;
 mod time;
 
 pub use config::{Config, Keepalive};

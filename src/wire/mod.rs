@@ -19,6 +19,7 @@
 pub mod checksum;
 pub mod ip;
 pub mod tcp;
+pub mod view;
 
 pub use ip::{
     complete_partial_checksum, emit_tcp_headers_in_place, emit_tcp_packet, parse_tcp_packet,

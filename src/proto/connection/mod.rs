@@ -11,6 +11,7 @@
 //! state, the application interface and the timers.
 
 mod ack;
+mod cookie;
 mod input;
 mod output;
 

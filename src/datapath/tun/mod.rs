@@ -1,0 +1,518 @@
+//! The TUN datapath: the stack owns an address behind a TUN device, and the host's kernel
+//! routes to it.
+//!
+//! A TUN device is a virtual network interface whose "wire" is a file descriptor: every IP
+//! packet the kernel routes out of the interface can be read from the descriptor, and every
+//! packet written to the descriptor reaches the kernel as if it had arrived on the interface.
+//! [`TunDatapath`] opens one through `/dev/net/tun` (`IFF_TUN | IFF_NO_PI`: bare IPv4 and IPv6
+//! packets, no framing) and puts the stack on the far side of it: the stack answers for its
+//! own address ([`TunConfig::addr`], `10.77.0.2` by default), which the kernel does not own,
+//! and the kernel reaches that address through the device. Applications on the host connect
+//! to the stack (or accept its connections) with their ordinary kernel sockets.
+//!
+//! # What it changes on the host
+//!
+//! While a [`TunDatapath`] lives, the host has:
+//! - a new network interface, named [`TunConfig::name`] (`rawtcp0` by default), up, with the
+//!   configured MTU;
+//! - the host address [`TunConfig::host_addr`] with the prefix (`10.77.0.1/24` by default)
+//!   assigned to that interface, and so a connected route for the prefix
+//!   (`10.77.0.0/24 dev rawtcp0`) through which the kernel reaches the stack's address;
+//! - with [`TunConfig::addr6`], the same for IPv6 (an address on the interface and a connected
+//!   route for its prefix).
+//!
+//! Nothing else: no forwarding, no NAT, no firewall rule, and the stack's own address is never
+//! assigned to the kernel. Dropping the datapath closes the descriptor, and the kernel then
+//! removes the interface with its addresses and routes. (A *persistent* TUN device of the same
+//! name made beforehand, with `ip tuntap add`, is attached to instead of created, and is left
+//! in place, with the addresses given to it, when the datapath goes.)
+//!
+//! # Privilege
+//!
+//! Creating a TUN device needs `CAP_NET_ADMIN` (running as root gives it) and the kernel's TUN
+//! driver, reached through `/dev/net/tun`. Without either, [`TunDatapath::new`] fails at once
+//! with an error that names what is missing; it never waits and never panics. No external
+//! tool is run: the device is created and addressed with ioctls.
+//!
+//! # Environment
+//!
+//! With `RAWTCP_DATAPATH=tun`, [`TunConfig::from_env`] reads:
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `RAWTCP_TUN_NAME` | the interface name (at most 15 bytes; `%d` lets the kernel number it) | `rawtcp0` |
+//! | `RAWTCP_TUN_ADDR` | the stack's IPv4 address and prefix, e.g. `10.77.0.2/24` | `10.77.0.2/24` |
+//! | `RAWTCP_TUN_HOST_ADDR` | the host side's IPv4 address on the device | the first free address of the prefix (`10.77.0.1`) |
+//! | `RAWTCP_TUN_MTU` | the interface MTU, 68 to 65535 (1280 or more with IPv6) | `1500` |
+//! | `RAWTCP_TUN_ADDR6` | the stack's IPv6 address and prefix, e.g. `fd77::2/64` | none: no IPv6 |
+//! | `RAWTCP_TUN_HOST_ADDR6` | the host side's IPv6 address on the device | the first free address of the prefix |
+//!
+//! A variable that is unset or empty keeps its default; a bad value is an `InvalidInput` error
+//! naming the variable.
+//!
+//! ```no_run
+//! use rawtcp::datapath::tun::{TunConfig, TunDatapath};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! // Inside a tokio runtime, as root:
+//! let datapath = TunDatapath::new(TunConfig::from_env()?)?;
+//! // The host now reaches the stack at 10.77.0.2 through `rawtcp0`; hand the datapath to a
+//! // stack (`Stack::builder().datapath(datapath)`) and listen or connect there.
+//! # drop(datapath);
+//! # Ok(()) }
+//! ```
+
+use super::ports::{PortClaims, EPHEMERAL_COUNT};
+use super::{Batch, BindKind, Datapath};
+use crate::wire::view::PacketView;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use tun_rs::{AsyncDevice, DeviceBuilder};
+
+/// The device node through which TUN devices are made.
+const TUN_PATH: &str = "/dev/net/tun";
+/// The smallest MTU of an IPv4 link (RFC 791).
+const MIN_MTU_V4: u16 = 68;
+/// The smallest MTU of an IPv6 link (RFC 8200 §5).
+const MIN_MTU_V6: u16 = 1280;
+/// Interface names are at most this many bytes (`IFNAMSIZ` less the NUL).
+const MAX_NAME_LEN: usize = 15;
+/// The bit of `CAP_NET_ADMIN` in the capability sets of `/proc/self/status`.
+const CAP_NET_ADMIN_BIT: u32 = 12;
+
+// Linux errno values met while creating the device.
+const EPERM: i32 = 1;
+const ENXIO: i32 = 6;
+const EACCES: i32 = 13;
+const EBUSY: i32 = 16;
+const ENODEV: i32 = 19;
+const EINVAL: i32 = 22;
+const EBADFD: i32 = 77;
+const EAFNOSUPPORT: i32 = 97;
+
+const VAR_NAME: &str = "RAWTCP_TUN_NAME";
+const VAR_ADDR: &str = "RAWTCP_TUN_ADDR";
+const VAR_HOST_ADDR: &str = "RAWTCP_TUN_HOST_ADDR";
+const VAR_MTU: &str = "RAWTCP_TUN_MTU";
+const VAR_ADDR6: &str = "RAWTCP_TUN_ADDR6";
+const VAR_HOST_ADDR6: &str = "RAWTCP_TUN_HOST_ADDR6";
+
+/// Counters of a [`TunDatapath`] since it was created.
+///
+/// Every packet read from the device is counted once: in `packets_in` (handed to the stack),
+/// `not_for_us` or `dropped_in`. Every packet given to `send` is counted once: in
+/// `packets_out` or `dropped_out`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunStats {
+    /// Packets read from the device and handed to the stack.
+    pub packets_in: u64,
+    /// Bytes of those packets.
+    pub bytes_in: u64,
+    /// Packets written to the device.
+    pub packets_out: u64,
+    /// Bytes of those packets.
+    pub bytes_out: u64,
+    /// Packets read from the device whose destination is none of the stack's addresses
+    /// (the kernel's own IPv6 router solicitations, traffic to other addresses of the prefix).
+    pub not_for_us: u64,
+    /// Packets read from the device and dropped: not IPv4 or IPv6, too short for their
+    /// header, or larger than the receiving batch's slots.
+    pub dropped_in: u64,
+    /// Packets given to `send` and dropped: not IPv4 or IPv6, refused by the kernel, or
+    /// finding the device's queue full.
+    pub dropped_out: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    packets_in: AtomicU64,
+    bytes_in: AtomicU64,
+    packets_out: AtomicU64,
+    bytes_out: AtomicU64,
+    not_for_us: AtomicU64,
+    dropped_in: AtomicU64,
+    dropped_out: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// A [`Datapath`] over a TUN device that it creates: see the [module documentation](self)
+/// for what it changes on the host.
+///
+/// It answers for the stack's addresses ([`TunConfig::addr`] and, if set, the first of
+/// [`TunConfig::addr6`]); packets the kernel sends to any other address are dropped and
+/// counted. Ports are claimed in a table of its own, as the kernel would: an exact address
+/// and the unspecified address of the same family conflict on the same port, and port 0 picks
+/// a free port from 49152 to 65535.
+///
+/// Dropping it removes the device (see the module documentation).
+pub struct TunDatapath {
+    /// The device, registered with tokio: packets are read here.
+    reader: AsyncDevice,
+    /// The same open device, duplicated: packets are written here directly. A TUN device is
+    /// always writable, and tokio's view of write readiness (unknown until the runtime's
+    /// next turn after registration) must not drop the first packets.
+    writer: File,
+    device: String,
+    config: TunConfig,
+    ports: Mutex<PortClaims>,
+    counters: Counters,
+}
+
+impl fmt::Debug for TunDatapath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunDatapath")
+            .field("device", &self.device)
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl TunDatapath {
+    /// Creates the TUN device [`config.name`](TunConfig::name) (or attaches to a persistent
+    /// one of that name), assigns it the host's address with the prefix (and the IPv6 one if
+    /// set), sets its MTU and brings it up.
+    ///
+    /// Must be called inside a tokio runtime with IO enabled, which then drives the device.
+    ///
+    /// # Errors
+    ///
+    /// At once, and naming what is missing: `InvalidInput` for a configuration that
+    /// [`validate`](TunConfig::validate) rejects; `Other` outside a tokio runtime; `NotFound`
+    /// without `/dev/net/tun` or a TUN driver; `PermissionDenied` without `CAP_NET_ADMIN`;
+    /// `ResourceBusy` when another process holds a device of that name; and the kernel's
+    /// error, with what was being done, for anything else.
+    pub fn new(config: TunConfig) -> io::Result<TunDatapath> {
+        config.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "rawtcp tun datapath: TunDatapath::new must be called inside a tokio runtime \
+                 (with IO enabled), which drives the device",
+            ));
+        }
+        preflight(&config.name, std::path::Path::new(TUN_PATH), cap_eff())?;
+        let device = DeviceBuilder::new()
+            .name(config.name.clone())
+            .ipv4(config.host_addr, config.prefix, None)
+            .inherit_enable_state()
+            .build_sync()
+            .map_err(|e| creation_error(e, &config))?;
+        // The kernel's name for it differs from the one asked for when that holds a `%d`.
+        let name = device.name().unwrap_or_else(|_| config.name.clone());
+        let step = |what: String, ipv6: bool| {
+            let name = name.clone();
+            move |e: io::Error| {
+                let hint = match e.raw_os_error() {
+                    Some(EPERM) => " (needs CAP_NET_ADMIN)",
+                    Some(EACCES) if ipv6 => {
+                        " (IPv6 is disabled for new interfaces: net.ipv6.conf.default.disable_ipv6)"
+                    }
+                    Some(EAFNOSUPPORT) if ipv6 => " (IPv6 is disabled on this host)",
+                    _ => "",
+                };
+                io::Error::new(
+                    e.kind(),
+                    format!("rawtcp tun datapath: {what} on TUN device {name}{hint}: {e}"),
+                )
+            }
+        };
+        device
+            .set_mtu(config.mtu)
+            .map_err(step(format!("setting MTU {}", config.mtu), false))?;
+        if let Some((_, host6, prefix6)) = config.addr6 {
+            device
+                .add_address_v6(host6, prefix6)
+                .map_err(step(format!("assigning {host6}/{prefix6}"), true))?;
+        }
+        device
+            .enabled(true)
+            .map_err(step("bringing the interface up".to_string(), false))?;
+        let writer = device
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(step("duplicating the descriptor".to_string(), false))?;
+        // Makes the descriptor (shared with `writer`) non-blocking and registers it.
+        let reader = AsyncDevice::new(device).map_err(step(
+            "registering the descriptor with tokio".to_string(),
+            false,
+        ))?;
+        Ok(TunDatapath {
+            reader,
+            writer,
+            device: name,
+            ports: Mutex::new(PortClaims::new(random_offset())),
+            config,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The configuration the device was set up with.
+    pub fn config(&self) -> &TunConfig {
+        &self.config
+    }
+
+    /// The interface's name as the kernel has it (the configured one, with any `%d` filled in).
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> TunStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TunStats {
+            packets_in: get(&c.packets_in),
+            bytes_in: get(&c.bytes_in),
+            packets_out: get(&c.packets_out),
+            bytes_out: get(&c.bytes_out),
+            not_for_us: get(&c.not_for_us),
+            dropped_in: get(&c.dropped_in),
+            dropped_out: get(&c.dropped_out),
+        }
+    }
+
+    fn addr6(&self) -> Option<Ipv6Addr> {
+        self.config.addr6.map(|(a, _, _)| a)
+    }
+
+    fn is_own(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => a == self.config.addr,
+            IpAddr::V6(a) => Some(a) == self.addr6(),
+        }
+    }
+
+    fn lock_ports(&self) -> MutexGuard<'_, PortClaims> {
+        // Nothing under the lock can panic halfway through a change.
+        self.ports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn io_error(&self, what: &str, e: io::Error) -> io::Error {
+        // A descriptor whose interface was deleted (`ip link del`) answers EBADFD.
+        let hint = if e.raw_os_error() == Some(EBADFD) {
+            "; the interface was deleted"
+        } else {
+            ""
+        };
+        io::Error::new(
+            e.kind(),
+            format!(
+                "rawtcp tun datapath: {what} (TUN device {}{hint}): {e}",
+                self.device
+            ),
+        )
+    }
+}
+
+impl Datapath for TunDatapath {
+    fn name(&self) -> &'static str {
+        "tun"
+    }
+
+    fn mtu(&self, _remote: IpAddr) -> usize {
+        usize::from(self.config.mtu)
+    }
+
+    fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
+        match remote {
+            IpAddr::V4(_) => Ok(IpAddr::V4(self.config.addr)),
+            IpAddr::V6(_) => self.addr6().map(IpAddr::V6).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!(
+                        "the tun datapath has no IPv6 address to reach {remote} from \
+                         (set {VAR_ADDR6})"
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// The stack sits behind its own device and nothing else: binding to that device is
+    /// what every connection does anyway; another interface cannot reach the stack.
+    fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+        if device != self.device.as_bytes() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "rawtcp: the tun datapath sends through {} only, not {}",
+                    self.device,
+                    String::from_utf8_lossy(device)
+                ),
+            ));
+        }
+        self.local_ip_for(remote)
+    }
+
+    fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {
+        let ip = local.ip();
+        if !(ip.is_unspecified() || self.is_own(ip)) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{ip} is not an address of the tun datapath (it has {}{})",
+                    self.config.addr,
+                    self.addr6()
+                        .map(|a| format!(" and {a}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        self.lock_ports().claim(local).ok_or_else(|| in_use(local))
+    }
+
+    fn unbind(&self, local: SocketAddr) {
+        self.lock_ports().release(local);
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
+        let start = batch.len();
+        // Packets not for the stack do not end a call; this bounds how many one call reads.
+        let budget = batch.capacity().saturating_mul(4).max(64);
+        let addr6 = self.addr6();
+        for _ in 0..budget {
+            let Some(slot) = batch.next_slot() else {
+                return Poll::Ready(Ok(()));
+            };
+            // Reads one packet, or registers the waker (for readability, and for the error
+            // the kernel reports once the interface is deleted).
+            let n = match self.reader.poll_recv(cx, &mut *slot) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(e)) => {
+                    if batch.len() > start {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Ready(Err(self.io_error("reading a packet", e)));
+                }
+                Poll::Pending => {
+                    if batch.len() > start {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            // The kernel reports a packet's whole length even when the slot held less.
+            let verdict = match slot.get(..n) {
+                Some(packet) => classify(packet, self.config.addr, addr6),
+                None => Verdict::Malformed,
+            };
+            match verdict {
+                Verdict::Deliver => {
+                    batch.commit(n);
+                    bump(&self.counters.packets_in, 1);
+                    bump(&self.counters.bytes_in, n as u64);
+                }
+                Verdict::NotForUs => bump(&self.counters.not_for_us, 1),
+                Verdict::Malformed => bump(&self.counters.dropped_in, 1),
+            }
+        }
+        if batch.len() > start {
+            return Poll::Ready(Ok(()));
+        }
+        // Only packets for others so far, and more waiting: let other tasks run, then come
+        // back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn send(&self, batch: &Batch) -> io::Result<()> {
+        let mut failure = None;
+        for packet in batch.iter() {
+            if !plausible(packet) {
+                bump(&self.counters.dropped_out, 1);
+                continue;
+            }
+            // One write is one packet (the descriptor is non-blocking).
+            let mut written = (&self.writer).write(packet);
+            if matches!(&written, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
+                written = (&self.writer).write(packet);
+            }
+            match written {
+                Ok(n) if n == packet.len() => {
+                    bump(&self.counters.packets_out, 1);
+                    bump(&self.counters.bytes_out, n as u64);
+                }
+                Ok(_) => bump(&self.counters.dropped_out, 1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    bump(&self.counters.dropped_out, 1);
+                }
+                Err(e) => {
+                    bump(&self.counters.dropped_out, 1);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some(e) => Err(self.io_error("writing a packet", e)),
+        }
+    }
+}
+
+/// Whether `packet` may be an IP packet: a version the device carries and room for its header.
+/// The kernel drops anything else, so it is not written.
+fn plausible(packet: &[u8]) -> bool {
+    PacketView::new(packet).is_ok()
+}
+
+/// What becomes of a packet read from the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// For one of the stack's addresses: handed to the stack.
+    Deliver,
+    /// For another address: dropped and counted.
+    NotForUs,
+    /// Not an IP packet this datapath can read the destination of.
+    Malformed,
+}
+
+/// Reads the destination straight from the IP header; the stack parses the rest.
+fn classify(packet: &[u8], addr: Ipv4Addr, addr6: Option<Ipv6Addr>) -> Verdict {
+    let Ok(view) = PacketView::new(packet) else {
+        return Verdict::Malformed;
+    };
+    let ours = match view.dst() {
+        IpAddr::V4(a) => a == addr,
+        IpAddr::V6(a) => Some(a) == addr6,
+    };
+    if ours {
+        Verdict::Deliver
+    } else {
+        Verdict::NotForUs
+    }
+}
+
+fn in_use(local: SocketAddr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("{local} is already claimed on the tun datapath"),
+    )
+}
+
+/// A random start for the ephemeral port search (RFC 6056 §3.3.1 in spirit).
+fn random_offset() -> u16 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    (h.finish() % u64::from(EPHEMERAL_COUNT)) as u16
+}
+
+mod config;
+mod preflight;
+#[cfg(test)]
+mod tests;
+
+pub use config::TunConfig;
+use preflight::*;

@@ -1,0 +1,502 @@
+use super::*;
+use crate::wire::{emit_tcp_packet, parse_tcp_packet, TcpFlags, TcpRepr};
+use std::future::poll_fn;
+use std::sync::atomic::AtomicBool;
+use std::task::{Wake, Waker};
+use std::time::Duration;
+
+const LO4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+const SLOT: usize = 65_535;
+
+fn tcp(src_port: u16, dst_port: u16, seq: u32, flags: TcpFlags) -> TcpRepr {
+    TcpRepr {
+        src_port,
+        dst_port,
+        seq,
+        flags,
+        window: 65_535,
+        ..TcpRepr::default()
+    }
+}
+
+/// A checksummed IP+TCP packet from `src` to `dst`.
+fn packet(src: SocketAddr, dst: SocketAddr, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0; 60 + 60 + payload.len()];
+    let repr = tcp(src.port(), dst.port(), seq, TcpFlags::SYN);
+    let n = emit_tcp_packet(src.ip(), dst.ip(), 64, &repr, payload, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn one(packet: &[u8]) -> Batch {
+    let mut b = Batch::new(1, SLOT);
+    b.push(packet).unwrap();
+    b
+}
+
+fn batch_of(packets: &[Vec<u8>]) -> Batch {
+    let mut b = Batch::new(packets.len().max(1), SLOT);
+    for p in packets {
+        b.push(p).unwrap();
+    }
+    b
+}
+
+/// Receives until `batch` holds `want` packets or a second passes without one.
+async fn recv(dp: &UdpDatapath, batch: &mut Batch, want: usize) -> usize {
+    while batch.len() < want {
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            poll_fn(|cx| dp.poll_recv(cx, batch)),
+        )
+        .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("poll_recv failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    batch.len()
+}
+
+fn ipv6_available() -> bool {
+    match std::net::UdpSocket::bind((LO6, 0)) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("!!!!! SKIPPING IPv6 TEST: cannot bind UDP on [::1]: {e} !!!!!");
+            false
+        }
+    }
+}
+
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn exchange(lo: IpAddr) {
+    let client = UdpDatapath::new().unwrap();
+    let server = UdpDatapath::new().unwrap();
+    let c = client
+        .bind(SocketAddr::new(lo, 0), BindKind::Connect)
+        .unwrap();
+    let s = server
+        .bind(SocketAddr::new(lo, 0), BindKind::Listen)
+        .unwrap();
+    assert_eq!(c.ip(), lo);
+    assert_eq!(s.ip(), lo);
+    assert_ne!(c.port(), 0);
+    assert_ne!(s.port(), 0);
+
+    client
+        .send(&batch_of(&[packet(c, s, 1000, b"hello")]))
+        .unwrap();
+    let mut got = Batch::new(8, SLOT);
+    assert_eq!(recv(&server, &mut got, 1).await, 1);
+    let (ip, repr, payload) = parse_tcp_packet(got.get(0), true).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (lo, lo));
+    assert_eq!((repr.src_port, repr.dst_port), (c.port(), s.port()));
+    assert_eq!(repr.seq, 1000);
+    assert_eq!(payload, b"hello");
+    // The packet came from the client's shared socket, not its reservation.
+    let carrier = got.carrier(0).expect("a carrier address");
+    assert_ne!(carrier, c);
+
+    // The reply goes to the carrier the stack gives (the client's shared socket), not to
+    // the reservation socket, which nobody reads.
+    let mut reply = vec![0; 200];
+    let mut r = tcp(s.port(), c.port(), 5000, TcpFlags::SYN | TcpFlags::ACK);
+    r.ack = 1006;
+    let n = emit_tcp_packet(lo, lo, 64, &r, b"world", &mut reply).unwrap();
+    reply.truncate(n);
+    let mut out = Batch::new(1, SLOT);
+    out.next_slot().unwrap()[..n].copy_from_slice(&reply[..n]);
+    out.commit_via(0, n, Some(carrier));
+    server.send(&out).unwrap();
+    let mut got = Batch::new(8, SLOT);
+    assert_eq!(recv(&client, &mut got, 1).await, 1);
+    let (_, repr, payload) = parse_tcp_packet(got.get(0), true).unwrap();
+    assert_eq!((repr.src_port, repr.dst_port), (s.port(), c.port()));
+    assert_eq!(repr.flags, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!(repr.ack, 1006);
+    assert_eq!(payload, b"world");
+
+    for dp in [&client, &server] {
+        let st = dp.stats();
+        assert_eq!((st.datagrams_sent, st.datagrams_received), (1, 1));
+        assert_eq!((st.dropped_send, st.dropped_recv, st.malformed), (0, 0, 0));
+    }
+}
+
+#[tokio::test]
+async fn exchange_v4() {
+    exchange(LO4).await;
+}
+
+#[tokio::test]
+async fn exchange_v6() {
+    if ipv6_available() {
+        exchange(LO6).await;
+    }
+}
+
+#[tokio::test]
+async fn listen_conflicts_are_addr_in_use() {
+    let a = UdpDatapath::new().unwrap();
+    let b = UdpDatapath::new().unwrap();
+    let s = a.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let same = |dp: &UdpDatapath, kind| dp.bind(s, kind).unwrap_err().kind();
+    assert_eq!(same(&a, BindKind::Listen), io::ErrorKind::AddrInUse);
+    assert_eq!(same(&b, BindKind::Listen), io::ErrorKind::AddrInUse);
+    assert_eq!(same(&b, BindKind::Connect), io::ErrorKind::AddrInUse);
+    let err = std::net::UdpSocket::bind(s).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    // Released by unbind.
+    a.unbind(s);
+    assert_eq!(b.bind(s, BindKind::Listen).unwrap(), s);
+}
+
+#[tokio::test]
+async fn listen_port_zero_returns_the_kernels_port() {
+    let dp = UdpDatapath::new().unwrap();
+    let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    assert_eq!(s.ip(), LO4);
+    assert_ne!(s.port(), 0);
+    let registry = read(&dp.registry);
+    let sock = registry.sender(LO4, s.port()).unwrap();
+    assert_eq!(sock.local_addr().unwrap(), s);
+}
+
+#[tokio::test]
+async fn connect_reservations_are_distinct_and_released() {
+    let a = UdpDatapath::new().unwrap();
+    let b = UdpDatapath::new().unwrap();
+    let ports: Vec<SocketAddr> = (0..8)
+        .map(|i| {
+            let dp = if i % 2 == 0 { &a } else { &b };
+            dp.bind(SocketAddr::new(LO4, 0), BindKind::Connect).unwrap()
+        })
+        .collect();
+    let mut distinct: Vec<u16> = ports.iter().map(|p| p.port()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ports.len());
+    let held = ports[0];
+    assert_eq!(
+        std::net::UdpSocket::bind(held).unwrap_err().kind(),
+        io::ErrorKind::AddrInUse
+    );
+    assert_eq!(
+        b.bind(held, BindKind::Connect).unwrap_err().kind(),
+        io::ErrorKind::AddrInUse
+    );
+    a.unbind(held);
+    assert_eq!(b.bind(held, BindKind::Connect).unwrap(), held);
+    b.unbind(held);
+    drop(std::net::UdpSocket::bind(held).unwrap());
+}
+
+#[tokio::test]
+async fn a_batch_of_64_arrives() {
+    let client = UdpDatapath::new().unwrap();
+    let server = UdpDatapath::new().unwrap();
+    let c = client
+        .bind(SocketAddr::new(LO4, 0), BindKind::Connect)
+        .unwrap();
+    let s = server
+        .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
+        .unwrap();
+    let packets: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| packet(c, s, i, &i.to_be_bytes()))
+        .collect();
+    client.send(&batch_of(&packets)).unwrap();
+    assert_eq!(client.stats().datagrams_sent, 64);
+    let mut got = Batch::new(64, 2048);
+    assert_eq!(recv(&server, &mut got, 64).await, 64);
+    let mut seqs: Vec<u32> = got
+        .iter()
+        .map(|p| {
+            let (_, repr, payload) = parse_tcp_packet(p, true).unwrap();
+            assert_eq!(payload, repr.seq.to_be_bytes());
+            repr.seq
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..64).collect::<Vec<u32>>());
+    assert_eq!(server.stats().datagrams_received, 64);
+}
+
+#[tokio::test]
+async fn malformed_packets_are_dropped_on_send() {
+    let dp = UdpDatapath::new().unwrap();
+    let sink = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    sink.set_nonblocking(true).unwrap();
+    let to = sink.local_addr().unwrap();
+    let good = packet(SocketAddr::new(LO4, 40_000), to, 7, b"x");
+    let mut ihl_too_small = good.clone();
+    ihl_too_small[0] = 0x43;
+    let mut udp_inside = good.clone();
+    udp_inside[9] = 17;
+    let mut long_claim = good.clone();
+    long_claim[2..4].copy_from_slice(&60_000u16.to_be_bytes());
+    let mut v6_not_tcp = vec![0u8; 60];
+    v6_not_tcp[0] = 0x60;
+    v6_not_tcp[5] = 20;
+    v6_not_tcp[6] = 17;
+    let bad: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x45],
+        good[..10].to_vec(),
+        good[..30].to_vec(),
+        vec![0x55; 60],
+        vec![0x00; 60],
+        vec![0x60; 39],
+        v6_not_tcp,
+        ihl_too_small,
+        udp_inside,
+        long_claim,
+    ];
+    let mut b = Batch::new(bad.len(), 128);
+    for p in &bad {
+        b.push(p).unwrap();
+    }
+    dp.send(&b).unwrap();
+    let st = dp.stats();
+    assert_eq!(st.malformed, bad.len() as u64);
+    assert_eq!((st.datagrams_sent, st.dropped_send), (0, 0));
+    let mut buf = [0u8; 256];
+    assert_eq!(
+        sink.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    // The good one still goes, to the plain socket standing in for a listener.
+    dp.send(&one(&good)).unwrap();
+    sink.set_nonblocking(false).unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (n, _) = sink.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &good[..]);
+}
+
+#[tokio::test]
+async fn garbage_datagrams_are_dropped_and_counted() {
+    let dp = UdpDatapath::new().unwrap();
+    let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    let good = packet(from.local_addr().unwrap(), s, 3, b"ok");
+    let mut wrong_length = good.clone();
+    wrong_length[2..4].copy_from_slice(&1000u16.to_be_bytes());
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x45],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff; 1000],
+        vec![0x60; 50],
+        good[..good.len() - 30].to_vec(),
+        wrong_length,
+    ];
+    for g in &garbage {
+        from.send_to(g, s).unwrap();
+    }
+    from.send_to(&good, s).unwrap();
+    let mut got = Batch::new(16, 2048);
+    assert_eq!(recv(&dp, &mut got, 1).await, 1);
+    // Datagrams arrive in order on loopback, so the garbage was read first.
+    assert_eq!(got.get(0), &good[..]);
+    let st = dp.stats();
+    assert_eq!(st.malformed, garbage.len() as u64);
+    assert_eq!(st.datagrams_received, 1);
+}
+
+#[tokio::test]
+async fn too_large_for_a_slot_is_dropped_and_counted() {
+    let client = UdpDatapath::new().unwrap();
+    let server = UdpDatapath::new().unwrap();
+    let c = client
+        .bind(SocketAddr::new(LO4, 0), BindKind::Connect)
+        .unwrap();
+    let s = server
+        .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
+        .unwrap();
+    let big = packet(c, s, 1, &[7; 3000]);
+    let small = packet(c, s, 2, b"s");
+    client.send(&batch_of(&[big, small.clone()])).unwrap();
+    let mut got = Batch::new(4, 1500);
+    assert_eq!(recv(&server, &mut got, 1).await, 1);
+    assert_eq!(got.get(0), &small[..]);
+    assert_eq!(server.stats().dropped_recv, 1);
+    assert_eq!(server.stats().malformed, 0);
+}
+
+async fn large_packet(lo: IpAddr) {
+    let client = UdpDatapath::new().unwrap();
+    let server = UdpDatapath::new().unwrap();
+    let c = client
+        .bind(SocketAddr::new(lo, 0), BindKind::Connect)
+        .unwrap();
+    let s = server
+        .bind(SocketAddr::new(lo, 0), BindKind::Listen)
+        .unwrap();
+    let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    let p = packet(c, s, 9, &payload);
+    assert!(p.len() <= client.mtu(lo));
+    client.send(&one(&p)).unwrap();
+    let mut got = Batch::new(2, SLOT);
+    assert_eq!(recv(&server, &mut got, 1).await, 1);
+    assert_eq!(got.get(0), &p[..]);
+    let (_, _, data) = parse_tcp_packet(got.get(0), true).unwrap();
+    assert_eq!(data, &payload[..]);
+
+    // A packet of exactly `mtu` bytes fits one datagram.
+    let headers = if lo.is_ipv4() { 40 } else { 60 };
+    let p = packet(c, s, 10, &vec![3; client.mtu(lo) - headers]);
+    assert_eq!(p.len(), client.mtu(lo));
+    client.send(&one(&p)).unwrap();
+    let mut got = Batch::new(2, SLOT);
+    assert_eq!(recv(&server, &mut got, 1).await, 1);
+    assert_eq!(got.get(0), &p[..]);
+    assert_eq!(client.stats().dropped_send, 0);
+}
+
+#[tokio::test]
+async fn large_packet_v4() {
+    large_packet(LO4).await;
+}
+
+#[tokio::test]
+async fn large_packet_v6() {
+    if ipv6_available() {
+        large_packet(LO6).await;
+    }
+}
+
+#[tokio::test]
+async fn pending_when_idle_and_woken_by_a_datagram() {
+    let dp = UdpDatapath::new().unwrap();
+    let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(Arc::clone(&flag));
+    let mut cx = Context::from_waker(&waker);
+    let mut got = Batch::new(4, 2048);
+    assert!(dp.poll_recv(&mut cx, &mut got).is_pending());
+    // Idle: still pending after the reactor has had a turn.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(dp.poll_recv(&mut cx, &mut got).is_pending());
+    assert!(!flag.0.load(Ordering::SeqCst));
+
+    let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    let p = packet(from.local_addr().unwrap(), s, 1, b"wake");
+    from.send_to(&p, s).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !flag.0.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "never woken");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(dp.poll_recv(&mut cx, &mut got).is_ready());
+    assert_eq!(got.get(0), &p[..]);
+}
+
+#[tokio::test]
+async fn a_busy_socket_does_not_starve_another() {
+    let dp = UdpDatapath::new().unwrap();
+    let busy = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let quiet = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    let f = from.local_addr().unwrap();
+    for i in 0..100 {
+        from.send_to(&packet(f, busy, i, b"b"), busy).unwrap();
+    }
+    let q = packet(f, quiet, 1_000_000, b"q");
+    from.send_to(&q, quiet).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // One packet per call: the quiet socket must get its turn well before the busy one
+    // is drained.
+    let mut found = false;
+    for _ in 0..10 {
+        let mut got = Batch::new(1, 2048);
+        assert_eq!(recv(&dp, &mut got, 1).await, 1);
+        if got.get(0) == &q[..] {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "the quiet listener was starved");
+}
+
+#[tokio::test]
+async fn listener_socket_sends_and_the_carrier_is_used() {
+    // A packet from a listener's address leaves through the listener socket, so its UDP
+    // source is the listener's address.
+    let dp = UdpDatapath::new().unwrap();
+    let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let peer = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let p = peer.local_addr().unwrap();
+    dp.send(&batch_of(&[packet(s, p, 1, b"a")])).unwrap();
+    let mut buf = [0u8; 256];
+    let (_, from) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(from, s);
+
+    // The peer now speaks as TCP endpoint 127.0.0.1:1 from its UDP address: the packet
+    // arrives with that address as its carrier, and a packet given it as carrier goes
+    // there. Without a carrier, a packet goes to its inner destination: the datapath
+    // learns nothing by itself.
+    let inner = SocketAddr::new(LO4, 1);
+    peer.send_to(&packet(inner, s, 2, b"b"), s).unwrap();
+    let mut got = Batch::new(2, 2048);
+    assert_eq!(recv(&dp, &mut got, 1).await, 1);
+    assert_eq!(got.carrier(0), Some(p));
+    let reply = packet(s, inner, 3, b"c");
+    let mut out = Batch::new(1, 2048);
+    out.next_slot().unwrap()[..reply.len()].copy_from_slice(&reply);
+    out.commit_via(0, reply.len(), Some(p));
+    dp.send(&out).unwrap();
+    let (n, from) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(from, s);
+    let (_, repr, _) = parse_tcp_packet(&buf[..n], true).unwrap();
+    assert_eq!((repr.seq, repr.dst_port), (3, 1));
+}
+
+#[tokio::test]
+async fn mtu_and_local_ip_on_loopback() {
+    let dp = UdpDatapath::new().unwrap();
+    assert_eq!(dp.name(), "udp");
+    assert!(dp.verify_checksums());
+    assert_eq!(dp.mtu(LO4), 65_507);
+    assert_eq!(dp.mtu(LO6), 65_488);
+    assert_eq!(dp.local_ip_for(LO4).unwrap(), LO4);
+    assert_eq!(dp.local_ip_for(LO6).unwrap(), LO6);
+}
+
+#[test]
+fn new_outside_a_runtime_is_an_error() {
+    assert!(UdpDatapath::new().is_err());
+}
+
+#[test]
+fn parse_endpoints_never_panics_on_prefixes() {
+    let v4 = packet(
+        SocketAddr::new(LO4, 1234),
+        SocketAddr::new(LO4, 80),
+        1,
+        b"data",
+    );
+    let v6 = packet(
+        SocketAddr::new(LO6, 1234),
+        SocketAddr::new(LO6, 80),
+        1,
+        b"data",
+    );
+    for p in [&v4, &v6] {
+        let ep = parse_endpoints(p).unwrap();
+        assert_eq!((ep.src_port, ep.dst_port, ep.len), (1234, 80, p.len()));
+        for cut in 0..p.len() {
+            if let Some(ep) = parse_endpoints(&p[..cut]) {
+                assert!(ep.len > cut);
+            }
+        }
+    }
+}
