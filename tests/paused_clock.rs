@@ -102,11 +102,11 @@ async fn echo_rounds(which: Which, advance: Duration, rounds: usize, size: usize
     }
     if !matches!(which, Which::OnRuntime) {
         let info = c.info().unwrap();
-        // No retransmission timeout: a clock moved hours ahead would fire one. A tail-loss
-        // probe (PTO = 2·SRTT, about a millisecond here) may still fire when the machine is
-        // busy and the peer's ACK is late; it is ordinary TCP, and the only kind allowed.
+        // No retransmission timeout: a clock moved hours ahead would fire one. Other
+        // retransmissions are ordinary TCP here: on a busy machine the UDP datapath's
+        // loopback drops datagrams when a socket buffer fills (repaired by RACK and fast
+        // retransmit), and a tail-loss probe fires when an ACK is late.
         assert_eq!(info.timeouts, 0, "{info:?}");
-        assert!(info.retransmissions <= info.tlp_probes, "{info:?}");
     }
     c.shutdown().await.unwrap();
     server.await.unwrap();
