@@ -11,7 +11,8 @@ use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use rawtcp::proto::endpoint::{
-    syn_queue_limit, ConnectionHandle, DropReason, Endpoint, ListenerId, Owner, Route, Update,
+    syn_queue_limit, ConnectionHandle, DropReason, Endpoint, ListenerId, Owner, Route,
+    SynCookieMode, Update,
 };
 use rawtcp::proto::{Config, Connection, Instant, SeqNum, State};
 use rawtcp::wire::{TcpFlags, TcpRepr};
@@ -57,7 +58,7 @@ impl Host {
         seg: &TcpRepr,
         payload: &[u8],
     ) -> (Route, Vec<String>) {
-        let route = self.ep.handle(to, from, seg, payload.len());
+        let route = self.ep.handle(to, from, seg, payload.len(), self.now);
         let mut out = Vec::new();
         match &route {
             Route::Connection(h) => {
@@ -78,6 +79,31 @@ impl Host {
                 out = self.settle(a.handle);
             }
             Route::Reply(rst) => out.push(rst.ladder(0).to_string()),
+            Route::SynCookie { iss, .. } => {
+                let syn_ack =
+                    Connection::cookie_syn_ack(self.cfg.clone(), to, from, seg, *iss, self.now)
+                        .expect("the endpoint answers only SYNs with cookies");
+                out.push(syn_ack.ladder(0).to_string());
+            }
+            Route::CookieAccept { accept, cookie } => {
+                match Connection::accept_cookie(
+                    self.cfg.clone(),
+                    to,
+                    from,
+                    cookie,
+                    seg,
+                    payload,
+                    self.now,
+                ) {
+                    Some(c) => {
+                        self.conns.insert(accept.handle, c);
+                        out = self.settle(accept.handle);
+                    }
+                    None => {
+                        self.ep.remove(accept.handle);
+                    }
+                }
+            }
             Route::Discard(_) => {}
         }
         (route, out)
@@ -267,6 +293,8 @@ fn closed_connection_held_by_the_application_is_a_stranger() {
 #[test]
 fn syn_queue_full_drops_the_syn() {
     let mut host = Host::new(plain());
+    // Without SYN cookies (see the cookie tests below for the default).
+    host.ep.set_syn_cookies(SynCookieMode::Off);
     let l = host.ep.listen(server(), 1, false).unwrap();
     let limit = syn_queue_limit(1);
     assert_eq!(limit, 128);
@@ -786,4 +814,157 @@ proptest! {
             prop_assert!(info.accept_queue <= info.backlog, "{info:?}");
         }
     }
+}
+
+// ---- SYN cookies (RFC 4987 §3.6) -----------------------------------------------------------
+
+/// The SYN+ACK's ISN from its ladder line ("SYN+ACK  S:n A:m").
+fn isn_of(ladder: &str) -> u32 {
+    let s = ladder.split("S:").nth(1).unwrap();
+    s.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A listener whose SYN queue a flood of half-open handshakes filled (clients on ports
+/// 1000..): returns the host and the listener.
+fn flooded(cfg: Config, backlog: usize) -> (Host, ListenerId) {
+    let mut host = Host::new(cfg);
+    let l = host.ep.listen(server(), backlog, false).unwrap();
+    for i in 0..syn_queue_limit(backlog) {
+        let port = 1000 + i as u16;
+        let (r, _) = host.input(client(port), server(), &from(port, seg("SYN", 100, 0)));
+        accepted(&r);
+    }
+    assert_eq!(
+        host.ep.listener(l).unwrap().syn_queue,
+        syn_queue_limit(backlog)
+    );
+    (host, l)
+}
+
+/// With its SYN queue full, a listener answers a SYN with a cookie and keeps nothing; the
+/// client's ACK rebuilds the connection, which joins the accept queue like any other.
+#[test]
+fn a_full_syn_queue_answers_with_cookies_and_the_ack_opens_the_connection() {
+    let (mut host, l) = flooded(plain(), 16);
+    let conns = host.ep.len();
+    let (r, out) = host.input(client(50000), server(), &from(50000, seg("SYN", 700, 0)));
+    assert!(matches!(r, Route::SynCookie { listener, .. } if listener == l));
+    assert_eq!(out.len(), 1);
+    assert!(out[0].starts_with("SYN+ACK"), "{out:?}");
+    assert!(out[0].ends_with("A:701"), "{out:?}");
+    assert_eq!(host.ep.len(), conns, "nothing kept for the SYN");
+    assert_eq!(host.ep.stats().cookies_sent, 1);
+    assert_eq!(host.ep.stats().syn_queue_full, 0, "not dropped");
+
+    let iss = isn_of(&out[0]);
+    host.now = Instant::from_millis(30);
+    let (r, out) = host.input_with(
+        client(50000),
+        server(),
+        &from(50000, seg("PSH+ACK", 701, iss.wrapping_add(1))),
+        b"hello",
+    );
+    let Route::CookieAccept { accept, cookie } = r else {
+        panic!("expected the cookie to open a connection, got {r:?}")
+    };
+    assert_eq!(cookie.irs, SeqNum(700));
+    assert!(out.is_empty(), "the data's ACK is delayed: {out:?}");
+    assert_eq!(host.state(accept.handle), State::Established);
+    assert_eq!(host.accepted, [l]);
+    assert_eq!(host.ep.accept(l), Some(accept.handle));
+    let mut buf = [0u8; 16];
+    let c = host.conns.get_mut(&accept.handle).unwrap();
+    assert_eq!(c.recv(&mut buf), Ok(5), "the data the cookie ACK carried");
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(host.ep.stats().cookies_accepted, 1);
+}
+
+/// A forged or stale cookie ACK opens nothing and is answered as any ACK for no connection
+/// (RFC 9293 §3.10.7.2); without recent cookies, ACKs are not even checked.
+#[test]
+fn forged_and_stale_cookie_acks_draw_rsts() {
+    let mut host = Host::new(plain());
+    host.ep.listen(server(), 16, false).unwrap();
+    // No cookie sent yet: a stranger's ACK is not checked.
+    let (_, out) = host.input(client(40000), server(), &seg("ACK", 101, 12345));
+    assert_eq!(out, ["RST      S:12345 A:0"]);
+    assert_eq!(host.ep.stats().cookies_rejected, 0);
+
+    host.ep.set_syn_cookies(SynCookieMode::Always);
+    let (r, out) = host.input(client(40000), server(), &seg("SYN", 100, 0));
+    assert!(matches!(r, Route::SynCookie { .. }));
+    let iss = isn_of(&out[0]);
+    // A guess one off, and the right number from another client.
+    let (r, out) = host.input(
+        client(40000),
+        server(),
+        &seg("ACK", 101, iss.wrapping_add(2)),
+    );
+    assert!(matches!(r, Route::Reply(_)), "{r:?}");
+    assert_eq!(out, [format!("RST      S:{} A:0", iss.wrapping_add(2))]);
+    let (r, _) = host.input(
+        client(40001),
+        server(),
+        &from(40001, seg("ACK", 101, iss + 1)),
+    );
+    assert!(matches!(r, Route::Reply(_)), "{r:?}");
+    // Two ticks of the cookie clock later (128 s), the genuine ACK is stale.
+    host.now = Instant::from_secs(128);
+    let (r, _) = host.input(client(40000), server(), &seg("ACK", 101, iss + 1));
+    assert!(matches!(r, Route::Reply(_)), "{r:?}");
+    assert_eq!(host.ep.stats().cookies_rejected, 3);
+    assert_eq!(host.ep.stats().cookies_accepted, 0);
+    assert!(host.ep.is_empty());
+}
+
+/// `Off` drops the SYN a full queue cannot take, as before cookies; `Always` answers every
+/// SYN with one and keeps no SYN-RECEIVED state at all.
+#[test]
+fn cookie_modes() {
+    let (mut host, _) = flooded(plain(), 16);
+    host.ep.set_syn_cookies(SynCookieMode::Off);
+    let (r, out) = host.input(client(50000), server(), &from(50000, seg("SYN", 700, 0)));
+    assert_eq!(r, Route::Discard(DropReason::SynQueueFull));
+    assert!(out.is_empty());
+    assert_eq!(host.ep.stats().syn_queue_full, 1);
+
+    let mut host = Host::new(plain());
+    host.ep.set_syn_cookies(SynCookieMode::Always);
+    let l = host.ep.listen(server(), 16, false).unwrap();
+    let (r, out) = host.input(client(40000), server(), &seg("SYN", 100, 0));
+    assert!(matches!(r, Route::SynCookie { .. }));
+    assert_eq!(host.ep.listener(l).unwrap().syn_queue, 0);
+    let (r, _) = host.input(
+        client(40000),
+        server(),
+        &seg("ACK", 101, isn_of(&out[0]).wrapping_add(1)),
+    );
+    assert!(matches!(r, Route::CookieAccept { .. }), "{r:?}");
+    assert_eq!(host.ep.listener(l).unwrap().accept_queue, 1);
+}
+
+/// A valid cookie ACK that finds the accept queue full is held back like any handshake's
+/// ACK (Linux's ListenOverflows); the client's next segment, with the same cookie, gets in
+/// once `accept` made room.
+#[test]
+fn a_cookie_ack_waits_for_room_in_the_accept_queue() {
+    let mut host = Host::new(plain());
+    host.ep.set_syn_cookies(SynCookieMode::Always);
+    let l = host.ep.listen(server(), 1, false).unwrap();
+    let mut isns = Vec::new();
+    for port in [40000, 40001] {
+        let (_, out) = host.input(client(port), server(), &from(port, seg("SYN", 100, 0)));
+        isns.push(isn_of(&out[0]));
+    }
+    let (r, _) = host.input(client(40000), server(), &seg("ACK", 101, isns[0] + 1));
+    let Route::CookieAccept { accept, .. } = r else {
+        panic!("{r:?}")
+    };
+    let second = from(40001, seg("ACK", 101, isns[1] + 1));
+    let (r, _) = host.input(client(40001), server(), &second);
+    assert_eq!(r, Route::Discard(DropReason::ListenOverflow));
+    assert_eq!(host.ep.accept(l), Some(accept.handle));
+    let (r, _) = host.input(client(40001), server(), &second);
+    assert!(matches!(r, Route::CookieAccept { .. }), "{r:?}");
+    assert_eq!(host.ep.stats().cookies_accepted, 2);
 }

@@ -27,7 +27,8 @@
 //! Handles are dense indices with a generation, so a stale handle (its connection forgotten,
 //! its slot reused) is recognised rather than misdirected.
 
-use super::SeqNum;
+use super::syncookie::{Cookie, SynCookies};
+use super::{Instant, SeqNum};
 use crate::wire::{TcpFlags, TcpRepr};
 use hashbrown::HashTable;
 use std::collections::{HashMap, VecDeque};
@@ -132,6 +133,25 @@ pub enum Route {
     /// Answer with this segment (a RST), addressed back to the segment's source; no
     /// connection is involved.
     Reply(TcpRepr),
+    /// Answer the SYN with a cookie SYN+ACK whose ISN is `iss`, built from the listener's
+    /// settings by [`Connection::cookie_syn_ack`](super::Connection::cookie_syn_ack), and
+    /// keep nothing (RFC 4987 §3.6).
+    SynCookie {
+        /// The listener the SYN was for.
+        listener: ListenerId,
+        /// The cookie.
+        iss: SeqNum,
+    },
+    /// An ACK carrying a valid cookie: the driver makes the connection with
+    /// [`Connection::accept_cookie`](super::Connection::accept_cookie) under
+    /// `accept.handle` (it counts in the listener's SYN queue until it reports itself
+    /// established), or calls [`Endpoint::remove`] if that declines.
+    CookieAccept {
+        /// The listener and the handle, as for a SYN.
+        accept: Accept,
+        /// What the cookie gave back.
+        cookie: Cookie,
+    },
     /// Drop it, for this reason (counted in [`EndpointStats`]).
     Discard(DropReason),
 }
@@ -167,6 +187,25 @@ pub enum DropReason {
     /// A segment for a listener with neither SYN, ACK nor RST (RFC 9293 §3.10.7.2: dropped).
     NotSyn,
 }
+
+/// When listeners answer SYNs with cookies instead of queueing them, like Linux's
+/// `net.ipv4.tcp_syncookies` (0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynCookieMode {
+    /// Never: a SYN that finds the SYN queue full is dropped.
+    Off,
+    /// When a listener's SYN queue is full (the default, as Linux's 1): legitimate clients
+    /// still get through a SYN flood.
+    #[default]
+    OnOverflow,
+    /// For every SYN (Linux's 2): no SYN-RECEIVED state at all. For tests.
+    Always,
+}
+
+/// How long after its last cookie a listener still checks ACKs for one; later, an ACK for
+/// no connection is answered with a RST without the cost of a check (Linux's
+/// `TCP_SYNCOOKIE_VALID`, two minutes). A cookie is never valid for longer.
+const COOKIE_CHECK_WINDOW: std::time::Duration = std::time::Duration::from_secs(128);
 
 /// What became of a connection after [`Endpoint::update`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +273,13 @@ pub struct EndpointStats {
     pub listen_overflows: u64,
     /// Connections in TIME-WAIT that a new SYN reopened.
     pub time_wait_reopened: u64,
+    /// SYNs answered with a cookie instead of a place in the SYN queue.
+    pub cookies_sent: u64,
+    /// ACKs whose valid cookie opened a connection.
+    pub cookies_accepted: u64,
+    /// ACKs for a listener that sent cookies, whose cookie was stale or forged (answered
+    /// with a RST, as any ACK for no connection).
+    pub cookies_rejected: u64,
     /// Segments for no connection dropped without an answer (RSTs, and non-SYNs for a
     /// listener without ACK).
     pub discarded: u64,
@@ -300,6 +346,8 @@ struct Listener {
     reuseport: bool,
     syn_queue: usize,
     accept_queue: VecDeque<ConnectionHandle>,
+    /// When it last answered a SYN with a cookie.
+    cookie_sent_at: Option<Instant>,
 }
 
 impl Listener {
@@ -328,7 +376,7 @@ impl Listener {
 /// let client = "10.0.0.1:4000".parse().unwrap();
 /// let listener = ep.listen(server, 16, false).unwrap();
 /// let syn = TcpRepr { src_port: 4000, dst_port: 80, seq: 7, flags: TcpFlags::SYN, ..TcpRepr::default() };
-/// let Route::Accept(a) = ep.handle(server, client, &syn, 0) else { panic!() };
+/// let Route::Accept(a) = ep.handle(server, client, &syn, 0, Instant::ZERO) else { panic!() };
 /// let conn = Connection::accept(Config::default(), server, client, &syn, SeqNum(1), Instant::ZERO).unwrap();
 /// // ... the SYN+ACK leaves, the client's ACK arrives and is routed to `a.handle` ...
 /// assert_eq!(ep.update(a.handle, conn.status()), Update::None); // still in SYN-RECEIVED
@@ -344,6 +392,8 @@ pub struct Endpoint {
     listen_addrs: HashMap<SocketAddr, Vec<ListenerId>>,
     next_listener: u32,
     stats: EndpointStats,
+    cookies: SynCookies,
+    cookie_mode: SynCookieMode,
 }
 
 impl Endpoint {
@@ -357,9 +407,14 @@ impl Endpoint {
         &self.stats
     }
 
+    /// When listeners answer SYNs with cookies (default [`SynCookieMode::OnOverflow`]).
+    pub fn set_syn_cookies(&mut self, mode: SynCookieMode) {
+        self.cookie_mode = mode;
+    }
+
     // ---- segments ----------------------------------------------------------------------
 
-    /// Routes a segment that arrived for `local` from `remote` (already parsed and
+    /// Routes a segment that arrived for `local` from `remote` at `now` (already parsed and
     /// checksummed), `payload_len` bytes of data after its header.
     pub fn handle(
         &mut self,
@@ -367,6 +422,7 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr,
         payload_len: usize,
+        now: Instant,
     ) -> Route {
         if let Some(h) = self.lookup(local, remote) {
             if let Some(meta) = self.meta(h) {
@@ -376,7 +432,7 @@ impl Endpoint {
                     // stays the old connection's to answer, as Linux falls back from
                     // TCP_TW_SYN to TCP_TW_ACK.
                     if let Some(l) = self.listener_for(local, remote) {
-                        return self.open(l, (local, remote), seg, payload_len, Some(h));
+                        return self.open(l, (local, remote), seg, payload_len, Some(h), now);
                     }
                     return Route::Connection(h);
                 }
@@ -398,10 +454,15 @@ impl Endpoint {
                 return self.discard(local, remote, DropReason::Reset);
             }
             if seg.flags.contains(TcpFlags::ACK) {
+                if !seg.flags.contains(TcpFlags::SYN) {
+                    if let Some(route) = self.cookie_ack(l, (local, remote), seg, now) {
+                        return route;
+                    }
+                }
                 return self.reset(local, remote, seg, payload_len);
             }
             if seg.flags.contains(TcpFlags::SYN) {
-                return self.open(l, (local, remote), seg, payload_len, None);
+                return self.open(l, (local, remote), seg, payload_len, None, now);
             }
             return self.discard(local, remote, DropReason::NotSyn);
         }
@@ -439,6 +500,7 @@ impl Endpoint {
         syn: &TcpRepr,
         payload_len: usize,
         replaces: Option<ConnectionHandle>,
+        now: Instant,
     ) -> Route {
         let Some(listener) = self.listeners.get(&l) else {
             // `l` came from `listener_for`, so this does not happen; were it to, no listener
@@ -448,8 +510,14 @@ impl Endpoint {
         if listener.accept_queue.len() >= listener.backlog {
             return self.discard(local, remote, DropReason::AcceptQueueFull);
         }
-        if listener.syn_queue >= syn_queue_limit(listener.backlog) {
-            return self.discard(local, remote, DropReason::SynQueueFull);
+        let full = listener.syn_queue >= syn_queue_limit(listener.backlog);
+        match self.cookie_mode {
+            SynCookieMode::Always => return self.send_cookie(l, (local, remote), syn, now),
+            SynCookieMode::OnOverflow if full => {
+                return self.send_cookie(l, (local, remote), syn, now)
+            }
+            _ if full => return self.discard(local, remote, DropReason::SynQueueFull),
+            _ => {}
         }
         let replaced = replaces.filter(|h| self.remove(*h));
         if replaced.is_some() {
@@ -464,6 +532,71 @@ impl Endpoint {
             listener: l,
             handle,
             replaced,
+        })
+    }
+
+    /// A SYN answered with a cookie: nothing is kept but the time, so that the ACKs that
+    /// follow are checked for one (RFC 4987 §3.6).
+    fn send_cookie(
+        &mut self,
+        l: ListenerId,
+        (local, remote): (SocketAddr, SocketAddr),
+        syn: &TcpRepr,
+        now: Instant,
+    ) -> Route {
+        let iss = self
+            .cookies
+            .make(local, remote, &SynCookies::clamp(syn), now);
+        if let Some(listener) = self.listeners.get_mut(&l) {
+            listener.cookie_sent_at = Some(now);
+        }
+        self.stats.cookies_sent += 1;
+        Route::SynCookie { listener: l, iss }
+    }
+
+    /// An ACK for listener `l` that matches no connection: if the listener sent cookies
+    /// lately, a valid one opens the connection (or is held back while the accept queue is
+    /// full, as a handshake's ACK is); `None` when the ACK is for no connection after all.
+    fn cookie_ack(
+        &mut self,
+        l: ListenerId,
+        (local, remote): (SocketAddr, SocketAddr),
+        ack: &TcpRepr,
+        now: Instant,
+    ) -> Option<Route> {
+        let listener = self.listeners.get(&l)?;
+        let recent = listener
+            .cookie_sent_at
+            .is_some_and(|t| now.saturating_since(t) <= COOKIE_CHECK_WINDOW);
+        if !recent {
+            return None;
+        }
+        let full = listener.accept_queue.len() >= listener.backlog;
+        let cookie = match self.cookies.check(local, remote, ack, now) {
+            Ok(cookie) => cookie,
+            Err(e) => {
+                self.stats.cookies_rejected += 1;
+                tracing::debug!(%local, %remote, error = ?e, "cookie ACK rejected");
+                return None;
+            }
+        };
+        if full {
+            // The client thinks it is connected and will send again: its next segment
+            // carries the same cookie, valid until the next tick ends.
+            return Some(self.discard(local, remote, DropReason::ListenOverflow));
+        }
+        self.stats.cookies_accepted += 1;
+        let handle = self.insert(local, remote, Owner::Listener(l));
+        if let Some(listener) = self.listeners.get_mut(&l) {
+            listener.syn_queue += 1;
+        }
+        Some(Route::CookieAccept {
+            accept: Accept {
+                listener: l,
+                handle,
+                replaced: None,
+            },
+            cookie,
         })
     }
 
@@ -721,6 +854,7 @@ impl Endpoint {
                 reuseport,
                 syn_queue: 0,
                 accept_queue: VecDeque::new(),
+                cookie_sent_at: None,
             },
         );
         Some(id)

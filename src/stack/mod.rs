@@ -22,6 +22,7 @@ pub(crate) mod table;
 pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
 
 use crate::datapath::{self, Datapath};
+pub use crate::proto::endpoint::SynCookieMode;
 use crate::proto::endpoint::Update;
 use crate::proto::{Config, Instant, IsnGenerator, Sample, SegmentKind};
 use crate::wire::TcpRepr;
@@ -91,6 +92,13 @@ pub struct StackStats {
     pub resets_sent: u64,
     /// SYNs dropped because a listener's queues were full.
     pub syn_dropped: u64,
+    /// SYNs answered with a SYN cookie instead of a place in a full SYN queue (RFC 4987
+    /// §3.6; see [`StackBuilder::syn_cookies`]).
+    pub cookies_sent: u64,
+    /// ACKs whose valid cookie opened a connection.
+    pub cookies_accepted: u64,
+    /// ACKs whose cookie was stale or forged (answered with a RST).
+    pub cookies_rejected: u64,
     /// ACKs that would have completed a handshake, dropped because the listener's accept
     /// queue was full (the connection stays in SYN-RECEIVED until `accept` makes room, as
     /// on Linux, whose `ListenOverflows` counts these with the SYNs dropped for that reason).
@@ -436,6 +444,7 @@ pub struct StackBuilder {
     isn_fn: Option<IsnFn>,
     dedicated_thread: bool,
     pcap: Option<PathBuf>,
+    syn_cookies: Option<SynCookieMode>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -494,9 +503,28 @@ impl StackBuilder {
         self
     }
 
+    /// When listeners answer SYNs with SYN cookies (RFC 4987 §3.6), like Linux's
+    /// `net.ipv4.tcp_syncookies`: by default ([`SynCookieMode::OnOverflow`]) once a
+    /// listener's SYN queue is full, so that a SYN flood does not keep legitimate clients out.
+    /// A cookie connection negotiates window scaling and SACK only when the client sent
+    /// timestamps, as on Linux.
+    pub fn syn_cookies(mut self, mode: SynCookieMode) -> Self {
+        self.syn_cookies = Some(mode);
+        self
+    }
+
     /// Starts the stack. Without `dedicated_thread`, this must run inside a tokio runtime,
     /// which then hosts the reactor task.
     pub fn build(mut self) -> io::Result<Stack> {
+        let cookies = self.syn_cookies.take();
+        let stack = self.start()?;
+        if let Some(mode) = cookies {
+            stack.set_syn_cookies(mode);
+        }
+        Ok(stack)
+    }
+
+    fn start(mut self) -> io::Result<Stack> {
         if let Some(path) = self.pcap.take().or_else(capture::path_from_env) {
             self.tap = Some(capture::pcap_tap(path, self.tap.take())?);
         }
@@ -641,6 +669,7 @@ impl Stack {
             isn_fn: None,
             dedicated_thread: false,
             pcap: None,
+            syn_cookies: None,
         }
     }
 
@@ -683,6 +712,16 @@ impl Stack {
         self.owner.shared.datapath.name()
     }
 
+    /// Changes when listeners answer SYNs with cookies; see [`StackBuilder::syn_cookies`].
+    pub fn set_syn_cookies(&self, mode: SynCookieMode) {
+        self.owner
+            .shared
+            .lock()
+            .table
+            .endpoint
+            .set_syn_cookies(mode);
+    }
+
     /// Counters of this stack.
     pub fn stats(&self) -> StackStats {
         let inner = self.owner.shared.lock();
@@ -692,6 +731,9 @@ impl Stack {
             resets_sent: ep.resets_sent,
             syn_dropped: ep.syn_queue_full + ep.accept_queue_full,
             listen_overflows: ep.listen_overflows,
+            cookies_sent: ep.cookies_sent,
+            cookies_accepted: ep.cookies_accepted,
+            cookies_rejected: ep.cookies_rejected,
             ..inner.stats.clone()
         }
     }

@@ -345,7 +345,7 @@ fn handle_packet(
     match inner
         .table
         .endpoint
-        .handle(local, remote, &tcp, payload.len())
+        .handle(local, remote, &tcp, payload.len(), now)
     {
         Route::Connection(id) => {
             let e = inner.table.get_mut(id)?;
@@ -373,10 +373,47 @@ fn handle_packet(
                 &mut inner.stats,
                 tx,
                 (local, remote, carrier),
-                64,
+                (64, 0),
                 &rst,
-                &[],
             );
+            None
+        }
+        Route::SynCookie { listener, iss } => {
+            // RFC 4987 §3.6: the SYN+ACK carries the state; nothing is kept.
+            let l = inner.table.listeners.get(&listener)?;
+            let cfg = shared.config_for(&l.config, remote.ip());
+            let (ttl, tos) = (l.ttl, l.tos);
+            if let Some(syn_ack) = Connection::cookie_syn_ack(cfg, local, remote, &tcp, iss, now) {
+                emit(
+                    shared,
+                    &mut inner.stats,
+                    tx,
+                    (local, remote, carrier),
+                    (ttl, tos),
+                    &syn_ack,
+                );
+            }
+            None
+        }
+        Route::CookieAccept { accept, cookie } => {
+            let made = inner.table.listeners.get(&accept.listener).and_then(|l| {
+                let cfg = shared.config_for(&l.config, remote.ip());
+                let conn =
+                    Connection::accept_cookie(cfg, local, remote, &cookie, &tcp, payload, now)?;
+                Some(Entry {
+                    route: carrier,
+                    tos: l.tos,
+                    ..Entry::new(conn, l.ttl)
+                })
+            });
+            match made {
+                Some(entry) => {
+                    inner.table.put(accept.handle, entry);
+                    inner.mark_dirty(accept.handle);
+                    inner.report(accept.handle);
+                }
+                None => inner.forget(accept.handle),
+            }
             None
         }
         Route::Discard(_) => None,
@@ -491,17 +528,19 @@ fn next_deadline(inner: &mut Inner) -> Option<Instant> {
     None
 }
 
-/// Builds the IP packet for a segment into the next batch slot. `to` is (local address,
-/// remote address, carrier: where the datapath carries it, see [`Batch::carrier`]).
+/// Builds the IP packet for a segment no connection sends (a RST for a stranger, a cookie
+/// SYN+ACK) into the next batch slot. `to` is (local address, remote address, carrier: where
+/// the datapath carries it, see [`Batch::carrier`]); `(ttl, tos)` the IP header's TTL and
+/// traffic class.
 pub(crate) fn emit(
     shared: &Shared,
     stats: &mut super::StackStats,
     tx: &mut Batch,
     to: (SocketAddr, SocketAddr, Option<SocketAddr>),
-    ttl: u8,
+    (ttl, tos): (u8, u8),
     repr: &TcpRepr,
-    payload: &[u8],
 ) {
+    let payload: &[u8] = &[];
     let (local, remote, carrier) = to;
     let src = if local.ip().is_unspecified() {
         match shared.datapath.local_ip_for(remote.ip()) {
@@ -514,7 +553,14 @@ pub(crate) fn emit(
     let Some(slot) = tx.next_slot() else {
         return;
     };
-    match wire::emit_tcp_packet(src, remote.ip(), ttl, repr, payload, slot) {
+    let emitted =
+        wire::emit_tcp_packet(src, remote.ip(), ttl, repr, payload, slot).and_then(|len| {
+            if tos != 0 {
+                wire::ip::set_traffic_class(&mut slot[..len], tos)?;
+            }
+            Ok(len)
+        });
+    match emitted {
         Ok(len) => {
             if let Some(tap) = &shared.tap {
                 tap(&TapEvent {
