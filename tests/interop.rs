@@ -634,3 +634,40 @@ fn rawtcp_client_fetches_10_mb_from_python_over_tun() {
     let _ = std::fs::remove_file(out);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The SYN flood, smaller: 80,000 SYNs from spoofed addresses over 4 s at a rawtcp
+/// server on the raw datapath while curl fetches a page every 50 ms with a 3 s limit
+/// (`examples/syn_flood.rs`, in namespaces of its own). Every fetch succeeds: once the SYN
+/// queue is full, SYNs are answered with cookies and legitimate clients get in through them.
+#[test]
+fn a_syn_flood_does_not_keep_clients_out() {
+    if !runnable("a_syn_flood_does_not_keep_clients_out") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let flood = example("syn_flood");
+    let out = Command::new(flood)
+        .args(["--syns", "80000", "--secs", "4", "--only", "rawtcp"])
+        .output()
+        .expect("syn_flood");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("rawtcp"))
+        .unwrap_or_else(|| panic!("no rawtcp row in:\n{text}"))
+        .split_whitespace()
+        .collect();
+    let (ok, tried) = row[3].split_once('/').expect("fetches ok/tried");
+    assert!(tried.parse::<u32>().unwrap() >= 40, "{text}");
+    assert_eq!(ok, tried, "every legitimate fetch succeeds:\n{text}");
+    let cookies: u64 = row[7].parse().expect("cookies sent");
+    assert!(
+        cookies > 10_000,
+        "the flood was answered with cookies:\n{text}"
+    );
+}
