@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use rawtcp::proto::cc::Algorithm;
-use rawtcp::proto::{Config, Instant, State};
+use rawtcp::proto::{Config, Error, Instant, State};
 use rawtcp::wire::TcpRepr;
 use std::time::Duration;
 
@@ -240,6 +240,44 @@ fn zero_window_probing() {
     assert_eq!(c.ladder(), ["ACK      S:100 A:2001"]);
     c.input(&from_server("ACK", 2001, 101, 1000), &[]);
     assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=100"]);
+}
+
+/// A connection the application let go stops probing a zero window after
+/// `orphan_retries` probes even though the peer answers every one (Linux's
+/// `tcp_orphan_retries`); one the application still holds probes on as long as the peer
+/// answers.
+#[test]
+fn an_orphan_gives_up_a_window_that_never_opens() {
+    let cfg = Config {
+        orphan_retries: 3,
+        ..plain()
+    };
+    for orphaned in [false, true] {
+        let mut c = established(cfg.clone(), 0);
+        c.conn.send(&[9; 100]).unwrap();
+        if orphaned {
+            c.conn.orphan(c.now);
+        }
+        assert_eq!(c.ladder(), Vec::<String>::new(), "the window is shut");
+        let mut probes = 0;
+        while probes < 20 && c.conn.state() != State::Closed {
+            c.fire_next();
+            probes += c.drain().len();
+            // Every probe is answered, the window still shut.
+            c.input(&from_server("ACK", 2001, 101, 0), &[]);
+        }
+        if orphaned {
+            assert_eq!(probes, 3, "three probes, then it gives up");
+            assert_eq!(c.conn.state(), State::Closed);
+            assert_eq!(c.conn.error(), Some(Error::TimedOut));
+        } else {
+            assert_eq!(
+                probes, 20,
+                "an answered probe keeps a held connection alive"
+            );
+            assert_ne!(c.conn.state(), State::Closed);
+        }
+    }
 }
 
 /// The receive window shrinks as data waits unread, reaches zero, and a read that frees

@@ -11,7 +11,7 @@ use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use rawtcp::proto::endpoint::{
-    syn_queue_limit, ConnectionHandle, DropReason, Endpoint, ListenerId, Owner, Route,
+    syn_queue_limit, ConnectionHandle, DropReason, Endpoint, Limits, ListenerId, Owner, Route,
     SynCookieMode, Update,
 };
 use rawtcp::proto::{Config, Connection, Instant, SeqNum, State};
@@ -686,6 +686,79 @@ fn time_wait_ends_and_is_forgotten() {
     let (r, _) = host.input(client(40000), server(), &seg("SYN", 50, 0));
     let Route::Accept(a) = r else { panic!("{r:?}") };
     assert_eq!(a.replaced, None);
+}
+
+/// Closes the accepted connection from client port `port` from the server's side, lets it
+/// go and completes the exchange of FINs: it enters TIME-WAIT, unless the table is full.
+fn close_first(host: &mut Host, l: ListenerId, port: u16) -> ConnectionHandle {
+    let c = client(port);
+    let h = accepted(&host.input(c, server(), &from(port, seg("SYN", 100, 0))).0);
+    host.input(c, server(), &from(port, seg("ACK", 101, 2001)));
+    assert_eq!(host.ep.accept(l), Some(h));
+    host.conns.get_mut(&h).unwrap().shutdown().unwrap();
+    host.settle(h);
+    assert!(host.ep.orphan(h));
+    host.input(c, server(), &from(port, seg("FIN+ACK", 101, 2002)));
+    h
+}
+
+/// Past `max_time_wait`, a connection the application let go is forgotten instead of
+/// lingering in TIME-WAIT (Linux's "time wait bucket table overflow"), and counted.
+#[test]
+fn time_wait_is_bounded() {
+    let mut host = Host::new(plain());
+    host.ep.set_limits(Limits {
+        max_time_wait: 2,
+        ..Limits::default()
+    });
+    let l = host.ep.listen(server(), 16, false).unwrap();
+    let kept: Vec<_> = (0..2)
+        .map(|i| close_first(&mut host, l, 40000 + i))
+        .collect();
+    for h in &kept {
+        assert!(host.ep.connection(*h).unwrap().time_wait);
+    }
+    let third = close_first(&mut host, l, 40002);
+    assert_eq!(host.ep.connection(third), None, "forgotten at once");
+    assert!(!host.conns.contains_key(&third));
+    assert_eq!(host.ep.stats().time_wait, 2);
+    assert_eq!(host.ep.stats().time_wait_overflows, 1);
+    // When they end (both at once: they entered together), there is room again.
+    let t = host.conns[&kept[0]].poll_timeout().unwrap();
+    host.advance_to(t);
+    assert_eq!(host.ep.stats().time_wait, 0);
+    let fourth = close_first(&mut host, l, 40003);
+    assert!(host.ep.connection(fourth).unwrap().time_wait);
+}
+
+/// Past `max_orphans`, letting a connection go answers `false`: the driver resets it
+/// instead of closing it gracefully (Linux's "too many orphaned sockets").
+#[test]
+fn orphans_are_bounded() {
+    let mut host = Host::new(plain());
+    host.ep.set_limits(Limits {
+        max_orphans: 1,
+        ..Limits::default()
+    });
+    let l = host.ep.listen(server(), 16, false).unwrap();
+    let mut handles = Vec::new();
+    for port in [40000, 40001] {
+        let c = client(port);
+        let h = accepted(&host.input(c, server(), &from(port, seg("SYN", 100, 0))).0);
+        host.input(c, server(), &from(port, seg("ACK", 101, 2001)));
+        assert_eq!(host.ep.accept(l), Some(h));
+        handles.push(h);
+    }
+    assert!(host.ep.orphan(handles[0]));
+    assert!(host.ep.orphan(handles[0]), "letting go twice is one orphan");
+    assert!(!host.ep.orphan(handles[1]), "over the limit");
+    assert_eq!(host.ep.stats().orphans, 2);
+    assert_eq!(host.ep.stats().orphan_overflows, 1);
+    // The driver resets it; once closed it is forgotten and the count falls.
+    host.conns.get_mut(&handles[1]).unwrap().abort();
+    assert_eq!(host.settle(handles[1]), ["RST+ACK  S:2001 A:101"]);
+    assert_eq!(host.ep.connection(handles[1]), None);
+    assert_eq!(host.ep.stats().orphans, 1);
 }
 
 /// An active open takes its 4-tuple; a second one for the same 4-tuple is refused, another

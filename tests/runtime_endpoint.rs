@@ -193,3 +193,41 @@ async fn cookie_handshakes_carry_whole_connections() {
     assert_eq!(stats.cookies_rejected, 0);
     assert_eq!(stats.syn_dropped, 0);
 }
+
+/// A stack whose orphan limit is reached resets the connections let go past it (the peer
+/// reads `ConnectionReset`) instead of closing them, and counts them; those within the limit
+/// close gracefully (the peer reads end of stream).
+#[tokio::test(start_paused = true)]
+async fn orphans_past_the_limit_are_reset() {
+    let net = SimNetwork::new(13);
+    let (server, client) = stacks(&net);
+    server.set_limits(rawtcp::Limits {
+        max_orphans: 2,
+        ..rawtcp::Limits::default()
+    });
+    let listener = server.bind("10.0.0.1:80").await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(client.connect(addr("10.0.0.1:80")).await.unwrap());
+        let (s, _) = listener.accept().await.unwrap();
+        // Let go while the client keeps its side open: the orphan waits in FIN-WAIT-2.
+        drop(s);
+    }
+    let mut eof = 0;
+    let mut reset = 0;
+    for mut c in clients {
+        let mut buf = [0u8; 8];
+        match c.read(&mut buf).await {
+            Ok(0) => eof += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => reset += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((eof, reset), (2, 3));
+    let stats = server.stats();
+    assert_eq!(stats.orphan_overflows, 3);
+    assert_eq!(
+        stats.orphans, 2,
+        "the two within the limit are still closing"
+    );
+}

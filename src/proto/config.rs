@@ -72,6 +72,10 @@ pub struct Config {
     ///
     /// [`Connection::orphan`]: super::Connection::orphan
     pub fin_wait2_timeout: Duration,
+    /// Zero-window probes a connection the application let go sends before it gives up,
+    /// even when the peer answers each one (Linux `tcp_orphan_retries`, whose 0 means 8): a
+    /// peer that keeps its window shut cannot hold an orphan forever.
+    pub orphan_retries: u32,
     /// Disables Nagle's algorithm (TCP_NODELAY) when true.
     pub nodelay: bool,
     /// Delayed-ACK timer (RFC 9293 §3.8.6.3: under 0.5 s; Linux: 40 ms). Zero acknowledges
@@ -103,6 +107,7 @@ impl Default for Config {
             user_timeout: None,
             time_wait: Duration::from_secs(60),
             fin_wait2_timeout: Duration::from_secs(60),
+            orphan_retries: 8,
             nodelay: false,
             delayed_ack: Duration::from_millis(40),
             window_scaling: true,
@@ -135,6 +140,7 @@ impl Config {
             && self.user_timeout == o.user_timeout
             && self.time_wait == o.time_wait
             && self.fin_wait2_timeout == o.fin_wait2_timeout
+            && self.orphan_retries == o.orphan_retries
             && self.nodelay == o.nodelay
             && self.delayed_ack == o.delayed_ack
             && self.window_scaling == o.window_scaling

@@ -202,6 +202,32 @@ pub enum SynCookieMode {
     Always,
 }
 
+/// Bounds on the state connections leave behind once the application is done with them, as
+/// Linux bounds it (`net.ipv4.tcp_max_tw_buckets`, `net.ipv4.tcp_max_orphans`). A dead peer
+/// or an attacker who makes a server close many connections cannot pile them up past these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections in TIME-WAIT. A connection the application let go that would enter
+    /// TIME-WAIT past it is forgotten at once instead (Linux: "time wait bucket table
+    /// overflow"); counted in [`EndpointStats::time_wait_overflows`].
+    pub max_time_wait: usize,
+    /// Most connections the application let go that are still closing (orphans). One let go
+    /// past it is reset at once instead of closed gracefully (Linux: "too many orphaned
+    /// sockets"); counted in [`EndpointStats::orphan_overflows`].
+    pub max_orphans: usize,
+}
+
+impl Default for Limits {
+    /// 65,536 of each: a connection costs about 2 KB here, so each limit bounds its state
+    /// near 130 MB.
+    fn default() -> Limits {
+        Limits {
+            max_time_wait: 65_536,
+            max_orphans: 65_536,
+        }
+    }
+}
+
 /// How long after its last cookie a listener still checks ACKs for one; later, an ACK for
 /// no connection is answered with a RST without the cost of a check (Linux's
 /// `TCP_SYNCOOKIE_VALID`, two minutes). A cookie is never valid for longer.
@@ -280,6 +306,15 @@ pub struct EndpointStats {
     /// ACKs for a listener that sent cookies, whose cookie was stale or forged (answered
     /// with a RST, as any ACK for no connection).
     pub cookies_rejected: u64,
+    /// Orphans forgotten instead of lingering in TIME-WAIT ([`Limits::max_time_wait`]).
+    pub time_wait_overflows: u64,
+    /// Connections reset when let go, because too many orphans were closing
+    /// ([`Limits::max_orphans`]).
+    pub orphan_overflows: u64,
+    /// Connections in TIME-WAIT now.
+    pub time_wait: usize,
+    /// Orphans (connections let go and still closing) now.
+    pub orphans: usize,
     /// Segments for no connection dropped without an answer (RSTs, and non-SYNs for a
     /// listener without ACK).
     pub discarded: u64,
@@ -394,6 +429,7 @@ pub struct Endpoint {
     stats: EndpointStats,
     cookies: SynCookies,
     cookie_mode: SynCookieMode,
+    limits: Limits,
 }
 
 impl Endpoint {
@@ -405,6 +441,17 @@ impl Endpoint {
     /// Counters since the endpoint was made.
     pub fn stats(&self) -> &EndpointStats {
         &self.stats
+    }
+
+    /// Changes the bounds on TIME-WAIT and orphaned connections (see [`Limits`]); those over
+    /// a lowered bound are left to finish.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// When listeners answer SYNs with cookies (default [`SynCookieMode::OnOverflow`]).
@@ -700,8 +747,26 @@ impl Endpoint {
         };
         meta.closed = status.closed;
         meta.finished = status.finished;
+        let entered_time_wait = meta.time_wait.is_none() && status.time_wait.is_some();
+        let left_time_wait = meta.time_wait.is_some() && status.time_wait.is_none();
         meta.time_wait = status.time_wait;
         let owner = meta.owner;
+        if left_time_wait {
+            self.stats.time_wait = self.stats.time_wait.saturating_sub(1);
+        }
+        if entered_time_wait {
+            self.stats.time_wait += 1;
+            if owner == Owner::Orphan && self.stats.time_wait > self.limits.max_time_wait {
+                // Linux's `inet_twsk_alloc` refusal: the connection closes without lingering.
+                self.stats.time_wait_overflows += 1;
+                tracing::debug!(?h, "TIME-WAIT table full: connection forgotten at once");
+                self.remove(h);
+                return Update::Forget;
+            }
+        }
+        let Some(meta) = self.meta_mut(h) else {
+            return Update::None;
+        };
         if let Owner::Listener(l) = owner {
             if status.established && !meta.established {
                 meta.established = true;
@@ -743,10 +808,24 @@ impl Endpoint {
 
     /// The application let go of connection `h`: it is an orphan from now on, forgotten once
     /// finished (see [`update`](Self::update)).
-    pub fn orphan(&mut self, h: ConnectionHandle) {
-        if let Some(meta) = self.meta_mut(h) {
-            meta.owner = Owner::Orphan;
+    ///
+    /// Returns `false` when too many orphans are closing already ([`Limits::max_orphans`]):
+    /// the driver then resets the connection instead of closing it gracefully.
+    pub fn orphan(&mut self, h: ConnectionHandle) -> bool {
+        let Some(meta) = self.meta_mut(h) else {
+            return true;
+        };
+        if meta.owner == Owner::Orphan {
+            return true;
         }
+        meta.owner = Owner::Orphan;
+        self.stats.orphans += 1;
+        if self.stats.orphans > self.limits.max_orphans {
+            self.stats.orphan_overflows += 1;
+            tracing::debug!(?h, "too many orphans: connection reset");
+            return false;
+        }
+        true
     }
 
     /// Forgets connection `h`: its 4-tuple routes nowhere, and its place in a listener's
@@ -763,6 +842,12 @@ impl Endpoint {
         };
         self.free.push(h.index);
         self.by_tuple.remove((meta.local, meta.remote), h.index);
+        if meta.time_wait.is_some() {
+            self.stats.time_wait = self.stats.time_wait.saturating_sub(1);
+        }
+        if meta.owner == Owner::Orphan {
+            self.stats.orphans = self.stats.orphans.saturating_sub(1);
+        }
         if let Owner::Listener(l) = meta.owner {
             if let Some(listener) = self.listeners.get_mut(&l) {
                 if meta.established {

@@ -307,10 +307,15 @@ impl Shared {
     pub(crate) fn detach(&self, id: ConnId) {
         let mut inner = self.lock();
         let now = self.now();
+        if inner.table.get(id).is_none() {
+            return;
+        }
+        // Past the orphan limit the connection is reset rather than left to close.
+        let room = inner.table.endpoint.orphan(id);
         let Some(e) = inner.table.get_mut(id) else {
             return;
         };
-        if e.zero_linger {
+        if e.zero_linger || !room {
             e.conn.abort();
         } else {
             // RFC 1122 §4.2.2.13: unread data discarded on close draws a RST.
@@ -318,7 +323,6 @@ impl Shared {
         }
         e.readers = WakerSet::default();
         e.writers = WakerSet::default();
-        inner.table.endpoint.orphan(id);
         inner.mark_dirty(id);
         if inner.stopped {
             // No reactor to finish the close: forget it now.

@@ -22,8 +22,8 @@ pub(crate) mod table;
 pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
 
 use crate::datapath::{self, Datapath};
-pub use crate::proto::endpoint::SynCookieMode;
 use crate::proto::endpoint::Update;
+pub use crate::proto::endpoint::{Limits, SynCookieMode};
 use crate::proto::{Config, Instant, IsnGenerator, Sample, SegmentKind};
 use crate::wire::TcpRepr;
 use std::cmp::Reverse;
@@ -99,6 +99,16 @@ pub struct StackStats {
     pub cookies_accepted: u64,
     /// ACKs whose cookie was stale or forged (answered with a RST).
     pub cookies_rejected: u64,
+    /// Connections let go that were forgotten instead of entering TIME-WAIT, the TIME-WAIT
+    /// table being full ([`Limits::max_time_wait`]).
+    pub time_wait_overflows: u64,
+    /// Connections let go that were reset instead of closed, too many orphans being in
+    /// their close already ([`Limits::max_orphans`]).
+    pub orphan_overflows: u64,
+    /// Connections in TIME-WAIT now.
+    pub time_wait: usize,
+    /// Connections the application let go that are still closing now.
+    pub orphans: usize,
     /// ACKs that would have completed a handshake, dropped because the listener's accept
     /// queue was full (the connection stays in SYN-RECEIVED until `accept` makes room, as
     /// on Linux, whose `ListenOverflows` counts these with the SYNs dropped for that reason).
@@ -445,6 +455,7 @@ pub struct StackBuilder {
     dedicated_thread: bool,
     pcap: Option<PathBuf>,
     syn_cookies: Option<SynCookieMode>,
+    limits: Option<Limits>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -517,11 +528,23 @@ impl StackBuilder {
     /// which then hosts the reactor task.
     pub fn build(mut self) -> io::Result<Stack> {
         let cookies = self.syn_cookies.take();
+        let limits = self.limits.take();
         let stack = self.start()?;
         if let Some(mode) = cookies {
             stack.set_syn_cookies(mode);
         }
+        if let Some(limits) = limits {
+            stack.set_limits(limits);
+        }
         Ok(stack)
+    }
+
+    /// Bounds on connections in TIME-WAIT and on connections the application let go that
+    /// are still closing (defaults: [`Limits::default`]), as Linux's `tcp_max_tw_buckets`
+    /// and `tcp_max_orphans`.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     fn start(mut self) -> io::Result<Stack> {
@@ -670,6 +693,7 @@ impl Stack {
             dedicated_thread: false,
             pcap: None,
             syn_cookies: None,
+            limits: None,
         }
     }
 
@@ -712,6 +736,12 @@ impl Stack {
         self.owner.shared.datapath.name()
     }
 
+    /// Changes the bounds on TIME-WAIT and orphaned connections; see
+    /// [`StackBuilder::limits`].
+    pub fn set_limits(&self, limits: Limits) {
+        self.owner.shared.lock().table.endpoint.set_limits(limits);
+    }
+
     /// Changes when listeners answer SYNs with cookies; see [`StackBuilder::syn_cookies`].
     pub fn set_syn_cookies(&self, mode: SynCookieMode) {
         self.owner
@@ -734,6 +764,10 @@ impl Stack {
             cookies_sent: ep.cookies_sent,
             cookies_accepted: ep.cookies_accepted,
             cookies_rejected: ep.cookies_rejected,
+            time_wait_overflows: ep.time_wait_overflows,
+            orphan_overflows: ep.orphan_overflows,
+            time_wait: ep.time_wait,
+            orphans: ep.orphans,
             ..inner.stats.clone()
         }
     }

@@ -305,6 +305,8 @@ pub struct Connection {
     read_closed: bool,
     /// The application dropped the connection (see [`Connection::orphan`]).
     orphaned: bool,
+    /// Zero-window probes sent since the application let go, answered or not.
+    orphan_probes: u32,
     /// Starts of the most recently received out-of-order segments, newest first: the SACK
     /// blocks to report first (RFC 2018 §4).
     sack_recent: [Option<SeqNum>; 4],
@@ -471,6 +473,7 @@ impl Connection {
             fin_rcvd: false,
             read_closed: false,
             orphaned: false,
+            orphan_probes: 0,
             sack_recent: [None; 4],
             dsack: None,
             wscale_ok: false,
@@ -1232,6 +1235,10 @@ impl Connection {
                 let zero_window = self.snd_wnd == 0;
                 if zero_window {
                     self.probes_out += 1;
+                    if self.orphan_probe_limit_reached() {
+                        self.fail(Error::TimedOut);
+                        return;
+                    }
                 }
                 // Giving up counts time without progress, as Linux does
                 // (`tcp_retries2` becomes the time 15 backed-off minimum RTOs take): a path
@@ -1252,6 +1259,17 @@ impl Connection {
         }
     }
 
+    /// Counts a zero-window probe of an orphan and says whether it is one too many: answers
+    /// do not reset this count, as Linux's `tcp_probe_timer` counts an orphan's probes by
+    /// its backoff.
+    fn orphan_probe_limit_reached(&mut self) -> bool {
+        if !self.orphaned {
+            return false;
+        }
+        self.orphan_probes += 1;
+        self.orphan_probes > self.cfg.orphan_retries
+    }
+
     fn on_persist_timeout(&mut self, now: Instant) {
         if !self.state.is_synchronized() || self.snd_nxt >= self.data_end() {
             return;
@@ -1260,7 +1278,7 @@ impl Connection {
             // RFC 9293 §3.8.6.1: probe the zero window, backing off, giving up only after as
             // many unanswered probes as data retransmissions.
             self.probes_out += 1;
-            if self.probes_out > self.cfg.max_retries {
+            if self.probes_out > self.cfg.max_retries || self.orphan_probe_limit_reached() {
                 self.fail(Error::TimedOut);
                 return;
             }
