@@ -73,9 +73,21 @@ impl ConnHandle {
     }
 
     /// Runs `f` on this connection's entry with the table locked.
+    /// Runs `f` with the stack locked. A panic inside (a bug in the engine, met by the
+    /// application's call) does not leave the connection half-updated for the others to
+    /// trip on: it is poisoned — reset, its peer sent a RST, `ConnectionAborted` from then
+    /// on — and the panic goes on in the calling task, whose call it was.
     pub fn with<R>(&self, f: impl FnOnce(&mut Inner, ConnId) -> R) -> R {
         let mut inner = self.shared.lock();
-        f(&mut inner, self.id)
+        let id = self.id;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inner, id))) {
+            Ok(r) => r,
+            Err(panic) => {
+                inner.poison(id);
+                drop(inner);
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     fn entry(inner: &mut Inner, id: ConnId) -> io::Result<&mut Entry> {

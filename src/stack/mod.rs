@@ -105,6 +105,9 @@ pub struct StackStats {
     /// Connections let go that were reset instead of closed, too many orphans being in
     /// their close already ([`Limits::max_orphans`]).
     pub orphan_overflows: u64,
+    /// Connections whose engine panicked: each was reset (its application sees
+    /// `ConnectionAborted`, its peer a RST) and the stack went on serving the others.
+    pub poisoned: u64,
     /// Connections in TIME-WAIT now.
     pub time_wait: usize,
     /// Connections the application let go that are still closing now.
@@ -172,6 +175,10 @@ pub(crate) struct Inner {
     pub(in crate::stack) connect_order: Vec<SocketAddr>,
     /// Where the search for a port to share goes on from.
     pub(in crate::stack) connect_cursor: usize,
+    /// RSTs owed to the peers of connections whose engine panicked, for the reactor to send:
+    /// (local, remote, carrier, segment).
+    pub(in crate::stack) poisoned_resets:
+        Vec<(SocketAddr, SocketAddr, Option<SocketAddr>, TcpRepr)>,
 }
 
 impl Shared {
@@ -279,6 +286,51 @@ const INLINE_POOL: usize = 4;
 const SHARE_TRIES: usize = 8;
 
 impl Inner {
+    /// Runs `f` on connection `id`'s entry. A panic inside the engine leaves the connection
+    /// half-updated, so it is not resumed: the connection is [`poison`](Self::poison)ed and
+    /// `None` returned, and the stack goes on serving the others.
+    pub(in crate::stack) fn engine<R>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut table::Entry) -> R,
+    ) -> Option<R> {
+        let e = self.table.get_mut(id)?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                self.poison(id);
+                None
+            }
+        }
+    }
+
+    /// What a panic in connection `id`'s engine means: the engine is replaced by a closed
+    /// one that reports `ConnectionAborted` to the application (whose waiting tasks are
+    /// woken), the peer is sent `<SEQ=SND.NXT><CTL=RST>`, and the 4-tuple becomes a
+    /// stranger's. Nothing else in the stack is touched.
+    pub(crate) fn poison(&mut self, id: ConnId) {
+        let Some(e) = self.table.get_mut(id) else {
+            return;
+        };
+        let (local, remote) = (e.conn.local_addr(), e.conn.remote_addr());
+        let rst = e.conn.reset_segment();
+        let cfg = Config::clone(e.conn.config());
+        e.conn = crate::proto::Connection::aborted(cfg, local, remote);
+        e.scheduled = None;
+        e.readers.wake_all();
+        e.writers.wake_all();
+        if let Some(rst) = rst {
+            self.poisoned_resets.push((local, remote, e.route, rst));
+        }
+        self.stats.poisoned += 1;
+        tracing::error!(%local, %remote, "rawtcp: the engine panicked; connection reset");
+        self.report(id);
+        self.mark_dirty(id);
+        if let Some(w) = &self.reactor {
+            w.wake_by_ref();
+        }
+    }
+
     /// Forgets connection `id` — the one place a connection leaves the stack: out of the
     /// endpoint and the table, its claim on a local address given up (the address queued
     /// for the datapath, to be released outside the lock, when nothing else uses it).
@@ -631,6 +683,7 @@ impl StackBuilder {
                 connect_ports: HashMap::new(),
                 connect_order: Vec::new(),
                 connect_cursor: 0,
+                poisoned_resets: Vec::new(),
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),

@@ -100,6 +100,16 @@ impl Future for Reactor {
                 }
                 fire_timers(inner, now);
                 this.transmit_dirty(inner, now);
+                for (local, remote, carrier, rst) in std::mem::take(&mut inner.poisoned_resets) {
+                    emit(
+                        &shared,
+                        &mut inner.stats,
+                        &mut this.tx,
+                        (local, remote, carrier),
+                        (64, 0),
+                        &rst,
+                    );
+                }
                 inner.release_lingering();
                 let unbind = std::mem::take(&mut inner.unbind_later);
                 let next = next_deadline(inner);
@@ -268,8 +278,16 @@ pub(crate) fn emit_into(
         let Some(slot) = tx.next_slot() else {
             return true;
         };
-        let Some(t) = entry.conn.poll_transmit(now, &mut slot[room..]) else {
-            return false;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            entry.conn.poll_transmit(now, &mut slot[room..])
+        }));
+        let t = match polled {
+            Ok(Some(t)) => t,
+            Ok(None) => return false,
+            Err(_) => {
+                inner.poison(id);
+                return false;
+            }
         };
         let start = room - t.repr.header_len() - ip_len;
         let packet = &mut slot[start..room + t.payload_len];
@@ -348,8 +366,9 @@ fn handle_packet(
         .handle(local, remote, &tcp, payload.len(), now)
     {
         Route::Connection(id) => {
+            let accepted = inner.engine(id, |e| e.conn.on_segment(now, &tcp, payload))?;
             let e = inner.table.get_mut(id)?;
-            if e.conn.on_segment(now, &tcp, payload) && carrier.is_some() {
+            if accepted && carrier.is_some() {
                 // Only a segment the connection accepted says where the peer is.
                 e.route = carrier;
             }
@@ -499,7 +518,7 @@ fn fire_timers(inner: &mut Inner, now: Instant) {
             continue; // superseded by an earlier deadline that already fired
         }
         e.scheduled = None;
-        e.conn.handle_timeout(now);
+        inner.engine(id, |e| e.conn.handle_timeout(now));
         inner.mark_dirty(id);
     }
     shrink_timers(inner);

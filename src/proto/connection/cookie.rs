@@ -1,5 +1,7 @@
-//! Opening a connection from a SYN cookie (RFC 4987 §3.6): the passive open replayed from
-//! what the cookie ACK gives back, with no state kept in between.
+//! Connections made outside the ordinary open and close: from a SYN cookie (RFC 4987 §3.6),
+//! the passive open replayed from what the cookie ACK gives back with no state kept in
+//! between; and the stand-in for a connection whose engine panicked, with the RST that tells
+//! its peer.
 
 use super::{Config, Connection, Instant, SeqNum, State};
 use crate::proto::syncookie::{Cookie, SynCookies};
@@ -64,5 +66,34 @@ impl Connection {
             State::Established | State::CloseWait | State::FinWait1
         )
         .then_some(c)
+    }
+}
+
+impl Connection {
+    /// A connection standing in for one whose engine panicked mid-update and can no longer
+    /// be trusted: CLOSED, with [`Error::ConnectionAborted`](super::Error::ConnectionAborted)
+    /// for whoever holds it, nothing to send and no timer, so a driver can keep serving the
+    /// application's handle until it lets go.
+    pub fn aborted(cfg: Config, local: SocketAddr, remote: SocketAddr) -> Connection {
+        // CLOSED arms no timer, so the time it was made at never matters.
+        let mut c = Connection::new(cfg, local, remote, SeqNum(0), Instant::ZERO);
+        c.error = Some(super::Error::ConnectionAborted);
+        c
+    }
+
+    /// `<SEQ=SND.NXT><CTL=RST>` (RFC 9293 §3.10.7.3), telling the peer this connection is
+    /// gone; `None` before the handshake completed. Built from plain fields, with no state
+    /// machine involved, so it can be asked of a connection whose engine panicked.
+    pub fn reset_segment(&self) -> Option<TcpRepr> {
+        if !self.state.is_synchronized() {
+            return None;
+        }
+        Some(TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.snd_nxt.0,
+            flags: crate::wire::TcpFlags::RST,
+            ..TcpRepr::default()
+        })
     }
 }
