@@ -257,3 +257,41 @@ fn ack_overtaking_a_handshake_retransmission() {
     assert!(c.conn.snd_una() <= c.conn.snd_nxt());
     assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]);
 }
+
+/// Found by `fuzz_engine`: both sides sent into windows they believed closed, both peers
+/// took it, and each side's pure ACKs then carried a sequence number below the other's
+/// RCV.NXT — each dropped the other's acknowledgments forever. A pure ACK just left of the
+/// window that acknowledges new data is now taken for its acknowledgment (as FreeBSD does);
+/// one that acknowledges nothing new, one far below, and data or a FIN below are not.
+#[test]
+fn pure_ack_left_of_the_window_is_taken_when_it_acknowledges_new_data() {
+    let (mut c, _) = established(plain(), None);
+    c.advance_to(ms(1000));
+    c.input(&peer("PSH+ACK", 2001, 101), &[b'p'; 100]);
+    assert_eq!(c.read_all(), vec![b'p'; 100]);
+    c.conn.send(&[b'c'; 300]).unwrap();
+    let out = c.drain();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(c.conn.snd_una().0, 101);
+
+    // Below RCV.NXT (2101): data and a FIN are not taken, nor an ACK of nothing new, nor
+    // one from farther below than a receive buffer.
+    c.advance_to(ms(1100));
+    c.input(&peer("PSH+ACK", 2001, 201), &[b'x'; 50]);
+    assert_eq!(c.conn.snd_una().0, 101, "data below the window");
+    c.input(&peer("FIN+ACK", 2050, 201), &[]);
+    assert_eq!(c.conn.snd_una().0, 101, "a FIN below the window");
+    c.input(&peer("ACK", 2050, 101), &[]);
+    assert_eq!(c.conn.snd_una().0, 101);
+    c.input(&peer("ACK", 2101u32.wrapping_sub(2_000_000), 201), &[]);
+    assert_eq!(c.conn.snd_una().0, 101, "far below");
+
+    // The pure ACK at 2050 acknowledging 100 new bytes is taken, and the ACK is RFC 5961
+    // §5.2-checked like any other: one of data never sent is not.
+    c.input(&peer("ACK", 2050, 201), &[]);
+    assert_eq!(c.conn.snd_una().0, 201);
+    c.input(&peer("ACK", 2050, 9_999), &[]);
+    assert_eq!(c.conn.snd_una().0, 201);
+    assert_eq!(c.conn.state(), State::Established);
+    assert_eq!(c.conn.recv_queue(), 0);
+}

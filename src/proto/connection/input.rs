@@ -262,7 +262,11 @@ impl Connection {
                         self.timers.time_wait = Some(now + self.cfg.time_wait);
                     }
                 }
-                return;
+                if !self.stale_ack_advances(seg, seg_len, seq) {
+                    return;
+                }
+                // Its acknowledgment is taken; nothing else of it.
+                text_allowed = false;
             }
         }
 
@@ -350,7 +354,11 @@ impl Connection {
         }
 
         // Sixth: the urgent pointer (RFC 6093: it points just past the urgent data).
-        if flags.contains(TcpFlags::URG) && self.state.receives_data() && seg.urgent > 0 {
+        if flags.contains(TcpFlags::URG)
+            && text_allowed
+            && self.state.receives_data()
+            && seg.urgent > 0
+        {
             let up = seq + u32::from(seg.urgent);
             if self.rcv_up.is_none_or(|cur| up > cur) {
                 self.rcv_up = Some(up);
@@ -366,6 +374,29 @@ impl Connection {
             self.probes_out = 0;
             self.arm_keepalive(now);
         }
+    }
+
+    /// Whether a pure ACK just left of the window still carries news to take: it acknowledges
+    /// data beyond SND.UNA (RFC 5961 §5.2's bounds still apply later). A peer whose window we
+    /// thought closed, and who took a probe or retransmission from us anyway, sends its pure
+    /// ACKs at what it believes our window's edge, below our RCV.NXT; if both sides are in
+    /// that state, each drops the other's ACKs and neither ever learns what arrived (found by
+    /// `fuzz_engine`). As FreeBSD's `tcp_input` ("keep on processing for RST or ACK"), the
+    /// acknowledgment of such a segment is processed — only a pure ACK, within a receive
+    /// buffer's length below RCV.NXT, that moves SND.UNA forward — and its window under
+    /// RFC 9293's SND.WL1/SND.WL2 rule; never text, FIN or urgent pointer.
+    fn stale_ack_advances(&self, seg: &TcpRepr, seg_len: u32, seq: SeqNum) -> bool {
+        let below = self.rcv_nxt - seq;
+        seg_len == 0
+            && self.state.is_synchronized()
+            && seg.flags.contains(TcpFlags::ACK)
+            && !seg
+                .flags
+                .intersects(TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN)
+            && below > 0
+            && (below as usize) <= self.recv_buf.capacity()
+            && SeqNum(seg.ack) > self.snd_una
+            && SeqNum(seg.ack) <= self.snd_max
     }
 
     /// Whether an out-of-window segment may be answered with an ACK now. Pure ACKs are
