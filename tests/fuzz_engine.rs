@@ -327,6 +327,20 @@ impl Case {
     /// The network moves one segment towards side `i`: delivered in order or out of it,
     /// duplicated, or lost.
     fn step_network(&mut self, i: usize) {
+        // Now and then the network catches up with everything queued: without it the queue,
+        // fed faster than one segment a step drains it, would hold segments for minutes of
+        // virtual time and time the connection out.
+        let burst = if self.rng.chance(30) {
+            self.wire[i].len()
+        } else {
+            1
+        };
+        for _ in 0..burst {
+            self.network_one(i);
+        }
+    }
+
+    fn network_one(&mut self, i: usize) {
         if self.wire[i].is_empty() {
             return;
         }
@@ -408,10 +422,26 @@ impl Case {
             self.sides[k].conn.handle_timeout(t);
         }
         self.trace(|| {
+            let d = |c: &Connection| {
+                let i = c.info();
+                format!(
+                    "{:?} una={} nxt={} max={} swnd={} rcv_nxt={} rwnd={} q={}/{} rto={:?}",
+                    c.state(),
+                    c.snd_una().0,
+                    c.snd_nxt().0,
+                    c.snd_max().0,
+                    i.send_window,
+                    c.rcv_nxt().0,
+                    c.rcv_wnd(),
+                    c.send_queue(),
+                    c.recv_queue(),
+                    i.rto
+                )
+            };
             format!(
-                "time -> {t:?}: {:?} / {:?}",
-                self.sides[0].conn.state(),
-                self.sides[1].conn.state()
+                "time -> {t:?}: {} / {}",
+                d(&self.sides[0].conn),
+                d(&self.sides[1].conn)
             )
         });
     }
