@@ -224,6 +224,8 @@ impl Connection {
         // First: is the sequence number acceptable?
         let wnd = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
         let mut text_allowed = true;
+        // Taken only for its acknowledgment (see `stale_ack_advances`).
+        let mut stale_ack = false;
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
             // RFC 9293 §3.10.7.4 wants RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND. A peer that
@@ -267,6 +269,7 @@ impl Connection {
                 }
                 // Its acknowledgment is taken; nothing else of it.
                 text_allowed = false;
+                stale_ack = true;
             }
         }
 
@@ -325,8 +328,9 @@ impl Connection {
         // Record the timestamp to echo (RFC 7323 §4.3), only now that the segment passed
         // every check: a segment that is then dropped (a forged one, RFC 5961) must not move
         // TS.Recent, or a single blind guess with a huge TSval would make PAWS reject all of
-        // the genuine peer's segments from then on.
-        if self.ts_ok {
+        // the genuine peer's segments from then on. Nor does a segment left of the window,
+        // taken for its acknowledgment only.
+        if self.ts_ok && !stale_ack {
             if let Some((tsval, _)) = seg.options.timestamps {
                 if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
                     self.ts_recent = tsval;
