@@ -627,7 +627,7 @@ impl Case {
         let in_window = |r: &mut Rng| nxt.wrapping_add(r.below(u64::from(wnd).max(1)) as u32);
         let valid_ack =
             |r: &mut Rng| una.wrapping_add(r.below(u64::from(max.wrapping_sub(una)) + 1) as u32);
-        let (seq, ack) = match r.below(6) {
+        let (seq, ack) = match r.below(7) {
             // §3.2: RST anywhere but RCV.NXT.
             0 => {
                 flags = TcpFlags::RST
@@ -675,6 +675,14 @@ impl Case {
             }
             // RFC 9293 §3.10.7.4 fifth: no ACK bit.
             4 => (in_window(r), r.u32()),
+            // A pure ACK left of the window that acknowledges nothing new: not even its
+            // acknowledgment is taken (only one that moves SND.UNA is).
+            5 => {
+                flags = TcpFlags::ACK;
+                len = 0;
+                let seq = nxt.wrapping_sub(1 + r.below(5000) as u32);
+                (seq, una.wrapping_sub(r.below(1000) as u32))
+            }
             // First: data wholly outside the window, below or beyond it.
             _ => {
                 flags.insert(TcpFlags::ACK);
