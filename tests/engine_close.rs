@@ -435,12 +435,14 @@ fn exact_rst_resets_an_established_connection() {
 }
 
 /// RFC 5961 §3.2 (2): a RST in the window but not at RCV.NXT draws a challenge ACK
-/// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` and the connection stays.
+/// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` and the connection stays. (Each arrives 500 ms
+/// after the last: challenge ACKs are rate-limited, see `challenge_acks_are_rate_limited`.)
 #[test]
 fn inexact_rst_in_window_draws_a_challenge_ack() {
     let mut c = established_client(plain());
     c.advance_to(ms(1000));
     for seq in [2002, 3001, 2001 + 65_534] {
+        c.advance(Duration::from_millis(500));
         c.input(&peer("RST", seq, 0), &[]);
         assert_eq!(c.ladder(), ["ACK      S:101 A:2001"], "RST at {seq}");
         assert_eq!(c.conn.state(), State::Established);
@@ -559,6 +561,7 @@ fn syn_in_established_draws_a_challenge_ack() {
     let mut c = established_client(plain());
     c.advance_to(ms(1000));
     for seq in [2001, 2501, 5] {
+        c.advance(Duration::from_millis(500));
         c.input(&peer("SYN", seq, 0), &[]);
         assert_eq!(c.ladder(), ["ACK      S:101 A:2001"], "SYN at {seq}");
         assert_eq!(c.conn.state(), State::Established);
@@ -580,7 +583,9 @@ fn ack_for_data_never_sent_is_acked_and_dropped() {
     let mut buf = [0u8; 512];
     assert_eq!(c.conn.recv(&mut buf), Err(Error::WouldBlock));
 
-    // Far below SND.UNA - MAX.SND.WND (101 - 65535).
+    // Far below SND.UNA - MAX.SND.WND (101 - 65535); half a second later, past the
+    // challenge ACKs' rate limit (RFC 5961 §7).
+    c.advance_to(ms(1500));
     c.input(
         &peer("PSH+ACK", 2001, 101u32.wrapping_sub(70_000)),
         &[b'y'; 100],

@@ -91,6 +91,11 @@ pub struct TcpInfo {
     pub segments_sent: u64,
     /// Segments received, including ones that were dropped.
     pub segments_received: u64,
+    /// Challenge ACKs sent (RFC 5961 §3.2, §4.2, §5.2: answers to a RST in the window but
+    /// not at RCV.NXT, a SYN on a synchronized connection, an unacceptable ACK).
+    pub challenge_acks: u64,
+    /// Challenge ACKs not sent because one had just been (RFC 5961 §7 rate limit).
+    pub challenge_acks_skipped: u64,
     /// Window scale shift we apply to the peer's window (RFC 7323).
     pub send_wscale: u8,
     /// Window scale shift we announced.

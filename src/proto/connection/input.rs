@@ -11,7 +11,8 @@ const DEFAULT_MSS_V6: u32 = 1220;
 /// Smallest MSS accepted from a peer (as Linux's `tcp_min_snd_mss`), so a hostile SYN
 /// cannot make us send one-byte segments.
 const MIN_PEER_MSS: u32 = 48;
-/// Least time between ACKs answering out-of-window pure ACKs (Linux: 500 ms).
+/// Least time between ACKs answering out-of-window pure ACKs, and between challenge ACKs
+/// (RFC 5961 §7; Linux's `tcp_invalid_ratelimit`: 500 ms).
 const OOW_ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// TCP header bytes taken by the timestamp option, padded (RFC 7323 §3.2).
 const TS_OPTION_LEN: u32 = 12;
@@ -150,6 +151,11 @@ impl Connection {
     /// Our SYN is acknowledged: stop its timer. RFC 6298 §5.7: if it had to be retransmitted
     /// and no RTT was measured, data starts with an RTO of 3 s.
     fn handshake_done(&mut self) {
+        // A retransmission timeout (or a repeated SYN) may have moved SND.NXT back to the
+        // ISS to send the SYN again; the ACK of it arrived first. RFC 9293 §3.10.7.3/4 set
+        // SND.UNA = SEG.ACK, and SND.UNA =< SND.NXT must hold (RFC 9293 §3.3.1), or the
+        // first data would be sent from below SND.UNA.
+        self.snd_nxt = self.snd_nxt.max(self.snd_una);
         self.timers.retransmit = None;
         if self.retries > 0 {
             self.rtt.raise_unmeasured(std::time::Duration::from_secs(3));
@@ -205,7 +211,11 @@ impl Connection {
             if let Some((tsval, _)) = seg.options.timestamps {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     tracing::trace!(local = %self.local, remote = %self.remote, tsval, "segment dropped by PAWS");
-                    self.ack_now = true;
+                    // RFC 7323 §5.3 R1: acknowledge and drop; pure ACKs under the same
+                    // limit as other out-of-window ones (RFC 5961 §7).
+                    if self.may_answer_out_of_window(now, seg_len) {
+                        self.ack_now = true;
+                    }
                     return;
                 }
             }
@@ -214,9 +224,17 @@ impl Connection {
         // First: is the sequence number acceptable?
         let wnd = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
         let mut text_allowed = true;
+        // Taken only for its acknowledgment (see `stale_ack_advances`).
+        let mut stale_ack = false;
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
-            (0, _) => seq.in_window(self.rcv_nxt, wnd),
+            // RFC 9293 §3.10.7.4 wants RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND. A peer that
+            // filled our window exactly, and lost it all, sends every pure ACK at
+            // SND.NXT = our right edge until its retransmission arrives; dropping those
+            // would ignore its acknowledgments, window updates and keepalive answers for
+            // as long as its RTO backs off. Like Linux (`tcp_sequence`), take a zero-length
+            // segment exactly at the edge; not a RST, whose rules RFC 5961 §3.2 keeps strict.
+            (0, _) => seq.in_window(self.rcv_nxt, wnd) || (!rst && seq == self.rcv_nxt + wnd),
             (_, 0) => false,
             (_, _) => {
                 seq.in_window(self.rcv_nxt, wnd)
@@ -235,30 +253,30 @@ impl Connection {
                     // Data received before: report the duplicate (RFC 2883 §4).
                     self.note_duplicate(seq, seq + payload.len());
                 }
-                if !rst && self.may_answer_out_of_window(now, seg_len) {
+                if syn && !rst {
+                    // RFC 5961 §4.2: a SYN, "irrespective of the sequence number", draws a
+                    // (rate-limited) challenge ACK.
+                    self.challenge_ack(now);
+                } else if !rst && self.may_answer_out_of_window(now, seg_len) {
                     self.ack_now = true;
                     if self.state == State::TimeWait && fin {
                         // A repeated FIN: acknowledge it and restart the 2×MSL wait.
                         self.timers.time_wait = Some(now + self.cfg.time_wait);
                     }
                 }
-                return;
-            }
-        }
-
-        // Record the timestamp to echo (RFC 7323 §4.3).
-        if self.ts_ok {
-            if let Some((tsval, _)) = seg.options.timestamps {
-                if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                    self.ts_recent = tsval;
+                if !self.stale_ack_advances(seg, seg_len, seq) {
+                    return;
                 }
+                // Its acknowledgment is taken; nothing else of it.
+                text_allowed = false;
+                stale_ack = true;
             }
         }
 
         // Second: RST (RFC 5961 §3.2: exact match resets, in-window draws a challenge ACK).
         if rst {
             if seq != self.rcv_nxt {
-                self.ack_now = true;
+                self.challenge_ack(now);
                 return;
             }
             match self.state {
@@ -276,7 +294,7 @@ impl Connection {
 
         // Fourth: a SYN in a synchronized state draws a challenge ACK (RFC 5961 §4.2).
         if syn {
-            self.ack_now = true;
+            self.challenge_ack(now);
             return;
         }
 
@@ -300,14 +318,24 @@ impl Connection {
                 return;
             }
         }
-        // RFC 5961 §5.2: an ACK for data never sent, or far older than any window we had.
-        if ack > self.snd_max {
-            self.ack_now = true;
+        // RFC 5961 §5.2: only (SND.UNA - MAX.SND.WND) <= SEG.ACK <= SND.NXT is acceptable;
+        // an ACK for data never sent, or far older than any window we had, is discarded
+        // and challenged.
+        if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd.max(self.snd_mss) {
+            self.challenge_ack(now);
             return;
         }
-        if ack < self.snd_una - self.max_snd_wnd.max(self.snd_mss) {
-            self.ack_now = true;
-            return;
+        // Record the timestamp to echo (RFC 7323 §4.3), only now that the segment passed
+        // every check: a segment that is then dropped (a forged one, RFC 5961) must not move
+        // TS.Recent, or a single blind guess with a huge TSval would make PAWS reject all of
+        // the genuine peer's segments from then on. Nor does a segment left of the window,
+        // taken for its acknowledgment only.
+        if self.ts_ok && !stale_ack {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                    self.ts_recent = tsval;
+                }
+            }
         }
         self.accepted = true;
         self.process_ack(now, seg, payload.len());
@@ -330,7 +358,11 @@ impl Connection {
         }
 
         // Sixth: the urgent pointer (RFC 6093: it points just past the urgent data).
-        if flags.contains(TcpFlags::URG) && self.state.receives_data() && seg.urgent > 0 {
+        if flags.contains(TcpFlags::URG)
+            && text_allowed
+            && self.state.receives_data()
+            && seg.urgent > 0
+        {
             let up = seq + u32::from(seg.urgent);
             if self.rcv_up.is_none_or(|cur| up > cur) {
                 self.rcv_up = Some(up);
@@ -348,23 +380,67 @@ impl Connection {
         }
     }
 
+    /// Whether a pure ACK just left of the window still carries news to take: it acknowledges
+    /// data beyond SND.UNA (RFC 5961 §5.2's bounds still apply later). A peer whose window we
+    /// thought closed, and who took a probe or retransmission from us anyway, sends its pure
+    /// ACKs at what it believes our window's edge, below our RCV.NXT; if both sides are in
+    /// that state, each drops the other's ACKs and neither ever learns what arrived (found by
+    /// `fuzz_engine`). As FreeBSD's `tcp_input` ("keep on processing for RST or ACK"), the
+    /// acknowledgment of such a segment is processed — only a pure ACK, within a receive
+    /// buffer's length below RCV.NXT, that moves SND.UNA forward — and its window under
+    /// RFC 9293's SND.WL1/SND.WL2 rule; never text, FIN or urgent pointer.
+    fn stale_ack_advances(&self, seg: &TcpRepr, seg_len: u32, seq: SeqNum) -> bool {
+        let below = self.rcv_nxt - seq;
+        seg_len == 0
+            && self.state.is_synchronized()
+            && seg.flags.contains(TcpFlags::ACK)
+            && !seg
+                .flags
+                .intersects(TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN)
+            && below > 0
+            && (below as usize) <= self.recv_buf.capacity()
+            && SeqNum(seg.ack) > self.snd_una
+            && SeqNum(seg.ack) <= self.snd_max
+    }
+
     /// Whether an out-of-window segment may be answered with an ACK now. Pure ACKs are
     /// answered at most once per [`OOW_ACK_INTERVAL`] (RFC 5961 §7, as Linux's
     /// `tcp_invalid_ratelimit`): two stacks that each find the other's ACKs outside their
     /// window would otherwise ACK each other forever. Segments with data, SYN or FIN are
     /// always answered.
     fn may_answer_out_of_window(&mut self, now: Instant, seg_len: u32) -> bool {
-        if seg_len > 0 {
-            return true;
-        }
+        seg_len > 0 || !self.oow_rate_limited(now)
+    }
+
+    /// RFC 5961 §7 (ACK throttling): whether an ACK answering a segment we did not accept
+    /// must be held back because one was sent less than [`OOW_ACK_INTERVAL`] ago; if not,
+    /// counts this one. The limit is per connection, as Linux's `tcp_oow_rate_limited`: a
+    /// limit shared by every connection of the host would let an off-path attacker learn,
+    /// by counting the challenge ACKs it draws, whether its guesses hit someone else's
+    /// connection (CVE-2016-5696).
+    fn oow_rate_limited(&mut self, now: Instant) -> bool {
         if self
             .last_oow_ack
-            .is_some_and(|t| now - t < OOW_ACK_INTERVAL)
+            .is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL)
         {
-            return false;
+            return true;
         }
         self.last_oow_ack = Some(now);
-        true
+        false
+    }
+
+    /// Answers a segment that may be a blind attacker's guess — a RST inside the window but
+    /// not at RCV.NXT (RFC 5961 §3.2), a SYN on a synchronized connection (§4.2), an
+    /// unacceptable ACK (§5.2) — with a challenge ACK `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`,
+    /// rate-limited (§7). The genuine peer answers it with what it would have sent (an exact
+    /// RST, a new SYN after its own RST); an attacker learns nothing it can use.
+    fn challenge_ack(&mut self, now: Instant) {
+        if self.oow_rate_limited(now) {
+            self.stats.challenge_acks_skipped += 1;
+            return;
+        }
+        self.stats.challenge_acks += 1;
+        self.ack_now = true;
     }
 
     /// RFC 9293 §3.10.7.4 "seventh, process the segment text" and "eighth, check the FIN bit".

@@ -214,6 +214,8 @@ struct Stats {
     bytes_retransmitted: u64,
     segments_sent: u64,
     segments_received: u64,
+    challenge_acks: u64,
+    challenge_acks_skipped: u64,
 }
 
 /// Pending timers; `None` means not armed.
@@ -607,6 +609,36 @@ impl Connection {
         &self.cfg
     }
 
+    /// SND.UNA (RFC 9293 §3.3.1): the oldest sequence number sent and not acknowledged.
+    /// Read-only, for tests and diagnostics.
+    pub fn snd_una(&self) -> SeqNum {
+        self.snd_una
+    }
+
+    /// SND.NXT (RFC 9293 §3.3.1): the next sequence number to send. It moves back to
+    /// SND.UNA when a retransmission timeout goes back over what is in flight; always
+    /// `snd_una() <= snd_nxt() <= snd_max()`.
+    pub fn snd_nxt(&self) -> SeqNum {
+        self.snd_nxt
+    }
+
+    /// The highest sequence number sent so far, plus one: the SND.NXT that RFC 5961 §5.2's
+    /// ACK check compares with.
+    pub fn snd_max(&self) -> SeqNum {
+        self.snd_max
+    }
+
+    /// RCV.NXT (RFC 9293 §3.3.1): the next sequence number expected from the peer.
+    pub fn rcv_nxt(&self) -> SeqNum {
+        self.rcv_nxt
+    }
+
+    /// RCV.WND as last advertised: the receive window runs from [`rcv_nxt`](Self::rcv_nxt)
+    /// for this many sequence numbers (RFC 9293 §3.3.1; RFC 5961 §3 aims its checks at it).
+    pub fn rcv_wnd(&self) -> u32 {
+        (self.rcv_adv - self.rcv_nxt).max(0) as u32
+    }
+
     /// Whether the handshake completed (the connection is or was open).
     pub fn is_established(&self) -> bool {
         self.state.is_synchronized()
@@ -840,6 +872,8 @@ impl Connection {
             bytes_received: self.stats.bytes_received,
             segments_sent: self.stats.segments_sent,
             segments_received: self.stats.segments_received,
+            challenge_acks: self.stats.challenge_acks,
+            challenge_acks_skipped: self.stats.challenge_acks_skipped,
             send_wscale: self.snd_wscale,
             recv_wscale: self.rcv_wscale,
             sack: self.sack_ok,
