@@ -231,3 +231,66 @@ async fn orphans_past_the_limit_are_reset() {
         "the two within the limit are still closing"
     );
 }
+
+/// Peers that send to applications that do not read cannot push the stack's buffer memory
+/// far past `max_buffer_memory`: once it is reached, data is stored only in the room already
+/// allocated and the rest is dropped for the peers to send again. Nothing is lost: once the
+/// applications read, every byte arrives, in order.
+#[tokio::test(start_paused = true)]
+async fn buffer_memory_is_bounded_and_nothing_is_lost() {
+    const LIMIT: usize = 512 << 10;
+    const EACH: usize = 2 << 20;
+    let net = SimNetwork::new(14);
+    let server = Stack::builder()
+        .tcp_config(Config::default())
+        .datapath(net.host("10.0.0.1".parse().unwrap()).unwrap())
+        .max_buffer_memory(LIMIT)
+        .build()
+        .unwrap();
+    let client = Stack::builder()
+        .tcp_config(Config::default())
+        .datapath(net.host("10.0.0.2".parse().unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let listener = server.bind("10.0.0.1:80").await.unwrap();
+    let mut accepted = Vec::new();
+    let mut writers = Vec::new();
+    for i in 0..8u8 {
+        let mut c = client.connect(addr("10.0.0.1:80")).await.unwrap();
+        accepted.push(listener.accept().await.unwrap().0);
+        writers.push(tokio::spawn(async move {
+            let data: Vec<u8> = (0..EACH).map(|j| (j as u8).wrapping_add(i)).collect();
+            c.write_all(&data).await.unwrap();
+            c.shutdown().await.unwrap();
+            c
+        }));
+    }
+    // Nobody reads for a while: the peers fill what they may.
+    let mut peak = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        peak = peak.max(server.stats().buffer_memory);
+    }
+    let stats = server.stats();
+    assert!(stats.memory_pressure >= 1, "{stats:?}");
+    // One step of a buffer's growth may overshoot before the pressure is seen.
+    assert!(
+        peak <= 2 * LIMIT,
+        "peak {peak} B against a limit of {LIMIT} B"
+    );
+    // Then everything is read, byte for byte.
+    for (i, mut s) in accepted.into_iter().enumerate() {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), EACH);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(j, b)| *b == (j as u8).wrapping_add(i as u8)),
+            "stream {i} differs"
+        );
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+}

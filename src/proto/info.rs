@@ -96,6 +96,9 @@ pub struct TcpInfo {
     pub challenge_acks: u64,
     /// Challenge ACKs not sent because one had just been (RFC 5961 §7 rate limit).
     pub challenge_acks_skipped: u64,
+    /// Segments whose data was dropped, wholly or in part, because the stack was short of
+    /// buffer memory ([`Connection::set_memory_pressure`](super::Connection::set_memory_pressure)).
+    pub pressure_drops: u64,
     /// Window scale shift we apply to the peer's window (RFC 7323).
     pub send_wscale: u8,
     /// Window scale shift we announced.

@@ -20,6 +20,10 @@ pub const MAX_RANGES: usize = 1024;
 /// may be a hundred thousand of them).
 pub const RETAIN: usize = 0;
 
+/// Storage a connection may always use for received data, even when its stack is short of
+/// memory (Linux guarantees each socket `tcp_rmem[0]`, 4 KiB, likewise).
+pub const PRESSURE_FLOOR: usize = 4096;
+
 /// Received bytes: readable in-order data and reassembly state.
 #[derive(Debug, Default)]
 pub struct RecvBuffer {
@@ -198,6 +202,15 @@ impl RecvBuffer {
     /// cost allocations and page faults), an idle one should [`release`](Self::release) it.
     pub fn holds_idle_memory(&self) -> bool {
         self.data.is_empty() && self.data.capacity() > RETAIN
+    }
+
+    /// How far past RCV.NXT data can be stored without growing the storage (at least
+    /// [`PRESSURE_FLOOR`] bytes of it), for a stack short of memory.
+    pub fn room_without_growth(&self) -> usize {
+        self.data
+            .capacity()
+            .max(PRESSURE_FLOOR)
+            .saturating_sub(self.readable)
     }
 
     /// Bytes of storage allocated.

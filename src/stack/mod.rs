@@ -108,6 +108,10 @@ pub struct StackStats {
     /// Connections whose engine panicked: each was reset (its application sees
     /// `ConnectionAborted`, its peer a RST) and the stack went on serving the others.
     pub poisoned: u64,
+    /// Send and receive buffer storage held by all connections now, in bytes.
+    pub buffer_memory: usize,
+    /// Times the stack went short of buffer memory ([`StackBuilder::max_buffer_memory`]).
+    pub memory_pressure: u64,
     /// Connections in TIME-WAIT now.
     pub time_wait: usize,
     /// Connections the application let go that are still closing now.
@@ -179,6 +183,10 @@ pub(crate) struct Inner {
     /// (local, remote, carrier, segment).
     pub(in crate::stack) poisoned_resets:
         Vec<(SocketAddr, SocketAddr, Option<SocketAddr>, TcpRepr)>,
+    /// Send and receive buffer storage of every connection, as last counted.
+    pub(in crate::stack) buffer_memory: usize,
+    /// Above this, connections are told they are short of memory.
+    pub(in crate::stack) max_buffer_memory: usize,
 }
 
 impl Shared {
@@ -279,6 +287,8 @@ impl Shared {
 /// Segments one inline transmit builds at most (a slot holds the largest packet, so a batch
 /// is 4 × 64 KiB).
 const INLINE_BATCH: usize = 4;
+/// The default of [`StackBuilder::max_buffer_memory`].
+const DEFAULT_MAX_BUFFER_MEMORY: usize = 1 << 30;
 /// Inline batches kept for reuse.
 const INLINE_POOL: usize = 4;
 
@@ -339,6 +349,7 @@ impl Inner {
         let Some(e) = self.table.take(id) else {
             return;
         };
+        self.buffer_memory = self.buffer_memory.saturating_sub(e.buffer_memory as usize);
         self.reaped = true;
         if let Some(a) = e.claimed.and_then(|c| self.drop_claim(c)) {
             self.unbind_later.push(a);
@@ -508,6 +519,7 @@ pub struct StackBuilder {
     pcap: Option<PathBuf>,
     syn_cookies: Option<SynCookieMode>,
     limits: Option<Limits>,
+    max_buffer_memory: Option<usize>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -581,7 +593,11 @@ impl StackBuilder {
     pub fn build(mut self) -> io::Result<Stack> {
         let cookies = self.syn_cookies.take();
         let limits = self.limits.take();
+        let max_memory = self.max_buffer_memory.take();
         let stack = self.start()?;
+        if let Some(bytes) = max_memory {
+            stack.owner.shared.lock().max_buffer_memory = bytes;
+        }
         if let Some(mode) = cookies {
             stack.set_syn_cookies(mode);
         }
@@ -589,6 +605,17 @@ impl StackBuilder {
             stack.set_limits(limits);
         }
         Ok(stack)
+    }
+
+    /// The most send and receive buffer storage all connections together may hold, like
+    /// Linux's `net.ipv4.tcp_mem` (default 1 GiB). Above it the stack is short of memory:
+    /// arriving data is stored only in order and in storage already allocated (at least 4
+    /// KiB a connection), the rest is dropped for the peer to send again, until reads and
+    /// closes bring the total down. Each connection's own buffers stay bounded by its
+    /// [`Config`] in any case.
+    pub fn max_buffer_memory(mut self, bytes: usize) -> Self {
+        self.max_buffer_memory = Some(bytes);
+        self
     }
 
     /// Bounds on connections in TIME-WAIT and on connections the application let go that
@@ -684,6 +711,8 @@ impl StackBuilder {
                 connect_order: Vec::new(),
                 connect_cursor: 0,
                 poisoned_resets: Vec::new(),
+                buffer_memory: 0,
+                max_buffer_memory: DEFAULT_MAX_BUFFER_MEMORY,
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
@@ -747,6 +776,7 @@ impl Stack {
             pcap: None,
             syn_cookies: None,
             limits: None,
+            max_buffer_memory: None,
         }
     }
 
@@ -821,6 +851,7 @@ impl Stack {
             orphan_overflows: ep.orphan_overflows,
             time_wait: ep.time_wait,
             orphans: ep.orphans,
+            buffer_memory: inner.buffer_memory,
             ..inner.stats.clone()
         }
     }

@@ -495,6 +495,22 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
     let Some(e) = inner.table.get_mut(id) else {
         return;
     };
+    // The stack's buffer memory, counted as each connection is touched; above the limit,
+    // connections store no more than they have room for (as Linux under `tcp_mem`).
+    let mem = u32::try_from(e.conn.buffer_memory()).unwrap_or(u32::MAX);
+    let before = std::mem::replace(&mut e.buffer_memory, mem);
+    let total = (inner.buffer_memory + mem as usize).saturating_sub(before as usize);
+    let was_short = inner.buffer_memory > inner.max_buffer_memory;
+    inner.buffer_memory = total;
+    let short = total > inner.max_buffer_memory;
+    if short && !was_short {
+        inner.stats.memory_pressure += 1;
+        tracing::debug!(total, "rawtcp: short of buffer memory");
+    }
+    let Some(e) = inner.table.get_mut(id) else {
+        return;
+    };
+    e.conn.set_memory_pressure(short);
     let deadline = e.conn.poll_timeout();
     if let Some(d) = deadline {
         if e.scheduled.is_none_or(|s| d < s) {

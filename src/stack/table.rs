@@ -84,6 +84,8 @@ pub(crate) struct Entry {
     /// Where the datapath must carry this connection's packets (the UDP address the peer
     /// speaks from), learned only from segments the connection accepted.
     pub(in crate::stack) route: Option<SocketAddr>,
+    /// The connection's buffer memory when it was last counted in the stack's total.
+    pub(in crate::stack) buffer_memory: u32,
 }
 
 impl Entry {
@@ -108,6 +110,7 @@ impl Entry {
             error_taken: false,
             handshake_seen: false,
             route: None,
+            buffer_memory: 0,
         }
     }
 }

@@ -470,8 +470,22 @@ impl Connection {
             }
         }
         // Trim to the room in the buffer; a trimmed segment loses its FIN.
-        let room = self.recv_buf.window();
+        let mut room = self.recv_buf.window();
         let offset = (seq - self.rcv_nxt) as usize;
+        if self.memory_pressure {
+            // The stack is short of memory (as Linux's `tcp_try_rmem_schedule` failing): no
+            // out-of-order data is held and the storage does not grow; what does not fit is
+            // dropped, acknowledged as missing, and sent again by the peer.
+            room = if offset > 0 {
+                0
+            } else {
+                room.min(self.recv_buf.room_without_growth())
+            };
+            if data.len() > room {
+                self.ack_now = true;
+                self.stats.pressure_drops += 1;
+            }
+        }
         if offset + data.len() > room {
             data = &data[..room.saturating_sub(offset).min(data.len())];
             fin = false;

@@ -216,6 +216,7 @@ struct Stats {
     segments_received: u64,
     challenge_acks: u64,
     challenge_acks_skipped: u64,
+    pressure_drops: u64,
 }
 
 /// Pending timers; `None` means not armed.
@@ -309,6 +310,8 @@ pub struct Connection {
     orphaned: bool,
     /// Zero-window probes sent since the application let go, answered or not.
     orphan_probes: u32,
+    /// The driver is short of buffer memory: hold no out-of-order data, grow no buffer.
+    memory_pressure: bool,
     /// Starts of the most recently received out-of-order segments, newest first: the SACK
     /// blocks to report first (RFC 2018 §4).
     sack_recent: [Option<SeqNum>; 4],
@@ -476,6 +479,7 @@ impl Connection {
             read_closed: false,
             orphaned: false,
             orphan_probes: 0,
+            memory_pressure: false,
             sack_recent: [None; 4],
             dsack: None,
             wscale_ok: false,
@@ -725,6 +729,14 @@ impl Connection {
         self.send_buf.allocated() + self.recv_buf.allocated()
     }
 
+    /// Tells the connection whether its driver is short of buffer memory. While it is,
+    /// arriving data is stored only in order and within the storage already allocated (at
+    /// least [`PRESSURE_FLOOR`](super::recv::PRESSURE_FLOOR) bytes); the rest is dropped
+    /// and the peer sends it again (counted in [`TcpInfo::pressure_drops`]).
+    pub fn set_memory_pressure(&mut self, on: bool) {
+        self.memory_pressure = on;
+    }
+
     /// Bytes written and not yet acknowledged.
     pub fn send_queue(&self) -> usize {
         self.send_buf.len()
@@ -874,6 +886,7 @@ impl Connection {
             segments_received: self.stats.segments_received,
             challenge_acks: self.stats.challenge_acks,
             challenge_acks_skipped: self.stats.challenge_acks_skipped,
+            pressure_drops: self.stats.pressure_drops,
             send_wscale: self.snd_wscale,
             recv_wscale: self.rcv_wscale,
             sack: self.sack_ok,
