@@ -76,6 +76,12 @@ pub struct Config {
     /// even when the peer answers each one (Linux `tcp_orphan_retries`, whose 0 means 8): a
     /// peer that keeps its window shut cannot hold an orphan forever.
     pub orphan_retries: u32,
+    /// Most out-of-order ranges (runs of bytes beyond a hole) held per connection; a segment
+    /// that would need another is dropped and sent again by the peer. Their bytes are
+    /// bounded by the receive buffer anyway; this bounds the bookkeeping an attacker sending
+    /// a byte in every other position can cause. Default 1,024
+    /// ([`recv::MAX_RANGES`](super::recv::MAX_RANGES)).
+    pub max_out_of_order: usize,
     /// Disables Nagle's algorithm (TCP_NODELAY) when true.
     pub nodelay: bool,
     /// Delayed-ACK timer (RFC 9293 §3.8.6.3: under 0.5 s; Linux: 40 ms). Zero acknowledges
@@ -108,6 +114,7 @@ impl Default for Config {
             time_wait: Duration::from_secs(60),
             fin_wait2_timeout: Duration::from_secs(60),
             orphan_retries: 8,
+            max_out_of_order: super::recv::MAX_RANGES,
             nodelay: false,
             delayed_ack: Duration::from_millis(40),
             window_scaling: true,
@@ -141,6 +148,7 @@ impl Config {
             && self.time_wait == o.time_wait
             && self.fin_wait2_timeout == o.fin_wait2_timeout
             && self.orphan_retries == o.orphan_retries
+            && self.max_out_of_order == o.max_out_of_order
             && self.nodelay == o.nodelay
             && self.delayed_ack == o.delayed_ack
             && self.window_scaling == o.window_scaling

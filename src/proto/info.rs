@@ -99,6 +99,9 @@ pub struct TcpInfo {
     /// Segments whose data was dropped, wholly or in part, because the stack was short of
     /// buffer memory ([`Connection::set_memory_pressure`](super::Connection::set_memory_pressure)).
     pub pressure_drops: u64,
+    /// Out-of-order segments dropped because the connection held
+    /// [`Config::max_out_of_order`](super::Config::max_out_of_order) ranges already.
+    pub out_of_order_drops: u64,
     /// Window scale shift we apply to the peer's window (RFC 7323).
     pub send_wscale: u8,
     /// Window scale shift we announced.

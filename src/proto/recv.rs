@@ -93,8 +93,15 @@ impl RecvBuffer {
             .map(|&(s, e)| (s.max(offset), e.min(end)))
     }
 
-    /// Stores `payload` at `offset` bytes past RCV.NXT. The caller has trimmed it to the window.
+    /// Stores `payload` at `offset` bytes past RCV.NXT, holding at most [`MAX_RANGES`]
+    /// out-of-order ranges. The caller has trimmed it to the window.
     pub fn insert(&mut self, offset: usize, payload: &[u8]) -> Inserted {
+        self.insert_limited(offset, payload, MAX_RANGES)
+    }
+
+    /// [`insert`](Self::insert), holding at most `max_ranges` out-of-order ranges: a
+    /// segment that would need more is dropped (`Inserted::dropped`).
+    pub fn insert_limited(&mut self, offset: usize, payload: &[u8], max_ranges: usize) -> Inserted {
         let mut result = Inserted {
             advanced: 0,
             dropped: false,
@@ -113,7 +120,7 @@ impl RecvBuffer {
             return result;
         }
         let (start, end) = (offset, offset + payload.len());
-        if start > 0 && !self.can_add_range(start, end) {
+        if start > 0 && !self.can_add_range(start, end, max_ranges) {
             result.dropped = true;
             return result;
         }
@@ -135,9 +142,9 @@ impl RecvBuffer {
         result
     }
 
-    fn can_add_range(&self, start: usize, end: usize) -> bool {
+    fn can_add_range(&self, start: usize, end: usize, max_ranges: usize) -> bool {
         // Adding a range that merges with an existing one never grows the list.
-        self.ranges.len() < MAX_RANGES || self.ranges.iter().any(|&(s, e)| start <= e && end >= s)
+        self.ranges.len() < max_ranges || self.ranges.iter().any(|&(s, e)| start <= e && end >= s)
     }
 
     fn add_range(&mut self, start: usize, end: usize) {

@@ -505,7 +505,13 @@ impl Connection {
                     self.note_duplicate(self.rcv_nxt + l, self.rcv_nxt + r);
                 }
             }
-            let ins = self.recv_buf.insert(offset, data);
+            let ins = self
+                .recv_buf
+                .insert_limited(offset, data, self.cfg.max_out_of_order);
+            if ins.dropped {
+                // Too many holes held already: the sender resends this one later.
+                self.stats.out_of_order_drops += 1;
+            }
             if ins.advanced > 0 {
                 self.rcv_nxt += ins.advanced;
                 self.stats.bytes_received += ins.advanced as u64;

@@ -217,6 +217,7 @@ struct Stats {
     challenge_acks: u64,
     challenge_acks_skipped: u64,
     pressure_drops: u64,
+    out_of_order_drops: u64,
 }
 
 /// Pending timers; `None` means not armed.
@@ -887,6 +888,7 @@ impl Connection {
             challenge_acks: self.stats.challenge_acks,
             challenge_acks_skipped: self.stats.challenge_acks_skipped,
             pressure_drops: self.stats.pressure_drops,
+            out_of_order_drops: self.stats.out_of_order_drops,
             send_wscale: self.snd_wscale,
             recv_wscale: self.rcv_wscale,
             sack: self.sack_ok,
