@@ -415,23 +415,13 @@ fn handle_packet(
             None
         }
         Route::CookieAccept { accept, cookie } => {
-            let made = inner.table.listeners.get(&accept.listener).and_then(|l| {
-                let cfg = shared.config_for(&l.config, remote.ip());
-                let conn =
-                    Connection::accept_cookie(cfg, local, remote, &cookie, &tcp, payload, now)?;
-                Some(Entry {
-                    route: carrier,
-                    tos: l.tos,
-                    ..Entry::new(conn, l.ttl)
-                })
+            // The handshake completed with this ACK: reported at once, so the connection
+            // joins the accept queue.
+            let made = store_accepted(shared, inner, accept, (remote, carrier), |cfg| {
+                Connection::accept_cookie(cfg, local, remote, &cookie, &tcp, payload, now)
             });
-            match made {
-                Some(entry) => {
-                    inner.table.put(accept.handle, entry);
-                    inner.mark_dirty(accept.handle);
-                    inner.report(accept.handle);
-                }
-                None => inner.forget(accept.handle),
+            if made {
+                inner.report(accept.handle);
             }
             None
         }
@@ -454,9 +444,24 @@ fn accept_syn(
         inner.forget(old);
     }
     let iss = shared.isn(inner, local, remote);
+    store_accepted(shared, inner, accept, (remote, carrier), |cfg| {
+        Connection::accept(cfg, local, remote, syn, iss, now)
+    });
+}
+
+/// Makes a connection for listener `accept.listener` with `make` (given the listener's
+/// settings for the peer at `remote`) and stores it under the handle the endpoint chose, with the
+/// listener's TTL and traffic class. If the engine declines, the endpoint's record goes the
+/// one way every connection leaves. Returns whether the connection was made.
+fn store_accepted(
+    shared: &Shared,
+    inner: &mut Inner,
+    accept: Accept,
+    (remote, carrier): (SocketAddr, Option<SocketAddr>),
+    make: impl FnOnce(crate::proto::Config) -> Option<Connection>,
+) -> bool {
     let made = inner.table.listeners.get(&accept.listener).and_then(|l| {
-        let cfg = shared.config_for(&l.config, remote.ip());
-        let conn = Connection::accept(cfg, local, remote, syn, iss, now)?;
+        let conn = make(shared.config_for(&l.config, remote.ip()))?;
         Some(Entry {
             route: carrier,
             tos: l.tos,
@@ -467,10 +472,12 @@ fn accept_syn(
         Some(entry) => {
             inner.table.put(accept.handle, entry);
             inner.mark_dirty(accept.handle);
+            true
         }
-        // The engine declined the SYN: the endpoint's record goes the one way every
-        // connection leaves.
-        None => inner.forget(accept.handle),
+        None => {
+            inner.forget(accept.handle);
+            false
+        }
     }
 }
 
