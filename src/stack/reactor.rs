@@ -28,6 +28,9 @@ pub(crate) const SLOT: usize = MAX_PACKET + 40 + TCP_MAX_HEADER_LEN;
 pub(crate) struct Reactor {
     shared: Arc<Shared>,
     rx: Batch,
+    /// The headers of the packets in `rx`, parsed and checksummed before the stack is
+    /// locked (reused from batch to batch).
+    parsed: Vec<Parsed>,
     tx: Batch,
     sleep: Pin<Box<tokio::time::Sleep>>,
     sleeping_until: Option<Instant>,
@@ -38,6 +41,7 @@ impl Reactor {
         Reactor {
             shared,
             rx: Batch::new(BATCH, MAX_PACKET),
+            parsed: Vec::with_capacity(BATCH),
             tx: Batch::new(BATCH, SLOT),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             sleeping_until: None,
@@ -76,18 +80,31 @@ impl Future for Reactor {
                     Poll::Pending => break,
                 }
             }
+            // Headers and checksums are the costly, connection-independent part of a
+            // packet's processing: done before the stack is locked.
+            let partial = shared.datapath.partial_checksums();
+            let verify = shared.datapath.verify_checksums();
+            this.parsed.clear();
+            for i in 0..this.rx.len() {
+                if partial {
+                    wire::complete_partial_checksum(this.rx.get_mut(i));
+                }
+                this.parsed.push(Parsed::of(this.rx.get(i), verify));
+            }
             let now = shared.now();
             let next = {
                 let mut guard = shared.lock();
                 let inner = &mut *guard;
-                let partial = shared.datapath.partial_checksums();
                 for i in 0..this.rx.len() {
-                    if partial {
-                        wire::complete_partial_checksum(this.rx.get_mut(i));
-                    }
                     let carrier = this.rx.carrier(i);
-                    let urgent =
-                        handle_packet(&shared, inner, &mut this.tx, now, this.rx.get(i), carrier);
+                    let urgent = handle_packet(
+                        &shared,
+                        inner,
+                        &mut this.tx,
+                        now,
+                        (this.rx.get(i), &this.parsed[i]),
+                        carrier,
+                    );
                     if let Some(id) = urgent {
                         // An ACK reporting a gap or a duplicate goes before the next arrival
                         // is processed, so each out-of-order segment gets its own
@@ -321,26 +338,54 @@ pub(crate) fn emit_into(
     }
 }
 
-/// Parses, demultiplexes and delivers one arriving packet. Returns the connection it went to
-/// when that connection owes an acknowledgment that should leave at once.
+/// An arriving packet's headers, parsed and checksummed (or why it did not parse); its
+/// payload stays in the receive batch, at `payload`.
+pub(crate) enum Parsed {
+    Tcp {
+        ip: wire::IpRepr,
+        tcp: TcpRepr,
+        payload: std::ops::Range<usize>,
+    },
+    Malformed(wire::WireError),
+}
+
+impl Parsed {
+    fn of(packet: &[u8], verify_checksum: bool) -> Parsed {
+        match wire::parse_tcp_packet(packet, verify_checksum) {
+            Ok((ip, tcp, payload)) => {
+                // The payload is a subslice of `packet`: its place, by address.
+                let start = payload.as_ptr() as usize - packet.as_ptr() as usize;
+                Parsed::Tcp {
+                    ip,
+                    tcp,
+                    payload: start..start + payload.len(),
+                }
+            }
+            Err(e) => Parsed::Malformed(e),
+        }
+    }
+}
+
+/// Demultiplexes and delivers one arriving packet (its bytes and its parsed headers).
+/// Returns the connection it went to when that connection owes an acknowledgment that
+/// should leave at once.
 fn handle_packet(
     shared: &Shared,
     inner: &mut Inner,
     tx: &mut Batch,
     now: Instant,
-    packet: &[u8],
+    (packet, parsed): (&[u8], &Parsed),
     carrier: Option<SocketAddr>,
 ) -> Option<ConnId> {
     inner.stats.packets_in += 1;
-    let (ip, tcp, payload) =
-        match wire::parse_tcp_packet(packet, shared.datapath.verify_checksums()) {
-            Ok(p) => p,
-            Err(e) => {
-                inner.stats.malformed += 1;
-                tracing::trace!(error = %e, "dropped malformed packet");
-                return None;
-            }
-        };
+    let (ip, tcp, payload) = match parsed {
+        Parsed::Tcp { ip, tcp, payload } => (ip, *tcp, packet.get(payload.clone())?),
+        Parsed::Malformed(e) => {
+            inner.stats.malformed += 1;
+            tracing::trace!(error = %e, "dropped malformed packet");
+            return None;
+        }
+    };
     let local = SocketAddr::new(ip.dst_addr(), tcp.dst_port);
     let remote = SocketAddr::new(ip.src_addr(), tcp.src_port);
     if let Some(tap) = &shared.tap {
