@@ -322,7 +322,7 @@ impl Connection {
             .sent
             .rack_detect_loss(now, xmit, end, self.rack.rtt() + reo_wnd);
         self.timers.reorder = timeout.map(|t| now + t);
-        self.stats.rack_lost += u64::from(lost);
+        self.stats.rack_lost += lost;
         lost
     }
 
