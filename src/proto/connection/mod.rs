@@ -195,7 +195,7 @@ enum Recovery {
 }
 
 /// An event counter: 32 bits that stop at their maximum, as Linux's `tcp_info` keeps such
-/// counts in 32 bits. Fifteen of them are a sizeable share of an idle connection's memory
+/// counts (segments included) in 32 bits. Seventeen of them are a sizeable share of an idle connection's memory
 /// (the goal is 2 KiB per endpoint), so they are not 64 bits wide.
 #[derive(Debug, Default, Clone, Copy)]
 struct Count(u32);
@@ -230,8 +230,8 @@ struct Stats {
     bytes_acked: u64,
     bytes_received: u64,
     bytes_retransmitted: u64,
-    segments_sent: u64,
-    segments_received: u64,
+    segments_sent: Count,
+    segments_received: Count,
     challenge_acks: Count,
     challenge_acks_skipped: Count,
     pressure_drops: Count,
@@ -901,8 +901,8 @@ impl Connection {
             bytes_sent: self.stats.bytes_sent,
             bytes_acked: self.stats.bytes_acked,
             bytes_received: self.stats.bytes_received,
-            segments_sent: self.stats.segments_sent,
-            segments_received: self.stats.segments_received,
+            segments_sent: self.stats.segments_sent.get(),
+            segments_received: self.stats.segments_received.get(),
             challenge_acks: self.stats.challenge_acks.get(),
             challenge_acks_skipped: self.stats.challenge_acks_skipped.get(),
             pressure_drops: self.stats.pressure_drops.get(),
