@@ -65,14 +65,19 @@ impl IsnGenerator {
     fn keyed(&self, local: SocketAddr, remote: SocketAddr, salt: u8) -> u32 {
         let mut h = SipHasher24::new_with_key(&self.key);
         h.write_u8(salt);
-        for addr in [local, remote] {
-            match addr {
-                SocketAddr::V4(a) => h.write(&a.ip().octets()),
-                SocketAddr::V6(a) => h.write(&a.ip().octets()),
-            }
-            h.write_u16(addr.port());
-        }
+        write_tuple(&mut h, local, remote);
         h.finish() as u32
+    }
+}
+
+/// Feeds a connection's 4-tuple into a keyed hash: the addresses' octets and the ports.
+pub(crate) fn write_tuple(h: &mut impl Hasher, local: SocketAddr, remote: SocketAddr) {
+    for addr in [local, remote] {
+        match addr {
+            SocketAddr::V4(a) => h.write(&a.ip().octets()),
+            SocketAddr::V6(a) => h.write(&a.ip().octets()),
+        }
+        h.write_u16(addr.port());
     }
 }
 

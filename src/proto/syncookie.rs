@@ -55,7 +55,7 @@ const TS_SACK: u32 = 1 << 4;
 /// Why a cookie ACK was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieError {
-    /// Not an ACK without SYN, RST or FIN... that could complete a handshake.
+    /// Not an ACK, or one carrying SYN or RST: it cannot complete a handshake.
     NotAnAck,
     /// Made more than one tick ago, or under a secret already forgotten.
     Stale,
@@ -306,13 +306,7 @@ fn mac(
     mss_index: u32,
 ) -> u32 {
     let mut h = SipHasher24::new_with_key(key);
-    for addr in [local, remote] {
-        match addr {
-            SocketAddr::V4(a) => h.write(&a.ip().octets()),
-            SocketAddr::V6(a) => h.write(&a.ip().octets()),
-        }
-        h.write_u16(addr.port());
-    }
+    super::isn::write_tuple(&mut h, local, remote);
     h.write_u32(irs.0);
     h.write_u64(tick);
     h.write_u32(mss_index);

@@ -559,9 +559,6 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
         inner.stats.memory_pressure += 1;
         tracing::debug!(total, "rawtcp: short of buffer memory");
     }
-    let Some(e) = inner.table.get_mut(id) else {
-        return;
-    };
     e.conn.set_memory_pressure(short);
     let deadline = e.conn.poll_timeout();
     if let Some(d) = deadline {

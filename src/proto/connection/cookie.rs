@@ -85,15 +85,8 @@ impl Connection {
     /// gone; `None` before the handshake completed. Built from plain fields, with no state
     /// machine involved, so it can be asked of a connection whose engine panicked.
     pub fn reset_segment(&self) -> Option<TcpRepr> {
-        if !self.state.is_synchronized() {
-            return None;
-        }
-        Some(TcpRepr {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
-            seq: self.snd_nxt.0,
-            flags: crate::wire::TcpFlags::RST,
-            ..TcpRepr::default()
-        })
+        self.state
+            .is_synchronized()
+            .then(|| self.rst_reply(self.snd_nxt.0))
     }
 }

@@ -589,7 +589,7 @@ impl Connection {
     }
 
     /// A RST carrying `seq` and no ACK: the answer to an unacceptable ACK (RFC 9293 §3.10.7).
-    fn rst_reply(&self, seq: u32) -> TcpRepr {
+    pub(super) fn rst_reply(&self, seq: u32) -> TcpRepr {
         TcpRepr {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
