@@ -26,7 +26,7 @@ use crate::wire::view::PacketView;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use socket2::SockRef;
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{self, IoSliceMut, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -67,13 +67,6 @@ struct Counters {
     malformed: AtomicU64,
 }
 
-struct Ports {
-    /// Kernel TCP sockets holding each claimed address.
-    reservations: HashMap<SocketAddr, Socket>,
-    /// How many claims use each port (the nftables set and the filter hold ports).
-    ports: BTreeMap<u16, usize>,
-}
-
 /// Complete IP packets over raw sockets; see the module documentation.
 ///
 /// The raw sockets are registered with tokio's reactor through `tokio::net::UdpSocket`: a
@@ -83,11 +76,13 @@ struct Ports {
 pub struct RawDatapath {
     v4: Registered,
     v6: Option<Registered>,
-    /// Claim bookkeeping; held while `nft` and the socket filters change, which takes
-    /// milliseconds, so the per-packet question [`owns`](Datapath::owns) does not use it.
-    ports: Mutex<Ports>,
-    /// The claimed addresses, read per packet: a read lock and one or two hash lookups.
-    owned: RwLock<HashSet<SocketAddr>>,
+    /// How many claims use each port (the nftables set and the socket filters hold ports).
+    /// Held while `nft` and the filters change, which takes milliseconds, so the per-packet
+    /// question [`owns`](Datapath::owns) does not take it.
+    ports: Mutex<BTreeMap<u16, usize>>,
+    /// Kernel TCP sockets holding each claimed address; read per packet by `owns` (a read
+    /// lock and one or two hash lookups), written under `ports`.
+    reservations: RwLock<HashMap<SocketAddr, Socket>>,
     table: String,
     mtu: usize,
     stats: Counters,
@@ -268,11 +263,8 @@ impl RawDatapath {
         Ok(RawDatapath {
             v4,
             v6,
-            ports: Mutex::new(Ports {
-                reservations: HashMap::new(),
-                ports: BTreeMap::new(),
-            }),
-            owned: RwLock::new(HashSet::new()),
+            ports: Mutex::new(BTreeMap::new()),
+            reservations: RwLock::new(HashMap::new()),
             table,
             mtu: Self::smallest_mtu(),
             stats: Counters::default(),
@@ -294,12 +286,16 @@ impl RawDatapath {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ports> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, usize>> {
         self.ports.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn refilter(&self, ports: &Ports) -> io::Result<()> {
-        let list: Vec<u16> = ports.ports.keys().copied().collect();
+    fn reservations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SocketAddr, Socket>> {
+        self.reservations.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refilter(&self, ports: &BTreeMap<u16, usize>) -> io::Result<()> {
+        let list: Vec<u16> = ports.keys().copied().collect();
         SockRef::from(&self.v4).attach_filter(&filter(&list, false))?;
         if let Some(v6) = &self.v6 {
             SockRef::from(v6).attach_filter(&filter(&list, true))?;
@@ -447,8 +443,8 @@ impl Datapath for RawDatapath {
             SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), local.port()),
             SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), local.port()),
         };
-        let owned = self.owned.read().unwrap_or_else(|p| p.into_inner());
-        owned.contains(&local) || owned.contains(&wildcard)
+        let claimed = self.reservations.read().unwrap_or_else(|p| p.into_inner());
+        claimed.contains_key(&local) || claimed.contains_key(&wildcard)
     }
 
     fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {
@@ -472,8 +468,8 @@ impl Datapath for RawDatapath {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("reservation has no address"))?;
-        let mut p = self.lock();
-        let users = p.ports.entry(claimed.port()).or_insert(0);
+        let mut ports = self.lock();
+        let users = ports.entry(claimed.port()).or_insert(0);
         *users += 1;
         if *users == 1 {
             if let Err(e) = nft(&format!(
@@ -481,30 +477,22 @@ impl Datapath for RawDatapath {
                 self.table,
                 claimed.port()
             )) {
-                p.ports.remove(&claimed.port());
+                ports.remove(&claimed.port());
                 return Err(e);
             }
-            self.refilter(&p)?;
+            self.refilter(&ports)?;
         }
-        p.reservations.insert(claimed, reservation);
-        self.owned
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(claimed);
+        self.reservations().insert(claimed, reservation);
         Ok(claimed)
     }
 
     fn unbind(&self, local: SocketAddr) {
-        let mut p = self.lock();
-        if p.reservations.remove(&local).is_none() {
+        let mut ports = self.lock();
+        if self.reservations().remove(&local).is_none() {
             return;
         }
-        self.owned
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&local);
         let port = local.port();
-        let last = match p.ports.get_mut(&port) {
+        let last = match ports.get_mut(&port) {
             Some(users) => {
                 *users -= 1;
                 *users == 0
@@ -512,8 +500,8 @@ impl Datapath for RawDatapath {
             None => false,
         };
         if last {
-            p.ports.remove(&port);
-            let _ = self.refilter(&p);
+            ports.remove(&port);
+            let _ = self.refilter(&ports);
             if let Err(e) = nft(&format!(
                 "delete element inet {} ports {{ {port} }}\n",
                 self.table
