@@ -14,6 +14,8 @@
 //! Only 127.0.0.1 is used. The tests need root (raw sockets, nftables) and `nft`; without
 //! them each says so loudly and skips — unless `CI=true`, where that is a failure.
 
+mod privileged;
+
 use rawtcp::datapath::raw::RawDatapath;
 use rawtcp::wire::{emit_tcp_packet, TcpFlags, TcpOptions, TcpRepr};
 use rawtcp::{Direction, Stack};
@@ -34,43 +36,9 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 /// RFC 5961 §7 as the engine applies it: one challenge ACK per 500 ms per connection.
 const CHALLENGE_INTERVAL: Duration = Duration::from_millis(600);
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn have_nft() -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", "command -v nft"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Whether this test can run; panics in CI when it cannot.
 fn runnable(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !is_root() {
-        missing.push("root privileges");
-    }
-    if !have_nft() {
-        missing.push("nft");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("blind-attack test {test} needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: this is a failure, not a skip)");
-    }
-    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-    false
+    privileged::runnable("blind-attack test", test, &["nft"])
 }
 
 /// One segment the server sent or received, as the tap saw it.

@@ -9,6 +9,8 @@
 //! `CI=true`, where that is a failure.
 #![cfg(feature = "graph")]
 
+mod privileged;
+
 use rawtcp::inspect::graph::{colors, TimeSequence};
 use rawtcp::inspect::ladder::Ladder;
 use rawtcp::inspect::{Capture, Side};
@@ -24,44 +26,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 const TOOLS: [&str; 6] = ["ip", "nft", "tcpdump", "curl", "python3", "tshark"];
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Whether this test can run; panics in CI when it cannot.
 fn runnable(test: &str) -> bool {
-    let mut missing: Vec<String> = TOOLS
-        .iter()
-        .filter(|t| !have(t))
-        .map(|t| t.to_string())
-        .collect();
-    if !is_root() {
-        missing.insert(0, "root privileges".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("kernel capture test {test} needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: this is a failure, not a skip)");
-    }
-    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-    false
+    privileged::runnable("kernel capture test", test, &TOOLS)
 }
 
 fn sh(cmd: &str) -> String {
@@ -137,7 +104,7 @@ impl Net {
              ip -n {a} link set lo up && ip -n {b} link set lo up && \
              ip -n {a} link set ka{tag} up && ip -n {b} link set kb{tag} up"
         ));
-        if have("ethtool") {
+        if privileged::have("ethtool") {
             for (ns, dev) in [(a, format!("ka{tag}")), (b, format!("kb{tag}"))] {
                 let _ = Command::new("ip")
                     .args(["netns", "exec", ns, "ethtool", "-K", &dev])

@@ -8,6 +8,8 @@
 //! Without them each test says so loudly and skips — unless `CI=true`, where a missing
 //! privilege or tool is a failure. `.ci/run` installs the tools.
 
+mod privileged;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,25 +23,6 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 const TOOLS: [&str; 7] = ["ip", "nft", "curl", "socat", "wrk", "tshark", "python3"];
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Whether this test can run; panics in CI when it cannot.
 fn runnable(test: &str) -> bool {
     runnable_with(test, &[])
@@ -47,24 +30,7 @@ fn runnable(test: &str) -> bool {
 
 /// Whether this test, which also needs the tools `extra`, can run; panics in CI when it cannot.
 fn runnable_with(test: &str, extra: &[&str]) -> bool {
-    let mut missing: Vec<String> = TOOLS
-        .iter()
-        .chain(extra)
-        .filter(|t| !have(t))
-        .map(|t| t.to_string())
-        .collect();
-    if !is_root() {
-        missing.insert(0, "root privileges".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("interop test {test} needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: this is a failure, not a skip)");
-    }
-    eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
-    false
+    privileged::runnable("interop test", test, &[&TOOLS[..], extra].concat())
 }
 
 fn sh(cmd: &str) {
