@@ -71,12 +71,16 @@
 //! loss the figures are whatever the endpoints and the bridge manage, not a link's speed.
 //! IPv4 only.
 
+#[path = "support/harness.rs"]
+mod harness;
+
+use harness::*;
 use nix::sys::socket::{self as nsock, sockopt, ControlMessageOwned, MsgFlags};
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -117,8 +121,6 @@ const KERNEL_PORT: u16 = 8081;
 const MSS: f64 = 1448.0;
 /// How long a freshly started server or bridge has to answer.
 const STARTUP: Duration = Duration::from_secs(10);
-/// Bytes read from curl at a time.
-const CHUNK: usize = 256 * 1024;
 /// Smallest download under loss, whatever the budget.
 const MIN_CAPPED_SIZE: u64 = 1_000_000;
 /// A silence this long inside one connection counts as a stall (Linux's minimum RTO).
@@ -232,13 +234,6 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(args)
 }
 
-fn parse_in(v: &str, what: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, String> {
-    v.parse()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or(format!("{what} must be a number in {range:?}, not {v:?}"))
-}
-
 fn parse_one(v: &str, what: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, String> {
     v.trim()
         .parse::<f64>()
@@ -255,38 +250,6 @@ fn parse_list(
     v.split(',')
         .map(|s| parse_one(s, what, range.clone()))
         .collect()
-}
-
-/// `123`, `100k`, `20M`, `1G`, `64Mi`...: decimal or binary multiples.
-fn parse_size(s: &str) -> Option<u64> {
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let mult: u64 = match unit.trim_end_matches(['B', 'b']) {
-        "" => 1,
-        "k" | "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return None,
-    };
-    n.parse::<u64>().ok()?.checked_mul(mult)
-}
-
-/// The command line, quoted where a shell would need it.
-fn command_line() -> String {
-    let quote = |a: String| {
-        if !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/.,_-=:".contains(c))
-        {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    std::env::args().map(quote).collect::<Vec<_>>().join(" ")
 }
 
 /// Sets `STOP` on SIGINT or SIGTERM. The handlers are installed before this returns.
@@ -314,21 +277,6 @@ fn stop_on_signals() -> Result<(), String> {
     Ok(())
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let uid = s.lines().find(|l| l.starts_with("Uid:"))?;
-            Some(uid.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
 /// What this program needs and does not have, if anything.
 fn missing_requirements() -> Option<String> {
     let mut missing: Vec<&str> = ["ip", "ethtool", "curl", "nft"]
@@ -344,37 +292,6 @@ fn missing_requirements() -> Option<String> {
             missing.join(", ")
         )
     })
-}
-
-/// The `http_server` example, built next to this program.
-fn http_server_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let p = exe.with_file_name("http_server");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} is missing: run `cargo build --release --examples` first",
-            p.display()
-        ))
-    }
-}
-
-/// Runs a command to completion; its stdout, or why it failed.
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
@@ -1280,28 +1197,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Counts the bytes read and checks them against the pattern `byte[i] = i % 251`.
-fn read_pattern(mut from: impl Read) -> Result<u64, String> {
-    // The pattern from any phase is a slice of this.
-    let pattern: Vec<u8> = (0..251 + CHUNK).map(|i| (i % 251) as u8).collect();
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos: u64 = 0;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(pos),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading curl's output: {e}")),
-        };
-        let phase = (pos % 251) as usize;
-        if buf[..n] != pattern[phase..phase + n] {
-            let i = (0..n).find(|&i| buf[i] != pattern[phase + i]).unwrap_or(0);
-            return Err(format!("byte {} differs from the pattern", pos + i as u64));
-        }
-        pos += n as u64;
     }
 }
 

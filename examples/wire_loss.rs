@@ -28,8 +28,12 @@
 //! failed (or the run was interrupted), 2 when the set-up failed. The namespaces, processes
 //! and nftables table are removed on every exit path, Ctrl-C and SIGTERM included.
 
+#[path = "support/harness.rs"]
+mod harness;
+
+use harness::*;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -48,8 +52,6 @@ const RAWTCP_PORT: u16 = 8080;
 const KERNEL_PORT: u16 = 8081;
 /// How long a freshly started server has to answer.
 const STARTUP: Duration = Duration::from_secs(10);
-/// Bytes read from curl at a time.
-const CHUNK: usize = 256 * 1024;
 
 /// Set by SIGINT or SIGTERM: every loop stops and the guards clean up.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -104,13 +106,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn parse_in(v: &str, what: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, String> {
-    v.parse()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or(format!("{what} must be a number in {range:?}, not {v:?}"))
-}
-
 fn parse_losses(v: &str) -> Result<Vec<f64>, String> {
     v.split(',')
         .map(|s| {
@@ -121,38 +116,6 @@ fn parse_losses(v: &str) -> Result<Vec<f64>, String> {
                 .ok_or(format!("bad loss rate {s:?}: per cent, 0 to 100"))
         })
         .collect()
-}
-
-/// `123`, `100k`, `20M`, `1G`, `64Mi`...: decimal or binary multiples.
-fn parse_size(s: &str) -> Option<u64> {
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let mult: u64 = match unit.trim_end_matches(['B', 'b']) {
-        "" => 1,
-        "k" | "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return None,
-    };
-    n.parse::<u64>().ok()?.checked_mul(mult)
-}
-
-/// The command line, quoted where a shell would need it.
-fn command_line() -> String {
-    let quote = |a: String| {
-        if !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/.,_-=:".contains(c))
-        {
-            a
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    std::env::args().map(quote).collect::<Vec<_>>().join(" ")
 }
 
 /// Sets `STOP` on SIGINT or SIGTERM. The handlers are installed before this returns.
@@ -181,21 +144,6 @@ fn stop_on_signals() -> Result<(), String> {
     Ok(())
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let uid = s.lines().find(|l| l.starts_with("Uid:"))?;
-            Some(uid.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
 /// What this program needs and does not have, if anything.
 fn missing_requirements() -> Option<String> {
     let mut missing: Vec<&str> = ["ip", "nft", "ethtool", "curl"]
@@ -206,37 +154,6 @@ fn missing_requirements() -> Option<String> {
         missing.insert(0, "root privileges");
     }
     (!missing.is_empty()).then(|| format!("wire_loss needs {}", missing.join(", ")))
-}
-
-/// The `http_server` example, built next to this program.
-fn http_server_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let p = exe.with_file_name("http_server");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} is missing: run `cargo build --release --examples` first",
-            p.display()
-        ))
-    }
-}
-
-/// Runs a command to completion; its stdout, or why it failed.
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// Two namespaces joined by a veth pair, A at `ADDR_A`, B at `ADDR_B`, offloads off on both
@@ -439,28 +356,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Counts the bytes read and checks them against the pattern `byte[i] = i % 251`.
-fn read_pattern(mut from: impl Read) -> Result<u64, String> {
-    // The pattern from any phase is a slice of this.
-    let pattern: Vec<u8> = (0..251 + CHUNK).map(|i| (i % 251) as u8).collect();
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos: u64 = 0;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(pos),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading curl's output: {e}")),
-        };
-        let phase = (pos % 251) as usize;
-        if buf[..n] != pattern[phase..phase + n] {
-            let i = (0..n).find(|&i| buf[i] != pattern[phase + i]).unwrap_or(0);
-            return Err(format!("byte {} differs from the pattern", pos + i as u64));
-        }
-        pos += n as u64;
     }
 }
 
