@@ -21,6 +21,9 @@
 //!
 //! `--serve` and `--flood` are the roles the program runs itself in inside the namespaces.
 
+#[path = "support/harness.rs"]
+mod harness;
+
 use rawtcp::wire::{emit_tcp_packet, TcpFlags, TcpRepr};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{BufRead, BufReader};
@@ -66,11 +69,7 @@ fn main() {
             _ => panic!("{USAGE}"),
         }
     }
-    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    });
-    if !is_root {
+    if !harness::is_root() {
         eprintln!("syn_flood needs root (network namespaces and raw sockets)");
         std::process::exit(2);
     }
