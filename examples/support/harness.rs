@@ -1,7 +1,7 @@
-//! What the examples that drive namespaces (`wire_loss`, `wan_loss`, `syn_flood`) share: reading their arguments and
-//! command line, checking the host, finding the HTTP server binary, running tools, and
-//! checking a download against the HTTP server's byte pattern. Included by each with
-//! `#[path]`; not an example of its own.
+//! What the examples that drive namespaces (`wire_loss`, `wan_loss`, `syn_flood`) share:
+//! reading arguments and the command line, checking the host, finding the HTTP server
+//! binary, running tools, and checking a download against the HTTP server's byte pattern.
+//! Included by each with `#[path]`; not an example of its own.
 #![allow(dead_code)]
 
 use std::io::Read;
