@@ -310,12 +310,7 @@ pub(crate) fn emit_into(
         let packet = &mut slot[start..room + t.payload_len];
         let emitted =
             wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet)
-                .and_then(|len| {
-                    if tos != 0 {
-                        wire::ip::set_traffic_class(packet, tos)?;
-                    }
-                    Ok(len)
-                });
+                .and_then(|len| with_traffic_class(packet, len, tos));
         match emitted {
             Ok(len) => {
                 if let Some(tap) = &shared.tap {
@@ -599,6 +594,15 @@ fn shrink_timers(inner: &mut Inner) {
     }
 }
 
+/// Writes traffic class `tos` into the IP header of the `len`-byte packet just emitted
+/// (zero, the default, leaves the header as emitted); returns `len`.
+fn with_traffic_class(packet: &mut [u8], len: usize, tos: u8) -> Result<usize, wire::WireError> {
+    if tos != 0 {
+        wire::ip::set_traffic_class(packet, tos)?;
+    }
+    Ok(len)
+}
+
 /// The earliest live deadline.
 fn next_deadline(inner: &mut Inner) -> Option<Instant> {
     while let Some(&Reverse((t, id))) = inner.timers.peek() {
@@ -624,7 +628,6 @@ pub(crate) fn emit(
     (ttl, tos): (u8, u8),
     repr: &TcpRepr,
 ) {
-    let payload: &[u8] = &[];
     let (local, remote, carrier) = to;
     let src = if local.ip().is_unspecified() {
         match shared.datapath.local_ip_for(remote.ip()) {
@@ -637,13 +640,8 @@ pub(crate) fn emit(
     let Some(slot) = tx.next_slot() else {
         return;
     };
-    let emitted =
-        wire::emit_tcp_packet(src, remote.ip(), ttl, repr, payload, slot).and_then(|len| {
-            if tos != 0 {
-                wire::ip::set_traffic_class(&mut slot[..len], tos)?;
-            }
-            Ok(len)
-        });
+    let emitted = wire::emit_tcp_packet(src, remote.ip(), ttl, repr, &[], slot)
+        .and_then(|len| with_traffic_class(&mut slot[..len], len, tos));
     match emitted {
         Ok(len) => {
             if let Some(tap) = &shared.tap {
@@ -652,7 +650,7 @@ pub(crate) fn emit(
                     src: SocketAddr::new(src, local.port()),
                     dst: remote,
                     tcp: repr,
-                    payload_len: payload.len(),
+                    payload_len: 0,
                     packet: &slot[..len],
                     kind: Some(SegmentKind::Control),
                     sample: None,
