@@ -350,8 +350,9 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     });
     let st = stack.stats();
     println!(
-        "rawtcp stack after the latency group: packets out {}, writes sent by the writer itself {}",
-        st.packets_out, st.inline_transmits
+        "rawtcp stack after the latency group: packets in {} out {}, writes sent by the writer \
+         itself {}, receive batches handled by a waiting task {}",
+        st.packets_in, st.packets_out, st.inline_transmits, st.inline_receives
     );
 }
 
@@ -431,11 +432,13 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     let st = stack.stats();
     println!(
         "rawtcp stack after the connections group: connections in table {}, packets in {} out {}, \
-         sent by writers themselves {}, resets sent {}, SYNs dropped {}, malformed {}",
+         sent by writers themselves {}, receive batches handled by a waiting task {}, resets \
+         sent {}, SYNs dropped {}, malformed {}",
         st.connections,
         st.packets_in,
         st.packets_out,
         st.inline_transmits,
+        st.inline_receives,
         st.resets_sent,
         st.syn_dropped,
         st.malformed

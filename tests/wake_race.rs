@@ -278,3 +278,64 @@ async fn ping_pong_on_many_connections_never_stalls() {
     }
     echo.await.unwrap();
 }
+
+/// A task that waits to read is handed the stack's arriving packets to receive for everyone
+/// (`StackStats::inline_receives`). Here such a task gives its wait up — its read dropped by
+/// a timeout — and then sleeps without reading, still queued. Packets for another
+/// connection, whose reader queued after it, arrive next and are handed to the sleeper,
+/// which never receives them: the reactor's watchdog must, within a few milliseconds. The
+/// clients live on a second stack, so that nothing they do wakes the servers' reactor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_handed_to_a_task_that_stopped_waiting_still_arrive() {
+    let servers = udp_stack();
+    let clients = udp_stack();
+    let listener = servers.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut a1 = clients.connect(addr).await.expect("connect a");
+    let (mut a2, _) = listener.accept().await.expect("accept a");
+    let mut b1 = clients.connect(addr).await.expect("connect b");
+    let (mut b2, _) = listener.accept().await.expect("accept b");
+    a1.set_nodelay(true).expect("nodelay");
+    b1.set_nodelay(true).expect("nodelay");
+
+    // The sleeper: waits on `a2` until its timeout drops the read, then sleeps.
+    let (queued_tx, queued_rx) = tokio::sync::oneshot::channel();
+    let sleeper = tokio::spawn(async move {
+        let mut buf = [0u8; 16];
+        let r = tokio::time::timeout(Duration::from_millis(50), a2.read(&mut buf)).await;
+        assert!(r.is_err(), "nothing was sent on a: the read must time out");
+        queued_tx.send(()).expect("main task waits");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        a2
+    });
+    queued_rx.await.expect("sleeper ran");
+    // `b2`'s reader queues behind the sleeper; the servers' stack goes quiet; `b1` writes.
+    let reader = tokio::spawn(async move {
+        let mut got = vec![0u8; 4];
+        b2.read_exact(&mut got).await.expect("read b");
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = servers.stats().inline_receives;
+    b1.write_all(b"ping").await.expect("write b");
+    // The watchdog's 10 ms, with room for a loaded machine; without it the bytes would wait
+    // for the servers' next timer (an idle connection's, a second after its last activity).
+    let got = tokio::time::timeout(Duration::from_millis(500), reader)
+        .await
+        .expect("b's bytes must arrive although the task they were handed to sleeps")
+        .expect("reader task");
+    assert_eq!(&got, b"ping");
+    assert_eq!(
+        servers.stats().inline_receives,
+        before,
+        "the reactor received them, not a task"
+    );
+    // And the sleeper's own connection still works once it reads again.
+    a1.write_all(b"late").await.expect("write a");
+    let mut a2 = sleeper.await.expect("sleeper");
+    let mut buf = [0u8; 4];
+    bounded("a2 read", a2.read_exact(&mut buf))
+        .await
+        .expect("read a");
+    assert_eq!(&buf, b"late");
+}

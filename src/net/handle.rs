@@ -107,7 +107,36 @@ impl ConnHandle {
             .map_ok(|()| buf.filled().len())
     }
 
+    /// Polls `attempt`; while it is pending, this task receives for the stack (see
+    /// `stack::rx`): once now — what it waits for may be waiting in the datapath — and, queued,
+    /// when the next packets arrive.
+    pub fn wait_inline<T>(
+        shared: &Shared,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        if let Poll::Ready(r) = attempt(cx) {
+            return Poll::Ready(r);
+        }
+        if shared.receive_inline() {
+            if let Poll::Ready(r) = attempt(cx) {
+                return Poll::Ready(r);
+            }
+        }
+        shared.wait_to_receive(cx.waker());
+        Poll::Pending
+    }
+
     fn poll_read_inner(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        peek: bool,
+    ) -> Poll<io::Result<()>> {
+        Self::wait_inline(&self.shared, cx, |cx| self.poll_read_once(cx, buf, peek))
+    }
+
+    fn poll_read_once(
         &self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
@@ -156,7 +185,7 @@ impl ConnHandle {
     }
 
     pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.write_vectored(&[io::IoSlice::new(data)], Some(cx))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
     }
 
     pub fn poll_write_vectored(
@@ -164,7 +193,8 @@ impl ConnHandle {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.write_vectored(bufs, Some(cx))
+        // A full send buffer empties as ACKs arrive: receive them here.
+        Self::wait_inline(&self.shared, cx, |cx| self.write_vectored(bufs, Some(cx)))
     }
 
     /// Writes without waiting: `WouldBlock` when the send buffer is full.
@@ -294,6 +324,10 @@ impl ConnHandle {
 
     /// Ready when any of `interest` is (see [`Self::ready_now`]).
     pub fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
+        Self::wait_inline(&self.shared, cx, |cx| self.poll_ready_once(cx, interest))
+    }
+
+    fn poll_ready_once(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
         self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
             let ready = Self::ready_now(e, interest);
@@ -329,6 +363,10 @@ impl ConnHandle {
 
     /// Ready once the handshake finished; the connection's error if it failed.
     pub fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Self::wait_inline(&self.shared, cx, |cx| self.poll_connected_once(cx))
+    }
+
+    fn poll_connected_once(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.with(|inner, id| {
             let e = Self::entry(inner, id)?;
             if let Some(err) = e.conn.error() {

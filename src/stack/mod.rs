@@ -3,11 +3,13 @@
 //!
 //! Applications and the reactor share one table of connections behind a mutex. Application
 //! calls (read, write, shutdown) work on a connection's engine directly and, when output may
-//! be due, mark it dirty and wake the reactor. The reactor receives packets in batches, has
-//! the sans-IO [`Endpoint`](crate::proto::endpoint::Endpoint) route each one (to a
-//! connection, a listener's SYN queue, a RST, or nowhere), fires timers, transmits what
-//! every touched connection has due, and sleeps until the next packet or deadline — it never
-//! polls on a tick.
+//! be due, send it themselves (an idle connection's write) or mark it dirty and wake the
+//! reactor. Packets are received in batches — by the task that has waited longest for
+//! something to arrive, else by the reactor (see [`rx`]) — and the sans-IO
+//! [`Endpoint`](crate::proto::endpoint::Endpoint) routes each one (to a connection, a
+//! listener's SYN queue, a RST, or nowhere); then every touched connection transmits what it
+//! has due. The reactor also fires timers, and sleeps until the next packet or deadline — it
+//! never polls on a tick.
 //!
 //! The public types in `crate::net` reach all this through the narrow interface of `api.rs`
 //! (claim an address, open, listen, accept, let go; a connection's own entry by handle);
@@ -17,6 +19,7 @@ mod api;
 mod capture;
 mod connections;
 mod reactor;
+mod rx;
 pub(crate) mod table;
 
 pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
@@ -70,8 +73,9 @@ pub struct TapEvent<'a> {
 
 /// A callback that sees every segment a stack sends and every valid segment it receives.
 ///
-/// It runs on the reactor while the stack's connection table is locked: keep it short, and
-/// do not call back into the same stack from it (that would deadlock). Hand events to
+/// It runs while the stack's connection table is locked, on the reactor or on the
+/// application task that is sending or receiving for the stack: keep it short, and do not
+/// call back into the same stack from it (that would deadlock). Hand events to
 /// another task through a channel for heavier work.
 pub type Tap = Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
 
@@ -123,6 +127,10 @@ pub struct StackStats {
     /// Writes whose segments the writing task sent itself, without waking the reactor (an
     /// idle connection's write, as the kernel sends from inside `write`).
     pub inline_transmits: u64,
+    /// Batches of arriving packets an application task received and delivered for the
+    /// stack while it waited, instead of the reactor (which saves a hand-off between tasks
+    /// per segment, as the kernel delivers in the interrupt that brings it).
+    pub inline_receives: u64,
     /// Connections currently in the table.
     pub connections: usize,
 }
@@ -134,6 +142,13 @@ pub(crate) struct Shared {
     /// Batches for segments that application tasks transmit themselves (see
     /// [`Shared::transmit_inline`]), kept for reuse.
     pub(in crate::stack) tx_pool: Mutex<Vec<datapath::Batch>>,
+    /// The receive batch, taken by whoever receives for the stack: the reactor, or an
+    /// application task that waits for something to arrive (see [`rx`]).
+    pub(in crate::stack) rx: Mutex<rx::RxState>,
+    /// The waker the datapath's readiness is registered with.
+    pub(in crate::stack) rx_wake: Arc<rx::RxWake>,
+    /// `rx_wake` as a `Waker`.
+    pub(in crate::stack) rx_waker: Waker,
     /// The runtime the reactor runs on. Its clock is the stack's clock: every reading of
     /// the time, from whatever task or thread, is taken inside it (see [`Shared::now`]).
     pub(crate) runtime: tokio::runtime::Handle,
@@ -202,12 +217,7 @@ impl Shared {
     /// write, which is most of a round trip's cost between two stacks. When more is due than
     /// one batch holds, the reactor does the rest.
     pub fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Option<datapath::Batch> {
-        let mut tx = self
-            .tx_pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| datapath::Batch::new(INLINE_BATCH, reactor::SLOT));
+        let mut tx = self.inline_batch();
         // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
         let _clock = self.runtime.enter();
         let now = self.now();
@@ -216,14 +226,77 @@ impl Shared {
             inner.mark_dirty(id);
         }
         reactor::settle(inner, id);
-        // The reactor keeps the timers: wake it if one is now due before it would look.
-        let earliest = inner.timers.peek().map(|r| r.0 .0);
-        if earliest.is_some_and(|t| inner.reactor_deadline.is_none_or(|d| t < d)) {
-            if let Some(w) = &inner.reactor {
-                w.wake_by_ref();
+        inner.wake_reactor_for_timers();
+        Some(tx)
+    }
+
+    /// A batch for segments an application task transmits, from the pool.
+    fn inline_batch(&self) -> datapath::Batch {
+        self.tx_pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| datapath::Batch::new(INLINE_BATCH, reactor::SLOT))
+    }
+
+    /// Receives for the stack from the calling task, which waits for something to arrive
+    /// (see [`rx`]): every packet waiting is delivered to its connection and what the
+    /// connections then owe (ACKs, data the window now allows) is sent. Does nothing when
+    /// another task or the reactor is receiving. Returns whether any packet was delivered.
+    pub fn receive_inline(&self) -> bool {
+        let mut rx = match self.rx.try_lock() {
+            Ok(rx) => rx,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        // The datapath (the simulated network's delays) and the tap read the clock: the
+        // stack's, not the caller's.
+        let _clock = self.runtime.enter();
+        let mut tx = self.inline_batch();
+        let mut delivered = false;
+        for round in 0..INLINE_RX_ROUNDS {
+            let (received, full) = reactor::receive(self, &mut rx);
+            if !received {
+                break;
+            }
+            delivered = true;
+            let now = self.now();
+            {
+                let mut inner = self.lock();
+                if inner.stopped || inner.shutdown {
+                    break;
+                }
+                inner.stats.inline_receives += 1;
+                let mut out = reactor::Out::new(self, &mut tx);
+                reactor::deliver(&mut inner, &rx, &mut out, now);
+                out.transmit_dirty(&mut inner, now);
+                // The reactor keeps the timers, the RSTs of poisoned connections and the
+                // addresses to give back.
+                inner.wake_reactor_for_timers();
+                if !inner.poisoned_resets.is_empty()
+                    || !inner.unbind_later.is_empty()
+                    || (inner.reaped && !inner.lingering.is_empty())
+                {
+                    self.rx_wake.wake_reactor();
+                }
+            }
+            reactor::Out::new(self, &mut tx).flush();
+            if !full {
+                break;
+            }
+            if round + 1 == INLINE_RX_ROUNDS {
+                // Still more waiting: the reactor goes on.
+                self.rx_wake.wake_reactor();
             }
         }
-        Some(tx)
+        drop(rx);
+        self.send_inline(tx);
+        delivered
+    }
+
+    /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
+    pub fn wait_to_receive(&self, waker: &Waker) {
+        self.rx_wake.wait(waker);
     }
 
     /// Sends a batch filled by [`transmit_inline`](Self::transmit_inline) and keeps it for
@@ -291,6 +364,9 @@ const INLINE_BATCH: usize = 4;
 const DEFAULT_MAX_BUFFER_MEMORY: usize = 1 << 30;
 /// Inline batches kept for reuse.
 const INLINE_POOL: usize = 4;
+/// Receive batches an application task handles at most before it leaves the rest to the
+/// reactor.
+const INLINE_RX_ROUNDS: usize = 4;
 
 /// How many claimed ports a `connect` tries to share before it claims a new one.
 const SHARE_TRIES: usize = 8;
@@ -443,16 +519,34 @@ impl Inner {
         self.lingering = still;
     }
 
+    /// Wakes the reactor if a connection's timer is now due before it would look: the
+    /// reactor keeps the timers.
+    pub(in crate::stack) fn wake_reactor_for_timers(&self) {
+        let earliest = self.timers.peek().map(|r| r.0 .0);
+        if earliest.is_some_and(|t| self.reactor_deadline.is_none_or(|d| t < d)) {
+            if let Some(w) = &self.reactor {
+                w.wake_by_ref();
+            }
+        }
+    }
+
     /// Queues a connection for the reactor's transmit pass and wakes the reactor.
     pub fn mark_dirty(&mut self, id: ConnId) {
+        self.queue_dirty(id);
+        if let Some(w) = &self.reactor {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Queues a connection for the transmit pass that the caller — the reactor, or a task
+    /// receiving for the stack — runs before it lets go of the stack: no wake-up, which
+    /// would set another thread going for nothing.
+    pub(in crate::stack) fn queue_dirty(&mut self, id: ConnId) {
         if let Some(e) = self.table.get_mut(id) {
             if !e.dirty {
                 e.dirty = true;
                 self.dirty.push(id);
             }
-        }
-        if let Some(w) = &self.reactor {
-            w.wake_by_ref();
         }
     }
 }
@@ -693,6 +787,7 @@ impl StackBuilder {
         isn_fn: Option<IsnFn>,
         runtime: tokio::runtime::Handle,
     ) -> (Stack, reactor::Reactor) {
+        let rx_wake = Arc::new(rx::RxWake::default());
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 table: Table::default(),
@@ -716,6 +811,9 @@ impl StackBuilder {
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
+            rx: Mutex::new(reactor::rx_state()),
+            rx_waker: Waker::from(rx_wake.clone()),
+            rx_wake,
             origin: {
                 let _clock = runtime.enter();
                 tokio::time::Instant::now()

@@ -1,8 +1,13 @@
 //! The reactor task: receive a batch, have the endpoint route each segment and carry out
 //! its decision (deliver, make the connection a SYN asked for, answer with a RST), fire due
 //! timers, transmit what every touched connection has due and report each one's status
-//! back to the endpoint, send the batch, sleep until the next packet or deadline.
+//! back to the endpoint, send the batch, sleep until the next packet or deadline (or the
+//! watchdog's, while tasks wait to receive: see [`super::rx`]).
+//!
+//! Receiving and delivering ([`receive`], [`deliver`]) and transmitting ([`Out`]) are free
+//! of the reactor itself: an application task that waits for packets runs them too.
 
+use super::rx::{RxState, WATCHDOG};
 use super::table::{ConnId, Entry};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
@@ -13,7 +18,7 @@ use std::cmp::Reverse;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, TryLockError};
 use std::task::{Context, Poll};
 
 /// Packets per receive or send batch.
@@ -27,10 +32,6 @@ pub(crate) const SLOT: usize = MAX_PACKET + 40 + TCP_MAX_HEADER_LEN;
 
 pub(crate) struct Reactor {
     shared: Arc<Shared>,
-    rx: Batch,
-    /// The headers of the packets in `rx`, parsed and checksummed before the stack is
-    /// locked (reused from batch to batch).
-    parsed: Vec<Parsed>,
     tx: Batch,
     sleep: Pin<Box<tokio::time::Sleep>>,
     sleeping_until: Option<Instant>,
@@ -40,8 +41,6 @@ impl Reactor {
     pub fn new(shared: Arc<Shared>) -> Reactor {
         Reactor {
             shared,
-            rx: Batch::new(BATCH, MAX_PACKET),
-            parsed: Vec::with_capacity(BATCH),
             tx: Batch::new(BATCH, SLOT),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             sleeping_until: None,
@@ -67,65 +66,38 @@ impl Future for Reactor {
                     _ => inner.reactor = Some(cx.waker().clone()),
                 }
             }
-            // Receive everything waiting, up to one batch.
-            this.rx.clear();
-            let mut received = false;
-            while !this.rx.is_full() {
-                match this.shared.datapath.poll_recv(cx, &mut this.rx) {
-                    Poll::Ready(Ok(())) => received = true,
-                    Poll::Ready(Err(e)) => {
-                        tracing::warn!(error = %e, "datapath receive failed");
-                        break;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            // Headers and checksums are the costly, connection-independent part of a
-            // packet's processing: done before the stack is locked.
-            let partial = shared.datapath.partial_checksums();
-            let verify = shared.datapath.verify_checksums();
-            this.parsed.clear();
-            for i in 0..this.rx.len() {
-                if partial {
-                    wire::complete_partial_checksum(this.rx.get_mut(i));
-                }
-                this.parsed.push(Parsed::of(this.rx.get(i), verify));
-            }
+            shared.rx_wake.set_reactor(cx.waker());
+            // Receive everything waiting, up to one batch, unless an application task is
+            // receiving for the stack right now (it registers for what comes next).
+            let mut rx = match shared.rx.try_lock() {
+                Ok(rx) => Some(rx),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            let (received, full) = rx
+                .as_deref_mut()
+                .map_or((false, false), |rx| receive(&shared, rx));
             let now = shared.now();
             let next = {
                 let mut guard = shared.lock();
                 let inner = &mut *guard;
-                for i in 0..this.rx.len() {
-                    let carrier = this.rx.carrier(i);
-                    let urgent = handle_packet(
-                        &shared,
-                        inner,
-                        &mut this.tx,
-                        now,
-                        (this.rx.get(i), &this.parsed[i]),
-                        carrier,
-                    );
-                    if let Some(id) = urgent {
-                        // An ACK reporting a gap or a duplicate goes before the next arrival
-                        // is processed, so each out-of-order segment gets its own
-                        // (RFC 5681 §4.2); in-order data is acknowledged once per batch.
-                        this.transmit(inner, id, now);
-                    }
-                    if this.tx.is_full() {
-                        this.flush();
-                    }
+                let mut out = Out::new(&shared, &mut this.tx);
+                if let Some(rx) = rx.as_deref() {
+                    deliver(inner, rx, &mut out, now);
                 }
+                drop(rx);
                 fire_timers(inner, now);
-                this.transmit_dirty(inner, now);
+                out.transmit_dirty(inner, now);
                 for (local, remote, carrier, rst) in std::mem::take(&mut inner.poisoned_resets) {
                     emit(
                         &shared,
                         &mut inner.stats,
-                        &mut this.tx,
+                        out.batch,
                         (local, remote, carrier),
                         (64, 0),
                         &rst,
                     );
+                    out.flush_if_full();
                 }
                 inner.release_lingering();
                 let unbind = std::mem::take(&mut inner.unbind_later);
@@ -138,11 +110,12 @@ impl Future for Reactor {
             for a in unbind {
                 shared.datapath.unbind(a);
             }
-            this.flush();
-            if received && this.rx.is_full() {
+            Out::new(&shared, &mut this.tx).flush();
+            if received && full {
                 // More may be waiting: go round again.
                 continue;
             }
+            let next = this.with_watchdog(next, now);
             match next {
                 Some(t) if t <= this.shared.now() => continue,
                 Some(t) => {
@@ -195,25 +168,45 @@ impl Drop for Reactor {
     }
 }
 
-impl Reactor {
-    fn flush(&mut self) {
-        if self.tx.is_empty() {
+/// Where segments go out: a batch, sent through the datapath whenever it fills.
+pub(crate) struct Out<'a> {
+    shared: &'a Shared,
+    pub batch: &'a mut Batch,
+}
+
+impl<'a> Out<'a> {
+    pub fn new(shared: &'a Shared, batch: &'a mut Batch) -> Out<'a> {
+        Out { shared, batch }
+    }
+
+    /// Sends what the batch holds.
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
             return;
         }
-        if let Err(e) = self.shared.datapath.send(&self.tx) {
+        let _clock = self.shared.runtime.enter();
+        if let Err(e) = self.shared.datapath.send(self.batch) {
             tracing::debug!(error = %e, "datapath send failed");
         }
-        self.tx.clear();
+        self.batch.clear();
+    }
+
+    /// Sends the batch if no slot is left.
+    pub fn flush_if_full(&mut self) {
+        if self.batch.is_full() {
+            self.flush();
+        }
     }
 
     /// Runs every dirty connection's transmit loop and settles its wakers, queues and timer.
-    fn transmit_dirty(&mut self, inner: &mut Inner, now: Instant) {
+    pub fn transmit_dirty(&mut self, inner: &mut Inner, now: Instant) {
         while let Some(id) = inner.dirty.pop() {
             self.transmit(inner, id, now);
         }
     }
 
-    fn transmit(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
+    /// Runs connection `id`'s transmit loop and settles it.
+    pub fn transmit(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
         let Some(entry) = inner.table.get_mut(id) else {
             return;
         };
@@ -224,9 +217,26 @@ impl Reactor {
 
     /// Emits every segment connection `id` has due, sending full batches on the way.
     fn emit_due(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
-        while emit_into(&self.shared, inner, id, now, &mut self.tx) {
+        while emit_into(self.shared, inner, id, now, self.batch) {
             self.flush();
         }
+    }
+}
+
+impl Reactor {
+    /// The deadline to sleep until: `next`, or sooner the watchdog's while tasks wait to
+    /// receive for the stack (see [`super::rx`]). A watchdog deadline already set is kept,
+    /// so that the timer is not reset at every round.
+    fn with_watchdog(&self, next: Option<Instant>, now: Instant) -> Option<Instant> {
+        if !self.shared.rx_wake.watch() {
+            return next;
+        }
+        let latest = now + WATCHDOG;
+        let watchdog = match self.sleeping_until {
+            Some(s) if s > now && s <= latest => s,
+            _ => latest,
+        };
+        Some(next.map_or(watchdog, |t| t.min(watchdog)))
     }
 
     /// The last handle to the stack went: reset every connection, wake every waiter.
@@ -238,7 +248,7 @@ impl Reactor {
             if let Some(e) = inner.table.get_mut(id) {
                 e.conn.abort();
             }
-            self.emit_due(inner, id, now);
+            Out::new(&self.shared, &mut self.tx).emit_due(inner, id, now);
             if let Some(e) = inner.table.get_mut(id) {
                 e.readers.wake_all();
                 e.writers.wake_all();
@@ -264,7 +274,7 @@ impl Reactor {
             self.shared.datapath.unbind(addr);
         }
         inner.stopped = true;
-        self.flush();
+        Out::new(&self.shared, &mut self.tx).flush();
     }
 }
 
@@ -330,6 +340,68 @@ pub(crate) fn emit_into(
             }
             Err(e) => tracing::warn!(error = %e, "could not emit segment"),
         }
+    }
+}
+
+/// The receive state a stack starts with.
+pub(crate) fn rx_state() -> RxState {
+    RxState {
+        batch: Batch::new(BATCH, MAX_PACKET),
+        parsed: Vec::with_capacity(BATCH),
+    }
+}
+
+/// Receives what is waiting, up to one batch, registering the stack's receive waker
+/// ([`RxWake`](super::rx::RxWake)) when nothing more is; then parses and checksums every
+/// packet — the costly, connection-independent part of a packet's processing, done before
+/// the stack is locked. Returns whether anything came and whether the batch filled.
+pub(crate) fn receive(shared: &Shared, rx: &mut RxState) -> (bool, bool) {
+    shared.rx_wake.receiving();
+    rx.batch.clear();
+    rx.parsed.clear();
+    let mut cx = Context::from_waker(&shared.rx_waker);
+    let mut received = false;
+    while !rx.batch.is_full() {
+        match shared.datapath.poll_recv(&mut cx, &mut rx.batch) {
+            Poll::Ready(Ok(())) => received = true,
+            Poll::Ready(Err(e)) => {
+                tracing::warn!(error = %e, "datapath receive failed");
+                break;
+            }
+            Poll::Pending => break,
+        }
+    }
+    let partial = shared.datapath.partial_checksums();
+    let verify = shared.datapath.verify_checksums();
+    for i in 0..rx.batch.len() {
+        if partial {
+            wire::complete_partial_checksum(rx.batch.get_mut(i));
+        }
+        rx.parsed.push(Parsed::of(rx.batch.get(i), verify));
+    }
+    (received, rx.batch.is_full())
+}
+
+/// Delivers every packet [`receive`]d: each routed by the endpoint and handed to its
+/// connection (or answered, or made into a connection a SYN asked for).
+pub(crate) fn deliver(inner: &mut Inner, rx: &RxState, out: &mut Out<'_>, now: Instant) {
+    let shared = out.shared;
+    for i in 0..rx.batch.len() {
+        let urgent = handle_packet(
+            shared,
+            inner,
+            out.batch,
+            now,
+            (rx.batch.get(i), &rx.parsed[i]),
+            rx.batch.carrier(i),
+        );
+        if let Some(id) = urgent {
+            // An ACK reporting a gap or a duplicate goes before the next arrival is
+            // processed, so each out-of-order segment gets its own (RFC 5681 §4.2);
+            // in-order data is acknowledged once per batch.
+            out.transmit(inner, id, now);
+        }
+        out.flush_if_full();
     }
 }
 
@@ -413,7 +485,7 @@ fn handle_packet(
                 e.route = carrier;
             }
             let urgent = e.conn.ack_urgent();
-            inner.mark_dirty(id);
+            inner.queue_dirty(id);
             // Reported before the next segment is routed, which the endpoint judges by what
             // this one did: a completed handshake has joined the accept queue, a reset
             // connection's 4-tuple is a stranger's (RFC 9293 §3.10.7.1), one entering
@@ -511,7 +583,7 @@ fn store_accepted(
     match made {
         Some(entry) => {
             inner.table.put(accept.handle, entry);
-            inner.mark_dirty(accept.handle);
+            inner.queue_dirty(accept.handle);
             true
         }
         None => {
@@ -579,7 +651,7 @@ fn fire_timers(inner: &mut Inner, now: Instant) {
         }
         e.scheduled = None;
         inner.engine(id, |e| e.conn.handle_timeout(now));
-        inner.mark_dirty(id);
+        inner.queue_dirty(id);
     }
     shrink_timers(inner);
 }

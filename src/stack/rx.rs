@@ -1,0 +1,209 @@
+//! Receiving where the application waits.
+//!
+//! The kernel runs TCP's receive path inside the interrupt that brings a segment, and wakes
+//! the waiting task once: one hand-off per segment. A reactor that alone receives adds a
+//! second one (the datapath wakes the reactor, the reactor wakes the application), and on a
+//! round trip those hand-offs between threads are most of the cost.
+//!
+//! So the datapath's readiness is registered with one waker of the stack's, [`RxWake`],
+//! which wakes the task that has waited longest for something of its own to arrive (a read,
+//! room to write, a handshake, a connection to accept) — or the reactor when no task waits.
+//! That task receives the waiting packets itself and delivers them to every connection (its
+//! own included) before it looks again at what it waits for. The oldest waiter goes first
+//! because in a request-response exchange between two connections of one stack, the side
+//! that sent last waits longest and is the one the next packet is for.
+//!
+//! The reactor is not woken beside it: measured on a 64-byte ping-pong, waking it as well
+//! set a second thread going for every packet and cost more than the hand-off saved
+//! (21 µs a round trip against 9 µs). But a woken task may not receive: its wait may have
+//! been given up (a read dropped by `select!` or a timeout) while it stayed queued. So while
+//! tasks wait, or a hand-over is not yet taken up, the reactor keeps a watchdog deadline of
+//! [`WATCHDOG`] and receives whatever was left: packets are late by at most that, never lost.
+
+use super::reactor::Parsed;
+use crate::datapath::Batch;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+use std::time::Duration;
+
+/// The longest packets wait when the task they were handed to does not receive them.
+pub(crate) const WATCHDOG: Duration = Duration::from_millis(10);
+
+/// Tasks kept waiting to receive; past this, the oldest is let go (it is woken through its
+/// connection as before, by whoever receives).
+const MAX_WAITERS: usize = 8;
+
+/// The receive batch and the headers parsed from it, shared by the reactor and every task
+/// that receives for the stack (one at a time).
+pub(crate) struct RxState {
+    pub batch: Batch,
+    pub parsed: Vec<Parsed>,
+}
+
+/// The waker the datapath is polled with: wakes the task that has waited longest to
+/// receive, or the reactor.
+#[derive(Default)]
+pub(crate) struct RxWake {
+    reactor: Mutex<Option<Waker>>,
+    waiters: Mutex<VecDeque<Waker>>,
+    /// Packets were handed to a waiting task, and nobody has received since.
+    handed_over: AtomicBool,
+    /// The reactor sleeps with the watchdog deadline set.
+    watching: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RxWake {
+    /// The reactor's current waker.
+    pub fn set_reactor(&self, waker: &Waker) {
+        let mut r = lock(&self.reactor);
+        match &*r {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *r = Some(waker.clone()),
+        }
+    }
+
+    /// Wakes the reactor only.
+    pub fn wake_reactor(&self) {
+        let w = lock(&self.reactor).clone();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// Queues `waker`'s task to receive when packets arrive (once, however often it asks).
+    pub fn wait(&self, waker: &Waker) {
+        {
+            let mut q = lock(&self.waiters);
+            if q.iter().any(|w| w.will_wake(waker)) {
+                return;
+            }
+            if q.len() == MAX_WAITERS {
+                q.pop_front();
+            }
+            q.push_back(waker.clone());
+        }
+        // The reactor must watch over a hand-over to this task (see `watch`).
+        if !self.watching.load(Ordering::SeqCst) {
+            self.wake_reactor();
+        }
+    }
+
+    /// Someone is receiving: whatever was handed over is taken up.
+    pub fn receiving(&self) {
+        self.handed_over.store(false, Ordering::SeqCst);
+    }
+
+    /// Called by the reactor before it sleeps: whether it must wake by the watchdog
+    /// deadline, because tasks wait to receive or a hand-over is not taken up yet.
+    pub fn watch(&self) -> bool {
+        // Cleared first, then checked: a task queued meanwhile either is seen here or sees
+        // the reactor not watching and wakes it.
+        self.watching.store(false, Ordering::SeqCst);
+        let watch = self.handed_over.load(Ordering::SeqCst) || !lock(&self.waiters).is_empty();
+        if watch {
+            self.watching.store(true, Ordering::SeqCst);
+        }
+        watch
+    }
+
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        lock(&self.waiters).len()
+    }
+}
+
+impl Wake for RxWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waiter = lock(&self.waiters).pop_front();
+        match waiter {
+            Some(w) => {
+                self.handed_over.store(true, Ordering::SeqCst);
+                w.wake();
+            }
+            None => self.wake_reactor(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn wakes_the_oldest_waiter_else_the_reactor() {
+        let rx = Arc::new(RxWake::default());
+        let (reactor, rw) = counter();
+        let (a, aw) = counter();
+        let (b, bw) = counter();
+        rx.set_reactor(&rw);
+        rx.wait(&aw);
+        // The reactor was not watching: the first waiter wakes it, so that it does.
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
+        assert!(rx.watch());
+        rx.wait(&bw);
+        rx.wait(&aw); // already queued: kept once, in its place
+        assert_eq!(rx.waiting(), 2);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            1,
+            "watching: not woken again"
+        );
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 0);
+        Waker::from(rx.clone()).wake();
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
+        // Handed over and not taken up: the reactor must keep watching.
+        assert!(rx.watch());
+        rx.receiving();
+        assert!(!rx.watch(), "nothing queued, nothing handed over");
+        // Nobody waiting: the reactor.
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 2);
+        assert_eq!(a.0.load(Ordering::SeqCst) + b.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn keeps_a_bounded_queue_dropping_the_oldest() {
+        let rx = RxWake::default();
+        let counters: Vec<_> = (0..MAX_WAITERS + 3).map(|_| counter()).collect();
+        for (_, w) in &counters {
+            rx.wait(w);
+        }
+        assert_eq!(rx.waiting(), MAX_WAITERS);
+        let rx = Arc::new(rx);
+        for _ in 0..MAX_WAITERS + 3 {
+            Waker::from(rx.clone()).wake_by_ref();
+        }
+        let woken: Vec<usize> = counters
+            .iter()
+            .map(|(c, _)| c.0.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(&woken[..3], &[0, 0, 0], "the oldest three were let go");
+        assert!(woken[3..].iter().all(|&n| n == 1));
+    }
+}
