@@ -3,6 +3,7 @@
 //! Opening, accepting and letting go are the stack's (`Shared::open`, `Shared::detach`).
 
 use super::clock;
+use crate::datapath::Batch;
 use crate::proto::{self, TcpInfo};
 use crate::stack::table::{ConnId, Entry};
 use crate::stack::{Inner, Shared};
@@ -90,6 +91,17 @@ impl ConnHandle {
         }
     }
 
+    /// Runs `f` like [`with`](Self::with), giving it a place for segments the calling task
+    /// is to send itself ([`Shared::output_due`]): sent once the lock is released.
+    fn with_sending<R>(&self, f: impl FnOnce(&mut Inner, ConnId, &mut Option<Batch>) -> R) -> R {
+        let mut tx = None;
+        let r = self.with(|inner, id| f(inner, id, &mut tx));
+        if let Some(tx) = tx {
+            self.shared.send_inline(tx);
+        }
+        r
+    }
+
     fn entry(inner: &mut Inner, id: ConnId) -> io::Result<&mut Entry> {
         inner.entry_mut(id).ok_or_else(gone)
     }
@@ -142,7 +154,7 @@ impl ConnHandle {
         buf: &mut ReadBuf<'_>,
         peek: bool,
     ) -> Poll<io::Result<()>> {
-        self.with(|inner, id| {
+        self.with_sending(|inner, id, tx| {
             let e = Self::entry(inner, id)?;
             let dst = buf.initialize_unfilled();
             let r = if peek {
@@ -154,7 +166,8 @@ impl ConnHandle {
                 Ok(n) => {
                     buf.advance(n);
                     if e.conn.needs_driver() {
-                        inner.mark_dirty(id);
+                        // A window update, sent from here as the kernel does from `recv`.
+                        *tx = self.shared.output_due(inner, id);
                     }
                     Poll::Ready(Ok(()))
                 }
@@ -170,7 +183,7 @@ impl ConnHandle {
 
     /// Reads without waiting: `WouldBlock` when nothing is readable.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.with(|inner, id| {
+        self.with_sending(|inner, id, tx| {
             let e = Self::entry(inner, id)?;
             if buf.is_empty() && !e.conn.can_recv() {
                 // As `recv` with no room answers when nothing is readable.
@@ -178,7 +191,7 @@ impl ConnHandle {
             }
             let n = e.conn.recv(buf)?;
             if e.conn.needs_driver() {
-                inner.mark_dirty(id);
+                *tx = self.shared.output_due(inner, id);
             }
             Ok(n)
         })
@@ -212,8 +225,7 @@ impl ConnHandle {
         bufs: &[io::IoSlice<'_>],
         cx: Option<&Context<'_>>,
     ) -> Poll<io::Result<usize>> {
-        let mut inline = None;
-        let r = self.with(|inner, id| {
+        self.with_sending(|inner, id, tx| {
             let e = Self::entry(inner, id)?;
             let mut total = 0;
             for b in bufs.iter().filter(|b| !b.is_empty()) {
@@ -246,22 +258,18 @@ impl ConnHandle {
                 // An idle connection: send from this task, as the kernel does from `write`,
                 // once the lock is released. Nothing else of this connection is in flight,
                 // so nothing can overtake it.
-                inline = self.shared.transmit_inline(inner, id);
+                *tx = self.shared.transmit_inline(inner, id);
             }
             Poll::Ready(Ok(total))
-        });
-        if let Some(tx) = inline {
-            self.shared.send_inline(tx);
-        }
-        r
+        })
     }
 
     /// Sends FIN after the data written so far. Idempotent; succeeds after a reset.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.with(|inner, id| {
+        self.with_sending(|inner, id, tx| {
             let e = Self::entry(inner, id)?;
             e.conn.shutdown()?;
-            inner.mark_dirty(id);
+            *tx = self.shared.output_due(inner, id);
             Ok(())
         })
     }

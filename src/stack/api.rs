@@ -184,7 +184,11 @@ impl Shared {
                     ..Entry::new(conn, 64)
                 },
             );
-            inner.mark_dirty(id);
+            let tx = self.output_due(&mut inner, id);
+            drop(inner);
+            if let Some(tx) = tx {
+                self.send_inline(tx);
+            }
             return Ok((id, local));
         }
     }
@@ -323,11 +327,13 @@ impl Shared {
         }
         e.readers = WakerSet::default();
         e.writers = WakerSet::default();
-        inner.mark_dirty(id);
         if inner.stopped {
             // No reactor to finish the close: forget it now.
             inner.forget(id);
             self.unlock_and_unbind(inner);
+        } else if let Some(tx) = self.output_due(&mut inner, id) {
+            drop(inner);
+            self.send_inline(tx);
         }
     }
 }

@@ -124,8 +124,9 @@ pub struct StackStats {
     /// queue was full (the connection stays in SYN-RECEIVED until `accept` makes room, as
     /// on Linux, whose `ListenOverflows` counts these with the SYNs dropped for that reason).
     pub listen_overflows: u64,
-    /// Writes whose segments the writing task sent itself, without waking the reactor (an
-    /// idle connection's write, as the kernel sends from inside `write`).
+    /// Application calls whose segments the calling task sent itself, without waking the
+    /// reactor, as the kernel sends from inside the system call: an idle connection's write,
+    /// its SYN at `connect`, its FIN at `shutdown` or close, a window update after a read.
     pub inline_transmits: u64,
     /// Batches of arriving packets an application task received and delivered for the
     /// stack while it waited, instead of the reactor (which saves a hand-off between tasks
@@ -228,6 +229,26 @@ impl Shared {
         reactor::settle(inner, id);
         inner.wake_reactor_for_timers();
         Some(tx)
+    }
+
+    /// What connection `id` has due after an application call (a SYN, a FIN, a window
+    /// update after a read): built by the calling task into a batch it sends with
+    /// [`send_inline`](Self::send_inline) once the lock is released, as the kernel sends
+    /// from inside the system call, when nothing else of the connection may be on its way
+    /// (no data unacknowledged, no transmit pass queued, whose segments the inline ones could
+    /// overtake); else queued for the reactor.
+    pub fn output_due(&self, inner: &mut Inner, id: table::ConnId) -> Option<datapath::Batch> {
+        let idle = !inner.stopped
+            && inner
+                .table
+                .get(id)
+                .is_some_and(|e| !e.dirty && e.conn.send_queue() == 0);
+        if idle {
+            self.transmit_inline(inner, id)
+        } else {
+            inner.mark_dirty(id);
+            None
+        }
     }
 
     /// A batch for segments an application task transmits, from the pool.
