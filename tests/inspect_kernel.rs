@@ -347,9 +347,11 @@ fn kernel_capture_with_losses_shows_retransmissions() {
     );
     assert!(d.inferred);
     // Every segment the rule dropped was resent, and the capture (taken before the rule)
-    // holds both copies: at least that many retransmissions. tshark labels them by its own
-    // rules (and some of ours, resent after a loss the capture saw, as out of order), so
-    // ours are at most its three labels together.
+    // holds both copies: about that many retransmissions. Not exactly: the kernel may resend
+    // the data of two dropped segments in one (GSO), so a few percent fewer are allowed (a
+    // run saw 71 for 72 drops). tshark labels them by its own rules (and some of ours, resent
+    // after a loss the capture saw, as out of order), so ours are at most its three labels
+    // together.
     let listing = sh(&format!("ip netns exec {} nft list table inet loss", net.b));
     let dropped: usize = listing
         .split("packets ")
@@ -360,7 +362,7 @@ fn kernel_capture_with_losses_shows_retransmissions() {
     assert!(dropped > 0, "the rule dropped nothing: no test");
     let ours = d.all_retransmissions();
     assert!(
-        ours >= dropped && ours <= tshark_retx + 5,
+        ours + dropped / 20 + 1 >= dropped && ours <= tshark_retx + 5,
         "retransmissions: ours {ours}, dropped {dropped}, tshark {tshark_retx}"
     );
     let svg = TimeSequence::new(&convs[0]).render_svg().unwrap();

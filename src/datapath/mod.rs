@@ -183,6 +183,34 @@ impl Batch {
         Ok(())
     }
 
+    /// A free slot's bytes, by its index over all slots: what a receive of several packets
+    /// at once (`recvmmsg`) put there, before [`commit_received`](Self::commit_received).
+    ///
+    /// # Panics
+    /// If `slot` is not a free slot.
+    pub fn free_slot(&self, slot: usize) -> &[u8] {
+        assert!(slot >= self.len() && slot < self.capacity);
+        &self.data[slot * self.slot_size..(slot + 1) * self.slot_size]
+    }
+
+    /// Keeps the `len` bytes at the start of free slot `slot` (an index over all slots, as
+    /// [`free_slot`](Self::free_slot) takes) as the next packet, with its carrier. When
+    /// slots before it were not kept (a datagram dropped), the bytes move down to the next
+    /// free slot, so that packets stay in order and contiguous.
+    ///
+    /// # Panics
+    /// If `slot` is not a free slot or `len` exceeds the slot size.
+    pub fn commit_received(&mut self, slot: usize, len: usize, carrier: Option<SocketAddr>) {
+        let next = self.lens.len();
+        assert!(slot >= next && slot < self.capacity && len <= self.slot_size);
+        if slot != next {
+            let from = slot * self.slot_size;
+            self.data
+                .copy_within(from..from + len, next * self.slot_size);
+        }
+        self.commit_via(0, len, carrier);
+    }
+
     /// Several mutable slots at once (for `recvmmsg`-style receives): all the free slots.
     pub fn free_slots(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
         let used = self.lens.len() * self.slot_size;

@@ -304,7 +304,7 @@ impl UdpDatapath {
     fn drain(
         &self,
         cx: &mut Context<'_>,
-        sock: &UdpSocket,
+        (sock, v6): (&UdpSocket, bool),
         batch: &mut Batch,
         budget: &mut usize,
         tally: &mut RecvTally,
@@ -314,6 +314,12 @@ impl UdpDatapath {
                 Poll::Pending => return Drain::Pending,
                 Poll::Ready(Err(e)) => return Drain::Error(e),
                 Poll::Ready(Ok(())) => {}
+            }
+            #[cfg(target_os = "linux")]
+            match Self::drain_many((sock, v6), batch, budget, tally) {
+                Some(Drain::Pending) => continue, // readiness cleared: poll it again
+                Some(stop) => return stop,
+                None => {}
             }
             loop {
                 if *budget == 0 {
@@ -345,6 +351,67 @@ impl UdpDatapath {
                     Some(_) if n == slot_len => tally.too_large += 1,
                     _ => tally.malformed += 1,
                 }
+            }
+        }
+    }
+}
+
+impl UdpDatapath {
+    /// Receives from a socket that polled readable with `recvmmsg`, a batch per system call
+    /// (see [`mmsg`]), until the batch is full, the budget spent, or the socket empty.
+    /// `Some(Drain::Pending)` when the socket is empty (its readiness cleared: the caller
+    /// polls it again, which registers the waker); `None` when `recvmmsg` is not available,
+    /// for the caller to receive one datagram at a time.
+    #[cfg(target_os = "linux")]
+    fn drain_many(
+        (sock, v6): (&UdpSocket, bool),
+        batch: &mut Batch,
+        budget: &mut usize,
+        tally: &mut RecvTally,
+    ) -> Option<Drain> {
+        use std::os::fd::AsRawFd;
+        loop {
+            if *budget == 0 {
+                return Some(Drain::Budget);
+            }
+            if batch.is_full() {
+                return Some(Drain::Full);
+            }
+            let want = (*budget).min(batch.capacity() - batch.len());
+            let r = sock.try_io(Interest::READABLE, || {
+                let (got, room) =
+                    mmsg::recv_into(sock.as_raw_fd(), v6, batch, want, |batch, d| {
+                        *budget -= 1;
+                        let slot = batch.free_slot(d.slot);
+                        let ep = slot.get(..d.len).and_then(parse_endpoints);
+                        match ep {
+                            Some(ep) if ep.len <= d.len && !d.truncated => {
+                                // The carrier is only recorded; the stack decides whether to
+                                // trust it.
+                                batch.commit_received(d.slot, ep.len, d.from);
+                                tally.received += 1;
+                            }
+                            // Larger than the slot: the kernel truncated it.
+                            Some(_) if d.truncated || d.len == slot.len() => tally.too_large += 1,
+                            _ => tally.malformed += 1,
+                        }
+                    })?;
+                if got < room {
+                    // Fewer than there was room for: the socket was empty a moment ago. Told
+                    // as `WouldBlock`, tokio clears its readiness, unless a datagram came
+                    // since, and no call is spent to hear `EAGAIN`.
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Drain::Pending),
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) => {
+                    return None
+                }
+                Err(e) if transient(&e) => *budget = budget.saturating_sub(1),
+                Err(e) => return Some(Drain::Error(e)),
             }
         }
     }
@@ -461,10 +528,13 @@ impl Datapath for UdpDatapath {
         for k in 0..total {
             let i = (start + k) % total;
             let sock = match i {
-                0 => &self.v4,
-                1 if shared == 2 => self.v6.as_ref().unwrap_or(&self.v4),
+                0 => (&*self.v4, false),
+                1 if shared == 2 => match &self.v6 {
+                    Some(s) => (&**s, true),
+                    None => (&*self.v4, false),
+                },
                 _ => match registry.listeners.get(i - shared) {
-                    Some((_, s)) => &**s,
+                    Some(((ip, _), s)) => (&**s, ip.is_ipv6()),
                     None => continue,
                 },
             };
@@ -641,6 +711,8 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 mod icmp;
+#[cfg(target_os = "linux")]
+mod mmsg;
 #[cfg(test)]
 mod tests;
 

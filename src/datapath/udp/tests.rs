@@ -311,6 +311,36 @@ async fn garbage_datagrams_are_dropped_and_counted() {
     assert_eq!(st.datagrams_received, 1);
 }
 
+/// Datagrams dropped between good ones (garbage, too large for a slot) leave no gap: the
+/// good ones arrive in order, each with its carrier, however many one receive call takes.
+#[tokio::test]
+async fn dropped_datagrams_between_good_ones_leave_no_gap() {
+    let dp = UdpDatapath::new().unwrap();
+    let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    let c = from.local_addr().unwrap();
+    let goods: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| packet(c, s, u32::from(i), &[i; 40]))
+        .collect();
+    for (i, g) in goods.iter().enumerate() {
+        from.send_to(g, s).unwrap();
+        match i {
+            0 => from.send_to(b"not an IP packet", s).unwrap(),
+            2 => from.send_to(&packet(c, s, 99, &[9; 1800]), s).unwrap(),
+            3 => from.send_to(&[0x45], s).unwrap(),
+            _ => 0,
+        };
+    }
+    let mut got = Batch::new(16, 1500);
+    assert_eq!(recv(&dp, &mut got, goods.len()).await, goods.len());
+    for (i, g) in goods.iter().enumerate() {
+        assert_eq!(got.get(i), &g[..], "packet {i}");
+        assert_eq!(got.carrier(i), Some(c), "carrier of packet {i}");
+    }
+    let st = dp.stats();
+    assert_eq!((st.malformed, st.dropped_recv), (2, 1));
+}
+
 #[tokio::test]
 async fn too_large_for_a_slot_is_dropped_and_counted() {
     let client = UdpDatapath::new().unwrap();
