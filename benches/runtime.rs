@@ -351,8 +351,8 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     let st = stack.stats();
     println!(
         "rawtcp stack after the latency group: packets in {} out {}, writes sent by the writer \
-         itself {}, receive batches handled by a waiting task {}",
-        st.packets_in, st.packets_out, st.inline_transmits, st.inline_receives
+         itself {}, receive batches handled by a waiting task {}, reactor polls {}",
+        st.packets_in, st.packets_out, st.inline_transmits, st.inline_receives, st.reactor_polls
     );
 }
 
@@ -432,13 +432,14 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     let st = stack.stats();
     println!(
         "rawtcp stack after the connections group: connections in table {}, packets in {} out {}, \
-         sent by writers themselves {}, receive batches handled by a waiting task {}, resets \
-         sent {}, SYNs dropped {}, malformed {}",
+         sent by writers themselves {}, receive batches handled by a waiting task {}, reactor \
+         polls {}, resets sent {}, SYNs dropped {}, malformed {}",
         st.connections,
         st.packets_in,
         st.packets_out,
         st.inline_transmits,
         st.inline_receives,
+        st.reactor_polls,
         st.resets_sent,
         st.syn_dropped,
         st.malformed

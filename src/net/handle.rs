@@ -402,8 +402,13 @@ impl ConnHandle {
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.with(|inner, id| {
-            Self::entry(inner, id)?.conn.set_nodelay(nodelay);
-            inner.mark_dirty(id);
+            let e = Self::entry(inner, id)?;
+            e.conn.set_nodelay(nodelay);
+            // Data Nagle held back may go now; with nothing queued there is nothing to send
+            // and no reason to wake the reactor (a new connection sets this first thing).
+            if nodelay && e.conn.send_queue() > 0 {
+                inner.mark_dirty(id);
+            }
             Ok(())
         })
     }

@@ -132,6 +132,9 @@ pub struct StackStats {
     /// stack while it waited, instead of the reactor (which saves a hand-off between tasks
     /// per segment, as the kernel delivers in the interrupt that brings it).
     pub inline_receives: u64,
+    /// Times the reactor task was polled: what the stack's own task costs, next to the work
+    /// application tasks did themselves (`inline_transmits`, `inline_receives`).
+    pub reactor_polls: u64,
     /// Connections currently in the table.
     pub connections: usize,
 }

@@ -7,7 +7,7 @@
 //! Receiving and delivering ([`receive`], [`deliver`]) and transmitting ([`Out`]) are free
 //! of the reactor itself: an application task that waits for packets runs them too.
 
-use super::rx::{RxState, WATCHDOG};
+use super::rx::{RxState, LINGER, WATCHDOG};
 use super::table::{ConnId, Entry};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
@@ -35,6 +35,8 @@ pub(crate) struct Reactor {
     tx: Batch,
     sleep: Pin<Box<tokio::time::Sleep>>,
     sleeping_until: Option<Instant>,
+    /// When the watchdog was last needed (see [`super::rx`]).
+    watched_at: Option<Instant>,
 }
 
 impl Reactor {
@@ -44,6 +46,7 @@ impl Reactor {
             tx: Batch::new(BATCH, SLOT),
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             sleeping_until: None,
+            watched_at: None,
         }
     }
 }
@@ -61,6 +64,7 @@ impl Future for Reactor {
                     this.shut_down(&mut inner);
                     return Poll::Ready(());
                 }
+                inner.stats.reactor_polls += 1;
                 match &inner.reactor {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => inner.reactor = Some(cx.waker().clone()),
@@ -101,7 +105,9 @@ impl Future for Reactor {
                 }
                 inner.release_lingering();
                 let unbind = std::mem::take(&mut inner.unbind_later);
-                let next = next_deadline(inner);
+                // The deadline it will sleep until, the watchdog's included: a task that
+                // arms a later timer need not wake it (see `wake_reactor_for_timers`).
+                let next = this.with_watchdog(next_deadline(inner), now);
                 inner.reactor_deadline = next;
                 (next, unbind)
             };
@@ -115,7 +121,6 @@ impl Future for Reactor {
                 // More may be waiting: go round again.
                 continue;
             }
-            let next = this.with_watchdog(next, now);
             match next {
                 Some(t) if t <= this.shared.now() => continue,
                 Some(t) => {
@@ -227,8 +232,11 @@ impl Reactor {
     /// The deadline to sleep until: `next`, or sooner the watchdog's while tasks wait to
     /// receive for the stack (see [`super::rx`]). A watchdog deadline already set is kept,
     /// so that the timer is not reset at every round.
-    fn with_watchdog(&self, next: Option<Instant>, now: Instant) -> Option<Instant> {
-        if !self.shared.rx_wake.watch() {
+    fn with_watchdog(&mut self, next: Option<Instant>, now: Instant) -> Option<Instant> {
+        let linger = self.watched_at.is_some_and(|t| now < t + LINGER);
+        if self.shared.rx_wake.watch(linger) {
+            self.watched_at = Some(now);
+        } else if !linger {
             return next;
         }
         let latest = now + WATCHDOG;

@@ -30,6 +30,8 @@ use std::time::Duration;
 
 /// The longest packets wait when the task they were handed to does not receive them.
 pub(crate) const WATCHDOG: Duration = Duration::from_millis(10);
+/// How long the reactor goes on watching after tasks last waited to receive.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// Tasks kept waiting to receive; past this, the oldest is let go (it is woken through its
 /// connection as before, by whoever receives).
@@ -100,16 +102,27 @@ impl RxWake {
     }
 
     /// Called by the reactor before it sleeps: whether it must wake by the watchdog
-    /// deadline, because tasks wait to receive or a hand-over is not taken up yet.
-    pub fn watch(&self) -> bool {
+    /// deadline, because tasks wait to receive or a hand-over is not taken up yet — or
+    /// because `linger` says to keep watching anyway (tasks waited a moment ago and will
+    /// again: each would otherwise wake the reactor to start watching). Returns whether
+    /// watching is needed now, and leaves the reactor watching if it is or if `linger`.
+    pub fn watch(&self, linger: bool) -> bool {
+        if linger {
+            self.watching.store(true, Ordering::SeqCst);
+            return self.needs_watching();
+        }
         // Cleared first, then checked: a task queued meanwhile either is seen here or sees
         // the reactor not watching and wakes it.
         self.watching.store(false, Ordering::SeqCst);
-        let watch = self.handed_over.load(Ordering::SeqCst) || !lock(&self.waiters).is_empty();
-        if watch {
+        let needed = self.needs_watching();
+        if needed {
             self.watching.store(true, Ordering::SeqCst);
         }
-        watch
+        needed
+    }
+
+    fn needs_watching(&self) -> bool {
+        self.handed_over.load(Ordering::SeqCst) || !lock(&self.waiters).is_empty()
     }
 
     #[cfg(test)]
@@ -162,7 +175,7 @@ mod tests {
         rx.wait(&aw);
         // The reactor was not watching: the first waiter wakes it, so that it does.
         assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
-        assert!(rx.watch());
+        assert!(rx.watch(false));
         rx.wait(&bw);
         rx.wait(&aw); // already queued: kept once, in its place
         assert_eq!(rx.waiting(), 2);
@@ -178,13 +191,23 @@ mod tests {
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
         assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
         // Handed over and not taken up: the reactor must keep watching.
-        assert!(rx.watch());
+        assert!(rx.watch(false));
         rx.receiving();
-        assert!(!rx.watch(), "nothing queued, nothing handed over");
+        assert!(!rx.watch(true), "nothing queued, nothing handed over");
+        rx.wait(&aw);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            1,
+            "still watching: not woken"
+        );
+        rx.receiving();
+        assert!(!rx.watch(false), "nothing queued, nothing handed over");
         // Nobody waiting: the reactor.
         Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(reactor.0.load(Ordering::SeqCst), 2);
-        assert_eq!(a.0.load(Ordering::SeqCst) + b.0.load(Ordering::SeqCst), 2);
+        assert_eq!(a.0.load(Ordering::SeqCst) + b.0.load(Ordering::SeqCst), 3);
     }
 
     #[test]
