@@ -18,6 +18,10 @@
 //! - `connections`: connect, accept, 1 byte from the client, the server reads it and closes,
 //!   the client sees the end of the stream and closes; `Throughput::Elements`.
 //!
+//! With `RAWTCP_BENCH_STACK=default` the rawtcp side uses a stack built as the process-wide
+//! default stack is (`dedicated_thread(true)`: its reactor on a thread and runtime of its
+//! own), which is what `rawtcp::TcpStream::connect` and `TcpListener::bind` use.
+//!
 //! Every iteration is timed by this file (`iter_custom`); after each group it prints the
 //! mean of the measured samples for both and the ratio rawtcp / tokio of the metric
 //! (MB/s, microseconds per round trip, connections per second), rawtcp's retransmission
@@ -456,13 +460,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let dedicated = std::env::var("RAWTCP_BENCH_STACK").is_ok_and(|v| v == "default");
     let stack = {
         let _in_runtime = rt.enter();
-        Stack::builder().build().expect("rawtcp stack")
+        Stack::builder()
+            .dedicated_thread(dedicated)
+            .build()
+            .expect("rawtcp stack")
     };
     println!(
-        "rawtcp on the {} datapath, tokio::net on the kernel's TCP; {} worker threads",
+        "rawtcp on the {} datapath (reactor {}), tokio::net on the kernel's TCP; {} worker threads",
         stack.datapath_name(),
+        if dedicated {
+            "on a thread of its own, as the default stack's"
+        } else {
+            "on the benchmark's runtime"
+        },
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     bulk_throughput(&mut c, &rt, &stack);

@@ -339,3 +339,76 @@ async fn packets_handed_to_a_task_that_stopped_waiting_still_arrive() {
         .expect("read a");
     assert_eq!(&buf, b"late");
 }
+
+/// Segments of one connection built by two tasks one after the other leave in that order,
+/// although each sends its own after releasing the stack's lock. Seen before the send order
+/// existed, in a connect-and-close loop on a stack whose reactor has a thread of its own:
+/// the client's pure ACK of the server's FIN, built by the task receiving for the stack, was
+/// overtaken by the client's FIN, built by the closing task; the server, in TIME-WAIT,
+/// answered the late ACK with a second ACK, and the client, closed by then, with a RST (15
+/// in 20,000 connections). Here no segment may be sent twice and no RST at all.
+#[test]
+fn segments_of_one_connection_leave_in_the_order_they_were_built() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    /// Ports, sequence and acknowledgment numbers, flags.
+    type Segment = (u16, u16, u32, u32, u8);
+    let seen: Arc<Mutex<HashSet<Segment>>> = Arc::default();
+    let dups = Arc::new(AtomicUsize::new(0));
+    let (seen2, dups2) = (seen.clone(), dups.clone());
+    let stack = {
+        let _rt = rt.enter();
+        Stack::builder()
+            .datapath(UdpDatapath::new().expect("udp datapath"))
+            .dedicated_thread(true)
+            .tap(move |ev| {
+                if ev.direction != rawtcp::Direction::Out || ev.payload_len != 0 {
+                    return;
+                }
+                let t = ev.tcp;
+                let key = (t.src_port, t.dst_port, t.seq, t.ack, t.flags.0);
+                if !seen2.lock().unwrap().insert(key) {
+                    dups2.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .build()
+            .expect("stack")
+    };
+    rt.block_on(async {
+        let listener = stack.bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut one = [0u8; 1];
+                    let _ = s.read_exact(&mut one).await;
+                });
+            }
+        });
+        bounded("connect-and-close loop", async {
+            for _ in 0..5_000 {
+                let mut c = stack.connect(addr).await.expect("connect");
+                c.set_nodelay(true).expect("nodelay");
+                c.write_all(&[1]).await.expect("write");
+                let mut rest = [0u8; 1];
+                assert_eq!(c.read(&mut rest).await.expect("read"), 0);
+            }
+        })
+        .await;
+        server.abort();
+    });
+    assert_eq!(
+        dups.load(Ordering::SeqCst),
+        0,
+        "a control segment left twice"
+    );
+    assert_eq!(stack.stats().resets_sent, 0, "a RST in a clean loop");
+}

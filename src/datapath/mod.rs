@@ -274,6 +274,17 @@ pub trait Datapath: Send + Sync + 'static {
     /// least one packet was added; `Pending` (with the waker registered) when none is waiting.
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>>;
 
+    /// Receives packets already waiting into `batch` (appending), without looking at or
+    /// registering readiness; returns whether any was added. For a task about to wait
+    /// whose stack learns of arrivals on another thread (a reactor on a thread of its own,
+    /// whose runtime polls the sockets): what the task's own peer just sent is taken at once
+    /// instead of after two wake-ups between threads. Costs a system call per socket when
+    /// nothing is there. The default receives nothing.
+    fn recv_now(&self, batch: &mut Batch) -> bool {
+        let _ = batch;
+        false
+    }
+
     /// Sends every packet in `batch`. Packets that cannot be queued are dropped.
     fn send(&self, batch: &Batch) -> io::Result<()>;
 

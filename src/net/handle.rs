@@ -3,10 +3,9 @@
 //! Opening, accepting and letting go are the stack's (`Shared::open`, `Shared::detach`).
 
 use super::clock;
-use crate::datapath::Batch;
 use crate::proto::{self, TcpInfo};
 use crate::stack::table::{ConnId, Entry};
-use crate::stack::{Inner, Shared};
+use crate::stack::{Deferred, Inner, Shared};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -93,11 +92,14 @@ impl ConnHandle {
 
     /// Runs `f` like [`with`](Self::with), giving it a place for segments the calling task
     /// is to send itself ([`Shared::output_due`]): sent once the lock is released.
-    fn with_sending<R>(&self, f: impl FnOnce(&mut Inner, ConnId, &mut Option<Batch>) -> R) -> R {
+    fn with_sending<'s, R>(
+        &'s self,
+        f: impl FnOnce(&mut Inner, ConnId, &mut Option<Deferred<'s>>) -> R,
+    ) -> R {
         let mut tx = None;
         let r = self.with(|inner, id| f(inner, id, &mut tx));
         if let Some(tx) = tx {
-            self.shared.send_inline(tx);
+            tx.send();
         }
         r
     }

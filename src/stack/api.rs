@@ -187,7 +187,7 @@ impl Shared {
             let tx = self.output_due(&mut inner, id);
             drop(inner);
             if let Some(tx) = tx {
-                self.send_inline(tx);
+                tx.send();
             }
             return Ok((id, local));
         }
@@ -333,7 +333,7 @@ impl Shared {
             self.unlock_and_unbind(inner);
         } else if let Some(tx) = self.output_due(&mut inner, id) {
             drop(inner);
-            self.send_inline(tx);
+            tx.send();
         }
     }
 }

@@ -146,6 +146,10 @@ pub(crate) struct Shared {
     /// Batches for segments that application tasks transmit themselves (see
     /// [`Shared::transmit_inline`]), kept for reuse.
     pub(in crate::stack) tx_pool: Mutex<Vec<datapath::Batch>>,
+    /// The order of sends: taken, while the stack is still locked, by every task that built
+    /// segments under the lock and sends them after releasing it, and held until they are
+    /// sent (see [`Shared::send_order`]).
+    pub(in crate::stack) tx_order: Mutex<()>,
     /// The receive batch, taken by whoever receives for the stack: the reactor, or an
     /// application task that waits for something to arrive (see [`rx`]).
     pub(in crate::stack) rx: Mutex<rx::RxState>,
@@ -153,6 +157,10 @@ pub(crate) struct Shared {
     pub(in crate::stack) rx_wake: Arc<rx::RxWake>,
     /// `rx_wake` as a `Waker`.
     pub(in crate::stack) rx_waker: Waker,
+    /// Tasks receiving for the stack first take what the datapath has without waiting for
+    /// readiness ([`Datapath::recv_now`]): the reactor runs on a thread of its own, whose
+    /// runtime alone learns of arrivals.
+    pub(in crate::stack) direct_rx: bool,
     /// The runtime the reactor runs on. Its clock is the stack's clock: every reading of
     /// the time, from whatever task or thread, is taken inside it (see [`Shared::now`]).
     pub(crate) runtime: tokio::runtime::Handle,
@@ -217,10 +225,10 @@ impl Shared {
     /// Transmits what connection `id` has due from the calling task, instead of waking the
     /// reactor for it, as the kernel sends from inside `write`: the segments are built under
     /// the lock (`inner`) into a pooled batch, which the caller sends with
-    /// [`send_inline`](Self::send_inline) once the lock is released. Saves a task switch per
-    /// write, which is most of a round trip's cost between two stacks. When more is due than
-    /// one batch holds, the reactor does the rest.
-    pub fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Option<datapath::Batch> {
+    /// [`Deferred::send`] once the lock is released. Saves a task switch per write, which is
+    /// most of a round trip's cost between two stacks. When more is due than one batch holds,
+    /// the reactor does the rest.
+    pub fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Option<Deferred<'_>> {
         let mut tx = self.inline_batch();
         // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
         let _clock = self.runtime.enter();
@@ -231,16 +239,50 @@ impl Shared {
         }
         reactor::settle(inner, id);
         inner.wake_reactor_for_timers();
-        Some(tx)
+        Some(Deferred {
+            order: self.send_order(&tx),
+            shared: self,
+            batch: tx,
+        })
+    }
+
+    /// For segments built under the stack's lock and sent after it is released: a place in
+    /// the order of sends, taken while the lock is still held (`None` when `batch` is empty).
+    ///
+    /// Two tasks that build segments of one connection one after the other must put them on
+    /// the wire in that order: a pure ACK overtaken by the FIN built after it arrives late,
+    /// is answered as an old segment, and that answer draws a RST from a peer that has
+    /// closed meanwhile (seen in a connect-and-close loop). Whoever holds the stack's lock
+    /// takes this next; it is released once the batch is sent, and the stack's lock is free
+    /// meanwhile, so the system call still happens outside it.
+    pub(in crate::stack) fn send_order(
+        &self,
+        batch: &datapath::Batch,
+    ) -> Option<MutexGuard<'_, ()>> {
+        (!batch.is_empty()).then(|| self.tx_order.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Sends `batch` (emptying it) through the datapath, on the stack's clock.
+    pub(in crate::stack) fn send_batch(&self, batch: &mut datapath::Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        // A datapath may read the clock (the simulated network's link delays): the stack's,
+        // not the calling task's.
+        let _clock = self.runtime.enter();
+        if let Err(e) = self.datapath.send(batch) {
+            tracing::debug!(error = %e, "datapath send failed");
+        }
+        batch.clear();
     }
 
     /// What connection `id` has due after an application call (a SYN, a FIN, a window
     /// update after a read): built by the calling task into a batch it sends with
-    /// [`send_inline`](Self::send_inline) once the lock is released, as the kernel sends
+    /// [`Deferred::send`] once the lock is released, as the kernel sends
     /// from inside the system call, when nothing else of the connection may be on its way
     /// (no data unacknowledged, no transmit pass queued, whose segments the inline ones could
     /// overtake); else queued for the reactor.
-    pub fn output_due(&self, inner: &mut Inner, id: table::ConnId) -> Option<datapath::Batch> {
+    pub fn output_due(&self, inner: &mut Inner, id: table::ConnId) -> Option<Deferred<'_>> {
         let idle = !inner.stopped
             && inner
                 .table
@@ -279,7 +321,7 @@ impl Shared {
         let mut tx = self.inline_batch();
         let mut delivered = false;
         for round in 0..INLINE_RX_ROUNDS {
-            let (received, full) = reactor::receive(self, &mut rx);
+            let (received, full) = reactor::receive(self, &mut rx, round == 0 && self.direct_rx);
             if !received {
                 break;
             }
@@ -303,8 +345,11 @@ impl Shared {
                 {
                     self.rx_wake.wake_reactor();
                 }
+                let order = self.send_order(&tx);
+                drop(inner);
+                self.send_batch(&mut tx);
+                drop(order);
             }
-            reactor::Out::new(self, &mut tx).flush();
             if !full {
                 break;
             }
@@ -314,7 +359,7 @@ impl Shared {
             }
         }
         drop(rx);
-        self.send_inline(tx);
+        self.recycle(tx);
         delivered
     }
 
@@ -323,17 +368,8 @@ impl Shared {
         self.rx_wake.wait(waker);
     }
 
-    /// Sends a batch filled by [`transmit_inline`](Self::transmit_inline) and keeps it for
-    /// reuse. Call it without the lock held.
-    pub fn send_inline(&self, mut tx: datapath::Batch) {
-        if !tx.is_empty() {
-            // A datapath may read the clock (the simulated network's link delays): the
-            // stack's, not the calling task's.
-            let _clock = self.runtime.enter();
-            if let Err(e) = self.datapath.send(&tx) {
-                tracing::debug!(error = %e, "datapath send failed");
-            }
-        }
+    /// Keeps an inline batch for reuse.
+    fn recycle(&self, mut tx: datapath::Batch) {
         tx.clear();
         let mut pool = self.tx_pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < INLINE_POOL {
@@ -378,6 +414,28 @@ impl Shared {
             Some(f) => crate::proto::SeqNum(f(local, remote)),
             None => inner.isn.generate(local, remote, self.now()),
         }
+    }
+}
+
+/// Segments an application task built under the stack's lock, with their place in the
+/// order of sends ([`Shared::send_order`]): sent by [`send`](Self::send) once the lock is
+/// released.
+pub(crate) struct Deferred<'a> {
+    shared: &'a Shared,
+    batch: datapath::Batch,
+    order: Option<MutexGuard<'a, ()>>,
+}
+
+impl Deferred<'_> {
+    /// Sends the segments (call it without the stack's lock held) and keeps the batch for
+    /// reuse.
+    pub fn send(mut self) {
+        self.shared.send_batch(&mut self.batch);
+        drop(self.order.take());
+        self.shared.recycle(std::mem::replace(
+            &mut self.batch,
+            datapath::Batch::new(0, 0),
+        ));
     }
 }
 
@@ -758,8 +816,13 @@ impl StackBuilder {
             Some(d) => d,
             None => default_datapath()?,
         };
-        let (stack, reactor) =
-            Self::assemble(datapath, self.config, self.tap, self.isn_fn, handle.clone());
+        let (stack, reactor) = Self::assemble(
+            datapath,
+            self.config,
+            self.tap,
+            self.isn_fn,
+            (handle.clone(), false),
+        );
         handle.spawn(reactor);
         Ok(stack)
     }
@@ -795,7 +858,8 @@ impl StackBuilder {
                         }
                     };
                     let runtime = tokio::runtime::Handle::current();
-                    let (stack, reactor) = Self::assemble(datapath, config, tap, isn_fn, runtime);
+                    let (stack, reactor) =
+                        Self::assemble(datapath, config, tap, isn_fn, (runtime, true));
                     let _ = tx.send(Ok(stack));
                     reactor.await;
                 });
@@ -809,7 +873,7 @@ impl StackBuilder {
         config: Config,
         tap: Option<Tap>,
         isn_fn: Option<IsnFn>,
-        runtime: tokio::runtime::Handle,
+        (runtime, dedicated): (tokio::runtime::Handle, bool),
     ) -> (Stack, reactor::Reactor) {
         let rx_wake = Arc::new(rx::RxWake::default());
         let shared = Arc::new(Shared {
@@ -835,9 +899,11 @@ impl StackBuilder {
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
+            tx_order: Mutex::new(()),
             rx: Mutex::new(reactor::rx_state()),
             rx_waker: Waker::from(rx_wake.clone()),
             rx_wake,
+            direct_rx: dedicated,
             origin: {
                 let _clock = runtime.enter();
                 tokio::time::Instant::now()

@@ -80,7 +80,7 @@ impl Future for Reactor {
             };
             let (received, full) = rx
                 .as_deref_mut()
-                .map_or((false, false), |rx| receive(&shared, rx));
+                .map_or((false, false), |rx| receive(&shared, rx, false));
             let now = shared.now();
             let next = {
                 let mut guard = shared.lock();
@@ -109,6 +109,10 @@ impl Future for Reactor {
                 // arms a later timer need not wake it (see `wake_reactor_for_timers`).
                 let next = this.with_watchdog(next_deadline(inner), now);
                 inner.reactor_deadline = next;
+                let order = shared.send_order(&this.tx);
+                drop(guard);
+                shared.send_batch(&mut this.tx);
+                drop(order);
                 (next, unbind)
             };
             let (next, unbind) = next;
@@ -116,7 +120,6 @@ impl Future for Reactor {
             for a in unbind {
                 shared.datapath.unbind(a);
             }
-            Out::new(&shared, &mut this.tx).flush();
             if received && full {
                 // More may be waiting: go round again.
                 continue;
@@ -184,16 +187,12 @@ impl<'a> Out<'a> {
         Out { shared, batch }
     }
 
-    /// Sends what the batch holds.
+    /// Sends what the batch holds, in its place in the order of sends (see
+    /// [`Shared::send_order`]).
     pub fn flush(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        let _clock = self.shared.runtime.enter();
-        if let Err(e) = self.shared.datapath.send(self.batch) {
-            tracing::debug!(error = %e, "datapath send failed");
-        }
-        self.batch.clear();
+        let order = self.shared.send_order(self.batch);
+        self.shared.send_batch(self.batch);
+        drop(order);
     }
 
     /// Sends the batch if no slot is left.
@@ -360,15 +359,18 @@ pub(crate) fn rx_state() -> RxState {
 }
 
 /// Receives what is waiting, up to one batch, registering the stack's receive waker
-/// ([`RxWake`](super::rx::RxWake)) when nothing more is; then parses and checksums every
+/// ([`RxWake`](super::rx::RxWake)) when nothing more is — first, when `direct`, what the
+/// datapath has without asking for readiness ([`Datapath::recv_now`]); then parses and checksums every
 /// packet — the costly, connection-independent part of a packet's processing, done before
 /// the stack is locked. Returns whether anything came and whether the batch filled.
-pub(crate) fn receive(shared: &Shared, rx: &mut RxState) -> (bool, bool) {
+pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool) -> (bool, bool) {
     shared.rx_wake.receiving();
     rx.batch.clear();
     rx.parsed.clear();
     let mut cx = Context::from_waker(&shared.rx_waker);
-    let mut received = false;
+    // A task about to wait takes what is there without waiting for readiness to be
+    // reported (see `Datapath::recv_now`).
+    let mut received = direct && shared.datapath.recv_now(&mut rx.batch);
     while !rx.batch.is_full() {
         match shared.datapath.poll_recv(&mut cx, &mut rx.batch) {
             Poll::Ready(Ok(())) => received = true,

@@ -369,7 +369,6 @@ impl UdpDatapath {
         budget: &mut usize,
         tally: &mut RecvTally,
     ) -> Option<Drain> {
-        use std::os::fd::AsRawFd;
         loop {
             if *budget == 0 {
                 return Some(Drain::Budget);
@@ -379,23 +378,7 @@ impl UdpDatapath {
             }
             let want = (*budget).min(batch.capacity() - batch.len());
             let r = sock.try_io(Interest::READABLE, || {
-                let (got, room) =
-                    mmsg::recv_into(sock.as_raw_fd(), v6, batch, want, |batch, d| {
-                        *budget -= 1;
-                        let slot = batch.free_slot(d.slot);
-                        let ep = slot.get(..d.len).and_then(parse_endpoints);
-                        match ep {
-                            Some(ep) if ep.len <= d.len && !d.truncated => {
-                                // The carrier is only recorded; the stack decides whether to
-                                // trust it.
-                                batch.commit_received(d.slot, ep.len, d.from);
-                                tally.received += 1;
-                            }
-                            // Larger than the slot: the kernel truncated it.
-                            Some(_) if d.truncated || d.len == slot.len() => tally.too_large += 1,
-                            _ => tally.malformed += 1,
-                        }
-                    })?;
+                let (got, room) = Self::recv_many((sock, v6), batch, want, budget, tally)?;
                 if got < room {
                     // Fewer than there was room for: the socket was empty a moment ago. Told
                     // as `WouldBlock`, tokio clears its readiness, unless a datagram came
@@ -412,6 +395,57 @@ impl UdpDatapath {
                 }
                 Err(e) if transient(&e) => *budget = budget.saturating_sub(1),
                 Err(e) => return Some(Drain::Error(e)),
+            }
+        }
+    }
+}
+
+impl UdpDatapath {
+    /// One `recvmmsg` of up to `want` datagrams from `sock` (of family `v6`) into `batch`,
+    /// each kept or dropped and counted; returns how many came and how many there was room
+    /// for.
+    #[cfg(target_os = "linux")]
+    fn recv_many(
+        (sock, v6): (&UdpSocket, bool),
+        batch: &mut Batch,
+        want: usize,
+        budget: &mut usize,
+        tally: &mut RecvTally,
+    ) -> io::Result<(usize, usize)> {
+        use std::os::fd::AsRawFd;
+        mmsg::recv_into(sock.as_raw_fd(), v6, batch, want, |batch, d| {
+            *budget = budget.saturating_sub(1);
+            let slot = batch.free_slot(d.slot);
+            let ep = slot.get(..d.len).and_then(parse_endpoints);
+            match ep {
+                Some(ep) if ep.len <= d.len && !d.truncated => {
+                    // The carrier is only recorded; the stack decides whether to trust it.
+                    batch.commit_received(d.slot, ep.len, d.from);
+                    tally.received += 1;
+                }
+                // Larger than the slot: the kernel truncated it.
+                Some(_) if d.truncated || d.len == slot.len() => tally.too_large += 1,
+                _ => tally.malformed += 1,
+            }
+        })
+    }
+
+    /// Every socket this datapath receives on, with its family (`true` for IPv6): the
+    /// shared ones, then the listeners'. `f` returns whether to go on.
+    #[cfg(target_os = "linux")]
+    fn each_socket(&self, mut f: impl FnMut((&UdpSocket, bool)) -> bool) {
+        if !f((&self.v4, false)) {
+            return;
+        }
+        if let Some(v6) = &self.v6 {
+            if !f((v6, true)) {
+                return;
+            }
+        }
+        let registry = read(&self.registry);
+        for ((ip, _), s) in &registry.listeners {
+            if !f((s, ip.is_ipv6())) {
+                return;
             }
         }
     }
@@ -566,6 +600,29 @@ impl Datapath for UdpDatapath {
             }
             Poll::Pending
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_now(&self, batch: &mut Batch) -> bool {
+        let mut budget = RECV_BUDGET;
+        let mut tally = RecvTally::default();
+        self.each_socket(|sock| loop {
+            if batch.is_full() || budget == 0 {
+                return false;
+            }
+            let want = budget.min(batch.capacity() - batch.len());
+            match Self::recv_many(sock, batch, want, &mut budget, &mut tally) {
+                Ok((got, room)) if got == room => continue,
+                Ok(_) => return true,
+                Err(e) if transient(&e) => budget = budget.saturating_sub(1),
+                // Nothing waiting (or a failure the readiness path will report): next socket.
+                Err(_) => return true,
+            }
+        });
+        Counters::add(&self.counters.received, tally.received);
+        Counters::add(&self.counters.dropped_recv, tally.too_large);
+        Counters::add(&self.counters.malformed, tally.malformed);
+        tally.received > 0
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {
