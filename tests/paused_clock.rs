@@ -227,3 +227,39 @@ timeouts_under_start_paused!(
     |s| s.bind("127.0.0.1:0"),
     |s, addr| s.connect(addr)
 );
+
+/// A task waiting to read on an idle connection arms no timer of the stack's: a stack on a
+/// runtime started paused, whose clock jumps to the next timer whenever it is idle, sleeps
+/// through an hour of paused time in a handful of reactor polls (the receive watchdog runs
+/// only after packets were handed to a waiting task, and a second after that at most).
+#[test]
+fn an_idle_waiting_reader_does_not_step_a_paused_clock() {
+    bounded(Duration::from_secs(60), true, || async {
+        let stack = Stack::builder()
+            .datapath(
+                rawtcp::datapath::sim::SimNetwork::new(1)
+                    .host("10.0.0.1".parse().unwrap())
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let listener = stack.bind("10.0.0.1:80").await.unwrap();
+        let client = stack.connect("10.0.0.1:80").await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            server.read(&mut buf).await.unwrap()
+        });
+        // Past every handshake timer and the linger of the last hand-over.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = stack.stats().reactor_polls;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let polls = stack.stats().reactor_polls - before;
+        assert!(
+            polls < 1_000,
+            "{polls} reactor polls in an idle hour (a 10 ms watchdog would make 360,000)"
+        );
+        drop(client);
+        assert_eq!(reader.await.unwrap(), 0);
+    });
+}

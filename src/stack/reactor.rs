@@ -35,7 +35,7 @@ pub(crate) struct Reactor {
     tx: Batch,
     sleep: Pin<Box<tokio::time::Sleep>>,
     sleeping_until: Option<Instant>,
-    /// When the watchdog was last needed (see [`super::rx`]).
+    /// When a hand-over last needed the watchdog (see [`super::rx`]).
     watched_at: Option<Instant>,
 }
 
@@ -228,9 +228,10 @@ impl<'a> Out<'a> {
 }
 
 impl Reactor {
-    /// The deadline to sleep until: `next`, or sooner the watchdog's while tasks wait to
-    /// receive for the stack (see [`super::rx`]). A watchdog deadline already set is kept,
-    /// so that the timer is not reset at every round.
+    /// The deadline to sleep until: `next`, or sooner the watchdog's while arriving packets
+    /// handed to a waiting task may not be taken up, and for a while after such a hand-over
+    /// (see [`super::rx`]). A watchdog deadline already set is kept, so that the timer is not
+    /// reset at every round.
     fn with_watchdog(&mut self, next: Option<Instant>, now: Instant) -> Option<Instant> {
         let linger = self.watched_at.is_some_and(|t| now < t + LINGER);
         if self.shared.rx_wake.watch(linger) {
