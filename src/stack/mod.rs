@@ -350,7 +350,10 @@ impl Shared {
                 self.send_batch(&mut tx);
                 drop(order);
             }
-            if !full {
+            // Packets that came while this task received were handed to a waiting task,
+            // which found the receive state taken: receive them here, not after the
+            // watchdog.
+            if !full && !self.rx_wake.handed_over() {
                 break;
             }
             if round + 1 == INLINE_RX_ROUNDS {

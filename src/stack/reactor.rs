@@ -124,6 +124,11 @@ impl Future for Reactor {
                 // More may be waiting: go round again.
                 continue;
             }
+            if received && shared.rx_wake.handed_over() {
+                // Packets came while it received and were handed to a task, which found the
+                // receive state taken: receive them now rather than at the watchdog.
+                continue;
+            }
             match next {
                 Some(t) if t <= this.shared.now() => continue,
                 Some(t) => {
