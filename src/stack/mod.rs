@@ -321,18 +321,19 @@ impl Shared {
         let mut tx = self.inline_batch();
         let mut delivered = false;
         for round in 0..INLINE_RX_ROUNDS {
-            let (received, full) = reactor::receive(self, &mut rx, round == 0 && self.direct_rx);
+            let (received, full) = reactor::receive(self, &mut rx, self.direct_rx);
             if !received {
                 break;
             }
             delivered = true;
             let now = self.now();
-            {
+            let sent = {
                 let mut inner = self.lock();
                 if inner.stopped || inner.shutdown {
                     break;
                 }
                 inner.stats.inline_receives += 1;
+                let sent_before = inner.stats.packets_out;
                 let mut out = reactor::Out::new(self, &mut tx);
                 reactor::deliver(&mut inner, &rx, &mut out, now);
                 out.transmit_dirty(&mut inner, now);
@@ -345,15 +346,20 @@ impl Shared {
                 {
                     self.rx_wake.wake_reactor();
                 }
+                let sent = inner.stats.packets_out != sent_before;
                 let order = self.send_order(&tx);
                 drop(inner);
                 self.send_batch(&mut tx);
                 drop(order);
-            }
-            // Packets that came while this task received were handed to a waiting task,
-            // which found the receive state taken: receive them here, not after the
-            // watchdog.
-            if !full && !self.rx_wake.handed_over() {
+                sent
+            };
+            // Go round again when more may be waiting: the batch was full; packets that came
+            // meanwhile were handed to a waiting task, which found the receive state taken;
+            // or, where this task receives without waiting for readiness, what it just sent
+            // may be for this stack (a handshake between two of its connections completes
+            // in one task, instead of a wake-up between threads per segment).
+            let again = full || self.rx_wake.handed_over() || (self.direct_rx && sent);
+            if !again {
                 break;
             }
             if round + 1 == INLINE_RX_ROUNDS {
