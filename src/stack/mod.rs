@@ -775,21 +775,8 @@ impl StackBuilder {
 
     /// Starts the stack. Without `dedicated_thread`, this must run inside a tokio runtime,
     /// which then hosts the reactor task.
-    pub fn build(mut self) -> io::Result<Stack> {
-        let cookies = self.syn_cookies.take();
-        let limits = self.limits.take();
-        let max_memory = self.max_buffer_memory.take();
-        let stack = self.start()?;
-        if let Some(bytes) = max_memory {
-            stack.owner.shared.lock().max_buffer_memory = bytes;
-        }
-        if let Some(mode) = cookies {
-            stack.set_syn_cookies(mode);
-        }
-        if let Some(limits) = limits {
-            stack.set_limits(limits);
-        }
-        Ok(stack)
+    pub fn build(self) -> io::Result<Stack> {
+        self.start()
     }
 
     /// The most send and receive buffer storage all connections together may hold, like
@@ -811,40 +798,49 @@ impl StackBuilder {
         self
     }
 
-    fn start(mut self) -> io::Result<Stack> {
-        if let Some(path) = self.pcap.take().or_else(capture::path_from_env) {
-            self.tap = Some(capture::pcap_tap(path, self.tap.take())?);
+    fn start(self) -> io::Result<Stack> {
+        let StackBuilder {
+            datapath,
+            config,
+            mut tap,
+            isn_fn,
+            dedicated_thread,
+            pcap,
+            syn_cookies,
+            limits,
+            max_buffer_memory,
+        } = self;
+        if let Some(path) = pcap.or_else(capture::path_from_env) {
+            tap = Some(capture::pcap_tap(path, tap)?);
         }
-        if self.dedicated_thread {
-            return self.build_on_thread();
+        let settings = Settings {
+            config,
+            tap,
+            isn_fn,
+            syn_cookies,
+            limits,
+            max_buffer_memory,
+        };
+        if dedicated_thread {
+            return Self::build_on_thread(datapath, settings);
         }
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             io::Error::other("rawtcp: Stack::build must be called inside a tokio runtime")
         })?;
-        let datapath = match self.datapath {
+        let datapath = match datapath {
             Some(d) => d,
             None => default_datapath()?,
         };
-        let (stack, reactor) = Self::assemble(
-            datapath,
-            self.config,
-            self.tap,
-            self.isn_fn,
-            (handle.clone(), false),
-        );
+        let (stack, reactor) = Self::assemble(datapath, settings, (handle.clone(), false));
         handle.spawn(reactor);
         Ok(stack)
     }
 
-    fn build_on_thread(self) -> io::Result<Stack> {
+    fn build_on_thread(
+        datapath: Option<Arc<dyn Datapath>>,
+        settings: Settings,
+    ) -> io::Result<Stack> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let StackBuilder {
-            datapath,
-            config,
-            tap,
-            isn_fn,
-            ..
-        } = self;
         std::thread::Builder::new()
             .name("rawtcp-reactor".into())
             .spawn(move || {
@@ -867,8 +863,7 @@ impl StackBuilder {
                         }
                     };
                     let runtime = tokio::runtime::Handle::current();
-                    let (stack, reactor) =
-                        Self::assemble(datapath, config, tap, isn_fn, (runtime, true));
+                    let (stack, reactor) = Self::assemble(datapath, settings, (runtime, true));
                     let _ = tx.send(Ok(stack));
                     reactor.await;
                 });
@@ -877,17 +872,32 @@ impl StackBuilder {
             .map_err(|_| io::Error::other("rawtcp: reactor thread failed to start"))?
     }
 
+    /// Makes the stack's state, with every setting in place before anything can use it,
+    /// and its reactor (for the caller to run).
     fn assemble(
         datapath: Arc<dyn Datapath>,
-        config: Config,
-        tap: Option<Tap>,
-        isn_fn: Option<IsnFn>,
+        settings: Settings,
         (runtime, dedicated): (tokio::runtime::Handle, bool),
     ) -> (Stack, reactor::Reactor) {
+        let Settings {
+            config,
+            tap,
+            isn_fn,
+            syn_cookies,
+            limits,
+            max_buffer_memory,
+        } = settings;
+        let mut table = Table::default();
+        if let Some(mode) = syn_cookies {
+            table.endpoint.set_syn_cookies(mode);
+        }
+        if let Some(limits) = limits {
+            table.endpoint.set_limits(limits);
+        }
         let rx_wake = Arc::new(rx::RxWake::default());
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
-                table: Table::default(),
+                table,
                 dirty: Vec::new(),
                 timers: BinaryHeap::new(),
                 reactor: None,
@@ -904,7 +914,7 @@ impl StackBuilder {
                 connect_cursor: 0,
                 poisoned_resets: Vec::new(),
                 buffer_memory: 0,
-                max_buffer_memory: DEFAULT_MAX_BUFFER_MEMORY,
+                max_buffer_memory: max_buffer_memory.unwrap_or(DEFAULT_MAX_BUFFER_MEMORY),
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
@@ -930,6 +940,16 @@ impl StackBuilder {
             reactor,
         )
     }
+}
+
+/// What a stack is built with besides its datapath, taken from its builder.
+struct Settings {
+    config: Config,
+    tap: Option<Tap>,
+    isn_fn: Option<IsnFn>,
+    syn_cookies: Option<SynCookieMode>,
+    limits: Option<Limits>,
+    max_buffer_memory: Option<usize>,
 }
 
 fn default_datapath() -> io::Result<Arc<dyn Datapath>> {
