@@ -328,8 +328,7 @@ impl UdpDatapath {
                 let Some(slot) = batch.next_slot() else {
                     return Drain::Full;
                 };
-                let slot_len = slot.len();
-                let (n, from) = match sock.try_recv_from(slot) {
+                let (n, from) = match sock.try_recv_from(&mut *slot) {
                     Ok(r) => r,
                     // Nothing more: poll readiness again, which registers the waker.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -340,16 +339,9 @@ impl UdpDatapath {
                     Err(e) => return Drain::Error(e),
                 };
                 *budget -= 1;
-                let ep = slot.get(..n).and_then(parse_endpoints);
-                match ep {
-                    Some(ep) if ep.len <= n => {
-                        // The carrier is only recorded; the stack decides whether to trust it.
-                        batch.commit_via(0, ep.len, Some(from));
-                        tally.received += 1;
-                    }
-                    // The header says more than the slot could hold: the kernel truncated it.
-                    Some(_) if n == slot_len => tally.too_large += 1,
-                    _ => tally.malformed += 1,
+                if let Some(len) = tally.keep(slot, n, false) {
+                    // The carrier is only recorded; the stack decides whether to trust it.
+                    batch.commit_via(0, len, Some(from));
                 }
             }
         }
@@ -415,38 +407,35 @@ impl UdpDatapath {
         use std::os::fd::AsRawFd;
         mmsg::recv_into(sock.as_raw_fd(), v6, batch, want, |batch, d| {
             *budget = budget.saturating_sub(1);
-            let slot = batch.free_slot(d.slot);
-            let ep = slot.get(..d.len).and_then(parse_endpoints);
-            match ep {
-                Some(ep) if ep.len <= d.len && !d.truncated => {
-                    // The carrier is only recorded; the stack decides whether to trust it.
-                    batch.commit_received(d.slot, ep.len, d.from);
-                    tally.received += 1;
-                }
-                // Larger than the slot: the kernel truncated it.
-                Some(_) if d.truncated || d.len == slot.len() => tally.too_large += 1,
-                _ => tally.malformed += 1,
+            if let Some(len) = tally.keep(batch.free_slot(d.slot), d.len, d.truncated) {
+                // The carrier is only recorded; the stack decides whether to trust it.
+                batch.commit_received(d.slot, len, d.from);
             }
         })
     }
 
-    /// Every socket this datapath receives on, with its family (`true` for IPv6): the
-    /// shared ones, then the listeners'. `f` returns whether to go on.
-    #[cfg(target_os = "linux")]
-    fn each_socket(&self, mut f: impl FnMut((&UdpSocket, bool)) -> bool) {
-        if !f((&self.v4, false)) {
-            return;
-        }
-        if let Some(v6) = &self.v6 {
-            if !f((v6, true)) {
-                return;
-            }
-        }
-        let registry = read(&self.registry);
-        for ((ip, _), s) in &registry.listeners {
-            if !f((s, ip.is_ipv6())) {
-                return;
-            }
+    /// How many sockets this datapath receives on (see [`receiving_socket`]).
+    ///
+    /// [`receiving_socket`]: Self::receiving_socket
+    fn receiving_sockets(&self, registry: &Registry) -> usize {
+        1 + usize::from(self.v6.is_some()) + registry.listeners.len()
+    }
+
+    /// Socket `i` of those this datapath receives on, with its family (`true` for IPv6):
+    /// the shared ones first, then the listeners'.
+    fn receiving_socket<'a>(
+        &'a self,
+        registry: &'a Registry,
+        i: usize,
+    ) -> Option<(&'a UdpSocket, bool)> {
+        let shared = 1 + usize::from(self.v6.is_some());
+        match (i, &self.v6) {
+            (0, _) => Some((&self.v4, false)),
+            (1, Some(v6)) => Some((v6, true)),
+            _ => registry
+                .listeners
+                .get(i - shared)
+                .map(|((ip, _), s)| (&**s, ip.is_ipv6())),
         }
     }
 }
@@ -469,6 +458,36 @@ struct RecvTally {
     received: u64,
     too_large: u64,
     malformed: u64,
+}
+
+impl RecvTally {
+    /// Judges a datagram of `n` bytes received into `slot` (`truncated`: the kernel said it
+    /// was larger than the slot): the length of the IP packet it carries, to keep, or
+    /// `None`, counted as too large or malformed.
+    fn keep(&mut self, slot: &[u8], n: usize, truncated: bool) -> Option<usize> {
+        match slot.get(..n).and_then(parse_endpoints) {
+            Some(ep) if ep.len <= n && !truncated => {
+                self.received += 1;
+                Some(ep.len)
+            }
+            // The header says more than the slot could hold: the kernel truncated it.
+            Some(_) if truncated || n == slot.len() => {
+                self.too_large += 1;
+                None
+            }
+            _ => {
+                self.malformed += 1;
+                None
+            }
+        }
+    }
+
+    /// Adds what was seen to the datapath's counters.
+    fn record(self, counters: &Counters) {
+        Counters::add(&counters.received, self.received);
+        Counters::add(&counters.dropped_recv, self.too_large);
+        Counters::add(&counters.malformed, self.malformed);
+    }
 }
 
 impl Datapath for UdpDatapath {
@@ -552,25 +571,15 @@ impl Datapath for UdpDatapath {
         }
         let refused = self.poll_refusals(cx, batch);
         let registry = read(&self.registry);
-        let shared = 1 + usize::from(self.v6.is_some());
-        let total = shared + registry.listeners.len();
+        let total = self.receiving_sockets(&registry);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % total;
         let mut budget = RECV_BUDGET;
         let mut tally = RecvTally::default();
         let mut error = None;
         let mut spent = false;
         for k in 0..total {
-            let i = (start + k) % total;
-            let sock = match i {
-                0 => (&*self.v4, false),
-                1 if shared == 2 => match &self.v6 {
-                    Some(s) => (&**s, true),
-                    None => (&*self.v4, false),
-                },
-                _ => match registry.listeners.get(i - shared) {
-                    Some(((ip, _), s)) => (&**s, ip.is_ipv6()),
-                    None => continue,
-                },
+            let Some(sock) = self.receiving_socket(&registry, (start + k) % total) else {
+                continue;
             };
             match self.drain(cx, sock, batch, &mut budget, &mut tally) {
                 Drain::Pending => {}
@@ -586,10 +595,9 @@ impl Datapath for UdpDatapath {
             }
         }
         drop(registry);
-        Counters::add(&self.counters.received, tally.received);
-        Counters::add(&self.counters.dropped_recv, tally.too_large);
-        Counters::add(&self.counters.malformed, tally.malformed);
-        if tally.received > 0 || refused > 0 {
+        let received = tally.received;
+        tally.record(&self.counters);
+        if received > 0 || refused > 0 {
             Poll::Ready(Ok(()))
         } else if let Some(e) = error {
             Poll::Ready(Err(e))
@@ -606,23 +614,29 @@ impl Datapath for UdpDatapath {
     fn recv_now(&self, batch: &mut Batch) -> bool {
         let mut budget = RECV_BUDGET;
         let mut tally = RecvTally::default();
-        self.each_socket(|sock| loop {
-            if batch.is_full() || budget == 0 {
-                return false;
+        let registry = read(&self.registry);
+        'sockets: for i in 0..self.receiving_sockets(&registry) {
+            let Some(sock) = self.receiving_socket(&registry, i) else {
+                continue;
+            };
+            loop {
+                if batch.is_full() || budget == 0 {
+                    break 'sockets;
+                }
+                let want = budget.min(batch.capacity() - batch.len());
+                match Self::recv_many(sock, batch, want, &mut budget, &mut tally) {
+                    Ok((got, room)) if got == room => {}
+                    Ok(_) => break,
+                    Err(e) if transient(&e) => budget = budget.saturating_sub(1),
+                    // Nothing waiting (or a failure the readiness path will report).
+                    Err(_) => break,
+                }
             }
-            let want = budget.min(batch.capacity() - batch.len());
-            match Self::recv_many(sock, batch, want, &mut budget, &mut tally) {
-                Ok((got, room)) if got == room => continue,
-                Ok(_) => return true,
-                Err(e) if transient(&e) => budget = budget.saturating_sub(1),
-                // Nothing waiting (or a failure the readiness path will report): next socket.
-                Err(_) => return true,
-            }
-        });
-        Counters::add(&self.counters.received, tally.received);
-        Counters::add(&self.counters.dropped_recv, tally.too_large);
-        Counters::add(&self.counters.malformed, tally.malformed);
-        tally.received > 0
+        }
+        drop(registry);
+        let received = tally.received;
+        tally.record(&self.counters);
+        received > 0
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {
