@@ -169,7 +169,7 @@ impl ConnHandle {
                     buf.advance(n);
                     if e.conn.needs_driver() {
                         // A window update, sent from here as the kernel does from `recv`.
-                        *tx = self.shared.output_due(inner, id);
+                        *tx = self.shared.output_due(inner, id, 0);
                     }
                     Poll::Ready(Ok(()))
                 }
@@ -193,7 +193,7 @@ impl ConnHandle {
             }
             let n = e.conn.recv(buf)?;
             if e.conn.needs_driver() {
-                *tx = self.shared.output_due(inner, id);
+                *tx = self.shared.output_due(inner, id, 0);
             }
             Ok(n)
         })
@@ -252,15 +252,11 @@ impl ConnHandle {
             if total == 0 {
                 // Nothing to write still reports errors (a reset or shutdown connection).
                 e.conn.send(&[])?;
-            } else if e.transmit_queued() || e.conn.send_queue() != total || inner.is_stopped() {
-                // Busy (data was already queued or in flight, or the reactor has this
-                // connection's transmit pass queued): the reactor sends, in order.
-                inner.mark_dirty(id);
             } else {
-                // An idle connection: send from this task, as the kernel does from `write`,
-                // once the lock is released. Nothing else of this connection is in flight,
-                // so nothing can overtake it.
-                *tx = self.shared.transmit_inline(inner, id);
+                // An idle connection sends from this task, as the kernel does from `write`;
+                // a busy one (data already queued or in flight, or its transmit pass queued)
+                // leaves it to the reactor, in order.
+                *tx = self.shared.output_due(inner, id, total);
             }
             Poll::Ready(Ok(total))
         })
@@ -271,7 +267,7 @@ impl ConnHandle {
         self.with_sending(|inner, id, tx| {
             let e = Self::entry(inner, id)?;
             e.conn.shutdown()?;
-            *tx = self.shared.output_due(inner, id);
+            *tx = self.shared.output_due(inner, id, 0);
             Ok(())
         })
     }

@@ -25,11 +25,6 @@ impl Inner {
     pub(crate) fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
         self.table.get_mut(id)
     }
-
-    /// Whether the reactor has stopped: nothing is sent or received any more.
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.stopped
-    }
 }
 
 impl Shared {
@@ -184,7 +179,7 @@ impl Shared {
                     ..Entry::new(conn, 64)
                 },
             );
-            let tx = self.output_due(&mut inner, id);
+            let tx = self.output_due(&mut inner, id, 0);
             drop(inner);
             if let Some(tx) = tx {
                 tx.send();
@@ -331,7 +326,7 @@ impl Shared {
             // No reactor to finish the close: forget it now.
             inner.forget(id);
             self.unlock_and_unbind(inner);
-        } else if let Some(tx) = self.output_due(&mut inner, id) {
+        } else if let Some(tx) = self.output_due(&mut inner, id, 0) {
             drop(inner);
             tx.send();
         }

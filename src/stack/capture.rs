@@ -51,7 +51,7 @@ pub(crate) fn pcap_tap(path: PathBuf, user: Option<Tap>) -> io::Result<Tap> {
     let sent: Mutex<HashSet<(SocketAddr, SocketAddr)>> = Mutex::new(HashSet::new());
     Ok(Arc::new(move |ev: &TapEvent<'_>| {
         let own_echo = {
-            let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+            let mut sent = super::unpoisoned(&sent);
             match ev.direction {
                 Direction::Out => {
                     if sent.len() >= 1 << 16 {

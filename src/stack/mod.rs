@@ -39,6 +39,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use table::{ConnId, Table};
 
+/// Locks `m`, whether or not a panic poisoned it: every structure of the stack stays
+/// usable after a panic elsewhere (a panicking engine is poisoned on its own, see
+/// [`Inner::poison`]).
+pub(in crate::stack) fn unpoisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Which way a tapped segment travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -219,7 +226,7 @@ pub(crate) struct Inner {
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere must not wedge every connection: the table stays usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        unpoisoned(&self.inner)
     }
 
     /// Transmits what connection `id` has due from the calling task, instead of waking the
@@ -228,7 +235,7 @@ impl Shared {
     /// [`Deferred::send`] once the lock is released. Saves a task switch per write, which is
     /// most of a round trip's cost between two stacks. When more is due than one batch holds,
     /// the reactor does the rest.
-    pub fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Option<Deferred<'_>> {
+    fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Deferred<'_> {
         let mut tx = self.inline_batch();
         // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
         let _clock = self.runtime.enter();
@@ -239,11 +246,11 @@ impl Shared {
         }
         reactor::settle(inner, id);
         inner.wake_reactor_for_timers();
-        Some(Deferred {
+        Deferred {
             order: self.send_order(&tx),
             shared: self,
             batch: tx,
-        })
+        }
     }
 
     /// For segments built under the stack's lock and sent after it is released: a place in
@@ -259,7 +266,37 @@ impl Shared {
         &self,
         batch: &datapath::Batch,
     ) -> Option<MutexGuard<'_, ()>> {
-        (!batch.is_empty()).then(|| self.tx_order.lock().unwrap_or_else(|p| p.into_inner()))
+        (!batch.is_empty()).then(|| unpoisoned(&self.tx_order))
+    }
+
+    /// Sends `batch` (emptying it) in its place in the order of sends, the stack's lock
+    /// held by the caller.
+    pub(in crate::stack) fn send_in_order(&self, batch: &mut datapath::Batch) {
+        let order = self.send_order(batch);
+        self.send_batch(batch);
+        drop(order);
+    }
+
+    /// Releases the stack's lock (`inner`) and sends `batch` (emptying it), keeping its
+    /// place in the order of sends.
+    pub(in crate::stack) fn unlock_and_send(
+        &self,
+        inner: MutexGuard<'_, Inner>,
+        batch: &mut datapath::Batch,
+    ) {
+        let order = self.send_order(batch);
+        drop(inner);
+        self.send_batch(batch);
+        drop(order);
+    }
+
+    /// The receive state, unless another task or the reactor is receiving right now.
+    pub(in crate::stack) fn try_rx(&self) -> Option<MutexGuard<'_, rx::RxState>> {
+        match self.rx.try_lock() {
+            Ok(rx) => Some(rx),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Sends `batch` (emptying it) through the datapath, on the stack's clock.
@@ -276,20 +313,25 @@ impl Shared {
         batch.clear();
     }
 
-    /// What connection `id` has due after an application call (a SYN, a FIN, a window
-    /// update after a read): built by the calling task into a batch it sends with
-    /// [`Deferred::send`] once the lock is released, as the kernel sends
-    /// from inside the system call, when nothing else of the connection may be on its way
-    /// (no data unacknowledged, no transmit pass queued, whose segments the inline ones could
-    /// overtake); else queued for the reactor.
-    pub fn output_due(&self, inner: &mut Inner, id: table::ConnId) -> Option<Deferred<'_>> {
+    /// What connection `id` has due after an application call (a write of `written` bytes,
+    /// a SYN, a FIN, a window update after a read): built by the calling task into a batch it
+    /// sends with [`Deferred::send`] once the lock is released, as the kernel sends from
+    /// inside the system call, when nothing else of the connection may be on its way (no
+    /// data queued or unacknowledged but what this call wrote, no transmit pass queued,
+    /// whose segments the inline ones could overtake); else queued for the reactor.
+    pub fn output_due(
+        &self,
+        inner: &mut Inner,
+        id: table::ConnId,
+        written: usize,
+    ) -> Option<Deferred<'_>> {
         let idle = !inner.stopped
             && inner
                 .table
                 .get(id)
-                .is_some_and(|e| !e.dirty && e.conn.send_queue() == 0);
+                .is_some_and(|e| !e.dirty && e.conn.send_queue() == written);
         if idle {
-            self.transmit_inline(inner, id)
+            Some(self.transmit_inline(inner, id))
         } else {
             inner.mark_dirty(id);
             None
@@ -298,9 +340,7 @@ impl Shared {
 
     /// A batch for segments an application task transmits, from the pool.
     fn inline_batch(&self) -> datapath::Batch {
-        self.tx_pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        unpoisoned(&self.tx_pool)
             .pop()
             .unwrap_or_else(|| datapath::Batch::new(INLINE_BATCH, reactor::SLOT))
     }
@@ -310,10 +350,8 @@ impl Shared {
     /// connections then owe (ACKs, data the window now allows) is sent. Does nothing when
     /// another task or the reactor is receiving. Returns whether any packet was delivered.
     pub fn receive_inline(&self) -> bool {
-        let mut rx = match self.rx.try_lock() {
-            Ok(rx) => rx,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+        let Some(mut rx) = self.try_rx() else {
+            return false;
         };
         // The datapath (the simulated network's delays) and the tap read the clock: the
         // stack's, not the caller's.
@@ -347,10 +385,7 @@ impl Shared {
                     self.rx_wake.wake_reactor();
                 }
                 let sent = inner.stats.packets_out != sent_before;
-                let order = self.send_order(&tx);
-                drop(inner);
-                self.send_batch(&mut tx);
-                drop(order);
+                self.unlock_and_send(inner, &mut tx);
                 sent
             };
             // Go round again when more may be waiting: the batch was full; packets that came
@@ -380,7 +415,7 @@ impl Shared {
     /// Keeps an inline batch for reuse.
     fn recycle(&self, mut tx: datapath::Batch) {
         tx.clear();
-        let mut pool = self.tx_pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = unpoisoned(&self.tx_pool);
         if pool.len() < INLINE_POOL {
             pool.push(tx);
         }
@@ -438,13 +473,15 @@ pub(crate) struct Deferred<'a> {
 impl Deferred<'_> {
     /// Sends the segments (call it without the stack's lock held) and keeps the batch for
     /// reuse.
-    pub fn send(mut self) {
-        self.shared.send_batch(&mut self.batch);
-        drop(self.order.take());
-        self.shared.recycle(std::mem::replace(
-            &mut self.batch,
-            datapath::Batch::new(0, 0),
-        ));
+    pub fn send(self) {
+        let Deferred {
+            shared,
+            mut batch,
+            order,
+        } = self;
+        shared.send_batch(&mut batch);
+        drop(order);
+        shared.recycle(batch);
     }
 }
 
@@ -879,19 +916,11 @@ impl StackBuilder {
         settings: Settings,
         (runtime, dedicated): (tokio::runtime::Handle, bool),
     ) -> (Stack, reactor::Reactor) {
-        let Settings {
-            config,
-            tap,
-            isn_fn,
-            syn_cookies,
-            limits,
-            max_buffer_memory,
-        } = settings;
         let mut table = Table::default();
-        if let Some(mode) = syn_cookies {
+        if let Some(mode) = settings.syn_cookies {
             table.endpoint.set_syn_cookies(mode);
         }
-        if let Some(limits) = limits {
+        if let Some(limits) = settings.limits {
             table.endpoint.set_limits(limits);
         }
         let rx_wake = Arc::new(rx::RxWake::default());
@@ -914,7 +943,9 @@ impl StackBuilder {
                 connect_cursor: 0,
                 poisoned_resets: Vec::new(),
                 buffer_memory: 0,
-                max_buffer_memory: max_buffer_memory.unwrap_or(DEFAULT_MAX_BUFFER_MEMORY),
+                max_buffer_memory: settings
+                    .max_buffer_memory
+                    .unwrap_or(DEFAULT_MAX_BUFFER_MEMORY),
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
@@ -928,9 +959,9 @@ impl StackBuilder {
                 tokio::time::Instant::now()
             },
             runtime,
-            config,
-            tap,
-            isn_fn,
+            config: settings.config,
+            tap: settings.tap,
+            isn_fn: settings.isn_fn,
         });
         let reactor = reactor::Reactor::new(shared.clone());
         (
@@ -1008,7 +1039,7 @@ impl Stack {
         if let Some(s) = DEFAULT.get() {
             return Ok(s.clone());
         }
-        let _guard = DEFAULT_INIT.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = unpoisoned(&DEFAULT_INIT);
         if let Some(s) = DEFAULT.get() {
             return Ok(s.clone());
         }

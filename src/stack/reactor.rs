@@ -18,7 +18,7 @@ use std::cmp::Reverse;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, TryLockError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Packets per receive or send batch.
@@ -73,11 +73,7 @@ impl Future for Reactor {
             shared.rx_wake.set_reactor(cx.waker());
             // Receive everything waiting, up to one batch, unless an application task is
             // receiving for the stack right now (it registers for what comes next).
-            let mut rx = match shared.rx.try_lock() {
-                Ok(rx) => Some(rx),
-                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(TryLockError::WouldBlock) => None,
-            };
+            let mut rx = shared.try_rx();
             let (received, full) = rx
                 .as_deref_mut()
                 .map_or((false, false), |rx| receive(&shared, rx, false));
@@ -109,10 +105,7 @@ impl Future for Reactor {
                 // arms a later timer need not wake it (see `wake_reactor_for_timers`).
                 let next = this.with_watchdog(next_deadline(inner), now);
                 inner.reactor_deadline = next;
-                let order = shared.send_order(&this.tx);
-                drop(guard);
-                shared.send_batch(&mut this.tx);
-                drop(order);
+                shared.unlock_and_send(guard, &mut this.tx);
                 (next, unbind)
             };
             let (next, unbind) = next;
@@ -195,9 +188,7 @@ impl<'a> Out<'a> {
     /// Sends what the batch holds, in its place in the order of sends (see
     /// [`Shared::send_order`]).
     pub fn flush(&mut self) {
-        let order = self.shared.send_order(self.batch);
-        self.shared.send_batch(self.batch);
-        drop(order);
+        self.shared.send_in_order(self.batch);
     }
 
     /// Sends the batch if no slot is left.

@@ -31,6 +31,7 @@
 //! handing each packet to the wrong side, and cost 24 µs a round trip against 10.
 
 use super::reactor::Parsed;
+use super::unpoisoned as lock;
 use crate::datapath::Batch;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,7 @@ pub(crate) const WATCHDOG: Duration = Duration::from_millis(10);
 /// wakes the reactor too. In a busy exchange the answer comes within microseconds, so the
 /// reactor stays asleep there.
 const STALE: Duration = Duration::from_millis(1);
-/// How long the reactor goes on watching after tasks last waited to receive.
+/// How long the reactor goes on watching after the last hand-over it saw.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// Tasks kept waiting to receive; past this, the oldest is let go (it is woken through its
@@ -84,10 +85,6 @@ impl Default for RxWake {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl RxWake {
     /// The reactor's current waker.
     pub fn set_reactor(&self, waker: &Waker) {
@@ -108,19 +105,17 @@ impl RxWake {
 
     /// Queues `waker`'s task to receive when packets arrive (once, however often it asks).
     pub fn wait(&self, waker: &Waker) {
-        {
-            let now = StdInstant::now();
-            let mut q = lock(&self.waiters);
-            if let Some(entry) = q.iter_mut().find(|(w, _)| w.will_wake(waker)) {
-                // Asking again shows it still waits: it keeps its place, fresh.
-                entry.1 = now;
-                return;
-            }
-            if q.len() == MAX_WAITERS {
-                q.pop_front();
-            }
-            q.push_back((waker.clone(), now));
+        let now = StdInstant::now();
+        let mut q = lock(&self.waiters);
+        if let Some(entry) = q.iter_mut().find(|(w, _)| w.will_wake(waker)) {
+            // Asking again shows it still waits: it keeps its place, fresh.
+            entry.1 = now;
+            return;
         }
+        if q.len() == MAX_WAITERS {
+            q.pop_front();
+        }
+        q.push_back((waker.clone(), now));
     }
 
     /// Whether packets were handed to a waiting task that has not received yet.

@@ -89,12 +89,6 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Whether the reactor has this connection's transmit pass queued: a write must then
-    /// leave its segments to the reactor, to keep them in order.
-    pub(crate) fn transmit_queued(&self) -> bool {
-        self.dirty
-    }
-
     /// A new connection's entry: no wakers, no timer, nothing claimed.
     pub(in crate::stack) fn new(conn: Connection, ttl: u8) -> Entry {
         Entry {
