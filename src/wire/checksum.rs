@@ -22,27 +22,37 @@ use std::net::{IpAddr, Ipv6Addr};
 /// data. Any `initial` and any buffer an IP stack meets (anything below 16 GiB) are accepted
 /// without overflow.
 ///
-/// The bulk is summed as native-endian 32-bit words, 64 bytes per block, into a 64-bit
-/// accumulator (RFC 1071 §2(C), "deferred carries": a 32-bit word is two 16-bit words, and
-/// the carries are folded once at the end), then swapped into network byte order once
-/// (§2(B), "byte order independence"). The loop has no byte swaps and vectorises; it runs
-/// about twice as fast as summing big-endian words.
+/// The bulk is summed as native-endian 64-bit words into four 128-bit accumulators, 32 bytes
+/// per block (RFC 1071 §2(C), "deferred carries": a 64-bit word is four 16-bit words, and
+/// the carries collect in each accumulator's upper half, to be folded once at the end), then
+/// swapped into network byte order once (§2(B), "byte order independence"). A 128-bit add is
+/// an add and an add-with-carry; four independent chains keep them overlapped. This runs
+/// about a fifth faster than summing 32-bit words into a 64-bit accumulator, which
+/// vectorises (measured on packets of 1,460 bytes), and twice as fast as big-endian words.
+#[inline]
 pub fn sum(data: &[u8], initial: u32) -> u32 {
-    // Each block adds less than 2^36, so the accumulator cannot overflow before 2^28 blocks.
-    let mut acc = 0u64;
-    let mut blocks = data.chunks_exact(64);
+    // 16 GiB of data is 2^29 words per accumulator, each below 2^64: far from overflow.
+    let mut lanes = [0u128; 4];
+    let mut blocks = data.chunks_exact(32);
     for block in &mut blocks {
-        let mut part = 0u64;
-        for w in block.chunks_exact(4) {
-            // Always four bytes: the conversion cannot fail and compiles away.
-            part += u64::from(u32::from_ne_bytes(w.try_into().unwrap_or_default()));
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            // Always eight bytes: the conversion cannot fail and compiles away.
+            *lane += u128::from(u64::from_ne_bytes(w.try_into().unwrap_or_default()));
         }
-        acc += part;
     }
-    let mut words = blocks.remainder().chunks_exact(4);
+    let mut wide: u128 = lanes.iter().sum();
+    let mut words = blocks.remainder().chunks_exact(8);
     for w in &mut words {
-        acc += u64::from(u32::from_ne_bytes(w.try_into().unwrap_or_default()));
+        wide += u128::from(u64::from_ne_bytes(w.try_into().unwrap_or_default()));
     }
+    let mut tail = words.remainder().chunks_exact(4);
+    for w in &mut tail {
+        wide += u128::from(u32::from_ne_bytes(w.try_into().unwrap_or_default()));
+    }
+    // 128 bits to 64 with end-around carry. The upper half is below 2^32, so the add carries
+    // at most once and adding that carry back cannot carry again.
+    let (low, carry) = (wide as u64).overflowing_add((wide >> 64) as u64);
+    let acc = low.wrapping_add(u64::from(carry));
     // Fold to 16 bits of native-order sum; its bytes in memory order are the network-order
     // sum's (RFC 1071 §2(B)).
     let mut native = (acc >> 32) + (acc & 0xffff_ffff);
@@ -53,7 +63,7 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
     let native = u16::try_from(native).unwrap_or(u16::MAX);
     let mut total = u64::from(initial) + u64::from(u16::from_be_bytes(native.to_ne_bytes()));
     // The last 0 to 3 bytes start at an even offset: big-endian words, an odd byte padded.
-    let mut rest = words.remainder();
+    let mut rest = tail.remainder();
     if let Some((word, tail)) = rest.split_first_chunk::<2>() {
         total += u64::from(u16::from_be_bytes(*word));
         rest = tail;

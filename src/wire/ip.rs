@@ -66,6 +66,7 @@ impl Ipv4Repr {
     /// - [`WireError::BadChecksum`]: the header checksum does not verify.
     /// - [`WireError::Fragmented`]: MF set or a non-zero fragment offset (RFC 791 §2.3); this
     ///   stack does not reassemble.
+    #[inline]
     pub fn parse(packet: &[u8]) -> Result<(Ipv4Repr, &[u8]), WireError> {
         let first = *packet.first().ok_or(WireError::Truncated)?;
         if first >> 4 != 4 {
@@ -178,6 +179,7 @@ impl Ipv6Repr {
     /// - [`WireError::UnsupportedExtension`]: a Fragment (44), ESP (50), AH (51), Mobility
     ///   (135), HIP (139), Shim6 (140) or experimental (253, 254) header, which this stack does
     ///   not walk.
+    #[inline]
     pub fn parse(packet: &[u8]) -> Result<(Ipv6Repr, &[u8]), WireError> {
         let first = *packet.first().ok_or(WireError::Truncated)?;
         if first >> 4 != 6 {
@@ -297,6 +299,7 @@ impl IpRepr {
     ///
     /// [`WireError::Truncated`] for an empty buffer, [`WireError::BadVersion`] for a version
     /// other than 4 or 6, and those of the family's own parser.
+    #[inline]
     pub fn parse(packet: &[u8]) -> Result<(IpRepr, &[u8]), WireError> {
         let first = *packet.first().ok_or(WireError::Truncated)?;
         match first >> 4 {
@@ -353,6 +356,7 @@ impl IpRepr {
     }
 
     /// Length of the header [`emit`](IpRepr::emit) writes: 20 or 40.
+    #[inline]
     pub fn header_len(&self) -> usize {
         match self {
             IpRepr::V4(_) => Ipv4Repr::HEADER_LEN,
@@ -378,6 +382,7 @@ impl IpRepr {
 ///
 /// Those of [`IpRepr::parse`], [`WireError::NotTcp`] when the (final) protocol is not TCP,
 /// and those of [`TcpRepr::parse`].
+#[inline]
 pub fn parse_tcp_packet(
     packet: &[u8],
     verify_checksum: bool,

@@ -276,6 +276,7 @@ impl TcpOptions {
     }
 
     /// Length of the options as emitted, a multiple of 4 and at most 40.
+    #[inline]
     fn emitted_len(&self) -> usize {
         let n = self.emitted_sack_blocks();
         self.fixed_len() + if n > 0 { 4 + 8 * n } else { 0 }
@@ -448,6 +449,7 @@ impl TcpRepr {
     /// - [`WireError::BadOption`]: an option length below 2, running past the header, or wrong
     ///   for its kind (MSS 4, window scale 3, SACK-permitted 2, timestamps 10, SACK 2 + 8n with
     ///   n from 1 to 4).
+    #[inline]
     pub fn parse(
         segment: &[u8],
         src: IpAddr,
@@ -487,6 +489,7 @@ impl TcpRepr {
 
     /// Length of the header [`emit`](TcpRepr::emit) writes: 20 bytes plus the options, a
     /// multiple of 4 and at most 60 (RFC 9293 §3.1 "Data Offset").
+    #[inline]
     pub fn header_len(&self) -> usize {
         TCP_HEADER_LEN + self.options.emitted_len()
     }

@@ -337,8 +337,6 @@ impl Connection {
         let len = max_len
             .min(payload.len())
             .min((data_end - seq).max(0) as usize);
-        let copied = self.send_buf.copy_out(offset, &mut payload[..len]);
-        debug_assert_eq!(copied, len);
         let end_of_data = seq + len;
         // A retransmission carries the FIN only if it was sent before (it is then part of the
         // record); a FIN not sent yet goes out as new data, where it is recorded.
@@ -366,9 +364,8 @@ impl Connection {
         let seg_len = (end - seq).max(0) as u32;
         let tsval = repr.options.timestamps.map_or(0, |(v, _)| v);
         let prior_pipe = self.sent.pipe();
-        let tx = self
-            .rate
-            .on_send(now, prior_pipe == 0, prior_pipe.saturating_add(seg_len));
+        let rate = &mut self.rate;
+        let mut tx = move || rate.on_send(now, prior_pipe == 0, prior_pipe.saturating_add(seg_len));
         if self.snd_una == self.snd_max && end > seq {
             // Nothing was outstanding: this data starts the user-timeout clock.
             self.unacked_since = Some(now);
@@ -386,7 +383,7 @@ impl Connection {
                 undo.retransmitted = true;
                 undo.retrans_out += 1;
             }
-            self.sent.retransmitted(seq, seg_len, now, tsval, tx);
+            self.sent.retransmitted(seq, seg_len, now, tsval, tx());
             tracing::trace!(local = %self.local, remote = %self.remote, %seq, len, "retransmit");
         } else if end > seq {
             self.stats.bytes_sent += len as u64;
@@ -405,6 +402,10 @@ impl Connection {
         } else {
             SegmentKind::New
         };
+        // The payload is copied last: its stores would otherwise still be draining when the
+        // bookkeeping above reads back what it just wrote, and every such read would wait.
+        let copied = self.send_buf.copy_out(offset, &mut payload[..len]);
+        debug_assert_eq!(copied, len);
         Transmit {
             repr,
             payload_len: len,
@@ -433,6 +434,7 @@ impl Connection {
     }
 
     /// Fills a header: ports, numbers, window and options. Sending an ACK settles what we owed.
+    #[inline(always)]
     fn build(&mut self, now: Instant, seq: SeqNum, flags: TcpFlags) -> TcpRepr {
         let syn = flags.contains(TcpFlags::SYN);
         let tsval = (now.as_millis() as u32).wrapping_add(self.ts_offset);

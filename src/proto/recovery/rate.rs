@@ -167,7 +167,7 @@ mod tests {
             // Send one segment per millisecond.
             let idle = q.is_empty();
             let tx = est.on_send(ms(t), idle, q.pipe() + 1000);
-            q.push(SeqNum(seq), SeqNum(seq + 1000), ms(t), 0, tx);
+            q.push(SeqNum(seq), SeqNum(seq + 1000), ms(t), 0, || tx);
             seq += 1000;
             // The segment sent 10 ms ago is acknowledged now.
             if t >= 10 {
@@ -196,10 +196,10 @@ mod tests {
         let mut q = SentQueue::default();
         let ms = Instant::from_millis;
         let tx = est.on_send(ms(0), true, 1000);
-        q.push(SeqNum(0), SeqNum(1000), ms(0), 0, tx);
+        q.push(SeqNum(0), SeqNum(1000), ms(0), 0, || tx);
         est.on_app_limited(1000);
         let tx = est.on_send(ms(1), false, 2000);
-        q.push(SeqNum(1000), SeqNum(2000), ms(1), 0, tx);
+        q.push(SeqNum(1000), SeqNum(2000), ms(1), 0, || tx);
         q.ack(SeqNum(2000), |d| est.on_delivered(ms(20), &d));
         let s = est.finish(None).rate.unwrap();
         assert!(s.is_app_limited);

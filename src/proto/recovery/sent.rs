@@ -193,9 +193,24 @@ impl SentQueue {
     }
 
     /// Records a first transmission of `[start, end)`, which must continue the last record.
-    pub fn push(&mut self, start: SeqNum, end: SeqNum, now: Instant, tsval: u32, tx: TxState) {
+    ///
+    /// The delivery-rate snapshot is taken by `tx` once room for the record is made: built
+    /// straight into the record rather than held across the queue's growth (where it was
+    /// spilled to the stack and read back wider than written, a stall on every segment).
+    pub fn push(
+        &mut self,
+        start: SeqNum,
+        end: SeqNum,
+        now: Instant,
+        tsval: u32,
+        tx: impl FnOnce() -> TxState,
+    ) {
         debug_assert!(self.segs.back().is_none_or(|l| l.end == start));
         debug_assert!(start < end);
+        if self.segs.len() == self.segs.capacity() {
+            self.segs.reserve(1);
+        }
+        let tx = tx();
         self.segs.push_back(Sent {
             start,
             end,
@@ -634,7 +649,7 @@ mod tests {
                 s(1100 + i * 100),
                 t(u64::from(i)),
                 0,
-                TxState::default(),
+                TxState::default,
             );
         }
         q
@@ -788,7 +803,7 @@ mod tests {
                 for op in ops {
                     match op {
                         Op::Push(n) => {
-                            q.push(nxt, nxt + u32::from(n), t(now), 0, TxState::default());
+                            q.push(nxt, nxt + u32::from(n), t(now), 0, TxState::default);
                             nxt += u32::from(n);
                         }
                         Op::Sack(a, b) => {
