@@ -7,6 +7,8 @@
 //! nothing about TCP state; the stack tells it which local addresses and ports it uses so
 //! that it can claim them (bind a socket, install a filter) and release them.
 
+#[cfg(target_os = "linux")]
+mod mmsg;
 pub mod pcap;
 mod ports;
 pub mod raw;

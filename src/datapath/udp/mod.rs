@@ -350,7 +350,7 @@ impl UdpDatapath {
 
 impl UdpDatapath {
     /// Receives from a socket that polled readable with `recvmmsg`, a batch per system call
-    /// (see [`mmsg`]), until the batch is full, the budget spent, or the socket empty.
+    /// (see [`super::mmsg`]), until the batch is full, the budget spent, or the socket empty.
     /// `Some(Drain::Pending)` when the socket is empty (its readiness cleared: the caller
     /// polls it again, which registers the waker); `None` when `recvmmsg` is not available,
     /// for the caller to receive one datagram at a time.
@@ -405,7 +405,7 @@ impl UdpDatapath {
         tally: &mut RecvTally,
     ) -> io::Result<(usize, usize)> {
         use std::os::fd::AsRawFd;
-        mmsg::recv_into(sock.as_raw_fd(), v6, batch, want, |batch, d| {
+        super::mmsg::recv_into(sock.as_raw_fd(), v6, batch, want, |batch, d| {
             *budget = budget.saturating_sub(1);
             if let Some(len) = tally.keep(batch.free_slot(d.slot), d.len, d.truncated) {
                 // The carrier is only recorded; the stack decides whether to trust it.
@@ -782,8 +782,6 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 mod icmp;
-#[cfg(target_os = "linux")]
-mod mmsg;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,6 @@
 //! Receiving many datagrams in one system call (Linux `recvmmsg`), straight into the free
-//! slots of the stack's receive batch.
+//! slots of the stack's receive batch: UDP datagrams carrying packets (the UDP datapath) and
+//! IPv4 packets from a raw socket (the raw datapath).
 //!
 //! A batch of arriving segments costs one system call instead of one each, and a call that
 //! returns fewer datagrams than it had room for shows that the socket was empty at that
@@ -22,7 +23,7 @@ use std::os::fd::RawFd;
 use std::thread::LocalKey;
 
 /// Datagrams one call receives at most (the stack's receive batch holds 64).
-pub(super) const MAX: usize = 64;
+pub(crate) const MAX: usize = 64;
 
 thread_local! {
     static V4: RefCell<Option<MultiHeaders<SockaddrIn>>> = const { RefCell::new(None) };
@@ -30,7 +31,7 @@ thread_local! {
 }
 
 /// One datagram received into a batch slot.
-pub(super) struct Datagram {
+pub(crate) struct Datagram {
     /// The slot, counted over all of the batch's slots (at or after its first free one).
     pub slot: usize,
     /// Bytes received (at most the slot's size).
@@ -46,7 +47,7 @@ pub(super) struct Datagram {
 /// turn, and calls `each` for every one in order. The slots are not committed: `each` keeps
 /// a datagram with [`Batch::commit_received`]. Returns how many datagrams came and how many
 /// there was room for; `WouldBlock` when none was waiting.
-pub(super) fn recv_into(
+pub(crate) fn recv_into(
     fd: RawFd,
     v6: bool,
     batch: &mut Batch,
