@@ -230,10 +230,12 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
             dropped_send,
             dropped_recv,
             malformed,
+            trains_sent,
         } = udp.stats();
         println!(
-            "  udp datapath: datagrams sent {datagrams_sent}  received {datagrams_received}  \
-             dropped on send {dropped_send}  dropped on receive {dropped_recv}  malformed {malformed}"
+            "  udp datapath: datagrams sent {datagrams_sent} (in {trains_sent} trains and alone)  \
+             received {datagrams_received}  dropped on send {dropped_send}  \
+             dropped on receive {dropped_recv}  malformed {malformed}"
         );
     }
     Ok(rate)

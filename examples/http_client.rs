@@ -4,7 +4,10 @@
 //! ```text
 //! cargo run --example http_client -- http://127.0.0.1:8080/bytes/1000000
 //! cargo run --example http_client -- http://10.7.0.2:8000/big.bin -o /tmp/big.bin
+//! cargo run --example http_client -- http://10.7.0.2:8000/big.bin -o - | sha256sum
 //! ```
+//!
+//! With `-o -` the body goes to standard output and the status line to standard error.
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -45,8 +48,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .body(Empty::<Bytes>::new())?;
     let mut resp = sender.send_request(req).await?;
     let status = resp.status();
-    let mut file = match &output {
-        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+    let to_stdout = output.as_deref() == Some("-");
+    let mut file: Option<std::io::BufWriter<Box<dyn Write>>> = match &output {
+        Some(_) if to_stdout => Some(std::io::BufWriter::with_capacity(
+            1 << 20,
+            Box::new(std::io::stdout().lock()),
+        )),
+        Some(path) => Some(std::io::BufWriter::new(Box::new(std::fs::File::create(
+            path,
+        )?))),
         None => None,
     };
     let mut total: u64 = 0;
@@ -62,12 +72,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         f.flush()?;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "status {} bytes {} in {:.3} s ({:.1} MB/s)",
+    let line = format!(
+        "status {} bytes {} in {:.6} s ({:.1} MB/s)",
         status.as_u16(),
         total,
         secs,
         total as f64 / secs / 1e6
     );
+    if to_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+    if !status.is_success() {
+        return Err(format!("HTTP status {status}").into());
+    }
     Ok(())
 }

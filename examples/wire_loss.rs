@@ -5,6 +5,7 @@
 //! cargo build --release --examples          # wire_loss runs the http_server example built next to it
 //! sudo target/release/examples/wire_loss                                  # 20M, 5 reps, loss 0,1,5 %
 //! sudo target/release/examples/wire_loss --loss 0,1,5 --size 20M --reps 5 --max-time 60
+//! sudo target/release/examples/wire_loss --datapath udp --loss 0 --size 50M   # UDP encapsulation
 //! ```
 //!
 //! It creates two network namespaces joined by a veth pair (names carry this process's id),
@@ -22,6 +23,14 @@
 //! the bytes are checked against the servers' `i % 251` pattern as they arrive. The time is
 //! curl's `time_total` (connection set-up included).
 //!
+//! With `--datapath udp` the rawtcp server runs on the UDP datapath instead, which only
+//! another rawtcp stack speaks: its downloads are made by `examples/http_client.rs` (rawtcp,
+//! UDP datapath) in namespace B, which writes the body to the same checker and reports the
+//! time from the start of its connect to the last byte, as curl does. The loss rule then
+//! drops the server's UDP datagrams (each one segment) as well. Both ends of the rawtcp
+//! download are user-space stacks there, against curl and the kernel on both ends of the
+//! other: the same path, the same bytes.
+//!
 //! It prints a table: goodput of each stack (median, min–max, failed downloads) and the ratio
 //! rawtcp / kernel per loss rate, then how much goodput each stack keeps under loss (median at
 //! N % / median at 0 %). Exit status: 0 when every download completed byte-exact, 1 when some
@@ -33,13 +42,14 @@ mod harness;
 
 use harness::*;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: wire_loss [--cc cubic] [--loss 0,1,5] [--size 20M] [--reps 5] [--max-time 60]
+    "usage: wire_loss [--datapath raw] [--cc cubic] [--loss 0,1,5] [--size 20M] [--reps 5] [--max-time 60]
+  --datapath  rawtcp's datapath: raw (default; curl downloads) or udp (rawtcp's http_client downloads)
   --cc        congestion control of BOTH servers: cubic (default), bbr or reno
   --loss      loss rates in per cent of the servers' segments (resolution 0.1 %)
   --size      bytes per download; suffixes k, M, G, Ki, Mi, Gi
@@ -61,6 +71,8 @@ fn stopped() -> bool {
 }
 
 struct Args {
+    /// rawtcp's datapath: `raw` or `udp`.
+    datapath: String,
     /// The congestion control both stacks run (the kernel's name).
     cc: String,
     losses: Vec<f64>,
@@ -71,6 +83,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
+        datapath: "raw".into(),
         cc: "cubic".into(),
         losses: vec![0.0, 1.0, 5.0],
         size: 20_000_000,
@@ -82,6 +95,13 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
             "-h" | "--help" => return Err(USAGE.into()),
+            "--datapath" => {
+                args.datapath = match value()?.as_str() {
+                    "raw" => "raw".into(),
+                    "udp" => "udp".into(),
+                    other => return Err(format!("--datapath must be raw or udp, not {other:?}")),
+                }
+            }
             "--cc" => {
                 args.cc = match value()?.as_str() {
                     "cubic" => "cubic".into(),
@@ -243,7 +263,10 @@ impl<'w> LossRule<'w> {
     fn set(&self, permille: u32) -> Result<(), String> {
         let t = &self.table;
         let rule = if permille > 0 {
-            format!("tcp sport {{ {RAWTCP_PORT}, {KERNEL_PORT} }} numgen random mod 1000 < {permille} drop")
+            format!(
+                "tcp sport {{ {RAWTCP_PORT}, {KERNEL_PORT} }} numgen random mod 1000 < {permille} drop\n    \
+                 udp sport {RAWTCP_PORT} numgen random mod 1000 < {permille} drop"
+            )
         } else {
             String::new()
         };
@@ -288,21 +311,56 @@ impl Drop for LossRule<'_> {
     }
 }
 
+/// Who downloads from a server in namespace B.
+enum Client {
+    /// curl, over the kernel's TCP (the kernel server, and rawtcp's on the raw datapath).
+    Curl,
+    /// `examples/http_client.rs` on rawtcp's UDP datapath (rawtcp's server on that datapath).
+    Rawtcp(PathBuf),
+}
+
 /// A server process, killed when dropped.
 struct Server {
     child: Child,
     url: String,
+    client: Client,
 }
 
 impl Server {
-    fn start(wire: &Wire, binary: &Path, kernel: bool, cc: &str) -> Result<Server, String> {
-        let port = if kernel { KERNEL_PORT } else { RAWTCP_PORT };
-        let mut cmd = wire.exec(&wire.a, &binary.to_string_lossy());
-        if kernel {
-            cmd.arg("--kernel");
+    /// The kernel's server (`datapath` `None`) or rawtcp's on `datapath`.
+    fn start(
+        wire: &Wire,
+        binary: &Path,
+        datapath: Option<&str>,
+        cc: &str,
+    ) -> Result<Server, String> {
+        let port = if datapath.is_none() {
+            KERNEL_PORT
         } else {
-            cmd.env("RAWTCP_DATAPATH", "raw");
-        }
+            RAWTCP_PORT
+        };
+        let mut cmd = wire.exec(&wire.a, &binary.to_string_lossy());
+        let client = match datapath {
+            None => {
+                cmd.arg("--kernel");
+                Client::Curl
+            }
+            Some(dp) => {
+                cmd.env("RAWTCP_DATAPATH", dp);
+                if dp == "udp" {
+                    let client = binary.with_file_name("http_client");
+                    if !client.is_file() {
+                        return Err(format!(
+                            "{} is missing: run `cargo build --release --examples` first",
+                            client.display()
+                        ));
+                    }
+                    Client::Rawtcp(client)
+                } else {
+                    Client::Curl
+                }
+            }
+        };
         cmd.args(["--cc", cc]);
         let child = cmd
             .arg(format!("{ADDR_A}:{port}"))
@@ -314,6 +372,7 @@ impl Server {
         let mut server = Server {
             child,
             url: format!("http://{ADDR_A}:{port}"),
+            client,
         };
         server.wait_until_answering(wire)?;
         Ok(server)
@@ -323,12 +382,24 @@ impl Server {
     fn wait_until_answering(&mut self, wire: &Wire) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < STARTUP && !stopped() {
-            let answered = wire
-                .exec(&wire.b, "curl")
-                .args(["-s", "-o", "/dev/null", "--max-time", "1", "--fail"])
-                .arg(format!("{}/", self.url))
-                .status()
-                .is_ok_and(|s| s.success());
+            let answered = match &self.client {
+                Client::Curl => wire
+                    .exec(&wire.b, "curl")
+                    .args(["-s", "-o", "/dev/null", "--max-time", "1", "--fail"])
+                    .arg(format!("{}/", self.url))
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                Client::Rawtcp(client) => wire
+                    .exec(&wire.b, &client.to_string_lossy())
+                    .env("RAWTCP_DATAPATH", "udp")
+                    .arg(format!("{}/", self.url))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut c| wait_bounded(&mut c, Duration::from_secs(1)))
+                    .unwrap_or(false),
+            };
             if answered {
                 return Ok(());
             }
@@ -359,19 +430,31 @@ impl Drop for Server {
     }
 }
 
-/// One download of `size` bytes from `url` by curl in namespace B: its time, or why it failed.
-fn download(wire: &Wire, url: &str, size: u64, max_time: u32) -> Result<f64, String> {
-    let mut child = wire
-        .exec(&wire.b, "curl")
-        .args(["-sS", "--fail", "--max-time", &max_time.to_string()])
-        .args(["-w", "%{stderr}time_total=%{time_total}\\n", "-o", "-"])
-        .arg(format!("{url}/bytes/{size}"))
+/// One download of `size` bytes from `server` by its client in namespace B: its time, or
+/// why it failed.
+fn download(wire: &Wire, server: &Server, size: u64, max_time: u32) -> Result<f64, String> {
+    let url = format!("{}/bytes/{size}", server.url);
+    let mut cmd = match &server.client {
+        Client::Curl => {
+            let mut c = wire.exec(&wire.b, "curl");
+            c.args(["-sS", "--fail", "--max-time", &max_time.to_string()])
+                .args(["-w", "%{stderr}time_total=%{time_total}\\n", "-o", "-"])
+                .arg(url);
+            c
+        }
+        Client::Rawtcp(client) => {
+            let mut c = wire.exec(&wire.b, &client.to_string_lossy());
+            c.env("RAWTCP_DATAPATH", "udp").arg(url).args(["-o", "-"]);
+            c
+        }
+    };
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("curl: {e}"))?;
-    let stdout = child.stdout.take().ok_or("curl has no stdout")?;
+        .map_err(|e| format!("client: {e}"))?;
+    let stdout = child.stdout.take().ok_or("the client has no stdout")?;
     let reader = std::thread::spawn(move || read_pattern(stdout));
     let status = wait_bounded(&mut child, Duration::from_secs(u64::from(max_time) + 5));
     let mut err = String::new();
@@ -384,20 +467,28 @@ fn download(wire: &Wire, url: &str, size: u64, max_time: u32) -> Result<f64, Str
     let (time, said) = split_time(&err);
     match (status, received) {
         (Err(e), _) => Err(e),
-        (Ok(false), _) => Err(format!("curl failed: {said}")),
+        (Ok(false), _) => Err(format!("the client failed: {said}")),
         (Ok(true), Err(e)) => Err(e),
         (Ok(true), Ok(n)) if n != size => Err(format!("{n} bytes received, not {size}")),
-        (Ok(true), Ok(_)) => time.ok_or(format!("no time from curl: {said}")),
+        (Ok(true), Ok(_)) => time.ok_or(format!("no time from the client: {said}")),
     }
 }
 
-/// curl's `time_total=` line, and the rest of what it said.
+/// The download's time as the client said it (curl's `time_total=` line, http_client's
+/// `status 200 bytes N in T s ...`), and the rest of what it said.
 fn split_time(stderr: &str) -> (Option<f64>, String) {
     let mut time = None;
     let mut rest = Vec::new();
     for line in stderr.lines() {
-        match line.strip_prefix("time_total=") {
-            Some(t) => time = t.trim().parse().ok(),
+        let said = line.strip_prefix("time_total=").or_else(|| {
+            let (_, after) = line.split_once(" in ")?;
+            after
+                .split_once(" s")
+                .map(|(t, _)| t)
+                .filter(|_| line.starts_with("status "))
+        });
+        match said.and_then(|t| t.trim().parse().ok()) {
+            Some(t) => time = Some(t),
             None => rest.push(line.trim()),
         }
     }
@@ -529,7 +620,7 @@ fn measure(wire: &Wire, servers: [&Server; 2], loss: f64, args: &Args) -> Row {
             } else {
                 &mut row.rawtcp
             };
-            match download(wire, &server.url, args.size, args.max_time) {
+            match download(wire, server, args.size, args.max_time) {
                 Ok(secs) => {
                     let mbps = args.size as f64 / secs.max(1e-6) / 1e6;
                     eprintln!(
@@ -558,14 +649,20 @@ fn run_all(args: &Args) -> Result<Vec<Row>, String> {
         wire.a, wire.b
     );
     println!(
-        "servers: {} --kernel --cc {} :{KERNEL_PORT} (kernel TCP; namespace default {}) and RAWTCP_DATAPATH=raw --cc {} :{RAWTCP_PORT}",
+        "servers: {} --kernel --cc {} :{KERNEL_PORT} (kernel TCP; namespace default {}) and RAWTCP_DATAPATH={} --cc {} :{RAWTCP_PORT}",
         binary.display(),
         args.cc,
         wire.kernel_cc(),
+        args.datapath,
         args.cc,
     );
-    let kernel = Server::start(&wire, &binary, true, &args.cc)?;
-    let rawtcp = Server::start(&wire, &binary, false, &args.cc)?;
+    if args.datapath == "udp" {
+        println!(
+            "clients: curl for the kernel's server, http_client (RAWTCP_DATAPATH=udp) for rawtcp's"
+        );
+    }
+    let kernel = Server::start(&wire, &binary, None, &args.cc)?;
+    let rawtcp = Server::start(&wire, &binary, Some(&args.datapath), &args.cc)?;
     let rule = LossRule::new(&wire);
     let mut rows = Vec::new();
     for &loss in &args.losses {

@@ -71,7 +71,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
 
@@ -121,6 +121,9 @@ pub struct UdpStats {
     /// [`send`](Datapath::send) and datagrams received that are not a complete IPv4 or IPv6
     /// packet carrying a TCP header (empty, truncated, another protocol, another version).
     pub malformed: u64,
+    /// System calls that sent a train of several datagrams at once (segmentation offload,
+    /// see [`UdpDatapath::segmentation_offload`]).
+    pub trains_sent: u64,
 }
 
 /// The UDP-encapsulation datapath: each UDP datagram carries one IP packet.
@@ -143,6 +146,8 @@ pub struct UdpDatapath {
     /// Where the next `poll_recv` starts, so that every socket gets its turn first.
     rotation: AtomicUsize,
     counters: Counters,
+    /// Whether packets for one destination leave in trains (see [`gso`]).
+    gso: AtomicBool,
 }
 
 /// The sockets claimed through [`Datapath::bind`].
@@ -177,6 +182,7 @@ struct Counters {
     dropped_send: AtomicU64,
     dropped_recv: AtomicU64,
     malformed: AtomicU64,
+    trains: AtomicU64,
 }
 
 impl Counters {
@@ -228,15 +234,43 @@ impl UdpDatapath {
                 None
             }
         };
+        let trains = gso::supported(&v4) && !gso_off_by_env();
         Ok(UdpDatapath {
             v4: Arc::new(v4),
             v6: v6.map(Arc::new),
             refusals: Mutex::new([None, None]),
             runtime: tokio::runtime::Handle::current(),
             registry: RwLock::new(Registry::default()),
+            gso: AtomicBool::new(trains),
             rotation: AtomicUsize::new(0),
             counters: Counters::default(),
         })
+    }
+
+    /// Whether packets for one destination leave in trains, several datagrams per system
+    /// call (UDP segmentation offload, `UDP_SEGMENT`): on when the kernel supports it, unless
+    /// `RAWTCP_UDP_GSO=off` was set when the datapath was made; it turns itself off if the
+    /// kernel refuses a train (a route whose device cannot offload the UDP checksum). It
+    /// matters for segments that fit a 1500-byte path, not for the 64 KiB segments to
+    /// loopback remotes, which travel one per datagram.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let udp = rawtcp::datapath::udp::UdpDatapath::new()?;
+    /// println!("trains: {}", udp.segmentation_offload());
+    /// udp.set_segmentation_offload(false); // one datagram per system call, as before
+    /// # Ok(()) }
+    /// ```
+    pub fn segmentation_offload(&self) -> bool {
+        self.gso.load(Ordering::Relaxed)
+    }
+
+    /// Turns trains on or off (see [`segmentation_offload`](Self::segmentation_offload)); on
+    /// only where the kernel supports them. Returns whether they are on.
+    pub fn set_segmentation_offload(&self, on: bool) -> bool {
+        let on = on && gso::supported(&*self.v4);
+        self.gso.store(on, Ordering::Relaxed);
+        on
     }
 
     /// The counters so far.
@@ -248,6 +282,7 @@ impl UdpDatapath {
             dropped_send: c.dropped_send.load(Ordering::Relaxed),
             dropped_recv: c.dropped_recv.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
+            trains_sent: c.trains.load(Ordering::Relaxed),
         }
     }
 
@@ -640,47 +675,161 @@ impl Datapath for UdpDatapath {
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {
-        let (mut sent, mut dropped, mut malformed, mut no_v6) = (0u64, 0u64, 0u64, 0u64);
+        let mut tally = SendTally::default();
         {
             let registry = read(&self.registry);
+            let trains = self.gso.load(Ordering::Relaxed);
+            // The train being gathered, and its packets.
+            let mut train: Option<(gso::Train, &UdpSocket, SocketAddr)> = None;
+            let mut parts: [&[u8]; gso::MAX_SEGMENTS] = [&[]; gso::MAX_SEGMENTS];
             for (i, packet) in batch.iter().enumerate() {
-                let Some(ep) = parse_endpoints(packet) else {
-                    malformed += 1;
-                    continue;
-                };
-                let Some(packet) = packet.get(..ep.len) else {
-                    malformed += 1;
-                    continue;
-                };
-                let Some(sock) = registry
-                    .sender(ep.src, ep.src_port)
-                    .or_else(|| self.shared(ep.src))
+                let Some((sock, dst, packet)) = self.route(&registry, batch, i, packet, &mut tally)
                 else {
-                    no_v6 += 1;
                     continue;
                 };
-                let dst = batch
-                    .carrier(i)
-                    .filter(|c| c.is_ipv4() == ep.dst.is_ipv4())
-                    .unwrap_or(SocketAddr::new(ep.dst, ep.dst_port));
-                // A direct non-blocking system call: tokio's readiness tracking would report
-                // `WouldBlock` for a socket its reactor has not polled yet.
-                match SockRef::from(sock).send_to(packet, &SockAddr::from(dst)) {
-                    Ok(_) => sent += 1,
-                    Err(e) => {
-                        tracing::trace!("udp datapath: packet to {dst} dropped: {e}");
-                        dropped += 1;
+                if trains && packet.len() <= gso::MAX_SEGMENT {
+                    if let Some((t, s, d)) = &mut train {
+                        if std::ptr::eq(*s, sock) && *d == dst && t.join(packet.len()) {
+                            parts[t.count - 1] = packet;
+                            continue;
+                        }
                     }
+                    if let Some((t, s, d)) = train.take() {
+                        self.send_train(s, d, &t, &parts[..t.count], &mut tally);
+                    }
+                    train = Some((gso::Train::start(packet.len()), sock, dst));
+                    parts[0] = packet;
+                    continue;
                 }
+                if let Some((t, s, d)) = train.take() {
+                    self.send_train(s, d, &t, &parts[..t.count], &mut tally);
+                }
+                Self::send_one(sock, dst, packet, &mut tally);
+            }
+            if let Some((t, s, d)) = train.take() {
+                self.send_train(s, d, &t, &parts[..t.count], &mut tally);
             }
         }
-        Counters::add(&self.counters.sent, sent);
-        Counters::add(&self.counters.dropped_send, dropped + no_v6);
-        Counters::add(&self.counters.malformed, malformed);
+        let no_v6 = tally.no_v6;
+        tally.record(&self.counters);
         if no_v6 > 0 {
             return Err(no_ipv6());
         }
         Ok(())
+    }
+}
+
+impl UdpDatapath {
+    /// Where packet `i` of `batch` goes: the socket it leaves through, the UDP destination,
+    /// and the packet trimmed to its IP length. `None` (counted) for a malformed packet or
+    /// one of a family the host has no socket for.
+    fn route<'a>(
+        &'a self,
+        registry: &'a Registry,
+        batch: &Batch,
+        i: usize,
+        packet: &'a [u8],
+        tally: &mut SendTally,
+    ) -> Option<(&'a UdpSocket, SocketAddr, &'a [u8])> {
+        let Some(ep) = parse_endpoints(packet) else {
+            tally.malformed += 1;
+            return None;
+        };
+        let Some(packet) = packet.get(..ep.len) else {
+            tally.malformed += 1;
+            return None;
+        };
+        let Some(sock) = registry
+            .sender(ep.src, ep.src_port)
+            .or_else(|| self.shared(ep.src))
+        else {
+            tally.no_v6 += 1;
+            return None;
+        };
+        let dst = batch
+            .carrier(i)
+            .filter(|c| c.is_ipv4() == ep.dst.is_ipv4())
+            .unwrap_or(SocketAddr::new(ep.dst, ep.dst_port));
+        Some((sock, dst, packet))
+    }
+
+    /// Sends one packet in a datagram of its own.
+    fn send_one(sock: &UdpSocket, dst: SocketAddr, packet: &[u8], tally: &mut SendTally) {
+        // A direct non-blocking system call: tokio's readiness tracking would report
+        // `WouldBlock` for a socket its reactor has not polled yet.
+        match SockRef::from(sock).send_to(packet, &SockAddr::from(dst)) {
+            Ok(_) => tally.sent += 1,
+            Err(e) => {
+                tracing::trace!("udp datapath: packet to {dst} dropped: {e}");
+                tally.dropped += 1;
+            }
+        }
+    }
+
+    /// Sends a gathered train (see [`gso`]): one packet alone; several in one call. A
+    /// kernel or device that refuses trains (`EIO` when the route cannot offload the UDP
+    /// checksum, `EINVAL`, `ENOPROTOOPT`) turns them off for this datapath, and the packets
+    /// go one by one.
+    fn send_train(
+        &self,
+        sock: &UdpSocket,
+        dst: SocketAddr,
+        train: &gso::Train,
+        packets: &[&[u8]],
+        tally: &mut SendTally,
+    ) {
+        if let [packet] = packets {
+            return Self::send_one(sock, dst, packet, tally);
+        }
+        match gso::send_train(sock, dst, train.size, packets) {
+            Ok(()) => {
+                tally.sent += packets.len() as u64;
+                tally.trains += 1;
+            }
+            Err(e)
+                if matches!(
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                    nix::errno::Errno::EIO
+                        | nix::errno::Errno::EINVAL
+                        | nix::errno::Errno::ENOPROTOOPT
+                        | nix::errno::Errno::EOPNOTSUPP
+                ) =>
+            {
+                tracing::debug!(
+                    "udp datapath: segmentation offload refused ({e}); sending packets one by one"
+                );
+                self.gso.store(false, Ordering::Relaxed);
+                for packet in packets {
+                    Self::send_one(sock, dst, packet, tally);
+                }
+            }
+            Err(e) => {
+                tracing::trace!(
+                    "udp datapath: {} packets to {dst} dropped: {e}",
+                    packets.len()
+                );
+                tally.dropped += packets.len() as u64;
+            }
+        }
+    }
+}
+
+/// What one `send` call did, added to the counters at its end.
+#[derive(Default)]
+struct SendTally {
+    sent: u64,
+    dropped: u64,
+    malformed: u64,
+    no_v6: u64,
+    trains: u64,
+}
+
+impl SendTally {
+    fn record(self, counters: &Counters) {
+        Counters::add(&counters.sent, self.sent);
+        Counters::add(&counters.dropped_send, self.dropped + self.no_v6);
+        Counters::add(&counters.malformed, self.malformed);
+        Counters::add(&counters.trains, self.trains);
     }
 }
 
@@ -742,6 +891,16 @@ fn register(sock: Socket) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
+/// Whether `RAWTCP_UDP_GSO` asks for trains to be off (`off`, `0`, `false`, `no`).
+fn gso_off_by_env() -> bool {
+    std::env::var("RAWTCP_UDP_GSO").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    })
+}
+
 /// The unspecified address of `ip`'s family.
 fn unspecified(ip: IpAddr) -> IpAddr {
     match ip {
@@ -781,6 +940,7 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
+mod gso;
 mod icmp;
 #[cfg(test)]
 mod tests;

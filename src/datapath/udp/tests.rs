@@ -78,7 +78,9 @@ impl Wake for Flag {
     }
 }
 
-async fn exchange(lo: IpAddr) {
+/// A client datapath with a port reserved at `lo` and a server datapath listening there:
+/// both, and the two addresses.
+fn pair(lo: IpAddr) -> (UdpDatapath, UdpDatapath, SocketAddr, SocketAddr) {
     let client = UdpDatapath::new().unwrap();
     let server = UdpDatapath::new().unwrap();
     let c = client
@@ -87,6 +89,11 @@ async fn exchange(lo: IpAddr) {
     let s = server
         .bind(SocketAddr::new(lo, 0), BindKind::Listen)
         .unwrap();
+    (client, server, c, s)
+}
+
+async fn exchange(lo: IpAddr) {
+    let (client, server, c, s) = pair(lo);
     assert_eq!(c.ip(), lo);
     assert_eq!(s.ip(), lo);
     assert_ne!(c.port(), 0);
@@ -202,14 +209,7 @@ async fn connect_reservations_are_distinct_and_released() {
 
 #[tokio::test]
 async fn a_batch_of_64_arrives() {
-    let client = UdpDatapath::new().unwrap();
-    let server = UdpDatapath::new().unwrap();
-    let c = client
-        .bind(SocketAddr::new(LO4, 0), BindKind::Connect)
-        .unwrap();
-    let s = server
-        .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
-        .unwrap();
+    let (client, server, c, s) = pair(LO4);
     let packets: Vec<Vec<u8>> = (0..64u32)
         .map(|i| packet(c, s, i, &i.to_be_bytes()))
         .collect();
@@ -343,14 +343,7 @@ async fn dropped_datagrams_between_good_ones_leave_no_gap() {
 
 #[tokio::test]
 async fn too_large_for_a_slot_is_dropped_and_counted() {
-    let client = UdpDatapath::new().unwrap();
-    let server = UdpDatapath::new().unwrap();
-    let c = client
-        .bind(SocketAddr::new(LO4, 0), BindKind::Connect)
-        .unwrap();
-    let s = server
-        .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
-        .unwrap();
+    let (client, server, c, s) = pair(LO4);
     let big = packet(c, s, 1, &[7; 3000]);
     let small = packet(c, s, 2, b"s");
     client.send(&batch_of(&[big, small.clone()])).unwrap();
@@ -362,14 +355,7 @@ async fn too_large_for_a_slot_is_dropped_and_counted() {
 }
 
 async fn large_packet(lo: IpAddr) {
-    let client = UdpDatapath::new().unwrap();
-    let server = UdpDatapath::new().unwrap();
-    let c = client
-        .bind(SocketAddr::new(lo, 0), BindKind::Connect)
-        .unwrap();
-    let s = server
-        .bind(SocketAddr::new(lo, 0), BindKind::Listen)
-        .unwrap();
+    let (client, server, c, s) = pair(lo);
     let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
     let p = packet(c, s, 9, &payload);
     assert!(p.len() <= client.mtu(lo));
@@ -529,4 +515,72 @@ fn parse_endpoints_never_panics_on_prefixes() {
             }
         }
     }
+}
+
+/// Sends `sizes` (payload bytes each, with sequence numbers 0, 1, ...) from a fresh client
+/// to a fresh listener and checks that every packet arrives, intact and in order; returns
+/// the client's counters.
+async fn send_sizes(sizes: &[usize], trains: bool) -> UdpStats {
+    let (client, server, c, s) = pair(LO4);
+    client.set_segmentation_offload(trains);
+    let packets: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| packet(c, s, i as u32, &vec![i as u8; n]))
+        .collect();
+    client.send(&batch_of(&packets)).unwrap();
+    let mut got = Batch::new(packets.len(), 2048);
+    assert_eq!(recv(&server, &mut got, packets.len()).await, packets.len());
+    for (i, p) in got.iter().enumerate() {
+        let (_, repr, payload) = parse_tcp_packet(p, true).unwrap();
+        assert_eq!(repr.seq, i as u32, "packet {i} in order");
+        assert_eq!(payload, &vec![i as u8; sizes[i]][..], "packet {i} intact");
+    }
+    client.stats()
+}
+
+/// Equal-sized packets for one destination leave in trains (UDP segmentation offload) and
+/// arrive as the datagrams they were, in order: 150 of 1,000 bytes (trains of at most 64),
+/// a shorter one that ends a train, more of 1,000, and a larger one that cannot join them
+/// but starts a train of its own.
+#[tokio::test]
+async fn trains_arrive_as_separate_datagrams_in_order() {
+    let mut sizes = vec![1000; 150];
+    sizes.push(300);
+    sizes.extend([1000; 20]);
+    sizes.push(1200);
+    sizes.extend([1000; 5]);
+    let st = send_sizes(&sizes, true).await;
+    assert_eq!(st.datagrams_sent, sizes.len() as u64);
+    assert_eq!(st.dropped_send, 0);
+    if UdpDatapath::new().unwrap().segmentation_offload() {
+        // 64 | 64 | 22 and the short one | 20 | the larger one and one shorter | 4: six
+        // calls carried more than one packet.
+        assert_eq!(st.trains_sent, 6, "{st:?}");
+    } else {
+        eprintln!("!!!!! this kernel has no UDP_SEGMENT: packets went one by one !!!!!");
+    }
+    let st = send_sizes(&sizes, false).await;
+    assert_eq!(st.trains_sent, 0);
+    assert_eq!(st.datagrams_sent, sizes.len() as u64);
+}
+
+#[test]
+fn a_train_takes_equal_packets_and_one_shorter_last() {
+    let mut t = gso::Train::start(1000);
+    assert!(t.join(1000));
+    assert!(!t.join(1001), "larger than the train's size");
+    assert!(t.join(10), "a shorter one ends it");
+    assert!(!t.join(10), "nothing joins after a shorter one");
+    assert_eq!((t.count, t.bytes), (3, 2010));
+    let mut t = gso::Train::start(1);
+    for _ in 1..gso::MAX_SEGMENTS {
+        assert!(t.join(1));
+    }
+    assert!(!t.join(1), "at most the kernel's segment count");
+    let mut t = gso::Train::start(9000);
+    for _ in 0..6 {
+        assert!(t.join(9000));
+    }
+    assert!(!t.join(9000), "at most one datagram's payload");
 }
