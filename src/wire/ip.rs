@@ -134,8 +134,21 @@ impl Ipv4Repr {
         h[10..12].copy_from_slice(&[0, 0]);
         h[12..16].copy_from_slice(&self.src.octets());
         h[16..20].copy_from_slice(&self.dst.octets());
-        let sum = checksum::finish(checksum::sum(h, 0));
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        // The header checksum (RFC 791 §3.1) from the fields' values rather than from the
+        // bytes just written: reading those back as words would wait for the store buffer
+        // to drain (see `TcpRepr::emit_header`). The identification is 0.
+        let words = |a: std::net::Ipv4Addr| {
+            let o = a.octets();
+            u32::from(u16::from_be_bytes([o[0], o[1]]))
+                + u32::from(u16::from_be_bytes([o[2], o[3]]))
+        };
+        let sum = 0x4500
+            + total_len as u32
+            + 0x4000
+            + (u32::from(self.ttl) << 8 | u32::from(self.protocol))
+            + words(self.src)
+            + words(self.dst);
+        h[10..12].copy_from_slice(&checksum::finish(sum).to_be_bytes());
         Ok(Ipv4Repr::HEADER_LEN)
     }
 }

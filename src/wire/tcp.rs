@@ -517,6 +517,14 @@ impl TcpRepr {
     ) -> Result<(), WireError> {
         let header_len = self.header_len();
         let length = u32::try_from(segment.len()).map_err(|_| WireError::BadLength)?;
+        // The payload is summed before the header is written, and the header after: the
+        // header's bytes, written one field at a time and read back as words, cannot be
+        // forwarded from the store buffer, and such a read waits for every store before it.
+        // Written last, that is only the header; written first, it would also be whatever
+        // copy put the payload in place, often just before (RFC 1071 §2(B): the pieces may
+        // be summed in any order).
+        let pseudo = checksum::pseudo_header(src, dst, IPPROTO_TCP, length);
+        let payload_sum = checksum::sum(segment.get(header_len..).unwrap_or_default(), pseudo);
         let (h, rest) = segment
             .split_first_chunk_mut::<TCP_HEADER_LEN>()
             .ok_or(WireError::BufferTooSmall)?;
@@ -536,8 +544,8 @@ impl TcpRepr {
         h[16..18].copy_from_slice(&[0, 0]);
         h[18..20].copy_from_slice(&self.urgent.to_be_bytes());
 
-        let pseudo = checksum::pseudo_header(src, dst, IPPROTO_TCP, length);
-        let sum = checksum::finish(checksum::sum(segment, pseudo));
+        let header = segment.get(..header_len).unwrap_or_default();
+        let sum = checksum::finish(checksum::sum(header, payload_sum));
         if let Some(field) = segment.get_mut(16..18) {
             field.copy_from_slice(&sum.to_be_bytes());
         }

@@ -402,15 +402,17 @@ impl Connection {
         } else {
             SegmentKind::New
         };
-        // The payload is copied last: its stores would otherwise still be draining when the
-        // bookkeeping above reads back what it just wrote, and every such read would wait.
-        let copied = self.send_buf.copy_out(offset, &mut payload[..len]);
-        debug_assert_eq!(copied, len);
-        Transmit {
+        // The result is built, then the payload copied, last: a read of something just
+        // written that misses the store buffer's forwarding (a struct copied wider than it was
+        // written) waits for every store before it, and after a copy that is all of the copy.
+        let transmit = Transmit {
             repr,
             payload_len: len,
             kind,
-        }
+        };
+        let copied = self.send_buf.copy_out(offset, &mut payload[..len]);
+        debug_assert_eq!(copied, len);
+        transmit
     }
 
     /// Advances the pacing deadline by the time `bytes` take at the controller's pacing
