@@ -187,7 +187,7 @@ impl fmt::Debug for Shared {
 
 pub(crate) struct Inner {
     pub(in crate::stack) table: Table,
-    pub(in crate::stack) dirty: Vec<ConnId>,
+    pub(in crate::stack) dirty: std::collections::VecDeque<ConnId>,
     pub(in crate::stack) timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     pub(in crate::stack) reactor: Option<Waker>,
     pub(in crate::stack) shutdown: bool,
@@ -673,7 +673,7 @@ impl Inner {
         if let Some(e) = self.table.get_mut(id) {
             if !e.dirty {
                 e.dirty = true;
-                self.dirty.push(id);
+                self.dirty.push_back(id);
             }
         }
     }
@@ -927,7 +927,7 @@ impl StackBuilder {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 table,
-                dirty: Vec::new(),
+                dirty: std::collections::VecDeque::new(),
                 timers: BinaryHeap::new(),
                 reactor: None,
                 shutdown: false,

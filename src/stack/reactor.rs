@@ -23,6 +23,9 @@ use std::task::{Context, Poll};
 
 /// Packets per receive or send batch.
 const BATCH: usize = 64;
+/// Segments a connection sends in one turn of a transmit pass before the other connections
+/// due get theirs (see [`Out::transmit_dirty`]): one reactor batch.
+pub(crate) const TX_BUDGET: usize = BATCH;
 /// Rounds of work before the reactor yields to other tasks on its runtime.
 const ROUNDS_PER_POLL: usize = 16;
 /// Largest IP packet the reactor handles (the UDP datapath's loopback maximum).
@@ -199,9 +202,34 @@ impl<'a> Out<'a> {
     }
 
     /// Runs every dirty connection's transmit loop and settles its wakers, queues and timer.
+    ///
+    /// Each connection takes its turn in the order it became due and sends at most
+    /// [`TX_BUDGET`] segments a turn; one with more due queues again behind the others. A
+    /// bulk flow with a window of hundreds of segments therefore holds a latency-sensitive
+    /// connection's segment back by one batch at most, not by its whole window.
     pub fn transmit_dirty(&mut self, inner: &mut Inner, now: Instant) {
-        while let Some(id) = inner.dirty.pop() {
-            self.transmit(inner, id, now);
+        while let Some(id) = inner.dirty.pop_front() {
+            let Some(entry) = inner.table.get_mut(id) else {
+                continue;
+            };
+            entry.dirty = false;
+            let mut budget = TX_BUDGET;
+            let more = loop {
+                let before = self.batch.len();
+                let full = emit_into(self.shared, inner, id, now, self.batch);
+                budget = budget.saturating_sub(self.batch.len() - before);
+                if !full {
+                    break false;
+                }
+                self.flush();
+                if budget == 0 {
+                    break true;
+                }
+            };
+            settle(inner, id);
+            if more {
+                inner.queue_dirty(id);
+            }
         }
     }
 
