@@ -36,6 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let port = url.port_u16().unwrap_or(80);
     let host_for_connect = host.trim_start_matches('[').trim_end_matches(']');
 
+    // The default stack starts before the clock does: the time is the download's, as
+    // curl's `time_total` is.
+    rawtcp::Stack::default_stack()?;
     let start = Instant::now();
     let stream = rawtcp::TcpStream::connect((host_for_connect, port)).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

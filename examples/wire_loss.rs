@@ -9,8 +9,8 @@
 //! ```
 //!
 //! It creates two network namespaces joined by a veth pair (names carry this process's id),
-//! turns segmentation and receive offloads off on both ends (so each packet on the wire is one
-//! segment, as on a real link), and starts two copies of `examples/http_server.rs` in
+//! turns segmentation and receive offloads off on both ends, UDP segmentation included (so
+//! each packet on the wire is one segment, as on a real link), and starts two copies of `examples/http_server.rs` in
 //! namespace A: one on rawtcp's raw datapath (port 8080) and one on the kernel's TCP
 //! (`--kernel`, port 8081) — the same HTTP application, only the TCP stack differs. Both run
 //! the congestion control named by `--cc` (CUBIC by default: rawtcp's default and Linux's
@@ -205,6 +205,12 @@ impl Wire {
             run(wire
                 .exec(ns, "ethtool")
                 .args(["-K", dev, "tso", "off", "gso", "off", "gro", "off"]))?;
+            // UDP trains (rawtcp's UDP datapath) are cut into datagrams before the device,
+            // as on a NIC without the offload, so that each datagram on the wire is one
+            // segment and the loss rule drops segments, not whole trains.
+            run(wire
+                .exec(ns, "ethtool")
+                .args(["-K", dev, "tx-udp-segmentation", "off"]))?;
             run(wire.exec(ns, "ip").args(["link", "set", "lo", "up"]))?;
             run(wire.exec(ns, "ip").args(["link", "set", dev, "up"]))?;
         }
@@ -467,8 +473,9 @@ fn download(wire: &Wire, server: &Server, size: u64, max_time: u32) -> Result<f6
     let (time, said) = split_time(&err);
     match (status, received) {
         (Err(e), _) => Err(e),
+        // A byte off the pattern stops the reader, and the client then fails writing.
+        (_, Err(e)) => Err(e),
         (Ok(false), _) => Err(format!("the client failed: {said}")),
-        (Ok(true), Err(e)) => Err(e),
         (Ok(true), Ok(n)) if n != size => Err(format!("{n} bytes received, not {size}")),
         (Ok(true), Ok(_)) => time.ok_or(format!("no time from the client: {said}")),
     }
