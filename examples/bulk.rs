@@ -500,7 +500,7 @@ impl Datapath for Shared {
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
         self.0.poll_recv(cx, batch)
     }
-    fn send(&self, batch: &Batch) -> io::Result<()> {
+    fn send(&self, batch: &Batch) -> io::Result<usize> {
         self.0.send(batch)
     }
     fn verify_checksums(&self) -> bool {

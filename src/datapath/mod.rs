@@ -287,8 +287,15 @@ pub trait Datapath: Send + Sync + 'static {
         false
     }
 
-    /// Sends every packet in `batch`. Packets that cannot be queued are dropped.
-    fn send(&self, batch: &Batch) -> io::Result<()>;
+    /// Sends packets from the front of `batch`, in order, and returns how many it dealt
+    /// with: sent, or dropped because they can never be sent (malformed, no route, a family
+    /// without a socket; counted by the datapath). It stops early, returning fewer than
+    /// `batch.len()`, at the first packet that finds no room (a full socket buffer or device
+    /// queue: `EAGAIN`, `ENOBUFS`; see [`no_room`]): the stack keeps that packet and the
+    /// rest and offers them again, before anything newer, a moment later, so a full queue
+    /// delays segments instead of losing them (`StackStats::send_deferred`). An error means
+    /// the datapath failed as a whole; the packets are dropped.
+    fn send(&self, batch: &Batch) -> io::Result<usize>;
 
     /// Whether `local` is an address this stack owns through the datapath. A datapath that
     /// shares the host's addresses (raw sockets) answers from its claims, so the stack never
@@ -311,6 +318,13 @@ pub trait Datapath: Send + Sync + 'static {
     fn partial_checksums(&self) -> bool {
         false
     }
+}
+
+/// Whether a send failed only for lack of room in a socket buffer or device queue
+/// (`EAGAIN`/`EWOULDBLOCK`, `ENOBUFS`): the packet may be offered again (see
+/// [`Datapath::send`]).
+pub fn no_room(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(nix::libc::ENOBUFS)
 }
 
 /// The local address the kernel's routing table picks to reach `remote` (a connected UDP

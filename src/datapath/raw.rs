@@ -86,6 +86,8 @@ pub struct RawDatapath {
     table: String,
     mtu: usize,
     stats: Counters,
+    /// IPv4 packets are received with `recvmmsg` (off where the system call is missing).
+    batched_recv: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for RawDatapath {
@@ -268,6 +270,7 @@ impl RawDatapath {
             table,
             mtu: Self::smallest_mtu(),
             stats: Counters::default(),
+            batched_recv: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -356,7 +359,7 @@ impl RawDatapath {
                 Poll::Pending => break,
             }
             #[cfg(target_os = "linux")]
-            if !v6 {
+            if !v6 && self.batched_recv.load(Ordering::Relaxed) {
                 match self.recv_many(sock, batch, reads) {
                     Ok(n) => {
                         got |= n > 0;
@@ -365,6 +368,11 @@ impl RawDatapath {
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOSYS) => {
+                        // No recvmmsg here (a sandbox's filter): one packet per call.
+                        self.batched_recv.store(false, Ordering::Relaxed);
+                        continue;
+                    }
                     Err(e) if got => {
                         tracing::debug!(error = %e, "raw receive failed");
                         break;
@@ -583,8 +591,8 @@ impl Datapath for RawDatapath {
         }
     }
 
-    fn send(&self, batch: &Batch) -> io::Result<()> {
-        for packet in batch.iter() {
+    fn send(&self, batch: &Batch) -> io::Result<usize> {
+        for (i, packet) in batch.iter().enumerate() {
             let Ok(view) = PacketView::new(packet) else {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -602,14 +610,16 @@ impl Datapath for RawDatapath {
                 Ok(_) => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                 }
+                // No room in the socket buffer or the device's queue: the stack offers
+                // this packet and the rest again.
+                Err(e) if super::no_room(&e) => return Ok(i),
                 Err(_) => {
-                    // Full buffers or a missing route: dropped, as a network would; TCP
-                    // retransmits.
+                    // A missing route: dropped, as a network would; TCP retransmits.
                     self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        Ok(())
+        Ok(batch.len())
     }
 }
 

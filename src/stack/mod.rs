@@ -16,6 +16,7 @@
 //! this module never names them.
 
 mod api;
+mod backlog;
 mod capture;
 mod connections;
 mod reactor;
@@ -35,6 +36,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use table::{ConnId, Table};
@@ -142,6 +144,12 @@ pub struct StackStats {
     /// Times the reactor task was polled: what the stack's own task costs, next to the work
     /// application tasks did themselves (`inline_transmits`, `inline_receives`).
     pub reactor_polls: u64,
+    /// Segments the datapath had no room for at first (a full socket buffer or device
+    /// queue), kept and sent again a moment later rather than lost.
+    pub send_deferred: u64,
+    /// Segments dropped because the backlog of those waiting for room was full (1,024
+    /// segments or 8 MiB); TCP repairs them as losses.
+    pub send_dropped: u64,
     /// Connections currently in the table.
     pub connections: usize,
 }
@@ -156,7 +164,10 @@ pub(crate) struct Shared {
     /// The order of sends: taken, while the stack is still locked, by every task that built
     /// segments under the lock and sends them after releasing it, and held until they are
     /// sent (see [`Shared::send_order`]).
-    pub(in crate::stack) tx_order: Mutex<()>,
+    pub(in crate::stack) tx_order: Mutex<backlog::Backlog>,
+    /// The send order's backlog holds packets (see [`backlog`]): the reactor offers them
+    /// again within [`backlog::RETRY`].
+    pub(in crate::stack) backlogged: AtomicBool,
     /// The receive batch, taken by whoever receives for the stack: the reactor, or an
     /// application task that waits for something to arrive (see [`rx`]).
     pub(in crate::stack) rx: Mutex<rx::RxState>,
@@ -265,16 +276,16 @@ impl Shared {
     pub(in crate::stack) fn send_order(
         &self,
         batch: &datapath::Batch,
-    ) -> Option<MutexGuard<'_, ()>> {
+    ) -> Option<MutexGuard<'_, backlog::Backlog>> {
         (!batch.is_empty()).then(|| unpoisoned(&self.tx_order))
     }
 
     /// Sends `batch` (emptying it) in its place in the order of sends, the stack's lock
     /// held by the caller.
     pub(in crate::stack) fn send_in_order(&self, batch: &mut datapath::Batch) {
-        let order = self.send_order(batch);
-        self.send_batch(batch);
-        drop(order);
+        if let Some(mut order) = self.send_order(batch) {
+            self.send_batch(&mut order, batch);
+        }
     }
 
     /// Releases the stack's lock (`inner`) and sends `batch` (emptying it), keeping its
@@ -286,8 +297,9 @@ impl Shared {
     ) {
         let order = self.send_order(batch);
         drop(inner);
-        self.send_batch(batch);
-        drop(order);
+        if let Some(mut order) = order {
+            self.send_batch(&mut order, batch);
+        }
     }
 
     /// The receive state, unless another task or the reactor is receiving right now.
@@ -299,18 +311,53 @@ impl Shared {
         }
     }
 
-    /// Sends `batch` (emptying it) through the datapath, on the stack's clock.
-    pub(in crate::stack) fn send_batch(&self, batch: &mut datapath::Batch) {
+    /// Sends `batch` (emptying it) through the datapath, on the stack's clock, holding the
+    /// send order (`order`): what waits in the backlog goes first, and what the datapath
+    /// has no room for waits there (see [`backlog`]).
+    pub(in crate::stack) fn send_batch(
+        &self,
+        order: &mut backlog::Backlog,
+        batch: &mut datapath::Batch,
+    ) {
         if batch.is_empty() {
             return;
         }
         // A datapath may read the clock (the simulated network's link delays): the stack's,
         // not the calling task's.
         let _clock = self.runtime.enter();
-        if let Err(e) = self.datapath.send(batch) {
-            tracing::debug!(error = %e, "datapath send failed");
+        if !order.is_empty() {
+            order.retry(&*self.datapath);
+        }
+        if !order.is_empty() {
+            order.keep(batch, 0);
+        } else {
+            match self.datapath.send(batch) {
+                Ok(done) if done < batch.len() => order.keep(batch, done),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "datapath send failed"),
+            }
         }
         batch.clear();
+        self.note_backlog(order);
+    }
+
+    /// Offers what waits in the backlog again (the reactor, when no task sent meanwhile).
+    pub(in crate::stack) fn retry_backlog(&self) {
+        let mut order = unpoisoned(&self.tx_order);
+        if !order.is_empty() {
+            let _clock = self.runtime.enter();
+            order.retry(&*self.datapath);
+        }
+        self.note_backlog(&order);
+    }
+
+    /// Records whether the backlog holds packets; when it starts to, the reactor is woken
+    /// to offer them again in a moment should no task send before.
+    fn note_backlog(&self, order: &backlog::Backlog) {
+        let waiting = !order.is_empty();
+        if self.backlogged.swap(waiting, Ordering::SeqCst) != waiting && waiting {
+            self.rx_wake.wake_reactor();
+        }
     }
 
     /// What connection `id` has due after an application call (a write of `written` bytes,
@@ -467,7 +514,7 @@ impl Shared {
 pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
     batch: datapath::Batch,
-    order: Option<MutexGuard<'a, ()>>,
+    order: Option<MutexGuard<'a, backlog::Backlog>>,
 }
 
 impl Deferred<'_> {
@@ -479,8 +526,9 @@ impl Deferred<'_> {
             mut batch,
             order,
         } = self;
-        shared.send_batch(&mut batch);
-        drop(order);
+        if let Some(mut order) = order {
+            shared.send_batch(&mut order, &mut batch);
+        }
         shared.recycle(batch);
     }
 }
@@ -949,7 +997,8 @@ impl StackBuilder {
             }),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
-            tx_order: Mutex::new(()),
+            tx_order: Mutex::default(),
+            backlogged: AtomicBool::new(false),
             rx: Mutex::new(reactor::rx_state()),
             rx_waker: Waker::from(rx_wake.clone()),
             rx_wake,
@@ -1086,6 +1135,8 @@ impl Stack {
     /// Counters of this stack.
     pub fn stats(&self) -> StackStats {
         let inner = self.owner.shared.lock();
+        // Taken after the stack's lock, as every sender takes it.
+        let backlog = unpoisoned(&self.owner.shared.tx_order);
         let ep = inner.table.endpoint.stats();
         StackStats {
             connections: inner.table.len(),
@@ -1100,6 +1151,8 @@ impl Stack {
             time_wait: ep.time_wait,
             orphans: ep.orphans,
             buffer_memory: inner.buffer_memory,
+            send_deferred: backlog.deferred,
+            send_dropped: backlog.overflow,
             ..inner.stats.clone()
         }
     }

@@ -74,6 +74,10 @@ impl Future for Reactor {
                 }
             }
             shared.rx_wake.set_reactor(cx.waker());
+            if shared.backlogged.load(std::sync::atomic::Ordering::SeqCst) {
+                // Segments the datapath had no room for, and no task sent since.
+                shared.retry_backlog();
+            }
             // Receive everything waiting, up to one batch, unless an application task is
             // receiving for the stack right now (it registers for what comes next).
             let mut rx = shared.try_rx();
@@ -106,7 +110,11 @@ impl Future for Reactor {
                 let unbind = std::mem::take(&mut inner.unbind_later);
                 // The deadline it will sleep until, the watchdog's included: a task that
                 // arms a later timer need not wake it (see `wake_reactor_for_timers`).
-                let next = this.with_watchdog(next_deadline(inner), now);
+                let mut next = this.with_watchdog(next_deadline(inner), now);
+                if shared.backlogged.load(std::sync::atomic::Ordering::SeqCst) {
+                    let retry = now + super::backlog::RETRY;
+                    next = Some(next.map_or(retry, |t| t.min(retry)));
+                }
                 inner.reactor_deadline = next;
                 shared.unlock_and_send(guard, &mut this.tx);
                 (next, unbind)
@@ -203,10 +211,11 @@ impl<'a> Out<'a> {
 
     /// Runs every dirty connection's transmit loop and settles its wakers, queues and timer.
     ///
-    /// Each connection takes its turn in the order it became due and sends at most
-    /// [`TX_BUDGET`] segments a turn; one with more due queues again behind the others. A
-    /// bulk flow with a window of hundreds of segments therefore holds a latency-sensitive
-    /// connection's segment back by one batch at most, not by its whole window.
+    /// Each connection takes its turn in the order it became due and, once it has filled
+    /// [`TX_BUDGET`] segments' worth of batches, queues again behind the others (a turn
+    /// that starts in a partly filled batch may send up to a batch more). A bulk flow with
+    /// a window of hundreds of segments therefore holds a latency-sensitive connection's
+    /// segment back by a batch or two, not by its whole window.
     pub fn transmit_dirty(&mut self, inner: &mut Inner, now: Instant) {
         while let Some(id) = inner.dirty.pop_front() {
             let Some(entry) = inner.table.get_mut(id) else {

@@ -436,7 +436,7 @@ impl Datapath for SimDatapath {
         Poll::Pending
     }
 
-    fn send(&self, batch: &Batch) -> io::Result<()> {
+    fn send(&self, batch: &Batch) -> io::Result<usize> {
         let mut wake = Vec::new();
         {
             let mut net = self.net.lock();
@@ -448,7 +448,7 @@ impl Datapath for SimDatapath {
         for w in wake {
             w.wake();
         }
-        Ok(())
+        Ok(batch.len())
     }
 }
 

@@ -428,9 +428,9 @@ impl Datapath for TunDatapath {
         Poll::Pending
     }
 
-    fn send(&self, batch: &Batch) -> io::Result<()> {
+    fn send(&self, batch: &Batch) -> io::Result<usize> {
         let mut failure = None;
-        for packet in batch.iter() {
+        for (i, packet) in batch.iter().enumerate() {
             if !plausible(packet) {
                 bump(&self.counters.dropped_out, 1);
                 continue;
@@ -446,9 +446,9 @@ impl Datapath for TunDatapath {
                     bump(&self.counters.bytes_out, n as u64);
                 }
                 Ok(_) => bump(&self.counters.dropped_out, 1),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    bump(&self.counters.dropped_out, 1);
-                }
+                // The device's queue is full: the stack offers this packet and the rest
+                // again.
+                Err(e) if super::no_room(&e) && failure.is_none() => return Ok(i),
                 Err(e) => {
                     bump(&self.counters.dropped_out, 1);
                     failure.get_or_insert(e);
@@ -456,7 +456,7 @@ impl Datapath for TunDatapath {
             }
         }
         match failure {
-            None => Ok(()),
+            None => Ok(batch.len()),
             Some(e) => Err(self.io_error("writing a packet", e)),
         }
     }

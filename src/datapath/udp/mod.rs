@@ -674,52 +674,68 @@ impl Datapath for UdpDatapath {
         received > 0
     }
 
-    fn send(&self, batch: &Batch) -> io::Result<()> {
+    fn send(&self, batch: &Batch) -> io::Result<usize> {
         let mut tally = SendTally::default();
-        {
+        let done = {
             let registry = read(&self.registry);
-            let trains = self.gso.load(Ordering::Relaxed);
-            // The train being gathered, and its packets.
-            let mut train: Option<(gso::Train, &UdpSocket, SocketAddr)> = None;
-            let mut parts: [&[u8]; gso::MAX_SEGMENTS] = [&[]; gso::MAX_SEGMENTS];
-            for (i, packet) in batch.iter().enumerate() {
-                let Some((sock, dst, packet)) = self.route(&registry, batch, i, packet, &mut tally)
-                else {
-                    continue;
-                };
-                if trains && packet.len() <= gso::MAX_SEGMENT {
-                    if let Some((t, s, d)) = &mut train {
-                        if std::ptr::eq(*s, sock) && *d == dst && t.join(packet.len()) {
-                            parts[t.count - 1] = packet;
-                            continue;
-                        }
-                    }
-                    if let Some((t, s, d)) = train.take() {
-                        self.send_train(s, d, &t, &parts[..t.count], &mut tally);
-                    }
-                    train = Some((gso::Train::start(packet.len()), sock, dst));
-                    parts[0] = packet;
-                    continue;
-                }
-                if let Some((t, s, d)) = train.take() {
-                    self.send_train(s, d, &t, &parts[..t.count], &mut tally);
-                }
-                Self::send_one(sock, dst, packet, &mut tally);
-            }
-            if let Some((t, s, d)) = train.take() {
-                self.send_train(s, d, &t, &parts[..t.count], &mut tally);
-            }
-        }
+            self.send_packets(&registry, batch, &mut tally)
+        };
         let no_v6 = tally.no_v6;
         tally.record(&self.counters);
         if no_v6 > 0 {
             return Err(no_ipv6());
         }
-        Ok(())
+        Ok(done)
     }
 }
 
 impl UdpDatapath {
+    /// Sends `batch`'s packets in order, gathering trains (see [`gso`]); returns how many
+    /// were dealt with: all, or the index of the first packet (alone or leading a train)
+    /// that found its socket's buffer full.
+    fn send_packets(&self, registry: &Registry, batch: &Batch, tally: &mut SendTally) -> usize {
+        let trains = self.gso.load(Ordering::Relaxed);
+        // The train being gathered: its first packet's index, socket, destination; and its
+        // packets.
+        let mut train: Option<(gso::Train, usize, &UdpSocket, SocketAddr)> = None;
+        let mut parts: [&[u8]; gso::MAX_SEGMENTS] = [&[]; gso::MAX_SEGMENTS];
+        for (i, packet) in batch.iter().enumerate() {
+            let Some((sock, dst, packet)) = self.route(registry, batch, i, packet, tally) else {
+                continue;
+            };
+            if trains && packet.len() <= gso::MAX_SEGMENT {
+                if let Some((t, _, s, d)) = &mut train {
+                    if std::ptr::eq(*s, sock) && *d == dst && t.join(packet.len()) {
+                        parts[t.count - 1] = packet;
+                        continue;
+                    }
+                }
+                if let Some((t, first, s, d)) = train.take() {
+                    if let Err(Full(went)) = self.send_train(s, d, &t, &parts[..t.count], tally) {
+                        return first + went;
+                    }
+                }
+                train = Some((gso::Train::start(packet.len()), i, sock, dst));
+                parts[0] = packet;
+                continue;
+            }
+            if let Some((t, first, s, d)) = train.take() {
+                if let Err(Full(went)) = self.send_train(s, d, &t, &parts[..t.count], tally) {
+                    return first + went;
+                }
+            }
+            if Self::send_one(sock, dst, packet, tally).is_err() {
+                return i;
+            }
+        }
+        if let Some((t, first, s, d)) = train.take() {
+            if let Err(Full(went)) = self.send_train(s, d, &t, &parts[..t.count], tally) {
+                return first + went;
+            }
+        }
+        batch.len()
+    }
+
     /// Where packet `i` of `batch` goes: the socket it leaves through, the UDP destination,
     /// and the packet trimmed to its IP length. `None` (counted) for a malformed packet or
     /// one of a family the host has no socket for.
@@ -753,23 +769,36 @@ impl UdpDatapath {
         Some((sock, dst, packet))
     }
 
-    /// Sends one packet in a datagram of its own.
-    fn send_one(sock: &UdpSocket, dst: SocketAddr, packet: &[u8], tally: &mut SendTally) {
+    /// Sends one packet in a datagram of its own; `Err(Full(0))` when the socket's buffer
+    /// has no room (the caller keeps the packet), any other failure drops it (counted).
+    fn send_one(
+        sock: &UdpSocket,
+        dst: SocketAddr,
+        packet: &[u8],
+        tally: &mut SendTally,
+    ) -> Result<(), Full> {
         // A direct non-blocking system call: tokio's readiness tracking would report
         // `WouldBlock` for a socket its reactor has not polled yet.
         match SockRef::from(sock).send_to(packet, &SockAddr::from(dst)) {
             Ok(_) => tally.sent += 1,
+            Err(e) if super::no_room(&e) => return Err(Full(0)),
             Err(e) => {
                 tracing::trace!("udp datapath: packet to {dst} dropped: {e}");
                 tally.dropped += 1;
             }
         }
+        Ok(())
     }
 
-    /// Sends a gathered train (see [`gso`]): one packet alone; several in one call. A
-    /// kernel or device that refuses trains (`EIO` when the route cannot offload the UDP
-    /// checksum, `EINVAL`, `ENOPROTOOPT`) turns them off for this datapath, and the packets
-    /// go one by one.
+    /// Sends a gathered train (see [`gso`]): one packet alone; several in one call.
+    /// `Err(Full)` when the socket's buffer has no room for the train, or for one of its
+    /// packets sent one by one (those before it went). Any other refusal sends the packets one by one instead, so nothing is lost to
+    /// a train that could not be: the route's MTU below the segments' size (`EMSGSIZE`: a
+    /// datagram alone is fragmented, a train is refused), an error an earlier ICMP message
+    /// left on the socket (reported once, by whichever call comes next), a destination a
+    /// train cannot take (`EINVAL`). A kernel or device without the offload at all (`EIO`
+    /// when the route cannot offload the UDP checksum, `ENOPROTOOPT`, `EOPNOTSUPP`) also
+    /// turns trains off for this datapath.
     fn send_train(
         &self,
         sock: &UdpSocket,
@@ -777,42 +806,39 @@ impl UdpDatapath {
         train: &gso::Train,
         packets: &[&[u8]],
         tally: &mut SendTally,
-    ) {
+    ) -> Result<(), Full> {
         if let [packet] = packets {
             return Self::send_one(sock, dst, packet, tally);
         }
-        match gso::send_train(sock, dst, train.size, packets) {
+        let e = match gso::send_train(sock, dst, train.size, packets) {
             Ok(()) => {
                 tally.sent += packets.len() as u64;
                 tally.trains += 1;
+                return Ok(());
             }
-            Err(e)
-                if matches!(
-                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                    nix::errno::Errno::EIO
-                        | nix::errno::Errno::EINVAL
-                        | nix::errno::Errno::ENOPROTOOPT
-                        | nix::errno::Errno::EOPNOTSUPP
-                ) =>
-            {
-                tracing::debug!(
-                    "udp datapath: segmentation offload refused ({e}); sending packets one by one"
-                );
-                self.gso.store(false, Ordering::Relaxed);
-                for packet in packets {
-                    Self::send_one(sock, dst, packet, tally);
-                }
-            }
-            Err(e) => {
-                tracing::trace!(
-                    "udp datapath: {} packets to {dst} dropped: {e}",
-                    packets.len()
-                );
-                tally.dropped += packets.len() as u64;
+            Err(e) if super::no_room(&e) => return Err(Full(0)),
+            Err(e) => e,
+        };
+        use nix::errno::Errno;
+        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+        if matches!(errno, Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP) {
+            tracing::debug!("udp datapath: segmentation offload refused ({e}); trains off");
+            self.gso.store(false, Ordering::Relaxed);
+        } else {
+            tracing::trace!("udp datapath: a train to {dst} refused ({e}); sent one by one");
+        }
+        for (k, packet) in packets.iter().enumerate() {
+            if Self::send_one(sock, dst, packet, tally).is_err() {
+                return Err(Full(k));
             }
         }
+        Ok(())
     }
 }
+
+/// A socket's buffer had no room: of the packets offered (one, or a train), this many
+/// went before it; the rest were not sent and may be offered again.
+struct Full(usize);
 
 /// What one `send` call did, added to the counters at its end.
 #[derive(Default)]

@@ -584,3 +584,49 @@ fn a_train_takes_equal_packets_and_one_shorter_last() {
     }
     assert!(!t.join(9000), "at most one datagram's payload");
 }
+
+/// A train whose segments exceed the route's MTU is refused by the kernel (`EMSGSIZE`),
+/// where each datagram alone would be fragmented and delivered: the packets then go one by
+/// one, and none is lost. Run on a thread of its own network namespace whose loopback has
+/// an MTU of 1,400 (root: `unshare`; the namespace goes with the thread).
+#[test]
+fn a_train_refused_by_the_route_goes_one_by_one() {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    });
+    if !root {
+        let msg = "a_train_refused_by_the_route_goes_one_by_one needs root (a network namespace)";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{msg} (CI=true: this is a failure, not a skip)");
+        }
+        eprintln!("\n!!!!! SKIPPED: {msg} !!!!!\n");
+        return;
+    }
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        // A child process starts in the namespace of the thread that spawns it.
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up", "mtu", "1400"])
+            .status()
+            .expect("ip");
+        assert!(up.success());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // 1,400-byte payloads: 1,440-byte packets, above the loopback's 1,400.
+            let sizes = vec![1400; 10];
+            let st = send_sizes(&sizes, true).await;
+            assert_eq!(st.datagrams_sent, 10, "{st:?}");
+            assert_eq!(st.dropped_send, 0, "{st:?}");
+            assert_eq!(st.trains_sent, 0, "the train was refused: {st:?}");
+            // Trains stay on for what fits.
+            let st = send_sizes(&[1000; 10], true).await;
+            assert_eq!((st.datagrams_sent, st.trains_sent), (10, 1), "{st:?}");
+        });
+    })
+    .join()
+    .unwrap();
+}
