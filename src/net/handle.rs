@@ -127,6 +127,18 @@ impl ConnHandle {
     pub fn wait_inline<T>(
         shared: &Shared,
         cx: &mut Context<'_>,
+        attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        Self::wait_inline_as(shared, cx, true, attempt)
+    }
+
+    /// [`wait_inline`](Self::wait_inline), queued to receive only when `queue` says so (an
+    /// accept, on a stack that hands arrivals to accepts: see
+    /// [`Shared::accept_receives`]); it receives what is there either way.
+    pub fn wait_inline_as<T>(
+        shared: &Shared,
+        cx: &mut Context<'_>,
+        queue: bool,
         mut attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
         if let Poll::Ready(r) = attempt(cx) {
@@ -137,7 +149,9 @@ impl ConnHandle {
                 return Poll::Ready(r);
             }
         }
-        shared.wait_to_receive(cx.waker());
+        if queue {
+            shared.wait_to_receive(cx.waker());
+        }
         Poll::Pending
     }
 

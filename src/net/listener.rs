@@ -107,12 +107,14 @@ impl TcpListener {
     /// # let _ = (stream, peer); Ok(()) }
     /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let (id, local, remote) = ready!(ConnHandle::wait_inline(&self.shared, cx, |cx| {
-            self.shared.poll_accept(self.key, |waiters| {
-                let held = super::clock::waker(&self.shared, cx);
-                waiters.register(held.as_ref().unwrap_or(cx.waker()));
-            })
-        }))?;
+        let queue = self.shared.accept_receives();
+        let (id, local, remote) =
+            ready!(ConnHandle::wait_inline_as(&self.shared, cx, queue, |cx| {
+                self.shared.poll_accept(self.key, |waiters| {
+                    let held = super::clock::waker(&self.shared, cx);
+                    waiters.register(held.as_ref().unwrap_or(cx.waker()));
+                })
+            }))?;
         let stream = TcpStream::from_handle(ConnHandle::new(
             self.shared.clone(),
             id,
