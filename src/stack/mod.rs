@@ -460,8 +460,9 @@ impl Shared {
     /// there the reactor's thread hears of every arrival first, and an accept loop (always
     /// the longest waiter in a server) took every other batch of a busy connection's ACKs
     /// onto a thread of its own, a wake-up each time. Measured there, without it:
-    /// connections/s 6,489 → 7,377 (0.45 → 0.49 of `tokio::net`), a 300 MB download over
-    /// the raw datapath 357–368 → 361–385 MB/s with a tenth fewer thread switches. On a
+    /// connections/s 0.42–0.64 → 0.61–0.67 of `tokio::net` (five pairs of alternating
+    /// runs), a 300 MB download over the raw datapath 357–368 → 361–385 MB/s with a tenth
+    /// fewer thread switches. On a
     /// stack on the application's runtime it stays: connections/s fell from 0.57 to 0.34
     /// without it, as the accept there completes handshakes in its own task.
     pub fn accept_receives(&self) -> bool {
