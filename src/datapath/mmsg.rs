@@ -75,6 +75,30 @@ pub(crate) fn recv_into(
     }
 }
 
+/// Runs `recv` (a [`recv_into`] on `sock`, which polled readable, returning how many
+/// datagrams came and how many there was room for) inside tokio's readiness tracking. A
+/// call that fills fewer slots than it offered found the socket empty: it is reported to
+/// tokio as `WouldBlock`, which clears the readiness (unless a datagram came since) without
+/// a further call to hear `EAGAIN`. Returns whether the socket was found empty (poll it
+/// again, which registers the waker).
+pub(crate) fn clearing_readiness(
+    sock: &tokio::net::UdpSocket,
+    recv: impl FnOnce() -> io::Result<(usize, usize)>,
+) -> io::Result<bool> {
+    let r = sock.try_io(tokio::io::Interest::READABLE, || {
+        let (got, room) = recv()?;
+        if got < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match r {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 fn recv_with<S: Copy + SockaddrLike + 'static>(
     headers: &'static LocalKey<RefCell<Option<MultiHeaders<S>>>>,
     to_addr: fn(S) -> SocketAddr,

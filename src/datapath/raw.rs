@@ -417,9 +417,8 @@ impl RawDatapath {
 
     /// Receives IPv4 packets from `sock`, which polled readable, with one `recvmmsg` (the
     /// raw socket delivers each with its IP header, so they land in the batch's slots as
-    /// they are); returns how many were kept. A call that fills fewer slots than it offered
-    /// found the socket empty: it is reported to tokio as `WouldBlock`, which clears the
-    /// readiness (unless a packet came since) without a further call to hear `EAGAIN`.
+    /// they are); returns how many were kept. A short call clears the socket's readiness
+    /// (see [`super::mmsg::clearing_readiness`]).
     #[cfg(target_os = "linux")]
     fn recv_many(
         &self,
@@ -429,7 +428,7 @@ impl RawDatapath {
     ) -> io::Result<usize> {
         let want = (MAX_READS - *reads).min(batch.capacity() - batch.len());
         let (mut kept, mut malformed) = (0, 0);
-        let r = sock.try_io(Interest::READABLE, || {
+        let r = super::mmsg::clearing_readiness(sock, || {
             let (got, room) =
                 super::mmsg::recv_into(sock.as_raw_fd(), false, batch, want, |batch, d| {
                     if d.len < 20 || d.truncated {
@@ -440,20 +439,13 @@ impl RawDatapath {
                     }
                 })?;
             *reads += got;
-            if got < room {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(())
+            Ok((got, room))
         });
         self.stats.malformed.fetch_add(malformed, Ordering::Relaxed);
         self.stats
             .received
             .fetch_add(kept as u64, Ordering::Relaxed);
-        match r {
-            Ok(()) => Ok(kept),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(kept),
-            Err(e) => Err(e),
-        }
+        r.map(|_| kept)
     }
 
     /// The smallest MTU among the interfaces that are up, loopback aside; 1500 if none.

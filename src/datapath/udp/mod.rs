@@ -404,19 +404,12 @@ impl UdpDatapath {
                 return Some(Drain::Full);
             }
             let want = (*budget).min(batch.capacity() - batch.len());
-            let r = sock.try_io(Interest::READABLE, || {
-                let (got, room) = Self::recv_many((sock, v6), batch, want, budget, tally)?;
-                if got < room {
-                    // Fewer than there was room for: the socket was empty a moment ago. Told
-                    // as `WouldBlock`, tokio clears its readiness, unless a datagram came
-                    // since, and no call is spent to hear `EAGAIN`.
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(())
+            let r = super::mmsg::clearing_readiness(sock, || {
+                Self::recv_many((sock, v6), batch, want, budget, tally)
             });
             match r {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Drain::Pending),
+                Ok(false) => {}
+                Ok(true) => return Some(Drain::Pending),
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) => {
                     return None
                 }
