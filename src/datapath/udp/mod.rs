@@ -688,45 +688,56 @@ impl UdpDatapath {
     /// that found its socket's buffer full.
     fn send_packets(&self, registry: &Registry, batch: &Batch, tally: &mut SendTally) -> usize {
         let trains = self.gso.load(Ordering::Relaxed);
-        // The train being gathered: its first packet's index, socket, destination; and its
-        // packets.
-        let mut train: Option<(gso::Train, usize, &UdpSocket, SocketAddr)> = None;
+        // The train being gathered, and its packets.
+        let mut train: Option<Gathered<'_>> = None;
         let mut parts: [&[u8]; gso::MAX_SEGMENTS] = [&[]; gso::MAX_SEGMENTS];
         for (i, packet) in batch.iter().enumerate() {
             let Some((sock, dst, packet)) = self.route(registry, batch, i, packet, tally) else {
                 continue;
             };
-            if trains && packet.len() <= gso::MAX_SEGMENT {
-                if let Some((t, _, s, d)) = &mut train {
-                    if std::ptr::eq(*s, sock) && *d == dst && t.join(packet.len()) {
-                        parts[t.count - 1] = packet;
-                        continue;
-                    }
+            let may_join = trains && packet.len() <= gso::MAX_SEGMENT;
+            if let Some(g) = train.as_mut().filter(|_| may_join) {
+                if std::ptr::eq(g.sock, sock) && g.dst == dst && g.train.join(packet.len()) {
+                    parts[g.train.count - 1] = packet;
+                    continue;
                 }
-                if let Some((t, first, s, d)) = train.take() {
-                    if let Err(Full(went)) = self.send_train(s, d, &t, &parts[..t.count], tally) {
-                        return first + went;
-                    }
+            }
+            // Whatever was gathered goes before this packet.
+            if let Some(g) = train.take() {
+                if let Err(at) = self.send_gathered(&g, &parts[..g.train.count], tally) {
+                    return at;
                 }
-                train = Some((gso::Train::start(packet.len()), i, sock, dst));
+            }
+            if may_join {
+                train = Some(Gathered {
+                    train: gso::Train::start(packet.len()),
+                    first: i,
+                    sock,
+                    dst,
+                });
                 parts[0] = packet;
-                continue;
-            }
-            if let Some((t, first, s, d)) = train.take() {
-                if let Err(Full(went)) = self.send_train(s, d, &t, &parts[..t.count], tally) {
-                    return first + went;
-                }
-            }
-            if Self::send_one(sock, dst, packet, tally).is_err() {
+            } else if Self::send_one(sock, dst, packet, tally).is_err() {
                 return i;
             }
         }
-        if let Some((t, first, s, d)) = train.take() {
-            if let Err(Full(went)) = self.send_train(s, d, &t, &parts[..t.count], tally) {
-                return first + went;
+        if let Some(g) = train.take() {
+            if let Err(at) = self.send_gathered(&g, &parts[..g.train.count], tally) {
+                return at;
             }
         }
         batch.len()
+    }
+
+    /// Sends a gathered train; `Err` with the batch index of the first of its packets that
+    /// found no room.
+    fn send_gathered(
+        &self,
+        g: &Gathered<'_>,
+        packets: &[&[u8]],
+        tally: &mut SendTally,
+    ) -> Result<(), usize> {
+        self.send_train(g.sock, g.dst, &g.train, packets, tally)
+            .map_err(|Full(went)| g.first + went)
     }
 
     /// Where packet `i` of `batch` goes: the socket it leaves through, the UDP destination,
@@ -827,6 +838,15 @@ impl UdpDatapath {
         }
         Ok(())
     }
+}
+
+/// A train being gathered by [`UdpDatapath::send_packets`]: its rules and size, the batch
+/// index of its first packet, and the socket and destination all its packets share.
+struct Gathered<'a> {
+    train: gso::Train,
+    first: usize,
+    sock: &'a UdpSocket,
+    dst: SocketAddr,
 }
 
 /// A socket's buffer had no room: of the packets offered (one, or a train), this many
