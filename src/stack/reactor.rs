@@ -218,44 +218,44 @@ impl<'a> Out<'a> {
     /// segment back by a batch or two, not by its whole window.
     pub fn transmit_dirty(&mut self, inner: &mut Inner, now: Instant) {
         while let Some(id) = inner.dirty.pop_front() {
-            let Some(entry) = inner.table.get_mut(id) else {
-                continue;
-            };
-            entry.dirty = false;
-            let mut budget = TX_BUDGET;
-            let more = loop {
-                let before = self.batch.len();
-                let full = emit_into(self.shared, inner, id, now, self.batch);
-                budget = budget.saturating_sub(self.batch.len() - before);
-                if !full {
-                    break false;
-                }
-                self.flush();
-                if budget == 0 {
-                    break true;
-                }
-            };
-            settle(inner, id);
-            if more {
+            if self.turn(inner, id, now, TX_BUDGET) {
                 inner.queue_dirty(id);
             }
         }
     }
 
-    /// Runs connection `id`'s transmit loop and settles it.
+    /// Runs connection `id`'s transmit loop to the end and settles it.
     pub fn transmit(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
-        let Some(entry) = inner.table.get_mut(id) else {
-            return;
-        };
-        entry.dirty = false;
-        self.emit_due(inner, id, now);
-        settle(inner, id);
+        self.turn(inner, id, now, usize::MAX);
     }
 
-    /// Emits every segment connection `id` has due, sending full batches on the way.
-    fn emit_due(&mut self, inner: &mut Inner, id: ConnId, now: Instant) {
-        while emit_into(self.shared, inner, id, now, self.batch) {
+    /// Connection `id`'s turn: what it has due, up to `budget` (see
+    /// [`emit_due`](Self::emit_due)), then it is settled. Returns whether more may be due.
+    fn turn(&mut self, inner: &mut Inner, id: ConnId, now: Instant, budget: usize) -> bool {
+        let Some(entry) = inner.table.get_mut(id) else {
+            return false;
+        };
+        entry.dirty = false;
+        let more = self.emit_due(inner, id, now, budget);
+        settle(inner, id);
+        more
+    }
+
+    /// Emits what connection `id` has due, sending full batches on the way, until nothing
+    /// is due or `budget` segments' worth of batches were filled. Returns whether it
+    /// stopped for the budget (more may be due).
+    fn emit_due(&mut self, inner: &mut Inner, id: ConnId, now: Instant, mut budget: usize) -> bool {
+        loop {
+            let before = self.batch.len();
+            let full = emit_into(self.shared, inner, id, now, self.batch);
+            budget = budget.saturating_sub(self.batch.len() - before);
+            if !full {
+                return false;
+            }
             self.flush();
+            if budget == 0 {
+                return true;
+            }
         }
     }
 }
@@ -289,7 +289,7 @@ impl Reactor {
             if let Some(e) = inner.table.get_mut(id) {
                 e.conn.abort();
             }
-            Out::new(&self.shared, &mut self.tx).emit_due(inner, id, now);
+            Out::new(&self.shared, &mut self.tx).emit_due(inner, id, now, usize::MAX);
             if let Some(e) = inner.table.get_mut(id) {
                 e.readers.wake_all();
                 e.writers.wake_all();
