@@ -454,7 +454,6 @@ impl Shared {
         delivered
     }
 
-    /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
     /// Whether a task waiting in `accept` is queued to receive the stack's arrivals (see
     /// [`rx`]). Not on a stack whose reactor has a thread of its own (the default stack):
     /// there the reactor's thread hears of every arrival first, and an accept loop (always
@@ -462,13 +461,14 @@ impl Shared {
     /// onto a thread of its own, a wake-up each time. Measured there, without it:
     /// connections/s 0.42–0.64 → 0.61–0.67 of `tokio::net` (five pairs of alternating
     /// runs), a 300 MB download over the raw datapath 357–368 → 361–385 MB/s with a tenth
-    /// fewer thread switches. On a
-    /// stack on the application's runtime it stays: connections/s fell from 0.57 to 0.34
-    /// without it, as the accept there completes handshakes in its own task.
+    /// fewer thread switches. On a stack on the application's runtime it stays:
+    /// connections/s fell from 0.57 to 0.34 without it, as the accept there completes
+    /// handshakes in its own task.
     pub fn accept_receives(&self) -> bool {
         !self.direct_rx
     }
 
+    /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
     pub fn wait_to_receive(&self, waker: &Waker) {
         self.rx_wake.wait(waker);
     }
