@@ -354,14 +354,7 @@ impl Server {
             Some(dp) => {
                 cmd.env("RAWTCP_DATAPATH", dp);
                 if dp == "udp" {
-                    let client = binary.with_file_name("http_client");
-                    if !client.is_file() {
-                        return Err(format!(
-                            "{} is missing: run `cargo build --release --examples` first",
-                            client.display()
-                        ));
-                    }
-                    Client::Rawtcp(client)
+                    Client::Rawtcp(example_binary("http_client")?)
                 } else {
                     Client::Curl
                 }

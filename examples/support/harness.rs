@@ -67,8 +67,13 @@ pub fn on_path(tool: &str) -> bool {
 
 /// The `http_server` example, built next to this program.
 pub fn http_server_binary() -> Result<PathBuf, String> {
+    example_binary("http_server")
+}
+
+/// The example `name`, built next to this program.
+pub fn example_binary(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let p = exe.with_file_name("http_server");
+    let p = exe.with_file_name(name);
     if p.is_file() {
         Ok(p)
     } else {
