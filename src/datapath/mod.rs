@@ -20,6 +20,7 @@ pub mod udp;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A reusable batch of packets: `capacity` slots of `slot_size` bytes in one allocation.
@@ -318,6 +319,37 @@ pub trait Datapath: Send + Sync + 'static {
     fn partial_checksums(&self) -> bool {
         false
     }
+
+    /// A datapath for shard `index` of `count` of one stack (see
+    /// [`StackBuilder::shards`](crate::StackBuilder::shards)), with this one's settings,
+    /// called inside the runtime of that shard's reactor. The datapaths made from one
+    /// datapath share nothing on the data path, and the traffic arriving for them is
+    /// steered so that the segments of a connection that arrives at a listener reach shard
+    /// [`shard_of`]`(its local port, its remote port, count)`, and those of a connection a
+    /// shard opened reach that shard. `Unsupported` (the default) for a datapath that cannot
+    /// steer.
+    fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
+        let _ = (index, count);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "rawtcp: the {} datapath cannot be split into shards (the udp datapath can)",
+                self.name()
+            ),
+        ))
+    }
+}
+
+/// The shard of `count` that owns the connection between TCP ports `a` and `b` (either
+/// order) when it arrives at a listener of a sharded stack: `(a ^ b) % count`. The UDP
+/// datapath's steering program computes the same in the kernel.
+///
+/// ```
+/// assert_eq!(rawtcp::datapath::shard_of(8080, 40001, 2), rawtcp::datapath::shard_of(40001, 8080, 2));
+/// assert_eq!(rawtcp::datapath::shard_of(8080, 40001, 1), 0);
+/// ```
+pub fn shard_of(a: u16, b: u16, count: usize) -> usize {
+    usize::from(a ^ b) % count.max(1)
 }
 
 /// Whether a send failed only for lack of room in a socket buffer or device queue

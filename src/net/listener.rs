@@ -10,8 +10,9 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use tokio::net::ToSocketAddrs;
 
 /// A listening socket, with the methods of `tokio::net::TcpListener`. Connections complete
@@ -39,19 +40,34 @@ use tokio::net::ToSocketAddrs;
 /// # }
 /// ```
 pub struct TcpListener {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) key: ListenerKey,
+    /// Its listener on each shard of the stack (one, unless the stack is sharded).
+    parts: Box<[(Arc<Shared>, ListenerKey)]>,
+    /// The shard whose accept queue is looked at first by the next `poll_accept`, so that
+    /// no shard's connections wait behind another's.
+    next: AtomicUsize,
 }
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpListener")
-            .field("local", &self.key.addr)
+            .field("local", &self.parts[0].1.addr)
             .finish()
     }
 }
 
 impl TcpListener {
+    /// The listener made of `parts`, one per shard (at least one).
+    pub(crate) fn new(parts: Vec<(Arc<Shared>, ListenerKey)>) -> TcpListener {
+        assert!(
+            !parts.is_empty(),
+            "a listener listens on at least one shard"
+        );
+        TcpListener {
+            parts: parts.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
     /// Listens on `addr` on the default stack (every `ToSocketAddrs` form; each resolved
     /// address is tried in turn until one binds). The backlog is 1024 and `SO_REUSEADDR` is
     /// set, as tokio does: a port held only by connections in TIME-WAIT can be bound again.
@@ -107,22 +123,29 @@ impl TcpListener {
     /// # let _ = (stream, peer); Ok(()) }
     /// ```
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let queue = self.shared.accept_receives();
-        let (id, local, remote) =
-            ready!(ConnHandle::wait_inline_as(&self.shared, cx, queue, |cx| {
-                self.shared.poll_accept(self.key, |waiters| {
-                    let held = super::clock::waker(&self.shared, cx);
+        let n = self.parts.len();
+        let start = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
+        for k in 0..n {
+            let (shared, key) = &self.parts[(start + k) % n];
+            let queue = shared.accept_receives();
+            let accepted = ConnHandle::wait_inline_as(shared, cx, queue, |cx| {
+                shared.poll_accept(*key, |waiters| {
+                    let held = super::clock::waker(shared, cx);
                     waiters.register(held.as_ref().unwrap_or(cx.waker()));
                 })
-            }))?;
-        let stream = TcpStream::from_handle(ConnHandle::new(
-            self.shared.clone(),
-            id,
-            local,
-            remote,
-            None,
-        ));
-        Poll::Ready(Ok((stream, remote)))
+            });
+            let (id, local, remote) = match accepted {
+                Poll::Ready(r) => r?,
+                Poll::Pending => continue,
+            };
+            let handle = ConnHandle::new(Arc::clone(shared), id, local, remote, None);
+            return Poll::Ready(Ok((TcpStream::from_handle(handle), remote)));
+        }
+        Poll::Pending
     }
 
     /// Unsupported: a rawtcp listener is built in user space, so there is no kernel socket
@@ -165,7 +188,7 @@ impl TcpListener {
     /// # Ok(()) }
     /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.key.addr)
+        Ok(self.parts[0].1.addr)
     }
 
     /// The IP TTL (hop limit) of the packets of connections it accepts; 64 by default.
@@ -177,7 +200,8 @@ impl TcpListener {
     /// # Ok(()) }
     /// ```
     pub fn ttl(&self) -> io::Result<u32> {
-        Ok(u32::from(self.shared.listener_ttl(self.key)))
+        let (shared, key) = &self.parts[0];
+        Ok(u32::from(shared.listener_ttl(*key)))
     }
 
     /// Sets the IP TTL (hop limit) of connections it accepts from now on (their SYN-ACK
@@ -195,7 +219,9 @@ impl TcpListener {
             .ok()
             .filter(|t| *t > 0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TTL must be 1..=255"))?;
-        self.shared.set_listener_ttl(self.key, ttl);
+        for (shared, key) in self.parts.iter() {
+            shared.set_listener_ttl(*key, ttl);
+        }
         Ok(())
     }
 }
@@ -221,6 +247,8 @@ impl Drop for TcpListener {
     /// Stops listening: connections not yet accepted are reset, and the address is released
     /// once no listener shares it and no accepted connection uses it.
     fn drop(&mut self) {
-        self.shared.close_listener(self.key);
+        for (shared, key) in self.parts.iter() {
+            shared.close_listener(*key);
+        }
     }
 }

@@ -191,13 +191,13 @@ impl TcpSocket {
     /// # Ok(()) }
     /// ```
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
-        let shared = self.stack()?.shared();
+        let stack = self.stack()?;
         self.check_family(addr)?;
         let mut o = self.opts();
         if o.bound.is_some() {
             return Err(invalid("socket is already bound"));
         }
-        let (claimed, joined) = shared.bind_local(addr, o.reuseaddr, o.reuseport)?;
+        let (claimed, joined) = stack.bind_local(addr, o.reuseaddr, o.reuseport)?;
         o.joined = joined;
         o.bound = Some(claimed);
         Ok(())
@@ -265,7 +265,9 @@ impl TcpSocket {
     /// Not cancel safe in the sense that matters: dropping the future abandons the
     /// connection being opened (it is reset and its port released).
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let shared = self.stack()?.shared().clone();
+        let stack = self.stack()?.clone();
+        // The route is every shard's: the first shard answers for all.
+        let shared = stack.shared().clone();
         self.check_family(addr)?;
         let (fixed, auto_ip, cfg, linger, tos) = {
             let mut o = self.opts();
@@ -288,6 +290,14 @@ impl TcpSocket {
             (fixed, auto_ip, o.config.clone(), o.linger, tos)
         };
         let zero_linger = linger == Some(Duration::ZERO);
+        let k = stack.connect_shard(fixed.map(|f| f.0), addr);
+        if let Some((_, Some(claim))) = fixed {
+            // Claimed on every shard by `bind`: the connection's shard keeps its claim.
+            if stack.shard_count() > 1 {
+                stack.release_bound(claim, Some(k));
+            }
+        }
+        let shared = stack.shard(k).clone();
         let (id, local) = shared.open(fixed, auto_ip, addr, &cfg, zero_linger, tos)?;
         let handle = ConnHandle::new(shared, id, local, addr, linger);
         // If this future is dropped, or the handshake fails, dropping the handle closes the
@@ -309,7 +319,7 @@ impl TcpSocket {
     /// # let _ = listener; Ok(()) }
     /// ```
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
-        let shared = self.stack()?.shared().clone();
+        let stack = self.stack()?.clone();
         let mut o = self.opts();
         let tos = if self.v6 { o.tclass } else { o.tos };
         let addr = match o.bound.take() {
@@ -323,12 +333,12 @@ impl TcpSocket {
                     },
                     0,
                 );
-                shared.bind_local(any, false, false)?.0
+                stack.bind_local(any, false, false)?.0
             }
         };
-        let key = shared.listen(addr, o.config.clone(), backlog as usize, o.reuseport, tos)?;
+        let parts = stack.listen(addr, &o.config, backlog as usize, o.reuseport, tos)?;
         drop(o);
-        Ok(TcpListener { shared, key })
+        Ok(TcpListener::new(parts))
     }
 
     /// Turns keepalive probing (`SO_KEEPALIVE`) on, with Linux's defaults (2 h idle, 75 s
@@ -782,7 +792,7 @@ impl Drop for TcpSocket {
             return;
         };
         if let Some(b) = self.opts().bound.take() {
-            stack.shared().release_bound(b);
+            stack.release_bound(b, None);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The live connection table: [`Stack::connections`] — every connection's addresses, state
 //! and [`TcpInfo`], and every listener with its queues, printable like `ss -tin`.
 
-use super::Stack;
+use super::{Shared, Stack};
 use crate::proto::endpoint::Owner;
 use crate::proto::{State, TcpInfo};
 use std::fmt;
@@ -36,6 +36,9 @@ pub struct ConnectionEntry {
     pub holder: Holder,
     /// The engine's statistics.
     pub info: TcpInfo,
+    /// The shard it lives on (0 in a stack of one shard; see
+    /// [`StackBuilder::shards`](crate::StackBuilder::shards)).
+    pub shard: usize,
 }
 
 /// One listener of a [`Stack::connections`] snapshot.
@@ -88,8 +91,32 @@ impl Stack {
     /// # Ok(()) }
     /// ```
     pub fn connections(&self) -> Connections {
-        let inner = self.shared().lock();
         let mut out = Connections::default();
+        for (k, shared) in self.shards.iter().enumerate() {
+            shared.connections_into(&mut out, k);
+        }
+        // A sharded stack's listener listens on every shard: one entry, its queues added up.
+        out.listeners
+            .sort_by_key(|l| (l.local.ip(), l.local.port(), l.reuseport));
+        out.listeners.dedup_by(|later, first| {
+            let same = later.local == first.local && later.reuseport == first.reuseport;
+            if same && self.shard_count() > 1 {
+                first.accept_queue += later.accept_queue;
+                first.syn_queue += later.syn_queue;
+                first.backlog += later.backlog;
+            }
+            same && self.shard_count() > 1
+        });
+        out.connections
+            .sort_by_key(|c| (c.local.ip(), c.local.port(), c.remote.ip(), c.remote.port()));
+        out
+    }
+}
+
+impl Shared {
+    /// Adds the connections and listeners of this shard (number `shard`) to `out`.
+    fn connections_into(&self, out: &mut Connections, shard: usize) {
+        let inner = self.lock();
         for id in inner.table.ids() {
             let Some(e) = inner.table.get(id) else {
                 continue;
@@ -110,6 +137,7 @@ impl Stack {
                     Some(Owner::Orphan) | None => Holder::Orphan,
                 },
                 info: e.conn.info(),
+                shard,
             });
         }
         for (_, l) in inner.table.endpoint.listeners() {
@@ -121,12 +149,6 @@ impl Stack {
                 reuseport: l.reuseport,
             });
         }
-        drop(inner);
-        out.listeners
-            .sort_by_key(|l| (l.local.ip(), l.local.port()));
-        out.connections
-            .sort_by_key(|c| (c.local.ip(), c.local.port(), c.remote.ip(), c.remote.port()));
-        out
     }
 }
 

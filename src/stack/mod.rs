@@ -21,6 +21,7 @@ mod capture;
 mod connections;
 mod reactor;
 mod rx;
+mod shards;
 pub(crate) mod table;
 
 pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
@@ -781,13 +782,14 @@ impl Drop for Owner {
 /// ```
 #[derive(Clone)]
 pub struct Stack {
-    owner: Arc<Owner>,
+    shards: Arc<shards::Shards>,
 }
 
 impl fmt::Debug for Stack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stack")
-            .field("datapath", &self.owner.shared.datapath.name())
+            .field("datapath", &self.shared().datapath.name())
+            .field("shards", &self.shard_count())
             .finish()
     }
 }
@@ -804,6 +806,7 @@ pub struct StackBuilder {
     syn_cookies: Option<SynCookieMode>,
     limits: Option<Limits>,
     max_buffer_memory: Option<usize>,
+    shards: Option<usize>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -811,6 +814,7 @@ impl fmt::Debug for StackBuilder {
         f.debug_struct("StackBuilder")
             .field("config", &self.config)
             .field("dedicated_thread", &self.dedicated_thread)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
@@ -872,6 +876,34 @@ impl StackBuilder {
         self
     }
 
+    /// Splits the stack into `n` shards, each with its own reactor (and, with
+    /// [`dedicated_thread`](Self::dedicated_thread), its own thread), connection table,
+    /// timers and datapath sockets, sharing nothing on the data path, so that connections
+    /// spread over cores. Without it, `RAWTCP_SHARDS` sets the number (`auto`: one per
+    /// available core), and a stack has one shard, as before.
+    ///
+    /// A listener listens on every shard; the datapath steers each arriving connection to
+    /// one of them by its ports (see [`datapath::shard_of`]), and `accept` takes from all.
+    /// `connect` opens connections on the shards in turn (a socket bound to a port first,
+    /// on the shard its ports steer to). Counters ([`Stack::stats`]) and the connection
+    /// table ([`Stack::connections`]) cover every shard; [`Stack::shard_stats`] gives each.
+    ///
+    /// Only datapaths that can steer support more than one shard: the UDP datapath (one
+    /// `SO_REUSEPORT` group per listener address with a BPF program choosing the shard,
+    /// and a shared socket per shard for outgoing connections). With another, `build`
+    /// fails with `Unsupported`. A listen backlog is divided between the shards.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let stack = rawtcp::Stack::builder().shards(2).build()?;
+    /// let listener = stack.bind("127.0.0.1:0").await?;
+    /// # let _ = listener; Ok(()) }
+    /// ```
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
     /// Starts the stack. Without `dedicated_thread`, this must run inside a tokio runtime,
     /// which then hosts the reactor task.
     pub fn build(self) -> io::Result<Stack> {
@@ -908,6 +940,7 @@ impl StackBuilder {
             syn_cookies,
             limits,
             max_buffer_memory,
+            shards,
         } = self;
         if let Some(path) = pcap.or_else(capture::path_from_env) {
             tap = Some(capture::pcap_tap(path, tap)?);
@@ -920,53 +953,64 @@ impl StackBuilder {
             limits,
             max_buffer_memory,
         };
-        if dedicated_thread {
-            return Self::build_on_thread(datapath, settings);
-        }
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            io::Error::other("rawtcp: Stack::build must be called inside a tokio runtime")
-        })?;
-        let datapath = match datapath {
-            Some(d) => d,
-            None => default_datapath()?,
+        let count = match shards {
+            Some(n) => n.max(1),
+            None => shards::from_env()?,
         };
-        let (stack, reactor) = Self::assemble(datapath, settings, (handle.clone(), false));
-        handle.spawn(reactor);
-        Ok(stack)
+        if count > 1 {
+            return shards::start(datapath, settings, count, dedicated_thread);
+        }
+        let owner = if dedicated_thread {
+            let make = move || datapath.map(Ok).unwrap_or_else(default_datapath);
+            Self::build_on_thread(make, settings, "rawtcp-reactor".into())?
+        } else {
+            let handle = current_runtime()?;
+            let datapath = match datapath {
+                Some(d) => d,
+                None => default_datapath()?,
+            };
+            let (owner, reactor) = Self::assemble(datapath, settings, (handle.clone(), false));
+            handle.spawn(reactor);
+            owner
+        };
+        Ok(Stack {
+            shards: Arc::new(shards::Shards::new(vec![owner])),
+        })
     }
 
+    /// Starts a reactor on a thread of its own named `name`, with the datapath `make` makes
+    /// there (inside that thread's runtime).
     fn build_on_thread(
-        datapath: Option<Arc<dyn Datapath>>,
+        make: impl FnOnce() -> io::Result<Arc<dyn Datapath>> + Send + 'static,
         settings: Settings,
-    ) -> io::Result<Stack> {
+        name: String,
+    ) -> io::Result<Owner> {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("rawtcp-reactor".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
+        std::thread::Builder::new().name(name).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let datapath = match make() {
+                    Ok(d) => d,
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return;
                     }
                 };
-                rt.block_on(async move {
-                    let datapath = match datapath.map(Ok).unwrap_or_else(default_datapath) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let runtime = tokio::runtime::Handle::current();
-                    let (stack, reactor) = Self::assemble(datapath, settings, (runtime, true));
-                    let _ = tx.send(Ok(stack));
-                    reactor.await;
-                });
-            })?;
+                let runtime = tokio::runtime::Handle::current();
+                let (owner, reactor) = Self::assemble(datapath, settings, (runtime, true));
+                let _ = tx.send(Ok(owner));
+                reactor.await;
+            });
+        })?;
         rx.recv()
             .map_err(|_| io::Error::other("rawtcp: reactor thread failed to start"))?
     }
@@ -977,7 +1021,7 @@ impl StackBuilder {
         datapath: Arc<dyn Datapath>,
         settings: Settings,
         (runtime, dedicated): (tokio::runtime::Handle, bool),
-    ) -> (Stack, reactor::Reactor) {
+    ) -> (Owner, reactor::Reactor) {
         let mut table = Table::default();
         if let Some(mode) = settings.syn_cookies {
             table.endpoint.set_syn_cookies(mode);
@@ -1027,16 +1071,20 @@ impl StackBuilder {
             isn_fn: settings.isn_fn,
         });
         let reactor = reactor::Reactor::new(shared.clone());
-        (
-            Stack {
-                owner: Arc::new(Owner { shared }),
-            },
-            reactor,
-        )
+        (Owner { shared }, reactor)
     }
 }
 
-/// What a stack is built with besides its datapath, taken from its builder.
+/// The runtime `build` is called in, which hosts the reactor of a stack without a thread of
+/// its own.
+fn current_runtime() -> io::Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .map_err(|_| io::Error::other("rawtcp: Stack::build must be called inside a tokio runtime"))
+}
+
+/// What a stack is built with besides its datapath, taken from its builder (each shard of
+/// a sharded stack gets a copy).
+#[derive(Clone)]
 struct Settings {
     config: Config,
     tap: Option<Tap>,
@@ -1088,6 +1136,7 @@ impl Stack {
             syn_cookies: None,
             limits: None,
             max_buffer_memory: None,
+            shards: None,
         }
     }
 
@@ -1121,36 +1170,48 @@ impl Stack {
         Ok(DEFAULT.get_or_init(|| stack).clone())
     }
 
+    /// The first shard (the only one of a stack of one).
     pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.owner.shared
+        self.shards.get(0)
     }
 
     /// The datapath's name (`"udp"`, `"sim"`, ...).
     pub fn datapath_name(&self) -> &'static str {
-        self.owner.shared.datapath.name()
+        self.shared().datapath.name()
     }
 
     /// Changes the bounds on TIME-WAIT and orphaned connections; see
-    /// [`StackBuilder::limits`].
+    /// [`StackBuilder::limits`]. Each shard of a sharded stack applies them to its own
+    /// connections.
     pub fn set_limits(&self, limits: Limits) {
-        self.owner.shared.lock().table.endpoint.set_limits(limits);
+        for s in self.shards.iter() {
+            s.lock().table.endpoint.set_limits(limits);
+        }
     }
 
     /// Changes when listeners answer SYNs with cookies; see [`StackBuilder::syn_cookies`].
     pub fn set_syn_cookies(&self, mode: SynCookieMode) {
-        self.owner
-            .shared
-            .lock()
-            .table
-            .endpoint
-            .set_syn_cookies(mode);
+        for s in self.shards.iter() {
+            s.lock().table.endpoint.set_syn_cookies(mode);
+        }
     }
 
-    /// Counters of this stack.
+    /// Counters of this stack: of all its shards together.
     pub fn stats(&self) -> StackStats {
-        let inner = self.owner.shared.lock();
+        let mut total = StackStats::default();
+        for s in self.shards.iter() {
+            total.add(&s.stats());
+        }
+        total
+    }
+}
+
+impl Shared {
+    /// Counters of this stack (of this shard, in a sharded stack).
+    pub(crate) fn stats(&self) -> StackStats {
+        let inner = self.lock();
         // Taken after the stack's lock, as every sender takes it.
-        let backlog = unpoisoned(&self.owner.shared.tx_order);
+        let backlog = unpoisoned(&self.tx_order);
         let ep = inner.table.endpoint.stats();
         StackStats {
             connections: inner.table.len(),

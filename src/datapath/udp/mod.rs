@@ -148,6 +148,10 @@ pub struct UdpDatapath {
     counters: Counters,
     /// Whether packets for one destination leave in trains (see [`gso`]).
     gso: AtomicBool,
+    /// The listener groups of the shards made from this datapath (see [`shard`]).
+    groups: Arc<shard::Groups>,
+    /// This datapath's place among the shards of a stack; `None` for a stack of one.
+    member: Option<shard::Member>,
 }
 
 /// The sockets claimed through [`Datapath::bind`].
@@ -217,6 +221,7 @@ impl UdpDatapath {
         let v4 = open(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             SOCKET_BUFFER,
+            false,
         )
         .and_then(report_icmp_errors)
         .and_then(register)
@@ -224,6 +229,7 @@ impl UdpDatapath {
         let v6 = match open(
             SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
             SOCKET_BUFFER,
+            false,
         )
         .and_then(report_icmp_errors)
         .and_then(register)
@@ -244,6 +250,8 @@ impl UdpDatapath {
             gso: AtomicBool::new(trains),
             rotation: AtomicUsize::new(0),
             counters: Counters::default(),
+            groups: Arc::default(),
+            member: None,
         })
     }
 
@@ -546,6 +554,17 @@ impl Datapath for UdpDatapath {
         if local.is_ipv6() && self.v6.is_none() {
             return Err(no_ipv6());
         }
+        if let (Some(member), BindKind::Listen) = (&self.member, kind) {
+            // Registered with the runtime that made the datapath (the reactor's), not the
+            // caller's: a listener must outlive the runtime of the task that bound it.
+            let _runtime = self.runtime.enter();
+            let (addr, sock) = member.claim(local)?;
+            let key = (addr.ip(), addr.port());
+            let mut registry = write(&self.registry);
+            registry.listeners.push((key, Arc::clone(&sock)));
+            registry.by_addr.insert(key, sock);
+            return Ok(addr);
+        }
         let what = match kind {
             BindKind::Listen => "listener",
             BindKind::Connect => "port reservation",
@@ -554,7 +573,7 @@ impl Datapath for UdpDatapath {
             BindKind::Listen => SOCKET_BUFFER,
             BindKind::Connect => RESERVATION_BUFFER,
         };
-        let sock = open(local, buffer)
+        let sock = open(local, buffer, false)
             .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?;
         let port = sock
             .local_addr()?
@@ -587,9 +606,28 @@ impl Datapath for UdpDatapath {
         let mut registry = write(&self.registry);
         if registry.by_addr.remove(&key).is_some() {
             registry.listeners.retain(|(k, _)| *k != key);
+            drop(registry);
+            if let Some(member) = &self.member {
+                member.release(local);
+            }
         } else {
             registry.reservations.remove(&key);
         }
+    }
+
+    /// A datapath for shard `index` of `count`, with this one's settings: its own shared
+    /// sockets, and listeners opened as one `SO_REUSEPORT` group per address with every
+    /// sibling made from this datapath, steered by TCP ports (see [`shard`]).
+    fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
+        let mut dp = UdpDatapath::new()?;
+        dp.gso = AtomicBool::new(self.segmentation_offload());
+        dp.groups = Arc::clone(&self.groups);
+        dp.member = Some(shard::Member {
+            index,
+            count,
+            groups: Arc::clone(&self.groups),
+        });
+        Ok(Arc::new(dp))
     }
 
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
@@ -692,12 +730,24 @@ impl UdpDatapath {
         let mut train: Option<Gathered<'_>> = None;
         let mut parts: [&[u8]; gso::MAX_SEGMENTS] = [&[]; gso::MAX_SEGMENTS];
         for (i, packet) in batch.iter().enumerate() {
-            let Some((sock, dst, packet)) = self.route(registry, batch, i, packet, tally) else {
+            let Some(Route {
+                sock,
+                dst,
+                packet,
+                ports,
+            }) = self.route(registry, batch, i, packet, tally)
+            else {
                 continue;
             };
             let may_join = trains && packet.len() <= gso::MAX_SEGMENT;
             if let Some(g) = train.as_mut().filter(|_| may_join) {
-                if std::ptr::eq(g.sock, sock) && g.dst == dst && g.train.join(packet.len()) {
+                // One connection per train: a receiver whose listener is split into shards
+                // steers a train by its first packet (see `shard`).
+                if std::ptr::eq(g.sock, sock)
+                    && g.dst == dst
+                    && g.ports == ports
+                    && g.train.join(packet.len())
+                {
                     parts[g.train.count - 1] = packet;
                     continue;
                 }
@@ -714,6 +764,7 @@ impl UdpDatapath {
                     first: i,
                     sock,
                     dst,
+                    ports,
                 });
                 parts[0] = packet;
             } else if Self::send_one(sock, dst, packet, tally).is_err() {
@@ -740,9 +791,8 @@ impl UdpDatapath {
             .map_err(|Full(went)| g.first + went)
     }
 
-    /// Where packet `i` of `batch` goes: the socket it leaves through, the UDP destination,
-    /// and the packet trimmed to its IP length. `None` (counted) for a malformed packet or
-    /// one of a family the host has no socket for.
+    /// Where packet `i` of `batch` goes. `None` (counted) for a malformed packet or one of a
+    /// family the host has no socket for.
     fn route<'a>(
         &'a self,
         registry: &'a Registry,
@@ -750,7 +800,7 @@ impl UdpDatapath {
         i: usize,
         packet: &'a [u8],
         tally: &mut SendTally,
-    ) -> Option<(&'a UdpSocket, SocketAddr, &'a [u8])> {
+    ) -> Option<Route<'a>> {
         let Some(ep) = parse_endpoints(packet) else {
             tally.malformed += 1;
             return None;
@@ -770,7 +820,12 @@ impl UdpDatapath {
             .carrier(i)
             .filter(|c| c.is_ipv4() == ep.dst.is_ipv4())
             .unwrap_or(SocketAddr::new(ep.dst, ep.dst_port));
-        Some((sock, dst, packet))
+        Some(Route {
+            sock,
+            dst,
+            packet,
+            ports: (ep.src_port, ep.dst_port),
+        })
     }
 
     /// Sends one packet in a datagram of its own; `Err(Full(0))` when the socket's buffer
@@ -841,12 +896,26 @@ impl UdpDatapath {
 }
 
 /// A train being gathered by [`UdpDatapath::send_packets`]: its rules and size, the batch
-/// index of its first packet, and the socket and destination all its packets share.
+/// index of its first packet, and the socket, destination and TCP ports all its packets
+/// share.
 struct Gathered<'a> {
     train: gso::Train,
     first: usize,
     sock: &'a UdpSocket,
     dst: SocketAddr,
+    ports: (u16, u16),
+}
+
+/// Where one packet goes (see [`UdpDatapath::route`]).
+struct Route<'a> {
+    /// The socket it leaves through.
+    sock: &'a UdpSocket,
+    /// The UDP destination.
+    dst: SocketAddr,
+    /// The packet, trimmed to its IP length.
+    packet: &'a [u8],
+    /// Its TCP source and destination ports.
+    ports: (u16, u16),
 }
 
 /// A socket's buffer had no room: of the packets offered (one, or a train), this many
@@ -899,13 +968,17 @@ fn parse_endpoints(packet: &[u8]) -> Option<Endpoints> {
 }
 
 /// A non-blocking UDP socket bound at `addr`: no address reuse (so that conflicts are
-/// reported), IPv6-only on IPv6, buffers of `buffer` bytes asked for.
-fn open(addr: SocketAddr, buffer: usize) -> io::Result<Socket> {
+/// reported) but, with `reuse_port`, the `SO_REUSEPORT` group of a sharded listener (see
+/// [`shard`]); IPv6-only on IPv6, buffers of `buffer` bytes asked for.
+fn open(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
     sock.set_reuse_address(false)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     sock.set_nonblocking(true)?;
     // Best effort: the kernel caps these at its configured maximum.
     if let Err(e) = sock.set_recv_buffer_size(buffer) {
@@ -981,6 +1054,7 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 mod gso;
 mod icmp;
+mod shard;
 #[cfg(test)]
 mod tests;
 

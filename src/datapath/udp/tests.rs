@@ -1,4 +1,5 @@
 use super::*;
+use crate::datapath::shard_of;
 use crate::wire::{emit_tcp_packet, parse_tcp_packet, TcpFlags, TcpRepr};
 use std::future::poll_fn;
 use std::sync::atomic::AtomicBool;
@@ -44,7 +45,7 @@ fn batch_of(packets: &[Vec<u8>]) -> Batch {
 }
 
 /// Receives until `batch` holds `want` packets or a second passes without one.
-async fn recv(dp: &UdpDatapath, batch: &mut Batch, want: usize) -> usize {
+async fn recv(dp: &dyn Datapath, batch: &mut Batch, want: usize) -> usize {
     while batch.len() < want {
         let r = tokio::time::timeout(
             Duration::from_secs(2),
@@ -629,4 +630,102 @@ fn a_train_refused_by_the_route_goes_one_by_one() {
     })
     .join()
     .unwrap();
+}
+
+/// Two datapaths split from one share a listener address as one `SO_REUSEPORT` group, and the
+/// kernel hands every datagram to the one of the shard its inner TCP ports steer to
+/// ([`shard_of`]), over IPv4 and IPv6; trains carry one connection each.
+#[tokio::test]
+async fn a_sharded_listener_steers_by_tcp_ports() {
+    let origin = UdpDatapath::new().unwrap();
+    let shards: Vec<_> = (0..2).map(|k| origin.shard(k, 2).unwrap()).collect();
+    let addr = shards[0]
+        .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
+        .unwrap();
+    assert_eq!(
+        shards[1].bind(addr, BindKind::Listen).unwrap(),
+        addr,
+        "the second shard joins the first one's address"
+    );
+    assert_eq!(
+        shards[1].bind(addr, BindKind::Listen).unwrap_err().kind(),
+        io::ErrorKind::AddrInUse
+    );
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut expect = [0usize; 2];
+    for src_port in 40_000..40_040u16 {
+        let p = packet(
+            SocketAddr::new(LO4, src_port),
+            addr,
+            u32::from(src_port),
+            b"x",
+        );
+        peer.send_to(&p, addr).unwrap();
+        expect[shard_of(src_port, addr.port(), 2)] += 1;
+    }
+    assert!(expect[0] > 0 && expect[1] > 0);
+    for (k, dp) in shards.iter().enumerate() {
+        let mut batch = Batch::new(64, SLOT);
+        assert_eq!(recv(&**dp, &mut batch, expect[k]).await, expect[k]);
+        for p in batch.iter() {
+            let view = PacketView::new(p).unwrap();
+            let tcp = view.tcp().unwrap();
+            assert_eq!(shard_of(tcp.src_port(), tcp.dst_port(), 2), k);
+        }
+    }
+    // Let go by one shard, the address stays the group's until the other lets go too.
+    shards[0].unbind(addr);
+    assert!(std::net::UdpSocket::bind(addr).is_err());
+    shards[1].unbind(addr);
+    drop(std::net::UdpSocket::bind(addr).expect("the address is free again"));
+
+    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+        let addr = shards[0]
+            .bind(SocketAddr::new(LO6, 0), BindKind::Listen)
+            .unwrap();
+        shards[1].bind(addr, BindKind::Listen).unwrap();
+        let peer = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let mut expect = [0usize; 2];
+        for src_port in 50_000..50_020u16 {
+            let p = packet(SocketAddr::new(LO6, src_port), addr, 1, b"y");
+            peer.send_to(&p, addr).unwrap();
+            expect[shard_of(src_port, addr.port(), 2)] += 1;
+        }
+        for (k, dp) in shards.iter().enumerate() {
+            let mut batch = Batch::new(64, SLOT);
+            assert_eq!(recv(&**dp, &mut batch, expect[k]).await, expect[k]);
+        }
+    }
+}
+
+/// A train gathers only packets of one connection (a sharded receiver steers a whole train
+/// by its first packet).
+#[tokio::test]
+async fn a_train_carries_one_connection() {
+    let dp = UdpDatapath::new().unwrap();
+    if !dp.segmentation_offload() {
+        eprintln!("!!!!!!!! no UDP_SEGMENT on this kernel: SKIPPING a_train_carries_one_connection !!!!!!!!");
+        return;
+    }
+    let rx = UdpDatapath::new().unwrap();
+    let to = rx.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let payload = [7u8; 1000];
+    let packets: Vec<_> = (0..8u16)
+        .map(|i| {
+            packet(
+                SocketAddr::new(LO4, 30_000 + i % 2),
+                to,
+                u32::from(i),
+                &payload,
+            )
+        })
+        .collect();
+    dp.send(&batch_of(&packets)).unwrap();
+    assert_eq!(
+        dp.stats().trains_sent,
+        0,
+        "alternating connections never form a train"
+    );
+    let mut batch = Batch::new(16, SLOT);
+    assert_eq!(recv(&rx, &mut batch, 8).await, 8);
 }

@@ -1,0 +1,294 @@
+//! Stacks split into shards (`StackBuilder::shards`) over the UDP datapath on loopback: every
+//! connection lives on exactly one shard, every segment reaches the shard of its connection
+//! (a segment at the wrong shard would find no connection there and draw a RST, so "no RST
+//! sent" is the check), and the tokio-shaped API behaves as on a stack of one shard. Only
+//! 127.0.0.1 is used.
+
+mod runtime_common;
+
+use rawtcp::datapath::shard_of;
+use rawtcp::datapath::udp::UdpDatapath;
+use rawtcp::wire::TcpFlags;
+use rawtcp::{Direction, Stack, StackBuilder};
+use runtime_common::*;
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SHARDS: usize = 2;
+
+fn sharded(b: StackBuilder) -> Stack {
+    b.datapath(UdpDatapath::new().expect("udp datapath"))
+        .shards(SHARDS)
+        .build()
+        .expect("sharded stack")
+}
+
+/// What the stacks of a test sent: (SYN+ACK, RST, source, destination) of every segment.
+type Sent = Arc<Mutex<Vec<(bool, bool, SocketAddr, SocketAddr)>>>;
+
+/// `b` with a tap recording what it sends into `sent`.
+fn watched(b: StackBuilder, sent: &Sent) -> StackBuilder {
+    let sent = sent.clone();
+    b.tap(move |e| {
+        if e.direction == Direction::Out {
+            let f = e.tcp.flags;
+            let syn_ack = f.contains(TcpFlags::SYN) && f.contains(TcpFlags::ACK);
+            let rst = f.contains(TcpFlags::RST);
+            if syn_ack || rst {
+                sent.lock().unwrap().push((syn_ack, rst, e.src, e.dst));
+            }
+        }
+    })
+}
+
+/// A sharded server and a sharded client, like two processes, and what they send.
+fn env() -> (Env, Sent) {
+    let sent = Sent::default();
+    let env = Env {
+        server: sharded(watched(Stack::builder(), &sent)),
+        client: sharded(watched(Stack::builder(), &sent)),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        limit: Duration::from_secs(20),
+        quiet: Duration::from_millis(300),
+    };
+    (env, sent)
+}
+
+/// No shard of either stack answered a segment of this test's connections with a RST, as
+/// one would a segment that reached a shard without its connection. (Other tests' stacks
+/// in this process may still send late segments to a UDP port the kernel gave to this
+/// test's stacks since, which draw RSTs that are nobody's fault: only RSTs to or from the
+/// ports the server listened on count.)
+fn no_strays(sent: &Sent) {
+    let sent = sent.lock().unwrap();
+    let listening: HashSet<u16> = sent.iter().filter(|s| s.0).map(|s| s.2.port()).collect();
+    for &(_, rst, src, dst) in sent.iter() {
+        assert!(
+            !(rst && (listening.contains(&src.port()) || listening.contains(&dst.port()))),
+            "a RST {src} -> {dst} in a conversation with a listener of the test"
+        );
+    }
+}
+
+/// 64 connections, each moving its own 256 KiB pattern both ways at once: every byte arrives
+/// intact and in order, the connections spread over both shards of each stack, each
+/// accepted connection sits on the shard its ports steer to, and no segment strays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_segment_reaches_the_shard_of_its_connection() {
+    let (env, sent) = env();
+    assert_eq!(env.server.shard_count(), SHARDS);
+    let listener = env.server.bind(env.bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    const N: usize = 64;
+    const LEN: u64 = 256 << 10;
+    let server = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..N {
+            let (s, _) = listener.accept().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let (got, sent) = tokio::join!(read_pattern_to_end(&mut r), async {
+                    write_pattern(&mut w, LEN, 16 << 10).await?;
+                    w.shutdown().await
+                });
+                sent.unwrap();
+                got.unwrap()
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        (total, listener)
+    });
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        let c = env.client.clone();
+        clients.push(tokio::spawn(async move {
+            let s = c.connect(addr).await?;
+            let (mut r, mut w) = s.into_split();
+            let (got, sent) = tokio::join!(read_pattern_to_end(&mut r), async {
+                write_pattern(&mut w, LEN, 16 << 10).await?;
+                w.shutdown().await
+            });
+            sent?;
+            got
+        }));
+    }
+    let client_total = within(env.limit, "every client", async {
+        let mut total = 0;
+        for c in clients {
+            total += c.await.unwrap().expect("client connection");
+        }
+        total
+    })
+    .await;
+    let (server_total, _listener) = within(env.limit, "every server task", server)
+        .await
+        .unwrap();
+    assert_eq!(client_total, N as u64 * LEN);
+    assert_eq!(server_total, N as u64 * LEN);
+
+    for (who, stack) in [("server", &env.server), ("client", &env.client)] {
+        for (k, s) in stack.shard_stats().iter().enumerate() {
+            assert!(
+                s.packets_in > 0 && s.packets_out > 0,
+                "{who} shard {k} carried nothing: {s:?}"
+            );
+        }
+    }
+    let table = env.server.connections();
+    for c in table
+        .connections
+        .iter()
+        .filter(|c| c.local.port() == addr.port())
+    {
+        assert_eq!(
+            c.shard,
+            shard_of(c.local.port(), c.remote.port(), SHARDS),
+            "{c:?}"
+        );
+    }
+    no_strays(&sent);
+}
+
+/// A socket bound to a port first connects on the shard its ports steer to, so the peer's
+/// answers (which arrive at that port's group of sockets) reach it; eight such sockets
+/// cover both shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_socket_connects_on_the_shard_its_ports_steer_to() {
+    let (env, sent) = env();
+    let listener = env.server.bind(env.bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut shards_used = [false; SHARDS];
+    for i in 0..8u8 {
+        let socket = env.client.socket_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let local = socket.local_addr().unwrap();
+        shards_used[shard_of(local.port(), addr.port(), SHARDS)] = true;
+        let (client, accepted) = within(env.limit, "connect and accept", async {
+            tokio::join!(socket.connect(addr), listener.accept())
+        })
+        .await;
+        let mut client = client.unwrap();
+        let (mut server, peer) = accepted.unwrap();
+        assert_eq!(peer, local);
+        client.write_all(&[i; 1000]).await.unwrap();
+        let mut buf = [0u8; 1000];
+        within(env.limit, "read", server.read_exact(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(buf, [i; 1000]);
+        server.write_all(b"back").await.unwrap();
+        let mut back = [0u8; 4];
+        within(env.limit, "read back", client.read_exact(&mut back))
+            .await
+            .unwrap();
+        assert_eq!(&back, b"back");
+    }
+    assert!(
+        shards_used.iter().filter(|u| **u).count() > 1,
+        "eight bound ports all steered to one shard: {shards_used:?}"
+    );
+    no_strays(&sent);
+}
+
+/// A sharded listener's address is held until every shard let it go, and can be bound
+/// again afterwards; a second bind while it is held is `AddrInUse`, also from another
+/// stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_listener_address_is_claimed_and_released_whole() {
+    let (env, _) = env();
+    let other = sharded(Stack::builder());
+    bind_twice_addr_in_use(&env, Some(&other)).await;
+    let plain = Stack::builder()
+        .datapath(UdpDatapath::new().unwrap())
+        .build()
+        .unwrap();
+    let l = env.server.bind(env.bind).await.unwrap();
+    let e = plain
+        .bind(l.local_addr().unwrap())
+        .await
+        .expect_err("a stack of one shard binding a sharded listener's address");
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+}
+
+/// Accepted connections outlive their sharded listener: the shard that holds one keeps
+/// its socket of the listener's group, and the group stays whole meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_connections_outlive_their_sharded_listener() {
+    let (env, sent) = env();
+    accepted_stream_outlives_listener(&env).await;
+    no_strays(&sent);
+}
+
+/// The shared scenarios of the API, on sharded stacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_behaves_as_on_one_shard() {
+    let (env, sent) = env();
+    many_connections(&env, 200).await;
+    accept_wakes_every_waiter(&env, 16).await;
+    peek_then_read(&env).await;
+    half_close_then_reply(&env).await;
+    addresses_agree(&env).await;
+    listener_is_a_stream(&env).await;
+    drop_with_written_data_delivers_then_eof(&env, 1 << 20).await;
+    family_mismatch_afnosupport(&env.client).await;
+    no_strays(&sent);
+    let table = env.server.connections();
+    assert!(table.listeners.is_empty(), "{table}");
+}
+
+/// Dropping a sharded stack resets its connections on every shard, as a stack of one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_sharded_stack_resets_its_connections() {
+    dropping_stack_resets(env().0).await;
+}
+
+/// Shards with reactors on threads of their own, like the default stack with
+/// `RAWTCP_SHARDS=2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_on_threads_of_their_own() {
+    let sent = Sent::default();
+    let threaded = |_| {
+        watched(Stack::builder(), &sent)
+            .shards(SHARDS)
+            .dedicated_thread(true)
+            .datapath(UdpDatapath::new().unwrap())
+            .build()
+            .unwrap()
+    };
+    let env = Env {
+        server: threaded(0),
+        client: threaded(1),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        limit: Duration::from_secs(20),
+        quiet: Duration::from_millis(300),
+    };
+    many_connections(&env, 100).await;
+    no_strays(&sent);
+}
+
+/// A datapath that cannot steer refuses to be split, with a message naming it.
+#[tokio::test]
+async fn a_datapath_that_cannot_steer_refuses_shards() {
+    let net = rawtcp::datapath::sim::SimNetwork::new(1);
+    let host = net.host([10, 0, 0, 1].into()).unwrap();
+    let e = Stack::builder()
+        .datapath(host)
+        .shards(2)
+        .build()
+        .expect_err("sim with two shards");
+    assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("sim"), "{e}");
+    let one = Stack::builder()
+        .datapath(net.host([10, 0, 0, 2].into()).unwrap())
+        .shards(1)
+        .build()
+        .unwrap();
+    assert_eq!(one.shard_count(), 1);
+}
