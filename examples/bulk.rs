@@ -6,6 +6,7 @@
 //! cargo run --release --example bulk -- 100M --tokio  # the same through tokio::net (the kernel's TCP)
 //! cargo run --release --example bulk -- 100M --both   # both, then the ratio rawtcp / tokio
 //! cargo run --release --example bulk -- 100M --mss 1460   # rawtcp with Ethernet-sized segments
+//! RAWTCP_SHARDS=2 cargo run --release --example bulk -- 1G --both   # a stack of two shards
 //! ```
 //!
 //! A server and a client run in this process on 127.0.0.1. The rawtcp run uses a `Stack`
@@ -167,8 +168,9 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
     let listener = stack.bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     println!(
-        "rawtcp ({} datapath, MSS {}): sending {} to {addr}",
+        "rawtcp ({} datapath, {} shard(s), MSS {}): sending {} to {addr}",
         stack.datapath_name(),
+        stack.shard_count(),
         mss.map_or_else(
             || "from the datapath's MTU".to_string(),
             |m| format!("at most {m}")
@@ -223,7 +225,7 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
         "  stack: packets in {}  out {}  malformed {}  resets sent {}  SYNs dropped {}  connections {}",
         st.packets_in, st.packets_out, st.malformed, st.resets_sent, st.syn_dropped, st.connections
     );
-    if let Some(udp) = udp {
+    if let Some(udp) = udp.filter(|_| stack.shard_count() == 1) {
         let UdpStats {
             datagrams_sent,
             datagrams_received,
@@ -505,6 +507,11 @@ impl Datapath for Shared {
     }
     fn verify_checksums(&self) -> bool {
         self.0.verify_checksums()
+    }
+    /// With `RAWTCP_SHARDS`: the shards' datapaths are split from this one (their counters
+    /// are their own, not shown).
+    fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
+        self.0.shard(index, count)
     }
 }
 

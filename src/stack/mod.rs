@@ -880,7 +880,8 @@ impl StackBuilder {
     /// [`dedicated_thread`](Self::dedicated_thread), its own thread), connection table,
     /// timers and datapath sockets, sharing nothing on the data path, so that connections
     /// spread over cores. Without it, `RAWTCP_SHARDS` sets the number (`auto`: one per
-    /// available core), and a stack has one shard, as before.
+    /// available core where the datapath can steer, else one), and a stack has one shard,
+    /// as before (why one: see the README's "Shards").
     ///
     /// A listener listens on every shard; the datapath steers each arriving connection to
     /// one of them by its ports (see [`datapath::shard_of`]), and `accept` takes from all.
@@ -954,10 +955,10 @@ impl StackBuilder {
             max_buffer_memory,
         };
         let count = match shards {
-            Some(n) => n.max(1),
+            Some(n) => shards::Count::Exactly(n.max(1)),
             None => shards::from_env()?,
         };
-        if count > 1 {
+        if count.get() > 1 {
             return shards::start(datapath, settings, count, dedicated_thread);
         }
         let owner = if dedicated_thread {
