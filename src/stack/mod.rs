@@ -1,5 +1,5 @@
-//! The runtime: a [`Stack`] owns one datapath and one background reactor task, and every
-//! listener and stream made from it.
+//! The runtime: a [`Stack`] owns one datapath and one background reactor task (one of each
+//! per shard, see [`shards`]), and every listener and stream made from it.
 //!
 //! Applications and the reactor share one table of connections behind a mutex. Application
 //! calls (read, write, shutdown) work on a connection's engine directly and, when output may
