@@ -617,7 +617,7 @@ impl Datapath for UdpDatapath {
 
     /// A datapath for shard `index` of `count`, with this one's settings: its own shared
     /// sockets, and listeners opened as one `SO_REUSEPORT` group per address with every
-    /// sibling made from this datapath, steered by TCP ports (see [`shard`]).
+    /// sibling made from this datapath, steered by TCP ports (see `StackBuilder::shards`).
     fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
         let mut dp = UdpDatapath::new()?;
         dp.gso = AtomicBool::new(self.segmentation_offload());
