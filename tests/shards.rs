@@ -76,7 +76,8 @@ fn no_strays(sent: &Sent) {
 
 /// 64 connections, each moving its own 256 KiB pattern both ways at once: every byte arrives
 /// intact and in order, the connections spread over both shards of each stack, each
-/// accepted connection sits on the shard its ports steer to, and no segment strays.
+/// accepted connection sits on the shard its ports steer to, each outgoing one on the shard
+/// its ports steer to as well, and no segment strays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_segment_reaches_the_shard_of_its_connection() {
     let (env, sent) = env();
@@ -147,6 +148,17 @@ async fn every_segment_reaches_the_shard_of_its_connection() {
         .iter()
         .filter(|c| c.local.port() == addr.port())
     {
+        assert_eq!(
+            c.shard,
+            shard_of(c.local.port(), c.remote.port(), SHARDS),
+            "{c:?}"
+        );
+    }
+    // `connect` chose ports that land on the connecting shard: a sharded peer (or this
+    // stack itself) steers the connection to the same shard index.
+    let table = env.client.connections();
+    assert!(!table.connections.is_empty());
+    for c in &table.connections {
         assert_eq!(
             c.shard,
             shard_of(c.local.port(), c.remote.port(), SHARDS),

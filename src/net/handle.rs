@@ -144,7 +144,9 @@ impl ConnHandle {
         if let Poll::Ready(r) = attempt(cx) {
             return Poll::Ready(r);
         }
-        if shared.receive_inline() {
+        let mut delivered = shared.receive_inline();
+        delivered |= shared.receive_handed_over();
+        if delivered {
             if let Poll::Ready(r) = attempt(cx) {
                 return Poll::Ready(r);
             }

@@ -180,6 +180,10 @@ pub(crate) struct Shared {
     /// readiness ([`Datapath::recv_now`]): the reactor runs on a thread of its own, whose
     /// runtime alone learns of arrivals.
     pub(in crate::stack) direct_rx: bool,
+    /// This shard's index and the stack's number of shards ((0, 1) for a stack of one).
+    pub(in crate::stack) place: (usize, usize),
+    /// The other shards of the stack (none for a stack of one), set once they all exist.
+    pub(in crate::stack) siblings: OnceLock<Box<[std::sync::Weak<Shared>]>>,
     /// The runtime the reactor runs on. Its clock is the stack's clock: every reading of
     /// the time, from whatever task or thread, is taken inside it (see [`Shared::now`]).
     pub(crate) runtime: tokio::runtime::Handle,
@@ -455,6 +459,28 @@ impl Shared {
         delivered
     }
 
+    /// Receives for the other shards of the stack whose arrivals were handed to a task that
+    /// has not taken them up (see [`rx`]), from the calling task, which is about to wait:
+    /// a task that waits on one shard may still be queued on another from an earlier wait
+    /// (a client that connects on the shards in turn, a proxy with a connection on each),
+    /// and be handed that shard's packets; it takes them up here instead of leaving them to
+    /// the other shard's reactor a millisecond or more later. Returns whether any packet was
+    /// delivered.
+    pub fn receive_handed_over(&self) -> bool {
+        let Some(siblings) = self.siblings.get() else {
+            return false;
+        };
+        let mut delivered = false;
+        for s in siblings.iter() {
+            if let Some(s) = s.upgrade() {
+                if s.rx_wake.handed_over() {
+                    delivered |= s.receive_inline();
+                }
+            }
+        }
+        delivered
+    }
+
     /// Whether a task waiting in `accept` is queued to receive the stack's arrivals (see
     /// [`rx`]). Not on a stack whose reactor has a thread of its own (the default stack):
     /// there the reactor's thread hears of every arrival first, and an accept loop (always
@@ -666,19 +692,24 @@ impl Inner {
 
     /// A local address already claimed for outgoing connections on `ip` that a connection to
     /// `remote` can share (their 4-tuples differ), taking a reference to it. `exhaustive`
-    /// looks at every one; otherwise a few, round robin, so that `connect` stays cheap.
+    /// looks at every one, whatever its port; otherwise a few, round robin, so that `connect`
+    /// stays cheap, and only ports that `lands` accepts (see [`Shared::lands`]).
     pub(in crate::stack) fn share_connect_port(
         &mut self,
         ip: IpAddr,
         remote: SocketAddr,
         exhaustive: bool,
+        lands: impl Fn(u16) -> bool,
     ) -> Option<SocketAddr> {
         let n = self.connect_order.len();
         let tries = if exhaustive { n } else { n.min(SHARE_TRIES) };
         for _ in 0..tries {
             self.connect_cursor = (self.connect_cursor + 1) % n;
             let addr = self.connect_order[self.connect_cursor];
-            if addr.ip() == ip && self.table.endpoint.lookup(addr, remote).is_none() {
+            if addr.ip() == ip
+                && (exhaustive || lands(addr.port()))
+                && self.table.endpoint.lookup(addr, remote).is_none()
+            {
                 *self.connect_ports.entry(addr).or_insert(0) += 1;
                 return Some(addr);
             }
@@ -962,7 +993,7 @@ impl StackBuilder {
             return shards::start(datapath, settings, count, dedicated_thread);
         }
         let owner = if dedicated_thread {
-            let make = move || datapath.map(Ok).unwrap_or_else(default_datapath);
+            let make = move || Ok((datapath.map(Ok).unwrap_or_else(default_datapath)?, (0, 1)));
             Self::build_on_thread(make, settings, "rawtcp-reactor".into())?
         } else {
             let handle = current_runtime()?;
@@ -970,7 +1001,8 @@ impl StackBuilder {
                 Some(d) => d,
                 None => default_datapath()?,
             };
-            let (owner, reactor) = Self::assemble(datapath, settings, (handle.clone(), false));
+            let (owner, reactor) =
+                Self::assemble(datapath, settings, (handle.clone(), false), (0, 1));
             handle.spawn(reactor);
             owner
         };
@@ -980,9 +1012,9 @@ impl StackBuilder {
     }
 
     /// Starts a reactor on a thread of its own named `name`, with the datapath `make` makes
-    /// there (inside that thread's runtime).
+    /// there (inside that thread's runtime) and its place among the stack's shards.
     fn build_on_thread(
-        make: impl FnOnce() -> io::Result<Arc<dyn Datapath>> + Send + 'static,
+        make: impl FnOnce() -> io::Result<(Arc<dyn Datapath>, (usize, usize))> + Send + 'static,
         settings: Settings,
         name: String,
     ) -> io::Result<Owner> {
@@ -999,7 +1031,7 @@ impl StackBuilder {
                 }
             };
             rt.block_on(async move {
-                let datapath = match make() {
+                let (datapath, place) = match make() {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -1007,7 +1039,7 @@ impl StackBuilder {
                     }
                 };
                 let runtime = tokio::runtime::Handle::current();
-                let (owner, reactor) = Self::assemble(datapath, settings, (runtime, true));
+                let (owner, reactor) = Self::assemble(datapath, settings, (runtime, true), place);
                 let _ = tx.send(Ok(owner));
                 reactor.await;
             });
@@ -1022,6 +1054,7 @@ impl StackBuilder {
         datapath: Arc<dyn Datapath>,
         settings: Settings,
         (runtime, dedicated): (tokio::runtime::Handle, bool),
+        place: (usize, usize),
     ) -> (Owner, reactor::Reactor) {
         let mut table = Table::default();
         if let Some(mode) = settings.syn_cookies {
@@ -1062,6 +1095,8 @@ impl StackBuilder {
             rx_waker: Waker::from(rx_wake.clone()),
             rx_wake,
             direct_rx: dedicated,
+            place,
+            siblings: OnceLock::new(),
             origin: {
                 let _clock = runtime.enter();
                 tokio::time::Instant::now()

@@ -118,11 +118,11 @@ pub(super) fn start(
             match origin.shard(0, n) {
                 Ok(first) => {
                     let _ = origin_tx.send(Some(origin));
-                    Ok(first)
+                    Ok((first, (0, n)))
                 }
                 Err(e) if stays_whole(count, &e) => {
                     let _ = origin_tx.send(None);
-                    Ok(origin)
+                    Ok((origin, (0, 1)))
                 }
                 Err(e) => Err(e),
             }
@@ -139,7 +139,7 @@ pub(super) fn start(
             for k in 1..n {
                 let o = Arc::clone(&origin);
                 owners.push(StackBuilder::build_on_thread(
-                    move || o.shard(k, n),
+                    move || Ok((o.shard(k, n)?, (k, n))),
                     settings.clone(),
                     format!("rawtcp-reactor-{k}"),
                 )?);
@@ -157,14 +157,24 @@ pub(super) fn start(
                 Err(e) if k == 0 && stays_whole(count, &e) => (Arc::clone(&origin), true),
                 Err(e) => return Err(e),
             };
+            let place = if whole { (0, 1) } else { (k, n) };
             let (owner, reactor) =
-                StackBuilder::assemble(d, settings.clone(), (handle.clone(), false));
+                StackBuilder::assemble(d, settings.clone(), (handle.clone(), false), place);
             handle.spawn(reactor);
             owners.push(owner);
             if whole {
                 break;
             }
         }
+    }
+    for (k, o) in owners.iter().enumerate() {
+        let others = owners
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, p)| Arc::downgrade(&p.shared))
+            .collect();
+        let _ = o.shared.siblings.set(others);
     }
     Ok(Stack {
         shards: Arc::new(Shards::new(owners)),
