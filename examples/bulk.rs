@@ -177,6 +177,7 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
         ),
         mb(bytes)
     );
+    println!("  datapath: {:?}", stack.datapath_capabilities());
     let progress = Arc::new(Progress::new(bytes));
 
     let server = {

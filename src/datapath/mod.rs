@@ -320,6 +320,20 @@ pub trait Datapath: Send + Sync + 'static {
         false
     }
 
+    /// What this datapath can do, in one place (see [`Capabilities`]). The default derives
+    /// it from the hooks above and assumes one packet per system call each way, no
+    /// receiving without readiness and no shards; a datapath that does better says so.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            receive_batch: 1,
+            send_batch: 1,
+            receive_now: false,
+            shards: false,
+            verify_checksums: self.verify_checksums(),
+            partial_checksums: self.partial_checksums(),
+        }
+    }
+
     /// A datapath for shard `index` of `count` of one stack (see
     /// [`StackBuilder::shards`](crate::StackBuilder::shards)), with this one's settings,
     /// called inside the runtime of that shard's reactor. The datapaths made from one
@@ -350,6 +364,39 @@ pub trait Datapath: Send + Sync + 'static {
 /// ```
 pub fn shard_of(a: u16, b: u16, count: usize) -> usize {
     usize::from(a ^ b) % count.max(1)
+}
+
+/// What a datapath can do ([`Datapath::capabilities`]), for the stack and for people looking
+/// at it: how many packets a system call moves each way, whether it takes packets without
+/// waiting for readiness, whether it splits into shards, and what it needs done to arriving
+/// checksums.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use rawtcp::datapath::{sim::SimNetwork, Datapath};
+/// let net = SimNetwork::new(1);
+/// let caps = net.host("10.0.0.1".parse().unwrap())?.capabilities();
+/// assert!(!caps.shards);
+/// assert!(caps.verify_checksums);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Packets one receiving system call takes at most (`recvmmsg`: 64; 1 when each packet
+    /// costs a call; for the simulated network, which has no system calls, a whole batch).
+    pub receive_batch: usize,
+    /// Packets one sending system call carries at most (UDP trains: 64; 1 when each packet
+    /// costs a call).
+    pub send_batch: usize,
+    /// Whether [`Datapath::recv_now`] takes what is waiting without readiness.
+    pub receive_now: bool,
+    /// Whether [`Datapath::shard`] splits it into shards that traffic is steered between.
+    pub shards: bool,
+    /// [`Datapath::verify_checksums`].
+    pub verify_checksums: bool,
+    /// [`Datapath::partial_checksums`].
+    pub partial_checksums: bool,
 }
 
 /// Whether a send failed only for lack of room in a socket buffer or device queue

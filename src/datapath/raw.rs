@@ -490,6 +490,19 @@ impl Datapath for RawDatapath {
         super::route_source_via(device, remote)
     }
 
+    /// IPv4 arrivals by `recvmmsg`, up to 64 a call (IPv6 one at a time); one packet per
+    /// send.
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            receive_batch: 64,
+            send_batch: 1,
+            receive_now: false,
+            shards: false,
+            verify_checksums: true,
+            partial_checksums: true,
+        }
+    }
+
     fn partial_checksums(&self) -> bool {
         true
     }

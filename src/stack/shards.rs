@@ -194,6 +194,19 @@ impl Stack {
         self.shards.owners.len()
     }
 
+    /// What the stack's datapath can do (see [`datapath::Capabilities`]); a sharded stack's
+    /// shards all have the same.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let stack = rawtcp::Stack::builder().build()?;
+    /// println!("{:?}", stack.datapath_capabilities());
+    /// # Ok(()) }
+    /// ```
+    pub fn datapath_capabilities(&self) -> datapath::Capabilities {
+        self.shared().datapath.capabilities()
+    }
+
     /// The counters of each shard, in shard order ([`stats`](Self::stats) adds them up).
     pub fn shard_stats(&self) -> Vec<StackStats> {
         self.shards.iter().map(|s| s.stats()).collect()

@@ -318,6 +318,18 @@ impl Datapath for SimDatapath {
         "sim"
     }
 
+    /// No system calls: a whole batch each way per call.
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            receive_batch: usize::MAX,
+            send_batch: usize::MAX,
+            receive_now: false,
+            shards: false,
+            verify_checksums: self.verify_checksums(),
+            partial_checksums: false,
+        }
+    }
+
     fn mtu(&self, remote: IpAddr) -> usize {
         let net = self.net.lock();
         if remote.is_loopback() {

@@ -615,6 +615,23 @@ impl Datapath for UdpDatapath {
         }
     }
 
+    /// `recvmmsg` and `UDP_SEGMENT` trains (when on) of up to 64 datagrams, receiving
+    /// without readiness, shards.
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            receive_batch: if cfg!(target_os = "linux") { 64 } else { 1 },
+            send_batch: if self.segmentation_offload() {
+                gso::MAX_SEGMENTS
+            } else {
+                1
+            },
+            receive_now: cfg!(target_os = "linux"),
+            shards: true,
+            verify_checksums: true,
+            partial_checksums: false,
+        }
+    }
+
     /// A datapath for shard `index` of `count`, with this one's settings: its own shared
     /// sockets, and listeners opened as one `SO_REUSEPORT` group per address with every
     /// sibling made from this datapath, steered by TCP ports (see `StackBuilder::shards`).

@@ -729,3 +729,53 @@ async fn a_train_carries_one_connection() {
     let mut batch = Batch::new(16, SLOT);
     assert_eq!(recv(&rx, &mut batch, 8).await, 8);
 }
+
+/// The datapath reports what it does: batches of 64 each way (trains only while on), taking
+/// what is there without readiness, shards; and nothing of that for a datapath that says
+/// nothing (the trait's default).
+#[tokio::test]
+async fn capabilities_follow_the_settings() {
+    let dp = UdpDatapath::new().unwrap();
+    let caps = dp.capabilities();
+    assert_eq!(caps.receive_batch, 64);
+    assert!(caps.shards && caps.receive_now && caps.verify_checksums);
+    assert!(!caps.partial_checksums);
+    dp.set_segmentation_offload(false);
+    assert_eq!(dp.capabilities().send_batch, 1);
+    if dp.set_segmentation_offload(true) {
+        assert_eq!(dp.capabilities().send_batch, 64);
+    }
+
+    struct Plain;
+    impl Datapath for Plain {
+        fn name(&self) -> &'static str {
+            "plain"
+        }
+        fn mtu(&self, _: IpAddr) -> usize {
+            1500
+        }
+        fn local_ip_for(&self, _: IpAddr) -> io::Result<IpAddr> {
+            Ok(LO4)
+        }
+        fn bind(&self, local: SocketAddr, _: BindKind) -> io::Result<SocketAddr> {
+            Ok(local)
+        }
+        fn unbind(&self, _: SocketAddr) {}
+        fn poll_recv(&self, _: &mut Context<'_>, _: &mut Batch) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn send(&self, batch: &Batch) -> io::Result<usize> {
+            Ok(batch.len())
+        }
+        fn verify_checksums(&self) -> bool {
+            false
+        }
+    }
+    let plain = Plain.capabilities();
+    assert_eq!((plain.receive_batch, plain.send_batch), (1, 1));
+    assert!(!plain.shards && !plain.receive_now && !plain.verify_checksums);
+    assert_eq!(
+        Plain.shard(0, 2).err().map(|e| e.kind()),
+        Some(io::ErrorKind::Unsupported)
+    );
+}
