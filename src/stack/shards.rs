@@ -66,11 +66,9 @@ fn auto() -> Count {
 /// The number of shards `RAWTCP_SHARDS` asks for: a number, or `auto` (one per available
 /// core where the datapath can steer, else one); one when unset.
 ///
-/// One by default, measured: two shards on this 2-core machine carry one bulk flow between
-/// two connections of one stack at 0.72–0.80 of `tokio::net` instead of 0.45–0.55, and 8
-/// flows 1.56× faster than one shard, but the 64-byte round trip took 2.0–2.1× the kernel's
-/// in four runs and 4.4–4.7× in two (one shard: 2.0–2.3×), and connections/s ranged over
-/// 0.36–0.76 (one shard: 0.62–0.67), depending on which shards the two ends landed on.
+/// One by default, measured: two shards on this 2-core machine carry 8 flows 1.69–1.74×
+/// faster than one shard, with the same 64-byte round trip, but a connect-and-close loop
+/// within one stack ran at 0.36–0.60 of `tokio::net` against 0.62–0.75 with one shard.
 pub(super) fn from_env() -> io::Result<Count> {
     let Some(v) = std::env::var("RAWTCP_SHARDS")
         .ok()
