@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use tokio::io::Interest;
 use tokio::net::UdpSocket as Registered;
@@ -74,27 +74,48 @@ struct Counters {
 /// through `socket2`/`nix` on the descriptor itself, and this avoids the `unsafe`
 /// registration `AsyncFd` now requires.
 pub struct RawDatapath {
-    v4: Registered,
-    v6: Option<Registered>,
-    /// How many claims use each port (the nftables set and the socket filters hold ports).
-    /// Held while `nft` and the filters change, which takes milliseconds, so the per-packet
-    /// question [`owns`](Datapath::owns) does not take it.
-    ports: Mutex<BTreeMap<u16, usize>>,
-    /// Kernel TCP sockets holding each claimed address; read per packet by `owns` (a read
-    /// lock and one or two hash lookups), written under `ports`.
-    reservations: RwLock<HashMap<SocketAddr, Socket>>,
-    table: String,
+    /// This datapath's raw sockets (a shard's own, in a sharded stack).
+    sockets: Arc<Sockets>,
+    /// The ports claimed, shared by every shard split from one datapath.
+    claims: Arc<Claims>,
     mtu: usize,
     stats: Counters,
     /// IPv4 packets are received with `recvmmsg` (off where the system call is missing).
     batched_recv: std::sync::atomic::AtomicBool,
 }
 
+/// One datapath's raw sockets, with its place among the shards of a stack: its filters let
+/// through only the segments of the connections steered to it.
+struct Sockets {
+    v4: Registered,
+    v6: Option<Registered>,
+    /// This shard's index and the number of shards ((0, 1) alone).
+    place: (usize, usize),
+}
+
+/// The ports a datapath and the shards split from it own: the kernel sockets that hold
+/// them, the nftables table that keeps the kernel's RSTs off them, and every shard's
+/// sockets, whose filters follow the set of ports.
+struct Claims {
+    /// How many claims use each port (the nftables set and the socket filters hold ports).
+    /// Held while `nft` and the filters change, which takes milliseconds, so the per-packet
+    /// question [`owns`](Datapath::owns) does not take it.
+    ports: Mutex<BTreeMap<u16, usize>>,
+    /// Kernel TCP sockets holding each claimed address, with the shards that claimed it
+    /// (every shard claims a listener's address); read per packet by `owns` (a read lock and
+    /// one or two hash lookups), written under `ports`.
+    reservations: RwLock<HashMap<SocketAddr, (Socket, u64)>>,
+    table: String,
+    /// The sockets of every datapath sharing these claims.
+    members: Mutex<Vec<std::sync::Weak<Sockets>>>,
+}
+
 impl fmt::Debug for RawDatapath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawDatapath")
-            .field("table", &self.table)
-            .field("ipv6", &self.v6.is_some())
+            .field("table", &self.claims.table)
+            .field("ipv6", &self.sockets.v6.is_some())
+            .field("place", &self.sockets.place)
             .finish_non_exhaustive()
     }
 }
@@ -124,16 +145,18 @@ fn raw_socket(domain: Domain) -> io::Result<Socket> {
     let _ = s.set_recv_buffer_size(8 << 20);
     let _ = s.set_send_buffer_size(8 << 20);
     // Nothing passes until the stack owns a port.
-    s.attach_filter(&filter(&[], domain == Domain::IPV6))?;
+    s.attach_filter(&filter(&[], domain == Domain::IPV6, (0, 1)))?;
     // Drain what arrived before the filter was in place.
     let mut buf = [0u8; 2048];
     while (&s).read(&mut buf).is_ok() {}
     Ok(s)
 }
 
-/// A classic BPF program accepting TCP segments to `ports`. IPv4 raw sockets see the IP
-/// header first (the port sits at 4 × IHL + 2); IPv6 raw sockets see the TCP header.
-fn filter(ports: &[u16], v6: bool) -> Vec<SockFilter> {
+/// A classic BPF program accepting TCP segments to `ports` and, for shard `index` of
+/// `count`, only those whose ports steer to it ([`shard_of`](super::shard_of)). IPv4 raw
+/// sockets see the IP header first (the port sits at 4 × IHL + 2); IPv6 raw sockets see the
+/// TCP header.
+fn filter(ports: &[u16], v6: bool, (index, count): (usize, usize)) -> Vec<SockFilter> {
     const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
     const LDX_B_MSH: u16 = 0xb1; // BPF_LDX | BPF_B | BPF_MSH
     const LD_H_IND: u16 = 0x48; // BPF_LD | BPF_H | BPF_IND
@@ -141,12 +164,29 @@ fn filter(ports: &[u16], v6: bool) -> Vec<SockFilter> {
     const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
     const JGT_K: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const JA: u16 = 0x05; // BPF_JMP | BPF_JA
+    const ST: u16 = 0x02; // BPF_ST: M[k] = A
+    const LDX_MEM: u16 = 0x61; // BPF_LDX | BPF_W | BPF_MEM: X = M[k]
+    const XOR_X: u16 = 0xac; // BPF_ALU | BPF_XOR | BPF_X
+    const MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
     const ACCEPT: u32 = 0x40000;
-    let mut p = Vec::with_capacity(ports.len() * 2 + 4);
+    let mut p = Vec::with_capacity(ports.len() * 2 + 12);
     if ports.is_empty() {
         p.push(SockFilter::new(RET_K, 0, 0, 0));
         return p;
     }
+    let sharded = count > 1;
+    // A port that matches accepts, or, sharded, jumps to the steering test at the end (the
+    // jumps' places, patched once the end is known).
+    let mut jumps = Vec::new();
+    let mut accept = |p: &mut Vec<SockFilter>| {
+        if sharded {
+            jumps.push(p.len());
+            p.push(SockFilter::new(JA, 0, 0, 0));
+        } else {
+            p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
+        }
+    };
     if v6 {
         p.push(SockFilter::new(LD_H_ABS, 0, 0, 2));
     } else {
@@ -157,15 +197,35 @@ fn filter(ports: &[u16], v6: bool) -> Vec<SockFilter> {
         for &port in ports {
             // Equal: fall through to the accept below it; else skip it.
             p.push(SockFilter::new(JEQ_K, 0, 1, u32::from(port)));
-            p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
+            accept(&mut p);
         }
     } else {
         let (lo, hi) = (ports[0], ports[ports.len() - 1]);
         p.push(SockFilter::new(JGE_K, 0, 2, u32::from(lo)));
         p.push(SockFilter::new(JGT_K, 1, 0, u32::from(hi)));
-        p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
+        accept(&mut p);
     }
     p.push(SockFilter::new(RET_K, 0, 0, 0));
+    if sharded {
+        // The steering test: A holds the destination port.
+        let tail = p.len();
+        for i in jumps {
+            p[i] = SockFilter::new(JA, 0, 0, (tail - i - 1) as u32);
+        }
+        p.push(SockFilter::new(ST, 0, 0, 0));
+        if v6 {
+            p.push(SockFilter::new(LD_H_ABS, 0, 0, 0));
+        } else {
+            // X still holds 4 × IHL.
+            p.push(SockFilter::new(LD_H_IND, 0, 0, 0));
+        }
+        p.push(SockFilter::new(LDX_MEM, 0, 0, 0));
+        p.push(SockFilter::new(XOR_X, 0, 0, 0));
+        p.push(SockFilter::new(MOD_K, 0, 0, count as u32));
+        p.push(SockFilter::new(JEQ_K, 0, 1, index as u32));
+        p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
+        p.push(SockFilter::new(RET_K, 0, 0, 0));
+    }
     p
 }
 
@@ -226,6 +286,50 @@ fn remove_stale_tables() {
 
 static TABLES: AtomicU32 = AtomicU32::new(0);
 
+impl Claims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, usize>> {
+        self.ports.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reservations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SocketAddr, (Socket, u64)>> {
+        self.reservations.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds every member's filters for `ports`.
+    fn refilter(&self, ports: &BTreeMap<u16, usize>) -> io::Result<()> {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for m in members.iter().filter_map(std::sync::Weak::upgrade) {
+            m.refilter(ports)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        if let Err(e) = nft(&format!("delete table inet {}\n", self.table)) {
+            tracing::warn!(error = %e, table = %self.table, "rawtcp raw datapath: could not remove its nftables table");
+        }
+    }
+}
+
+impl Sockets {
+    /// Lets through the segments to `ports` that are this shard's.
+    fn refilter(&self, ports: &BTreeMap<u16, usize>) -> io::Result<()> {
+        let list: Vec<u16> = ports.keys().copied().collect();
+        SockRef::from(&self.v4).attach_filter(&filter(&list, false, self.place))?;
+        if let Some(v6) = &self.v6 {
+            SockRef::from(v6).attach_filter(&filter(&list, true, self.place))?;
+        }
+        Ok(())
+    }
+}
+
+/// Bit of shard `index` in a reservation's set of claiming shards.
+fn shard_bit(index: usize) -> u64 {
+    1 << (index % 64)
+}
+
 impl RawDatapath {
     /// Opens the raw sockets and creates the nftables table. Must be called inside a tokio
     /// runtime. Fails at once, naming what is missing, without root privileges or `nft`.
@@ -258,16 +362,38 @@ impl RawDatapath {
              \t}}\n\
              }}\n"
         ))?;
+        let claims = Arc::new(Claims {
+            ports: Mutex::new(BTreeMap::new()),
+            reservations: RwLock::new(HashMap::new()),
+            table,
+            members: Mutex::new(Vec::new()),
+        });
+        Self::with_sockets(v4, v6, claims, (0, 1))
+    }
+
+    /// A datapath over the raw sockets `v4` and `v6` (registered here with the current
+    /// runtime) at `place` among the shards sharing `claims`.
+    fn with_sockets(
+        v4: Socket,
+        v6: Option<Socket>,
+        claims: Arc<Claims>,
+        place: (usize, usize),
+    ) -> io::Result<RawDatapath> {
         let v4 = Registered::from_std(std::net::UdpSocket::from(v4))?;
         let v6 = v6
             .map(|s| Registered::from_std(std::net::UdpSocket::from(s)))
             .transpose()?;
+        let sockets = Arc::new(Sockets { v4, v6, place });
+        {
+            let ports = claims.lock();
+            sockets.refilter(&ports)?;
+            let mut members = claims.members.lock().unwrap_or_else(|p| p.into_inner());
+            members.retain(|m| m.strong_count() > 0);
+            members.push(Arc::downgrade(&sockets));
+        }
         Ok(RawDatapath {
-            v4,
-            v6,
-            ports: Mutex::new(BTreeMap::new()),
-            reservations: RwLock::new(HashMap::new()),
-            table,
+            sockets,
+            claims,
             mtu: Self::smallest_mtu(),
             stats: Counters::default(),
             batched_recv: std::sync::atomic::AtomicBool::new(true),
@@ -276,7 +402,7 @@ impl RawDatapath {
 
     /// The name of the nftables table this datapath manages.
     pub fn nft_table(&self) -> &str {
-        &self.table
+        &self.claims.table
     }
 
     /// Counters.
@@ -287,23 +413,6 @@ impl RawDatapath {
             dropped_send: self.stats.dropped_send.load(Ordering::Relaxed),
             malformed: self.stats.malformed.load(Ordering::Relaxed),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, usize>> {
-        self.ports.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn reservations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SocketAddr, Socket>> {
-        self.reservations.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn refilter(&self, ports: &BTreeMap<u16, usize>) -> io::Result<()> {
-        let list: Vec<u16> = ports.keys().copied().collect();
-        SockRef::from(&self.v4).attach_filter(&filter(&list, false))?;
-        if let Some(v6) = &self.v6 {
-            SockRef::from(v6).attach_filter(&filter(&list, true))?;
-        }
-        Ok(())
     }
 
     /// Reads one IPv6 segment into `slot[40..]` and writes the rebuilt IPv6 header before it.
@@ -497,7 +606,7 @@ impl Datapath for RawDatapath {
             receive_batch: 64,
             send_batch: 1,
             receive_now: false,
-            shards: false,
+            shards: true,
             verify_checksums: true,
             partial_checksums: true,
         }
@@ -514,16 +623,33 @@ impl Datapath for RawDatapath {
             SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), local.port()),
             SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), local.port()),
         };
-        let claimed = self.reservations.read().unwrap_or_else(|p| p.into_inner());
+        let claimed = self
+            .claims
+            .reservations
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         claimed.contains_key(&local) || claimed.contains_key(&wildcard)
     }
 
     fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {
-        if local.is_ipv6() && self.v6.is_none() {
+        if local.is_ipv6() && self.sockets.v6.is_none() {
             return Err(missing(
                 io::ErrorKind::AddrNotAvailable,
                 "IPv6 raw sockets are unavailable on this host".into(),
             ));
+        }
+        let me = shard_bit(self.sockets.place.0);
+        if local.port() != 0 {
+            // Every shard of a stack claims a listener's address: the first one's kernel
+            // socket holds it for all.
+            let mut claimed = self.claims.reservations();
+            if let Some((_, shards)) = claimed.get_mut(&local) {
+                if *shards & me != 0 || self.sockets.place.1 == 1 {
+                    return Err(io::ErrorKind::AddrInUse.into());
+                }
+                *shards |= me;
+                return Ok(local);
+            }
         }
         // An ordinary kernel socket, bound but never listening, holds the port.
         let reservation = Socket::new(
@@ -539,28 +665,39 @@ impl Datapath for RawDatapath {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("reservation has no address"))?;
-        let mut ports = self.lock();
+        let mut ports = self.claims.lock();
         let users = ports.entry(claimed.port()).or_insert(0);
         *users += 1;
         if *users == 1 {
             if let Err(e) = nft(&format!(
                 "add element inet {} ports {{ {} }}\n",
-                self.table,
+                self.claims.table,
                 claimed.port()
             )) {
                 ports.remove(&claimed.port());
                 return Err(e);
             }
-            self.refilter(&ports)?;
+            self.claims.refilter(&ports)?;
         }
-        self.reservations().insert(claimed, reservation);
+        self.claims
+            .reservations()
+            .insert(claimed, (reservation, me));
         Ok(claimed)
     }
 
     fn unbind(&self, local: SocketAddr) {
-        let mut ports = self.lock();
-        if self.reservations().remove(&local).is_none() {
-            return;
+        let mut ports = self.claims.lock();
+        {
+            let mut claimed = self.claims.reservations();
+            let Some((_, shards)) = claimed.get_mut(&local) else {
+                return;
+            };
+            *shards &= !shard_bit(self.sockets.place.0);
+            if *shards != 0 {
+                // Other shards still claim it.
+                return;
+            }
+            claimed.remove(&local);
         }
         let port = local.port();
         let last = match ports.get_mut(&port) {
@@ -572,10 +709,10 @@ impl Datapath for RawDatapath {
         };
         if last {
             ports.remove(&port);
-            let _ = self.refilter(&ports);
+            let _ = self.claims.refilter(&ports);
             if let Err(e) = nft(&format!(
                 "delete element inet {} ports {{ {port} }}\n",
-                self.table
+                self.claims.table
             )) {
                 tracing::warn!(error = %e, "rawtcp raw datapath: could not release port {port}");
             }
@@ -584,8 +721,8 @@ impl Datapath for RawDatapath {
 
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
         let mut reads = 0;
-        let v4 = self.poll_socket(cx, &self.v4, false, batch, &mut reads);
-        let v6 = match &self.v6 {
+        let v4 = self.poll_socket(cx, &self.sockets.v4, false, batch, &mut reads);
+        let v6 = match &self.sockets.v6 {
             Some(fd) => self.poll_socket(cx, fd, true, batch, &mut reads),
             None => Poll::Pending,
         };
@@ -603,8 +740,8 @@ impl Datapath for RawDatapath {
                 continue;
             };
             let fd = if view.is_ipv4() {
-                &self.v4
-            } else if let Some(fd) = &self.v6 {
+                &self.sockets.v4
+            } else if let Some(fd) = &self.sockets.v6 {
                 fd
             } else {
                 self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
@@ -626,13 +763,29 @@ impl Datapath for RawDatapath {
         }
         Ok(batch.len())
     }
-}
 
-impl Drop for RawDatapath {
-    fn drop(&mut self) {
-        if let Err(e) = nft(&format!("delete table inet {}\n", self.table)) {
-            tracing::warn!(error = %e, table = %self.table, "rawtcp raw datapath: could not remove its nftables table");
-        }
+    /// Raw sockets of its own whose filters let through only the segments steered to shard
+    /// `index` ([`shard_of`](super::shard_of) of their ports), sharing this datapath's
+    /// claimed ports and nftables table.
+    fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
+        let v4 = raw_socket(Domain::IPV4)?;
+        v4.set_header_included_v4(true)?;
+        let v6 = match &self.sockets.v6 {
+            Some(_) => {
+                let s = raw_socket(Domain::IPV6)?;
+                s.set_header_included_v6(true)?;
+                setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
+                Some(s)
+            }
+            None => None,
+        };
+        let place = (index, count.max(1));
+        Ok(Arc::new(Self::with_sockets(
+            v4,
+            v6,
+            Arc::clone(&self.claims),
+            place,
+        )?))
     }
 }
 
@@ -642,17 +795,87 @@ mod tests {
 
     #[test]
     fn filter_shapes() {
-        assert_eq!(filter(&[], false).len(), 1);
+        let alone = (0, 1);
+        assert_eq!(filter(&[], false, alone).len(), 1);
         // v4: ldx, ldh, two per port, final drop.
-        assert_eq!(filter(&[80, 443], false).len(), 2 + 4 + 1);
+        assert_eq!(filter(&[80, 443], false, alone).len(), 2 + 4 + 1);
         // v6: ldh, two per port, drop.
-        assert_eq!(filter(&[80], true).len(), 1 + 2 + 1);
+        assert_eq!(filter(&[80], true, alone).len(), 1 + 2 + 1);
         let many: Vec<u16> = (1000..1000 + MAX_FILTER_PORTS as u16 + 1).collect();
         assert_eq!(
-            filter(&many, false).len(),
+            filter(&many, false, alone).len(),
             2 + 3 + 1,
             "a range beyond the list limit"
         );
+        // A shard's: the same, then the steering test (store, load, load, xor, mod, test,
+        // accept, drop).
+        assert_eq!(filter(&[80, 443], false, (1, 2)).len(), 2 + 4 + 1 + 8);
+        assert_eq!(filter(&many, true, (0, 2)).len(), 1 + 3 + 1 + 8);
+    }
+
+    /// Two shards split from one raw datapath share a listener's port, and each receives
+    /// exactly the segments whose ports steer to it; the port stays claimed until both let
+    /// it go.
+    #[tokio::test]
+    async fn shards_receive_the_segments_steered_to_them() {
+        if !privileged("shards_receive_the_segments_steered_to_them") {
+            return;
+        }
+        use crate::wire::{emit_tcp_packet, parse_tcp_packet, TcpFlags, TcpRepr};
+        let origin = RawDatapath::new().unwrap();
+        let shards: Vec<_> = (0..2).map(|k| origin.shard(k, 2).unwrap()).collect();
+        drop(origin);
+        let server = shards[0]
+            .bind("127.0.0.1:0".parse().unwrap(), BindKind::Listen)
+            .unwrap();
+        assert_eq!(shards[1].bind(server, BindKind::Listen).unwrap(), server);
+        assert_eq!(
+            shards[1].bind(server, BindKind::Listen).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut out = Batch::new(64, 1500);
+        let mut expect = [0usize; 2];
+        for src_port in 41_000..41_040u16 {
+            let repr = TcpRepr {
+                src_port,
+                dst_port: server.port(),
+                seq: 1,
+                ack: 1,
+                flags: TcpFlags::ACK,
+                window: 1000,
+                ..TcpRepr::default()
+            };
+            let slot = out.next_slot().unwrap();
+            let n = emit_tcp_packet(lo, lo, 64, &repr, b"x", slot).unwrap();
+            out.commit(n);
+            expect[super::super::shard_of(src_port, server.port(), 2)] += 1;
+        }
+        assert!(expect[0] > 0 && expect[1] > 0);
+        shards[0].send(&out).unwrap();
+        for (k, dp) in shards.iter().enumerate() {
+            let mut got = 0;
+            let mut batch = Batch::new(64, 2048);
+            while got < expect[k] {
+                let r = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    std::future::poll_fn(|cx| dp.poll_recv(cx, &mut batch)),
+                )
+                .await;
+                assert!(r.is_ok(), "shard {k}: {got} of {} arrived", expect[k]);
+                for packet in batch.iter() {
+                    let (_, tcp, _) = parse_tcp_packet(packet, true).unwrap();
+                    assert_eq!(super::super::shard_of(tcp.src_port, tcp.dst_port, 2), k);
+                    got += 1;
+                }
+                batch.clear();
+            }
+            assert_eq!(got, expect[k]);
+        }
+        shards[0].unbind(server);
+        assert!(shards[1].owns(server), "still the other shard's");
+        shards[1].unbind(server);
+        assert!(!shards[1].owns(server));
     }
 
     /// Root and `nft`, or a loud skip (a failure under `CI=true`).
