@@ -462,7 +462,7 @@ impl Shared {
     /// Receives for the other shards of the stack whose arrivals were handed to a task that
     /// has not taken them up (see [`rx`]), from the calling task, which is about to wait:
     /// a task that waits on one shard may still be queued on another from an earlier wait
-    /// (a client that connects on the shards in turn, a proxy with a connection on each),
+    /// (a proxy whose accepted connection and outgoing one are on different shards),
     /// and be handed that shard's packets; it takes them up here instead of leaving them to
     /// the other shard's reactor a millisecond or more later. Returns whether any packet was
     /// delivered.
@@ -916,8 +916,9 @@ impl StackBuilder {
     ///
     /// A listener listens on every shard; the datapath steers each arriving connection to
     /// one of them by its ports (see [`datapath::shard_of`]), and `accept` takes from all.
-    /// `connect` opens connections on the shards in turn (a socket bound to a port first,
-    /// on the shard its ports steer to). Counters ([`Stack::stats`]) and the connection
+    /// `connect` opens a connection on the calling task's shard (each task keeps to one,
+    /// chosen by hashing it; a socket bound to a port first, on the shard its ports steer
+    /// to). Counters ([`Stack::stats`]) and the connection
     /// table ([`Stack::connections`]) cover every shard; [`Stack::shard_stats`] gives each.
     ///
     /// Only datapaths that can steer support more than one shard: the UDP datapath (one

@@ -12,22 +12,16 @@ use crate::datapath::{self, Datapath};
 use crate::proto::Config;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The shards of a stack; dropping it stops every shard's reactor.
 pub(crate) struct Shards {
     owners: Vec<Owner>,
-    /// The shard the next `connect` without a bound port goes to.
-    next: AtomicUsize,
 }
 
 impl Shards {
     pub(super) fn new(owners: Vec<Owner>) -> Shards {
-        Shards {
-            owners,
-            next: AtomicUsize::new(0),
-        }
+        Shards { owners }
     }
 
     /// Shard `k`.
@@ -66,9 +60,7 @@ fn auto() -> Count {
 /// The number of shards `RAWTCP_SHARDS` asks for: a number, or `auto` (one per available
 /// core where the datapath can steer, else one); one when unset.
 ///
-/// One by default, measured: two shards on this 2-core machine carry 8 flows 1.69–1.74×
-/// faster than one shard, with the same 64-byte round trip, but a connect-and-close loop
-/// within one stack ran at 0.36–0.60 of `tokio::net` against 0.62–0.75 with one shard.
+/// One by default: see the README's "Shards".
 pub(super) fn from_env() -> io::Result<Count> {
     let Some(v) = std::env::var("RAWTCP_SHARDS")
         .ok()
@@ -217,16 +209,29 @@ impl Stack {
 
     /// The shard a connection from `bound` (a port the socket was bound to) to `remote`
     /// opens on: the one the datapath steers their ports to; without a bound port, the
-    /// shards in turn (the connection's packets then leave and return through its shard's
-    /// own sockets).
-    pub(crate) fn connect_shard(&self, bound: Option<SocketAddr>, remote: SocketAddr) -> usize {
+    /// calling task's (`task`, its waker's data pointer, hashed), so that a task keeps to
+    /// one shard and different tasks spread over them. A task that connected on the shards
+    /// in turn was left queued to receive on the shard it had moved away from, where
+    /// arrivals handed to it waited for that shard's reactor: a connect-and-close loop ran
+    /// at 0.36–0.60 of `tokio::net` on two shards, and at 0.62–0.73 (one shard:
+    /// 0.62–0.75) once each task kept to its shard.
+    pub(crate) fn connect_shard(
+        &self,
+        bound: Option<SocketAddr>,
+        remote: SocketAddr,
+        task: usize,
+    ) -> usize {
         let n = self.shard_count();
         if n == 1 {
             return 0;
         }
         match bound {
             Some(b) => datapath::shard_of(b.port(), remote.port(), n),
-            None => self.shards.next.fetch_add(1, Ordering::Relaxed) % n,
+            None => {
+                // Fibonacci hashing of the pointer, its alignment bits dropped.
+                let h = (task as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                ((h >> 32) as usize) % n
+            }
         }
     }
 
