@@ -13,6 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::MutexGuard;
 use std::task::Poll;
 
+/// The range a sharded stack picks the ports of its outgoing connections from (Linux's
+/// default `ip_local_port_range`).
+const EPHEMERAL: (u16, u16) = (32_768, 60_999);
+/// Ports a sharded stack tries for an outgoing connection before it takes any.
+const LAND_TRIES: usize = 64;
+
 fn shut_down() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
@@ -202,26 +208,40 @@ impl Shared {
         count == 1 || crate::datapath::shard_of(port, remote.port(), count) == index
     }
 
-    /// A new local address on `ip` for connections to `remote`, claimed from the datapath:
-    /// one whose port [`lands`](Self::lands) on this shard, if one of the first few the
-    /// datapath offers does (the others are given back).
+    /// A new local address on `ip` for connections to `remote`, claimed from the datapath.
+    /// On a stack of one shard, the port the datapath chooses. On a sharded one, a port
+    /// that [`lands`](Self::lands) on this shard: ports of the ephemeral range picked at
+    /// random among those that land, each claimed by number until one is free. (Asking the
+    /// datapath for port 0 until one lands does not work: Linux gives a TCP socket bound to
+    /// port 0 an odd port while it has any, so over the raw datapath a shard whose ports
+    /// must be even never got one, and each refused port cost two runs of `nft`.) After
+    /// [`LAND_TRIES`] ports taken, any port the datapath chooses.
     fn claim_connect_port(&self, ip: IpAddr, remote: SocketAddr) -> io::Result<SocketAddr> {
-        let tries = 32 * self.place.1;
-        let mut passed = Vec::new();
-        let claimed = loop {
-            match self
-                .datapath
-                .bind(SocketAddr::new(ip, 0), BindKind::Connect)
-            {
-                Ok(a) if self.lands(a.port(), remote) || passed.len() + 1 >= tries => break Ok(a),
-                Ok(a) => passed.push(a),
-                Err(e) => break Err(e),
+        let (index, count) = self.place;
+        if count > 1 {
+            use std::hash::{BuildHasher, Hasher};
+            let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+            let (low, high) = EPHEMERAL;
+            for attempt in 0..LAND_TRIES {
+                random.write_usize(attempt);
+                let r = random.finish();
+                let mut port = low + (r % u64::from(high - low - count as u16)) as u16;
+                // Step up to the next port that lands: one of every `count` does.
+                while crate::datapath::shard_of(port, remote.port(), count) != index {
+                    port += 1;
+                }
+                match self
+                    .datapath
+                    .bind(SocketAddr::new(ip, port), BindKind::Connect)
+                {
+                    Ok(a) => return Ok(a),
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                    Err(e) => return Err(e),
+                }
             }
-        };
-        for a in passed {
-            self.datapath.unbind(a);
         }
-        claimed
+        self.datapath
+            .bind(SocketAddr::new(ip, 0), BindKind::Connect)
     }
 
     /// Listens at `addr`, which the socket claimed (or joined) already, with an accept queue

@@ -58,15 +58,13 @@ fn auto() -> Count {
 }
 
 /// The number of shards `RAWTCP_SHARDS` asks for: a number, or `auto` (one per available
-/// core where the datapath can steer, else one); one when unset.
-///
-/// One by default: see the README's "Shards".
+/// core where the datapath can steer, else one); `auto` when unset.
 pub(super) fn from_env() -> io::Result<Count> {
     let Some(v) = std::env::var("RAWTCP_SHARDS")
         .ok()
         .filter(|v| !v.trim().is_empty())
     else {
-        return Ok(Count::Exactly(1));
+        return Ok(auto());
     };
     let v = v.trim();
     if v.eq_ignore_ascii_case("auto") {
