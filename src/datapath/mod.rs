@@ -355,16 +355,27 @@ pub trait Datapath: Send + Sync + 'static {
 }
 
 /// The shard of `count` that owns the connection between TCP ports `a` and `b` (either
-/// order) when it arrives at a listener of a sharded stack: `(a ^ b) % count`. The UDP
-/// datapath's steering program computes the same in the kernel.
+/// order) when it arrives at a listener of a sharded stack: `a ^ b`, mixed by a
+/// multiplicative hash (its upper 16 of 32 bits), modulo `count`. The UDP datapath's
+/// steering program and the raw datapath's socket filters compute the same in the kernel.
+/// The mixing matters: Linux gives the ports of outgoing connections one parity, so
+/// `(a ^ b) % 2` put every kernel client of an even listener port on one shard.
 ///
 /// ```
-/// assert_eq!(rawtcp::datapath::shard_of(8080, 40001, 2), rawtcp::datapath::shard_of(40001, 8080, 2));
-/// assert_eq!(rawtcp::datapath::shard_of(8080, 40001, 1), 0);
+/// use rawtcp::datapath::shard_of;
+/// assert_eq!(shard_of(8080, 40001, 2), shard_of(40001, 8080, 2));
+/// assert_eq!(shard_of(8080, 40001, 1), 0);
+/// // Even client ports of one listener still spread.
+/// let on_0 = (40_000..40_100).step_by(2).filter(|p| shard_of(8080, *p, 2) == 0).count();
+/// assert!((15..=35).contains(&on_0), "{on_0}");
 /// ```
 pub fn shard_of(a: u16, b: u16, count: usize) -> usize {
-    usize::from(a ^ b) % count.max(1)
+    let mixed = u32::from(a ^ b).wrapping_mul(STEER_MULTIPLIER) >> 16;
+    mixed as usize % count.max(1)
 }
+
+/// The multiplier of [`shard_of`]'s hash (Knuth's, 2^32 / φ).
+pub(crate) const STEER_MULTIPLIER: u32 = 0x9E37_79B1;
 
 /// What a datapath can do ([`Datapath::capabilities`]), for the stack and for people looking
 /// at it: how many packets a system call moves each way, whether it takes packets without

@@ -153,7 +153,8 @@ fn raw_socket(domain: Domain) -> io::Result<Socket> {
 }
 
 /// A classic BPF program accepting TCP segments to `ports` and, for shard `index` of
-/// `count`, only those whose ports steer to it ([`shard_of`](super::shard_of)). IPv4 raw
+/// `count`, only those whose ports steer to it ([`shard_of`](super::shard_of), the same
+/// arithmetic in 32 bits). IPv4 raw
 /// sockets see the IP header first (the port sits at 4 × IHL + 2); IPv6 raw sockets see the
 /// TCP header.
 fn filter(ports: &[u16], v6: bool, (index, count): (usize, usize)) -> Vec<SockFilter> {
@@ -168,6 +169,8 @@ fn filter(ports: &[u16], v6: bool, (index, count): (usize, usize)) -> Vec<SockFi
     const ST: u16 = 0x02; // BPF_ST: M[k] = A
     const LDX_MEM: u16 = 0x61; // BPF_LDX | BPF_W | BPF_MEM: X = M[k]
     const XOR_X: u16 = 0xac; // BPF_ALU | BPF_XOR | BPF_X
+    const MUL_K: u16 = 0x24; // BPF_ALU | BPF_MUL | BPF_K
+    const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
     const MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
     const ACCEPT: u32 = 0x40000;
     let mut p = Vec::with_capacity(ports.len() * 2 + 12);
@@ -221,6 +224,8 @@ fn filter(ports: &[u16], v6: bool, (index, count): (usize, usize)) -> Vec<SockFi
         }
         p.push(SockFilter::new(LDX_MEM, 0, 0, 0));
         p.push(SockFilter::new(XOR_X, 0, 0, 0));
+        p.push(SockFilter::new(MUL_K, 0, 0, super::STEER_MULTIPLIER));
+        p.push(SockFilter::new(RSH_K, 0, 0, 16));
         p.push(SockFilter::new(MOD_K, 0, 0, count as u32));
         p.push(SockFilter::new(JEQ_K, 0, 1, index as u32));
         p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
@@ -807,10 +812,10 @@ mod tests {
             2 + 3 + 1,
             "a range beyond the list limit"
         );
-        // A shard's: the same, then the steering test (store, load, load, xor, mod, test,
-        // accept, drop).
-        assert_eq!(filter(&[80, 443], false, (1, 2)).len(), 2 + 4 + 1 + 8);
-        assert_eq!(filter(&many, true, (0, 2)).len(), 1 + 3 + 1 + 8);
+        // A shard's: the same, then the steering test (store, load, load, xor, mul, shift,
+        // mod, test, accept, drop).
+        assert_eq!(filter(&[80, 443], false, (1, 2)).len(), 2 + 4 + 1 + 10);
+        assert_eq!(filter(&many, true, (0, 2)).len(), 1 + 3 + 1 + 10);
     }
 
     /// Two shards split from one raw datapath share a listener's port, and each receives

@@ -25,6 +25,7 @@
 //! after this stack's, which are never chosen: it receives nothing and takes nothing away.
 
 use super::{context, open, register, SOCKET_BUFFER};
+use crate::datapath::STEER_MULTIPLIER;
 use socket2::Socket;
 use std::collections::HashMap;
 use std::io;
@@ -167,8 +168,8 @@ impl Member {
 }
 
 /// Attaches to `sock`'s reuseport group a classic BPF program returning, for a datagram
-/// carrying an IPv4 or IPv6 packet, `(source port ^ destination port) % count` of the TCP
-/// header inside (see [`crate::datapath::shard_of`]).
+/// carrying an IPv4 or IPv6 packet, [`shard_of`](crate::datapath::shard_of) of the ports in
+/// the TCP header inside.
 fn steer(sock: &Socket, count: usize) -> io::Result<()> {
     use nix::libc::{sock_filter, sock_fprog};
     use nix::sys::socket::{setsockopt, sockopt};
@@ -181,6 +182,7 @@ fn steer(sock: &Socket, count: usize) -> io::Result<()> {
     const TAX: u16 = 0x07; // BPF_MISC | BPF_TAX
     const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
     const XOR_X: u16 = 0xac; // BPF_ALU | BPF_XOR | BPF_X
+    const MUL_K: u16 = 0x24; // BPF_ALU | BPF_MUL | BPF_K
     const MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_A: u16 = 0x16; // BPF_RET | BPF_A
@@ -190,7 +192,7 @@ fn steer(sock: &Socket, count: usize) -> io::Result<()> {
         // The IP version: 4 goes on, anything else is taken for 6.
         op(LD_B_ABS, 0, 0, 0),
         op(RSH_K, 0, 0, 4),
-        op(JEQ_K, 0, 8, 4),
+        op(JEQ_K, 0, 10, 4),
         // IPv4: the TCP header follows the 4 × IHL bytes of the IP header.
         op(LDX_B_MSH, 0, 0, 0),
         op(LD_H_IND, 0, 0, 0),
@@ -198,6 +200,8 @@ fn steer(sock: &Socket, count: usize) -> io::Result<()> {
         op(LD_H_IND, 0, 0, 2),
         op(LDX_MEM, 0, 0, 0),
         op(XOR_X, 0, 0, 0),
+        op(MUL_K, 0, 0, STEER_MULTIPLIER),
+        op(RSH_K, 0, 0, 16),
         op(MOD_K, 0, 0, n),
         op(RET_A, 0, 0, 0),
         // IPv6: the TCP header follows the fixed 40-byte header.
@@ -205,6 +209,8 @@ fn steer(sock: &Socket, count: usize) -> io::Result<()> {
         op(TAX, 0, 0, 0),
         op(LD_H_ABS, 0, 0, 42),
         op(XOR_X, 0, 0, 0),
+        op(MUL_K, 0, 0, STEER_MULTIPLIER),
+        op(RSH_K, 0, 0, 16),
         op(MOD_K, 0, 0, n),
         op(RET_A, 0, 0, 0),
     ];
