@@ -16,7 +16,10 @@
 //! - `latency_64b`: one connection with Nagle off, a 64-byte ping answered by a 64-byte pong,
 //!   time per round trip;
 //! - `connections`: connect, accept, 1 byte from the client, the server reads it and closes,
-//!   the client sees the end of the stream and closes; `Throughput::Elements`.
+//!   the client sees the end of the stream and closes; `Throughput::Elements`;
+//! - `flows_8`: 8 connections from tasks of their own carrying 32 MiB in all per iteration in
+//!   parallel, on rawtcp with one shard, rawtcp with two (`StackBuilder::shards`) and
+//!   `tokio::net`, with the ratio two shards / one shard.
 //!
 //! With `RAWTCP_BENCH_STACK=default` the rawtcp side uses a stack built as the process-wide
 //! default stack is (`dedicated_thread(true)`: its reactor on a thread and runtime of its
@@ -281,7 +284,12 @@ fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
 }
 
 /// Reads `BULK` bytes at a time and answers each with one byte, until the end of the stream.
-async fn bulk_receiver(mut s: Conn) {
+async fn bulk_receiver(s: Conn) {
+    answering_receiver(s, BULK).await
+}
+
+/// Reads `per` bytes at a time and answers each with one byte, until the end of the stream.
+async fn answering_receiver(mut s: Conn, per: usize) {
     let mut buf = vec![0u8; CHUNK];
     let mut got = 0;
     loop {
@@ -289,8 +297,8 @@ async fn bulk_receiver(mut s: Conn) {
             Ok(0) | Err(_) => return,
             Ok(n) => got += n,
         }
-        while got >= BULK {
-            got -= BULK;
+        while got >= per {
+            got -= per;
             if s.write_all(&[1]).await.is_err() {
                 return;
             }
@@ -450,6 +458,115 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     );
 }
 
+/// Parallel flows in `flows_8`.
+const FLOWS: usize = 8;
+
+/// `FLOWS` connections on one stack (or `tokio::net`) carrying `BULK` bytes in all per
+/// iteration, `BULK / FLOWS` each, in parallel: rawtcp with one shard, rawtcp with two,
+/// `tokio::net`. Prints the aggregate throughput of each and the ratios two shards / one
+/// shard and two shards / tokio (goal of issue 9: two shards ≥ 1.5× one).
+fn flows_8(c: &mut Criterion, rt: &Runtime, dedicated: bool) {
+    let mut group = c.benchmark_group("flows_8");
+    configure(&mut group);
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Bytes(BULK as u64));
+    let per = BULK / FLOWS;
+    let mut means = Vec::new();
+    for (name, shards) in [
+        ("rawtcp_1_shard", Some(1)),
+        ("rawtcp_2_shards", Some(2)),
+        ("tokio", None),
+    ] {
+        let stack = {
+            let _in_runtime = rt.enter();
+            Stack::builder()
+                .dedicated_thread(dedicated)
+                .shards(shards.unwrap_or(1))
+                .build()
+                .expect("rawtcp stack")
+        };
+        let imp = if shards.is_some() {
+            Imp::Rawtcp
+        } else {
+            Imp::Tokio
+        };
+        let s = stack.clone();
+        let mut clients = Some(run(rt, "flows setup", async move {
+            let listener = Listener::bind(imp, &s).await.expect("bind");
+            let addr = listener.local_addr().expect("local_addr");
+            let server = tokio::spawn(async move {
+                for _ in 0..FLOWS {
+                    let conn = listener.accept(false).await.expect("accept");
+                    tokio::spawn(answering_receiver(conn, per));
+                }
+            });
+            let mut clients = Vec::with_capacity(FLOWS);
+            for _ in 0..FLOWS {
+                // Each from a task of its own, as separate clients connect: a sharded
+                // stack opens a task's connections on that task's shard.
+                let s = s.clone();
+                let c = tokio::spawn(async move { Client::connect(imp, &s, addr, false).await })
+                    .await
+                    .expect("connect task")
+                    .expect("connect");
+                clients.push(c);
+            }
+            server.await.expect("accepts");
+            clients
+        }));
+        let mut samples = Vec::new();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let cs = clients.take().expect("clients");
+                let (cs, dt) = run(rt, "flows", async move {
+                    let t = Instant::now();
+                    let tasks: Vec<_> = cs
+                        .into_iter()
+                        .map(|mut c| {
+                            tokio::spawn(async move {
+                                let data = vec![0x5a_u8; CHUNK.min(per)];
+                                let mut ack = [0u8; 1];
+                                for _ in 0..iters {
+                                    let s = c.io();
+                                    for _ in 0..per / data.len() {
+                                        s.write_all(&data).await.expect("flow write");
+                                    }
+                                    s.read_exact(&mut ack).await.expect("flow answer");
+                                }
+                                c
+                            })
+                        })
+                        .collect();
+                    let mut cs = Vec::with_capacity(FLOWS);
+                    for t in tasks {
+                        cs.push(t.await.expect("flow task"));
+                    }
+                    (cs, t.elapsed())
+                });
+                clients = Some(cs);
+                samples.push((iters, dt));
+                dt
+            })
+        });
+        drop(clients);
+        means.push((name, Record::mean(&samples)));
+    }
+    group.finish();
+    let rate = |t: Option<Duration>| t.map(|t| BULK as f64 / 1e6 / t.as_secs_f64());
+    if let [(_, one), (_, two), (_, kernel)] = means[..] {
+        if let (Some(one), Some(two), Some(kernel)) = (rate(one), rate(two), rate(kernel)) {
+            println!(
+                "flows_8: rawtcp 1 shard {one:.0} MB/s, 2 shards {two:.0} MB/s, tokio {kernel:.0} MB/s \
+                 => 2 shards / 1 shard {:.2}, 2 shards / tokio {:.3}, 1 shard / tokio {:.3}",
+                two / one,
+                two / kernel,
+                one / kernel
+            );
+        }
+    }
+}
+
 fn main() {
     let mut c = Criterion::default()
         .sample_size(SAMPLES)
@@ -481,5 +598,7 @@ fn main() {
     bulk_throughput(&mut c, &rt, &stack);
     latency_64b(&mut c, &rt, &stack);
     connections(&mut c, &rt, &stack);
+    drop(stack);
+    flows_8(&mut c, &rt, dedicated);
     c.final_summary();
 }

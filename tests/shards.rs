@@ -304,3 +304,56 @@ async fn a_datapath_that_cannot_steer_refuses_shards() {
         .unwrap();
     assert_eq!(one.shard_count(), 1);
 }
+
+/// A task keeps to one shard: its connections all open there (so that it waits to receive
+/// on one shard only); tasks are given the shards in turn, so that eight of them use both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_keeps_to_its_shard_and_tasks_take_turns() {
+    let (env, sent) = env();
+    let listener = env.server.bind(env.bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let shard_of_conn = |stack: &Stack, local: std::net::SocketAddr| {
+        stack
+            .connections()
+            .connections
+            .iter()
+            .find(|c| c.local == local)
+            .map(|c| c.shard)
+            .expect("the connection in the table")
+    };
+    let mut mine = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let s = env.client.connect(addr).await.unwrap();
+        mine.push(shard_of_conn(&env.client, s.local_addr().unwrap()));
+        streams.push(s);
+    }
+    assert!(
+        mine.iter().all(|k| *k == mine[0]),
+        "one task, one shard: {mine:?}"
+    );
+    let mut theirs = Vec::new();
+    for _ in 0..8 {
+        let c = env.client.clone();
+        let s = tokio::spawn(async move { c.connect(addr).await.unwrap() })
+            .await
+            .unwrap();
+        theirs.push(shard_of_conn(&env.client, s.local_addr().unwrap()));
+        streams.push(s);
+    }
+    for k in 0..SHARDS {
+        assert_eq!(
+            theirs.iter().filter(|s| **s == k).count(),
+            8 / SHARDS,
+            "tasks take the shards in turn: {theirs:?}"
+        );
+    }
+    server.abort();
+    no_strays(&sent);
+}

@@ -290,9 +290,7 @@ impl TcpSocket {
             (fixed, auto_ip, o.config.clone(), o.linger, tos)
         };
         let zero_linger = linger == Some(Duration::ZERO);
-        // The calling task, to keep its connections on one shard.
-        let task = poll_fn(|cx| std::task::Poll::Ready(cx.waker().data() as usize)).await;
-        let k = stack.connect_shard(fixed.map(|f| f.0), addr, task);
+        let k = stack.connect_shard(fixed.map(|f| f.0), addr);
         if let Some((_, Some(claim))) = fixed {
             // Claimed on every shard by `bind`: the connection's shard keeps its claim.
             if stack.shard_count() > 1 {

@@ -10,18 +10,38 @@ use super::{
 };
 use crate::datapath::{self, Datapath};
 use crate::proto::Config;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The shards of a stack; dropping it stops every shard's reactor.
 pub(crate) struct Shards {
     owners: Vec<Owner>,
+    /// The shard the next task to connect (without a bound port) is given.
+    next: AtomicUsize,
+    /// The shard each task that connected was given (see [`Stack::connect_shard`]).
+    tasks: Mutex<HashMap<Caller, usize>>,
 }
+
+/// Who calls `connect`: a tokio task, or a thread outside any task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Caller {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+/// Tasks whose shard is remembered at most.
+const MAX_TASKS: usize = 4096;
 
 impl Shards {
     pub(super) fn new(owners: Vec<Owner>) -> Shards {
-        Shards { owners }
+        Shards {
+            owners,
+            next: AtomicUsize::new(0),
+            tasks: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Shard `k`.
@@ -213,30 +233,36 @@ impl Stack {
 
     /// The shard a connection from `bound` (a port the socket was bound to) to `remote`
     /// opens on: the one the datapath steers their ports to; without a bound port, the
-    /// calling task's (`task`, its waker's data pointer, hashed), so that a task keeps to
-    /// one shard and different tasks spread over them. A task that connected on the shards
-    /// in turn was left queued to receive on the shard it had moved away from, where
-    /// arrivals handed to it waited for that shard's reactor: a connect-and-close loop ran
-    /// at 0.36–0.60 of `tokio::net` on two shards, and at 0.62–0.73 (one shard:
-    /// 0.62–0.75) once each task kept to its shard.
-    pub(crate) fn connect_shard(
-        &self,
-        bound: Option<SocketAddr>,
-        remote: SocketAddr,
-        task: usize,
-    ) -> usize {
+    /// calling task's. A task is given a shard at its first `connect`, the shards in turn,
+    /// and keeps it (outside a task, the calling thread does).
+    ///
+    /// Measured on two shards: a task whose connections took the shards in turn ran a
+    /// connect-and-close loop at 0.36–0.60 of `tokio::net` (one shard: 0.62–0.75), a few
+    /// connections in a hundred waiting 1–10 ms for arrivals that the shard it had left
+    /// handed to it; a task kept to its shard, 0.62–0.73. A shard chosen from the task
+    /// alone did not spread: by its waker's address (reused by tasks spawned and awaited
+    /// one after another) or its id (consecutive tasks alternating with the server's), 8
+    /// flows landed mostly on one shard.
+    pub(crate) fn connect_shard(&self, bound: Option<SocketAddr>, remote: SocketAddr) -> usize {
         let n = self.shard_count();
         if n == 1 {
             return 0;
         }
-        match bound {
-            Some(b) => datapath::shard_of(b.port(), remote.port(), n),
-            None => {
-                // Fibonacci hashing of the pointer, its alignment bits dropped.
-                let h = (task as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                ((h >> 32) as usize) % n
-            }
+        if let Some(b) = bound {
+            return datapath::shard_of(b.port(), remote.port(), n);
         }
+        let next = || self.shards.next.fetch_add(1, Ordering::Relaxed) % n;
+        // Outside a task (`block_on`, a plain thread), the thread is the caller.
+        let task = match tokio::task::try_id() {
+            Some(id) => Caller::Task(id),
+            None => Caller::Thread(std::thread::current().id()),
+        };
+        let mut tasks = self.shards.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if tasks.len() >= MAX_TASKS && !tasks.contains_key(&task) {
+            // Bounded: the tasks that connected long ago (most are gone) start over.
+            tasks.clear();
+        }
+        *tasks.entry(task).or_insert_with(next)
     }
 
     /// Claims `addr` on every shard (see [`Shared::bind_local`]): the first shard's claim
