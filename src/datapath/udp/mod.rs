@@ -166,6 +166,12 @@ struct Registry {
 }
 
 impl Registry {
+    /// Adds a listener socket, claimed at `key`: polled, and sending from its address.
+    fn add_listener(&mut self, key: (IpAddr, u16), sock: Arc<UdpSocket>) {
+        self.listeners.push((key, Arc::clone(&sock)));
+        self.by_addr.insert(key, sock);
+    }
+
     /// The listener socket that sends packets from `ip:port`: bound there exactly, or at the
     /// unspecified address of the family and `port`.
     fn sender(&self, ip: IpAddr, port: u16) -> Option<&UdpSocket> {
@@ -559,10 +565,7 @@ impl Datapath for UdpDatapath {
             // caller's: a listener must outlive the runtime of the task that bound it.
             let _runtime = self.runtime.enter();
             let (addr, sock) = member.claim(local)?;
-            let key = (addr.ip(), addr.port());
-            let mut registry = write(&self.registry);
-            registry.listeners.push((key, Arc::clone(&sock)));
-            registry.by_addr.insert(key, sock);
+            write(&self.registry).add_listener((addr.ip(), addr.port()), sock);
             return Ok(addr);
         }
         let what = match kind {
@@ -575,11 +578,7 @@ impl Datapath for UdpDatapath {
         };
         let sock = open(local, buffer, false)
             .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?;
-        let port = sock
-            .local_addr()?
-            .as_socket()
-            .map(|a| a.port())
-            .ok_or_else(|| io::Error::other("udp datapath: socket has no IP address"))?;
+        let port = bound_port(&sock)?;
         let key = (local.ip(), port);
         match kind {
             BindKind::Listen => {
@@ -590,9 +589,7 @@ impl Datapath for UdpDatapath {
                     register(sock)
                         .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?,
                 );
-                let mut registry = write(&self.registry);
-                registry.listeners.push((key, Arc::clone(&sock)));
-                registry.by_addr.insert(key, sock);
+                write(&self.registry).add_listener(key, sock);
             }
             BindKind::Connect => {
                 write(&self.registry).reservations.insert(key, sock);
@@ -1008,6 +1005,14 @@ fn open(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<Socket>
     }
     sock.bind(&SockAddr::from(addr))?;
     Ok(sock)
+}
+
+/// The port `sock` is bound to (the kernel's choice, when it was bound to port 0).
+fn bound_port(sock: &Socket) -> io::Result<u16> {
+    sock.local_addr()?
+        .as_socket()
+        .map(|a| a.port())
+        .ok_or_else(|| io::Error::other("udp datapath: socket has no IP address"))
 }
 
 /// Hands `sock` to the current tokio runtime's reactor.

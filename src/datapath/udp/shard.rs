@@ -24,7 +24,7 @@
 //! the same user that joins the group later with `SO_REUSEPORT` of its own gets sockets
 //! after this stack's, which are never chosen: it receives nothing and takes nothing away.
 
-use super::{context, open, register, SOCKET_BUFFER};
+use super::{bound_port, context, open, register, SOCKET_BUFFER};
 use crate::datapath::STEER_MULTIPLIER;
 use socket2::Socket;
 use std::collections::HashMap;
@@ -141,11 +141,7 @@ impl Member {
             drop(open(local, super::RESERVATION_BUFFER, false).map_err(what)?);
         }
         let first = open(local, SOCKET_BUFFER, true).map_err(what)?;
-        let port = first
-            .local_addr()?
-            .as_socket()
-            .map(|a| a.port())
-            .ok_or_else(|| io::Error::other("udp datapath: socket has no IP address"))?;
+        let port = bound_port(&first)?;
         steer(&first, self.count).map_err(|e| {
             context(
                 e,
