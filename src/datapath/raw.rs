@@ -152,6 +152,22 @@ fn raw_socket(domain: Domain) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// The IPv4 raw socket: packets sent with the header the stack built (`IP_HDRINCL`).
+fn v4_socket() -> io::Result<Socket> {
+    let s = raw_socket(Domain::IPV4)?;
+    s.set_header_included_v4(true)?;
+    Ok(s)
+}
+
+/// An IPv6 raw socket made ready: packets sent with the header the stack built
+/// (`IPV6_HDRINCL`), and each arrival's destination reported (`IPV6_PKTINFO`), from which
+/// its header is rebuilt.
+fn with_v6_headers(s: Socket) -> io::Result<Socket> {
+    s.set_header_included_v6(true)?;
+    setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
+    Ok(s)
+}
+
 /// A classic BPF program accepting TCP segments to `ports` and, for shard `index` of
 /// `count`, only those whose ports steer to it ([`shard_of`](super::shard_of), the same
 /// arithmetic in 32 bits). IPv4 raw
@@ -339,14 +355,9 @@ impl RawDatapath {
     /// Opens the raw sockets and creates the nftables table. Must be called inside a tokio
     /// runtime. Fails at once, naming what is missing, without root privileges or `nft`.
     pub fn new() -> io::Result<RawDatapath> {
-        let v4 = raw_socket(Domain::IPV4)?;
-        v4.set_header_included_v4(true)?;
+        let v4 = v4_socket()?;
         let v6 = match raw_socket(Domain::IPV6) {
-            Ok(s) => {
-                s.set_header_included_v6(true)?;
-                setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
-                Some(s)
-            }
+            Ok(s) => Some(with_v6_headers(s)?),
             Err(e) => {
                 tracing::warn!(error = %e, "rawtcp raw datapath: no IPv6");
                 None
@@ -773,15 +784,9 @@ impl Datapath for RawDatapath {
     /// `index` ([`shard_of`](super::shard_of) of their ports), sharing this datapath's
     /// claimed ports and nftables table.
     fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
-        let v4 = raw_socket(Domain::IPV4)?;
-        v4.set_header_included_v4(true)?;
+        let v4 = v4_socket()?;
         let v6 = match &self.sockets.v6 {
-            Some(_) => {
-                let s = raw_socket(Domain::IPV6)?;
-                s.set_header_included_v6(true)?;
-                setsockopt(&s, sockopt::Ipv6RecvPacketInfo, &true)?;
-                Some(s)
-            }
+            Some(_) => Some(with_v6_headers(raw_socket(Domain::IPV6)?)?),
             None => None,
         };
         let place = (index, count.max(1));
