@@ -375,7 +375,25 @@ pub fn shard_of(a: u16, b: u16, count: usize) -> usize {
 }
 
 /// The multiplier of [`shard_of`]'s hash (Knuth's, 2^32 / φ).
-pub(crate) const STEER_MULTIPLIER: u32 = 0x9E37_79B1;
+const STEER_MULTIPLIER: u32 = 0x9E37_79B1;
+
+/// [`shard_of`]'s arithmetic as classic BPF instructions, `(code, k)` each: with the two
+/// ports in A and X, it leaves their shard of `count` in A (32-bit arithmetic, as
+/// `shard_of`'s). The UDP datapath's steering program and the raw datapath's socket filters
+/// both use it, so the kernel steers exactly as `shard_of` computes.
+pub(crate) fn steering_ops(count: usize) -> [(u16, u32); 4] {
+    const XOR_X: u16 = 0xac; // BPF_ALU | BPF_XOR | BPF_X
+    const MUL_K: u16 = 0x24; // BPF_ALU | BPF_MUL | BPF_K
+    const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
+    const MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
+    let n = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    [
+        (XOR_X, 0),
+        (MUL_K, STEER_MULTIPLIER),
+        (RSH_K, 16),
+        (MOD_K, n),
+    ]
+}
 
 /// What a datapath can do ([`Datapath::capabilities`]), for the stack and for people looking
 /// at it: how many packets a system call moves each way, whether it takes packets without

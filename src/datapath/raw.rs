@@ -184,10 +184,6 @@ fn filter(ports: &[u16], v6: bool, (index, count): (usize, usize)) -> Vec<SockFi
     const JA: u16 = 0x05; // BPF_JMP | BPF_JA
     const ST: u16 = 0x02; // BPF_ST: M[k] = A
     const LDX_MEM: u16 = 0x61; // BPF_LDX | BPF_W | BPF_MEM: X = M[k]
-    const XOR_X: u16 = 0xac; // BPF_ALU | BPF_XOR | BPF_X
-    const MUL_K: u16 = 0x24; // BPF_ALU | BPF_MUL | BPF_K
-    const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
-    const MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
     const ACCEPT: u32 = 0x40000;
     let mut p = Vec::with_capacity(ports.len() * 2 + 12);
     if ports.is_empty() {
@@ -239,10 +235,11 @@ fn filter(ports: &[u16], v6: bool, (index, count): (usize, usize)) -> Vec<SockFi
             p.push(SockFilter::new(LD_H_IND, 0, 0, 0));
         }
         p.push(SockFilter::new(LDX_MEM, 0, 0, 0));
-        p.push(SockFilter::new(XOR_X, 0, 0, 0));
-        p.push(SockFilter::new(MUL_K, 0, 0, super::STEER_MULTIPLIER));
-        p.push(SockFilter::new(RSH_K, 0, 0, 16));
-        p.push(SockFilter::new(MOD_K, 0, 0, count as u32));
+        p.extend(
+            super::steering_ops(count)
+                .iter()
+                .map(|&(code, k)| SockFilter::new(code, 0, 0, k)),
+        );
         p.push(SockFilter::new(JEQ_K, 0, 1, index as u32));
         p.push(SockFilter::new(RET_K, 0, 0, ACCEPT));
         p.push(SockFilter::new(RET_K, 0, 0, 0));

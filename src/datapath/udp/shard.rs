@@ -25,7 +25,7 @@
 //! after this stack's, which are never chosen: it receives nothing and takes nothing away.
 
 use super::{bound_port, context, open, register, SOCKET_BUFFER};
-use crate::datapath::STEER_MULTIPLIER;
+use crate::datapath::steering_ops;
 use socket2::Socket;
 use std::collections::HashMap;
 use std::io;
@@ -177,39 +177,30 @@ fn steer(sock: &Socket, count: usize) -> io::Result<()> {
     const LDX_MEM: u16 = 0x61; // BPF_LDX | BPF_W | BPF_MEM: X = M[k]
     const TAX: u16 = 0x07; // BPF_MISC | BPF_TAX
     const RSH_K: u16 = 0x74; // BPF_ALU | BPF_RSH | BPF_K
-    const XOR_X: u16 = 0xac; // BPF_ALU | BPF_XOR | BPF_X
-    const MUL_K: u16 = 0x24; // BPF_ALU | BPF_MUL | BPF_K
-    const MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JA: u16 = 0x05; // BPF_JMP | BPF_JA
     const RET_A: u16 = 0x16; // BPF_RET | BPF_A
-    let n = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
     let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
-    let mut program = [
+    let mut program = vec![
         // The IP version: 4 goes on, anything else is taken for 6.
         op(LD_B_ABS, 0, 0, 0),
         op(RSH_K, 0, 0, 4),
-        op(JEQ_K, 0, 10, 4),
+        op(JEQ_K, 0, 6, 4),
         // IPv4: the TCP header follows the 4 × IHL bytes of the IP header.
         op(LDX_B_MSH, 0, 0, 0),
         op(LD_H_IND, 0, 0, 0),
         op(ST, 0, 0, 0),
         op(LD_H_IND, 0, 0, 2),
         op(LDX_MEM, 0, 0, 0),
-        op(XOR_X, 0, 0, 0),
-        op(MUL_K, 0, 0, STEER_MULTIPLIER),
-        op(RSH_K, 0, 0, 16),
-        op(MOD_K, 0, 0, n),
-        op(RET_A, 0, 0, 0),
+        op(JA, 0, 0, 3),
         // IPv6: the TCP header follows the fixed 40-byte header.
         op(LD_H_ABS, 0, 0, 40),
         op(TAX, 0, 0, 0),
         op(LD_H_ABS, 0, 0, 42),
-        op(XOR_X, 0, 0, 0),
-        op(MUL_K, 0, 0, STEER_MULTIPLIER),
-        op(RSH_K, 0, 0, 16),
-        op(MOD_K, 0, 0, n),
-        op(RET_A, 0, 0, 0),
     ];
+    // Both: the shard of the two ports, returned as the socket's index.
+    program.extend(steering_ops(count).map(|(code, k)| op(code, 0, 0, k)));
+    program.push(op(RET_A, 0, 0, 0));
     let fprog = sock_fprog {
         len: program.len() as u16,
         filter: program.as_mut_ptr(),
