@@ -293,9 +293,7 @@ impl TcpSocket {
         let k = stack.connect_shard(fixed.map(|f| f.0), addr);
         if let Some((_, Some(claim))) = fixed {
             // Claimed on every shard by `bind`: the connection's shard keeps its claim.
-            if stack.shard_count() > 1 {
-                stack.release_bound(claim, Some(k));
-            }
+            stack.release_bound(claim, Some(k));
         }
         let shared = stack.shard(k).clone();
         let (id, local) = shared.open(fixed, auto_ip, addr, &cfg, zero_linger, tos)?;

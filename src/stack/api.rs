@@ -217,7 +217,7 @@ impl Shared {
     /// must be even never got one, and each refused port cost two runs of `nft`.) After
     /// [`LAND_TRIES`] ports taken, any port the datapath chooses.
     fn claim_connect_port(&self, ip: IpAddr, remote: SocketAddr) -> io::Result<SocketAddr> {
-        let (index, count) = self.place;
+        let count = self.place.1;
         if count > 1 {
             use std::hash::{BuildHasher, Hasher};
             let mut random = std::collections::hash_map::RandomState::new().build_hasher();
@@ -227,7 +227,7 @@ impl Shared {
                 let r = random.finish();
                 let mut port = low + (r % u64::from(high - low - count as u16)) as u16;
                 // Step up to the next port that lands: one of every `count` does.
-                while crate::datapath::shard_of(port, remote.port(), count) != index {
+                while !self.lands(port, remote) {
                     port += 1;
                 }
                 match self

@@ -98,15 +98,17 @@ impl Stack {
         // A sharded stack's listener listens on every shard: one entry, its queues added up.
         out.listeners
             .sort_by_key(|l| (l.local.ip(), l.local.port(), l.reuseport));
-        out.listeners.dedup_by(|later, first| {
-            let same = later.local == first.local && later.reuseport == first.reuseport;
-            if same && self.shard_count() > 1 {
-                first.accept_queue += later.accept_queue;
-                first.syn_queue += later.syn_queue;
-                first.backlog += later.backlog;
-            }
-            same && self.shard_count() > 1
-        });
+        if self.shard_count() > 1 {
+            out.listeners.dedup_by(|later, first| {
+                let same = later.local == first.local && later.reuseport == first.reuseport;
+                if same {
+                    first.accept_queue += later.accept_queue;
+                    first.syn_queue += later.syn_queue;
+                    first.backlog += later.backlog;
+                }
+                same
+            });
+        }
         out.connections
             .sort_by_key(|c| (c.local.ip(), c.local.port(), c.remote.ip(), c.remote.port()));
         out

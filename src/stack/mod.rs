@@ -992,26 +992,7 @@ impl StackBuilder {
             Some(n) => shards::Count::Exactly(n.max(1)),
             None => shards::from_env()?,
         };
-        if count.get() > 1 {
-            return shards::start(datapath, settings, count, dedicated_thread);
-        }
-        let owner = if dedicated_thread {
-            let make = move || Ok((datapath.map(Ok).unwrap_or_else(default_datapath)?, (0, 1)));
-            Self::build_on_thread(make, settings, "rawtcp-reactor".into())?
-        } else {
-            let handle = current_runtime()?;
-            let datapath = match datapath {
-                Some(d) => d,
-                None => default_datapath()?,
-            };
-            let (owner, reactor) =
-                Self::assemble(datapath, settings, (handle.clone(), false), (0, 1));
-            handle.spawn(reactor);
-            owner
-        };
-        Ok(Stack {
-            shards: Arc::new(shards::Shards::new(vec![owner])),
-        })
+        shards::start(datapath, settings, count, dedicated_thread)
     }
 
     /// Starts a reactor on a thread of its own named `name`, with the datapath `make` makes

@@ -111,10 +111,50 @@ fn stays_whole(count: Count, e: &io::Error) -> bool {
     matches!(count, Count::Auto(_)) && e.kind() == io::ErrorKind::Unsupported
 }
 
-/// Starts `count` shards (more than one) over datapaths split from `datapath` (or the one
-/// `RAWTCP_DATAPATH` names), each reactor on a thread of its own with `dedicated`, else
-/// spawned on the current runtime. A default count on a datapath that cannot steer gives a
-/// stack of one shard.
+/// The first shard's datapath and place, and the datapath the other shards are split from
+/// (`None` when the stack has one shard).
+struct First {
+    datapath: Arc<dyn Datapath>,
+    place: (usize, usize),
+    origin: Option<Arc<dyn Datapath>>,
+}
+
+/// The first shard of a stack of `count` over `origin`: `origin` itself when there is one
+/// shard, or when `count` was only a default and `origin` cannot steer; else split from it.
+fn first_shard(origin: Arc<dyn Datapath>, count: Count) -> io::Result<First> {
+    let whole = |datapath| First {
+        datapath,
+        place: (0, 1),
+        origin: None,
+    };
+    let n = count.get();
+    if n == 1 {
+        return Ok(whole(origin));
+    }
+    match origin.shard(0, n) {
+        Ok(datapath) => Ok(First {
+            datapath,
+            place: (0, n),
+            origin: Some(origin),
+        }),
+        Err(e) if stays_whole(count, &e) => Ok(whole(origin)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The name of shard `k`'s reactor thread in a stack of `n`.
+fn thread_name(k: usize, n: usize) -> String {
+    if n == 1 {
+        "rawtcp-reactor".into()
+    } else {
+        format!("rawtcp-reactor-{k}")
+    }
+}
+
+/// Starts a stack of `count` shards over datapaths split from `datapath` (or the one
+/// `RAWTCP_DATAPATH` names; with one shard, over that datapath itself), each reactor on a
+/// thread of its own with `dedicated`, else spawned on the current runtime. A default count
+/// on a datapath that cannot steer gives a stack of one shard.
 pub(super) fn start(
     datapath: Option<Arc<dyn Datapath>>,
     settings: Settings,
@@ -129,22 +169,14 @@ pub(super) fn start(
         let (origin_tx, origin_rx) = std::sync::mpsc::channel();
         let make = move || {
             let origin = datapath.map(Ok).unwrap_or_else(default_datapath)?;
-            match origin.shard(0, n) {
-                Ok(first) => {
-                    let _ = origin_tx.send(Some(origin));
-                    Ok((first, (0, n)))
-                }
-                Err(e) if stays_whole(count, &e) => {
-                    let _ = origin_tx.send(None);
-                    Ok((origin, (0, 1)))
-                }
-                Err(e) => Err(e),
-            }
+            let first = first_shard(origin, count)?;
+            let _ = origin_tx.send(first.origin);
+            Ok((first.datapath, first.place))
         };
         owners.push(StackBuilder::build_on_thread(
             make,
             settings.clone(),
-            "rawtcp-reactor-0".into(),
+            thread_name(0, n),
         )?);
         let origin = origin_rx
             .recv()
@@ -155,7 +187,7 @@ pub(super) fn start(
                 owners.push(StackBuilder::build_on_thread(
                     move || Ok((o.shard(k, n)?, (k, n))),
                     settings.clone(),
-                    format!("rawtcp-reactor-{k}"),
+                    thread_name(k, n),
                 )?);
             }
         }
@@ -165,19 +197,17 @@ pub(super) fn start(
             Some(d) => d,
             None => default_datapath()?,
         };
-        for k in 0..n {
-            let (d, whole) = match origin.shard(k, n) {
-                Ok(d) => (d, false),
-                Err(e) if k == 0 && stays_whole(count, &e) => (Arc::clone(&origin), true),
-                Err(e) => return Err(e),
-            };
-            let place = if whole { (0, 1) } else { (k, n) };
+        let mut spawn = |d, place| {
             let (owner, reactor) =
                 StackBuilder::assemble(d, settings.clone(), (handle.clone(), false), place);
             handle.spawn(reactor);
             owners.push(owner);
-            if whole {
-                break;
+        };
+        let first = first_shard(origin, count)?;
+        spawn(first.datapath, first.place);
+        if let Some(origin) = first.origin {
+            for k in 1..n {
+                spawn(origin.shard(k, n)?, (k, n));
             }
         }
     }
