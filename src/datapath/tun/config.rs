@@ -35,6 +35,11 @@ pub struct TunConfig {
     /// IPv6 as well: the stack's address, the host side's address and the prefix length
     /// (1 to 127). `None` (the default) for IPv4 only.
     pub addr6: Option<(Ipv6Addr, Ipv6Addr, u8)>,
+    /// Segmentation offloads (default on): a virtio-net header on every packet, so that a
+    /// run of the stack's segments leaves in one write of up to 64 KiB for the kernel to
+    /// cut (TSO), and the kernel's TCP hands the stack up to 64 KiB per read. Off, each
+    /// packet costs a system call. A kernel that refuses them gets a device without them.
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
@@ -46,6 +51,7 @@ impl Default for TunConfig {
             host_addr: Ipv4Addr::new(10, 77, 0, 1),
             mtu: 1500,
             addr6: None,
+            offload: true,
         }
     }
 }
@@ -159,6 +165,13 @@ impl TunConfig {
                 Some((addr, host, prefix))
             }
         };
+        if let Some(v) = get(VAR_OFFLOAD) {
+            config.offload = match v.to_ascii_lowercase().as_str() {
+                "on" | "1" | "true" | "yes" => true,
+                "off" | "0" | "false" | "no" => false,
+                _ => return Err(env_error(VAR_OFFLOAD, &v, "must be on or off")),
+            };
+        }
         config.check(&VAR_LABELS)?;
         Ok(config)
     }

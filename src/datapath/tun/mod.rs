@@ -46,6 +46,7 @@
 //! | `RAWTCP_TUN_MTU` | the interface MTU, 68 to 65535 (1280 or more with IPv6) | `1500` |
 //! | `RAWTCP_TUN_ADDR6` | the stack's IPv6 address and prefix, e.g. `fd77::2/64` | none: no IPv6 |
 //! | `RAWTCP_TUN_HOST_ADDR6` | the host side's IPv6 address on the device | the first free address of the prefix |
+//! | `RAWTCP_TUN_OFFLOAD` | `on` or `off`: segmentation offloads (see [`TunConfig::offload`]) | `on` |
 //!
 //! A variable that is unset or empty keeps its default; a bad value is an `InvalidInput` error
 //! naming the variable.
@@ -69,10 +70,10 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use tun_rs::{AsyncDevice, DeviceBuilder};
@@ -104,6 +105,7 @@ const VAR_HOST_ADDR: &str = "RAWTCP_TUN_HOST_ADDR";
 const VAR_MTU: &str = "RAWTCP_TUN_MTU";
 const VAR_ADDR6: &str = "RAWTCP_TUN_ADDR6";
 const VAR_HOST_ADDR6: &str = "RAWTCP_TUN_HOST_ADDR6";
+const VAR_OFFLOAD: &str = "RAWTCP_TUN_OFFLOAD";
 
 /// Counters of a [`TunDatapath`] since it was created.
 ///
@@ -129,6 +131,12 @@ pub struct TunStats {
     /// Packets given to `send` and dropped: not IPv4 or IPv6, refused by the kernel, or
     /// finding the device's queue full.
     pub dropped_out: u64,
+    /// Trains written: runs of segments of one connection written as one packet for the
+    /// kernel to cut (see [`TunConfig::offload`]); their segments count in `packets_out`.
+    pub trains_out: u64,
+    /// Packets read that stand for several segments (the kernel's TSO toward the device),
+    /// counted in `packets_in` once each.
+    pub large_in: u64,
 }
 
 #[derive(Default)]
@@ -140,6 +148,8 @@ struct Counters {
     not_for_us: AtomicU64,
     dropped_in: AtomicU64,
     dropped_out: AtomicU64,
+    trains_out: AtomicU64,
+    large_in: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -165,6 +175,10 @@ pub struct TunDatapath {
     writer: File,
     device: String,
     config: TunConfig,
+    /// Whether every packet carries a virtio-net header (the offloads are on).
+    vnet: bool,
+    /// Whether runs of segments leave as trains; cleared for good if the kernel refuses one.
+    trains: AtomicBool,
     ports: Mutex<PortClaims>,
     counters: Counters,
 }
@@ -202,12 +216,26 @@ impl TunDatapath {
             ));
         }
         preflight(&config.name, std::path::Path::new(TUN_PATH), cap_eff())?;
-        let device = DeviceBuilder::new()
-            .name(config.name.clone())
-            .ipv4(config.host_addr, config.prefix, None)
-            .inherit_enable_state()
-            .build_sync()
-            .map_err(|e| creation_error(e, &config))?;
+        let build = |offload: bool| {
+            DeviceBuilder::new()
+                .name(config.name.clone())
+                .ipv4(config.host_addr, config.prefix, None)
+                .inherit_enable_state()
+                .offload(offload)
+                .build_sync()
+                .map_err(|e| creation_error(e, &config))
+        };
+        let device = match build(config.offload) {
+            // A kernel without the offloads (`TUNSETOFFLOAD` refused) gets a plain device;
+            // a missing privilege or a busy name fails the same way again, and says so.
+            Err(e) if config.offload => {
+                let device = build(false)?;
+                tracing::warn!(error = %e, "tun datapath: offloads refused, going without");
+                device
+            }
+            other => other?,
+        };
+        let vnet = device.tcp_gso();
         // The kernel's name for it differs from the one asked for when that holds a `%d`.
         let name = device.name().unwrap_or_else(|_| config.name.clone());
         let step = |what: String, ipv6: bool| {
@@ -252,6 +280,8 @@ impl TunDatapath {
             reader,
             writer,
             device: name,
+            vnet,
+            trains: AtomicBool::new(vnet),
             ports: Mutex::new(PortClaims::new(random_offset())),
             config,
             counters: Counters::default(),
@@ -280,6 +310,8 @@ impl TunDatapath {
             not_for_us: get(&c.not_for_us),
             dropped_in: get(&c.dropped_in),
             dropped_out: get(&c.dropped_out),
+            trains_out: get(&c.trains_out),
+            large_in: get(&c.large_in),
         }
     }
 
@@ -388,7 +420,8 @@ impl Datapath for TunDatapath {
             };
             // Reads one packet, or registers the waker (for readability, and for the error
             // the kernel reports once the interface is deleted).
-            let n = match self.reader.poll_recv(cx, &mut *slot) {
+            let mut vnet = [0u8; offload::HDR_LEN];
+            let n = match self.read_one(cx, &mut vnet, &mut *slot) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Poll::Ready(Err(e)) => {
@@ -405,10 +438,26 @@ impl Datapath for TunDatapath {
                 }
             };
             // The kernel reports a packet's whole length even when the slot held less.
-            let verdict = match slot.get(..n) {
-                Some(packet) => classify(packet, self.config.addr, addr6),
+            let header = offload::VnetHeader::parse(&vnet);
+            let verdict = match slot.get_mut(..n) {
+                Some(packet) => {
+                    let complete = !header.needs_checksum()
+                        || offload::complete_checksum(
+                            packet,
+                            header.csum_start,
+                            header.csum_offset,
+                        );
+                    if complete {
+                        classify(packet, self.config.addr, addr6)
+                    } else {
+                        Verdict::Malformed
+                    }
+                }
                 None => Verdict::Malformed,
             };
+            if verdict == Verdict::Deliver && header.is_large() {
+                bump(&self.counters.large_in, 1);
+            }
             match verdict {
                 Verdict::Deliver => {
                     batch.commit(n);
@@ -430,34 +479,156 @@ impl Datapath for TunDatapath {
 
     fn send(&self, batch: &Batch) -> io::Result<usize> {
         let mut failure = None;
-        for (i, packet) in batch.iter().enumerate() {
+        let mut i = 0;
+        while i < batch.len() {
+            let packet = batch.get(i);
             if !plausible(packet) {
                 bump(&self.counters.dropped_out, 1);
+                i += 1;
                 continue;
             }
-            // One write is one packet (the descriptor is non-blocking).
-            let mut written = (&self.writer).write(packet);
-            if matches!(&written, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
-                written = (&self.writer).write(packet);
-            }
-            match written {
-                Ok(n) if n == packet.len() => {
-                    bump(&self.counters.packets_out, 1);
-                    bump(&self.counters.bytes_out, n as u64);
+            let count = if self.trains.load(Ordering::Relaxed) {
+                offload::train_len((i..batch.len()).map(|j| batch.get(j)))
+            } else {
+                1
+            };
+            let train = (count > 1).then(|| {
+                let mut packets = [&[][..]; offload::MAX_TRAIN];
+                for (k, p) in packets.iter_mut().take(count).enumerate() {
+                    *p = batch.get(i + k);
                 }
-                Ok(_) => bump(&self.counters.dropped_out, 1),
+                (packets, count)
+            });
+            let written = match &train {
+                Some((packets, count)) => self.write_train(&packets[..*count]),
+                None => self.write_one(packet),
+            };
+            let count = count.max(1);
+            let bytes = || {
+                (i..i + count)
+                    .map(|j| batch.get(j).len() as u64)
+                    .sum::<u64>()
+            };
+            match written {
+                Ok(()) => {
+                    bump(&self.counters.packets_out, count as u64);
+                    bump(&self.counters.bytes_out, bytes());
+                    if train.is_some() {
+                        bump(&self.counters.trains_out, 1);
+                    }
+                    i += count;
+                }
                 // The device's queue is full: the stack offers this packet and the rest
                 // again.
                 Err(e) if super::no_room(&e) && failure.is_none() => return Ok(i),
+                // A kernel that refuses a train: the same packets go one by one, and so
+                // does everything after.
+                Err(e) if train.is_some() && e.raw_os_error() == Some(EINVAL) => {
+                    tracing::warn!(error = %e, device = %self.device,
+                        "tun datapath: the kernel refused a train; sending packets one by one");
+                    self.trains.store(false, Ordering::Relaxed);
+                }
                 Err(e) => {
-                    bump(&self.counters.dropped_out, 1);
+                    bump(&self.counters.dropped_out, count as u64);
                     failure.get_or_insert(e);
+                    i += count;
                 }
             }
         }
         match failure {
             None => Ok(batch.len()),
             Some(e) => Err(self.io_error("writing a packet", e)),
+        }
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            receive_batch: 1,
+            send_batch: if self.trains.load(Ordering::Relaxed) {
+                offload::MAX_TRAIN
+            } else {
+                1
+            },
+            receive_now: false,
+            shards: false,
+            verify_checksums: true,
+            partial_checksums: false,
+        }
+    }
+}
+
+impl TunDatapath {
+    /// Reads one packet into `slot`, and its virtio-net header into `vnet` when the device
+    /// has one, or registers the waker (for readability, and for the error the kernel
+    /// reports once the interface is deleted). The packet's length as the kernel gives it.
+    fn read_one(
+        &self,
+        cx: &mut Context<'_>,
+        vnet: &mut [u8; offload::HDR_LEN],
+        slot: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let header_len = if self.vnet { offload::HDR_LEN } else { 0 };
+        loop {
+            let mut iov = [
+                IoSliceMut::new(&mut vnet[..header_len]),
+                IoSliceMut::new(slot),
+            ];
+            match self.reader.try_recv_vectored(&mut iov) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.reader.poll_readable(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Ok(n) if n < header_len => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a read shorter than the virtio-net header",
+                    )))
+                }
+                other => return Poll::Ready(other.map(|n| n - header_len)),
+            }
+        }
+    }
+
+    /// Writes one packet (after a virtio-net header saying its checksums are complete, when
+    /// the device has one). The descriptor is non-blocking: one write is one packet.
+    fn write_one(&self, packet: &[u8]) -> io::Result<()> {
+        let header: &[u8] = if self.vnet { &offload::PLAIN } else { &[] };
+        self.write_all_of(
+            &[IoSlice::new(header), IoSlice::new(packet)],
+            header.len() + packet.len(),
+        )
+    }
+
+    /// Writes `packets` (a run [`offload::train_len`] found) as one train: the headers that
+    /// stand for all of them, then each one's payload, read in place.
+    fn write_train(&self, packets: &[&[u8]]) -> io::Result<()> {
+        let header = offload::TrainHeader::new(packets)
+            .ok_or_else(|| io::Error::from_raw_os_error(EINVAL))?;
+        let headers = header.bytes().len() - offload::HDR_LEN;
+        let mut iov = [IoSlice::new(&[]); offload::MAX_TRAIN + 1];
+        iov[0] = IoSlice::new(header.bytes());
+        let mut len = header.bytes().len();
+        for (slot, p) in iov[1..].iter_mut().zip(packets) {
+            let payload = p.get(headers..).unwrap_or_default();
+            *slot = IoSlice::new(payload);
+            len += payload.len();
+        }
+        self.write_all_of(&iov[..=packets.len()], len)
+    }
+
+    fn write_all_of(&self, iov: &[IoSlice<'_>], len: usize) -> io::Result<()> {
+        let mut written = (&self.writer).write_vectored(iov);
+        if matches!(&written, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
+            written = (&self.writer).write_vectored(iov);
+        }
+        match written? {
+            n if n == len => Ok(()),
+            n => Err(io::Error::other(format!(
+                "the device took {n} of a packet's {len} bytes"
+            ))),
         }
     }
 }
@@ -510,6 +681,7 @@ fn random_offset() -> u16 {
 }
 
 mod config;
+mod offload;
 mod preflight;
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,7 @@ fn parses_every_variable() {
         (VAR_MTU, "9000"),
         (VAR_ADDR6, "fd00:1::9/120"),
         (VAR_HOST_ADDR6, "fd00:1::1"),
+        (VAR_OFFLOAD, "Off"),
     ]))
     .unwrap();
     assert_eq!(
@@ -63,6 +64,7 @@ fn parses_every_variable() {
                 "fd00:1::1".parse().unwrap(),
                 120
             )),
+            offload: false,
         }
     );
 }
@@ -128,6 +130,7 @@ fn bad_values_name_their_variable() {
             &[(VAR_MTU, "1000"), (VAR_ADDR6, "fd77::2")],
             &[VAR_MTU, "1280"],
         ),
+        (&[(VAR_OFFLOAD, "maybe")], &[VAR_OFFLOAD, "on or off"]),
         (&[(VAR_NAME, "a/b")], &[VAR_NAME, "interface name"]),
         (
             &[(VAR_NAME, "sixteen-bytes-xx")],
@@ -451,6 +454,7 @@ fn test_config() -> TunConfig {
         host_addr: Ipv4Addr::new(10, 77, n, 1),
         mtu: 1400,
         addr6,
+        offload: true,
     }
 }
 
@@ -695,6 +699,23 @@ async fn exchange_in_netns() {
     }
 }
 
+/// Runs test `test`'s `netns` part in a child process inside a network namespace of its
+/// own, as root (skipped loudly without the privilege, failing under CI).
+fn in_own_netns(test: &str) {
+    if !privileged(test, &["ip"]) {
+        return;
+    }
+    let Some(ns) = Netns::new() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: `ip netns add` failed");
+        }
+        skipped(&format!("{test} needs `ip netns add` to work"));
+        return;
+    };
+    run_child(&["ip", "netns", "exec", &ns.0], test, "netns");
+    drop(ns);
+}
+
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -711,20 +732,7 @@ fn exchanges_a_syn_with_the_kernel() {
     match role().as_deref() {
         Some("netns") => current_thread_runtime().block_on(exchange_in_netns()),
         Some(_) => {}
-        None => {
-            if !privileged(TEST, &["ip"]) {
-                return;
-            }
-            let Some(ns) = Netns::new() else {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("{TEST}: `ip netns add` failed");
-                }
-                skipped(&format!("{TEST} needs `ip netns add` to work"));
-                return;
-            };
-            run_child(&["ip", "netns", "exec", &ns.0], TEST, "netns");
-            drop(ns);
-        }
+        None => in_own_netns(TEST),
     }
 }
 
@@ -800,5 +808,119 @@ fn without_dev_net_tun_fails_at_once() {
                 "nodev",
             );
         }
+    }
+}
+
+/// The interface's counter `name` (`/sys/class/net/DEV/statistics/NAME`).
+fn link_counter(dev: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/{name}"))
+        .unwrap_or_else(|e| panic!("{dev} {name}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The part run inside the test's network namespace: 16 MiB each way between a stack on the
+/// device and the kernel's TCP, every byte checked, with the offloads `offload`. Returns
+/// the average packet the device carried toward the kernel and from it.
+async fn bulk_with_the_kernel(offload: bool) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BYTES: usize = 16 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let mut config = test_config();
+    config.offload = offload;
+    config.mtu = 1500;
+    let name = config.name.clone();
+    let _guard = LinkGuard(name.clone());
+    let addr = SocketAddr::new(IpAddr::V4(config.addr), 8080);
+    let stack = crate::Stack::builder()
+        .datapath(TunDatapath::new(config).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(
+        stack.datapath_capabilities().send_batch > 1,
+        offload,
+        "{:?}",
+        stack.datapath_capabilities()
+    );
+    let listener = stack.bind(addr).await.unwrap();
+    // The kernel's side, on a thread of its own: reads the stack's 16 MiB, then sends as
+    // much back.
+    let kernel = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0;
+        while got < BYTES {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "EOF after {got} bytes");
+            for (k, b) in buf[..n].iter().enumerate() {
+                assert_eq!(*b, pattern(got + k), "byte {} from the stack", got + k);
+            }
+            got += n;
+        }
+        let data: Vec<u8> = (0..BYTES).map(pattern).collect();
+        s.write_all(&data).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let (mut conn, _) = listener.accept().await.unwrap();
+    let (rx0, tx0) = (
+        link_counter(&name, "rx_packets"),
+        link_counter(&name, "tx_packets"),
+    );
+    let (rxb0, txb0) = (
+        link_counter(&name, "rx_bytes"),
+        link_counter(&name, "tx_bytes"),
+    );
+    let data: Vec<u8> = (0..BYTES).map(pattern).collect();
+    let timeout = Duration::from_secs(30);
+    tokio::time::timeout(timeout, conn.write_all(&data))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut back = Vec::with_capacity(BYTES);
+    tokio::time::timeout(timeout, conn.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.len(), BYTES);
+    assert!(back == data, "the kernel's bytes arrived changed");
+    tokio::task::spawn_blocking(move || kernel.join().unwrap())
+        .await
+        .unwrap();
+    // The device's receive side is what the stack wrote; its transmit side what it read.
+    let out = (link_counter(&name, "rx_bytes") - rxb0) / (link_counter(&name, "rx_packets") - rx0);
+    let into = (link_counter(&name, "tx_bytes") - txb0) / (link_counter(&name, "tx_packets") - tx0);
+    eprintln!("offload {offload}: average packet out {out} B, in {into} B");
+    drop(conn);
+    drop(listener);
+    drop(stack);
+    (out, into)
+}
+
+/// As root, in a network namespace of the test's own: a stack on the device and the
+/// kernel's TCP move 16 MiB each way, byte-exact, with the offloads on and off. On, the
+/// stack's segments leave in trains and the kernel's arrive as large segments (the
+/// device's average packet is far above the MTU both ways); off, no packet exceeds it.
+#[test]
+fn offloads_move_large_segments_both_ways() {
+    const TEST: &str = "offloads_move_large_segments_both_ways";
+    match role().as_deref() {
+        Some("netns") => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            run(&["ip", "link", "set", "lo", "up"]);
+            let (out, into) = rt.block_on(bulk_with_the_kernel(true));
+            assert!(out > 8_000, "trains out: {out} B per packet");
+            assert!(into > 8_000, "large segments in: {into} B per packet");
+            let (out, into) = rt.block_on(bulk_with_the_kernel(false));
+            assert!(out <= 1500 && into <= 1500, "{out} {into}");
+        }
+        Some(_) => {}
+        None => in_own_netns(TEST),
     }
 }
