@@ -6,6 +6,7 @@
 //! sudo target/release/examples/wire_loss                                  # 20M, 5 reps, loss 0,1,5 %
 //! sudo target/release/examples/wire_loss --loss 0,1,5 --size 20M --reps 5 --max-time 60
 //! sudo target/release/examples/wire_loss --datapath udp --loss 0 --size 50M   # UDP encapsulation
+//! sudo target/release/examples/wire_loss --datapath tun --loss 0 --size 50M   # behind a TUN device
 //! ```
 //!
 //! It creates two network namespaces joined by a veth pair (names carry this process's id),
@@ -31,6 +32,18 @@
 //! download are user-space stacks there, against curl and the kernel on both ends of the
 //! other: the same path, the same bytes.
 //!
+//! With `--datapath tun` the rawtcp server runs on the TUN datapath: it creates a TUN device
+//! in namespace A (`wlt` and this process's id, host side `10.97.0.1`) and answers for
+//! `10.97.0.2:8080` behind it. Namespace A forwards between the veth and the TUN device
+//! (`net.ipv4.ip_forward=1` there), and namespace B routes `10.97.0.0/24` via A's veth
+//! address, so curl's path to rawtcp is B → veth → A's kernel, forwarding → TUN device →
+//! rawtcp, against B → veth → A's kernel TCP for the kernel's server (still at
+//! `10.96.0.1:8081`): rawtcp's path has one more hop, a forwarding pass through A's kernel.
+//! The loss rule is the same (the server's segments, as they arrive in B). `RAWTCP_TUN_OFFLOAD`,
+//! when set in this program's environment, reaches the rawtcp server unchanged (it switches the
+//! TUN device's virtio-net offloads); the header shows its value and the device's offload
+//! features as the kernel reports them.
+//!
 //! It prints a table: goodput of each stack (median, min–max, failed downloads) and the ratio
 //! rawtcp / kernel per loss rate, then how much goodput each stack keeps under loss (median at
 //! N % / median at 0 %). Exit status: 0 when every download completed byte-exact, 1 when some
@@ -49,7 +62,10 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str =
     "usage: wire_loss [--datapath raw] [--cc cubic] [--loss 0,1,5] [--size 20M] [--reps 5] [--max-time 60]
-  --datapath  rawtcp's datapath: raw (default; curl downloads) or udp (rawtcp's http_client downloads)
+  --datapath  rawtcp's datapath: raw (default; curl downloads), udp (rawtcp's http_client downloads)
+              or tun (curl downloads from 10.97.0.2 behind a TUN device in A, forwarded by A's
+              kernel: one hop more than the kernel server's path; RAWTCP_TUN_OFFLOAD, if set,
+              is passed on to the rawtcp server)
   --cc        congestion control of BOTH servers: cubic (default), bbr or reno
   --loss      loss rates in per cent of the servers' segments (resolution 0.1 %)
   --size      bytes per download; suffixes k, M, G, Ki, Mi, Gi
@@ -60,6 +76,13 @@ const ADDR_A: &str = "10.96.0.1";
 const ADDR_B: &str = "10.96.0.2";
 const RAWTCP_PORT: u16 = 8080;
 const KERNEL_PORT: u16 = 8081;
+/// rawtcp's address behind its TUN device in namespace A (`--datapath tun`), with the prefix;
+/// the device's host side takes the prefix's first free address, 10.97.0.1.
+const TUN_ADDR: &str = "10.97.0.2";
+const TUN_PREFIX_LEN: u8 = 24;
+const TUN_NET: &str = "10.97.0.0/24";
+/// The variable that switches the TUN datapath's offloads, passed on from this environment.
+const TUN_OFFLOAD_VAR: &str = "RAWTCP_TUN_OFFLOAD";
 /// How long a freshly started server has to answer.
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -71,7 +94,7 @@ fn stopped() -> bool {
 }
 
 struct Args {
-    /// rawtcp's datapath: `raw` or `udp`.
+    /// rawtcp's datapath: `raw`, `udp` or `tun`.
     datapath: String,
     /// The congestion control both stacks run (the kernel's name).
     cc: String,
@@ -99,7 +122,10 @@ fn parse_args() -> Result<Args, String> {
                 args.datapath = match value()?.as_str() {
                     "raw" => "raw".into(),
                     "udp" => "udp".into(),
-                    other => return Err(format!("--datapath must be raw or udp, not {other:?}")),
+                    "tun" => "tun".into(),
+                    other => {
+                        return Err(format!("--datapath must be raw, udp or tun, not {other:?}"))
+                    }
                 }
             }
             "--cc" => {
@@ -164,10 +190,13 @@ fn stop_on_signals() -> Result<(), String> {
     Ok(())
 }
 
-/// What this program needs and does not have, if anything.
-fn missing_requirements() -> Option<String> {
+/// What this program needs on `datapath` and does not have, if anything.
+fn missing_requirements(datapath: &str) -> Option<String> {
+    let tun_tools: &[&str] = if datapath == "tun" { &["sysctl"] } else { &[] };
     let mut missing: Vec<&str> = ["ip", "nft", "ethtool", "curl"]
-        .into_iter()
+        .iter()
+        .chain(tun_tools)
+        .copied()
         .filter(|t| !on_path(t))
         .collect();
     if !is_root() {
@@ -181,6 +210,9 @@ fn missing_requirements() -> Option<String> {
 struct Wire {
     a: String,
     b: String,
+    /// The TUN device rawtcp's server makes in A with `--datapath tun` (at most 15 bytes: a
+    /// pid has at most 7 digits). It goes with the server, or with the namespace.
+    tun: String,
 }
 
 impl Wire {
@@ -189,6 +221,7 @@ impl Wire {
         let wire = Wire {
             a: format!("wla{id}"),
             b: format!("wlb{id}"),
+            tun: format!("wlt{id}"),
         };
         let (a, b) = (&wire.a, &wire.b);
         let (dev_a, dev_b) = (format!("wva{id}"), format!("wvb{id}"));
@@ -215,6 +248,44 @@ impl Wire {
             run(wire.exec(ns, "ip").args(["link", "set", dev, "up"]))?;
         }
         Ok(wire)
+    }
+
+    /// For `--datapath tun`: namespace A forwards between the veth and the TUN device, and B
+    /// reaches the TUN device's prefix through A.
+    fn route_to_tun(&self) -> Result<(), String> {
+        run(self
+            .exec(&self.a, "sysctl")
+            .args(["-w", "net.ipv4.ip_forward=1"]))?;
+        run(self
+            .exec(&self.b, "ip")
+            .args(["route", "add", TUN_NET, "via", ADDR_A]))?;
+        Ok(())
+    }
+
+    /// The TUN device's offload features as the kernel reports them (`ethtool -k`), for the
+    /// header.
+    fn tun_offloads(&self) -> String {
+        let features = [
+            ("tx-checksumming", "tx-csum"),
+            ("tcp-segmentation-offload", "tso"),
+            ("generic-segmentation-offload", "gso"),
+            ("generic-receive-offload", "gro"),
+        ];
+        match run(self.exec(&self.a, "ethtool").args(["-k", &self.tun])) {
+            Ok(out) => features
+                .iter()
+                .map(|(feature, short)| {
+                    let state = out
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix(feature)?.strip_prefix(':'))
+                        .and_then(|v| v.split_whitespace().next())
+                        .unwrap_or("?");
+                    format!("{short} {state}")
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("unknown ({e})"),
+        }
     }
 
     /// `program` run inside namespace `ns`.
@@ -319,7 +390,8 @@ impl Drop for LossRule<'_> {
 
 /// Who downloads from a server in namespace B.
 enum Client {
-    /// curl, over the kernel's TCP (the kernel server, and rawtcp's on the raw datapath).
+    /// curl, over the kernel's TCP (the kernel server, and rawtcp's on the raw and TUN
+    /// datapaths).
     Curl,
     /// `examples/http_client.rs` on rawtcp's UDP datapath (rawtcp's server on that datapath).
     Rawtcp(PathBuf),
@@ -340,11 +412,13 @@ impl Server {
         datapath: Option<&str>,
         cc: &str,
     ) -> Result<Server, String> {
-        let port = if datapath.is_none() {
-            KERNEL_PORT
-        } else {
-            RAWTCP_PORT
+        let (addr, port) = match datapath {
+            None => (ADDR_A, KERNEL_PORT),
+            Some("tun") => (TUN_ADDR, RAWTCP_PORT),
+            Some(_) => (ADDR_A, RAWTCP_PORT),
         };
+        // The process environment is inherited (`ip netns exec` keeps it), RAWTCP_TUN_OFFLOAD
+        // included.
         let mut cmd = wire.exec(&wire.a, &binary.to_string_lossy());
         let client = match datapath {
             None => {
@@ -353,6 +427,10 @@ impl Server {
             }
             Some(dp) => {
                 cmd.env("RAWTCP_DATAPATH", dp);
+                if dp == "tun" {
+                    cmd.env("RAWTCP_TUN_NAME", &wire.tun)
+                        .env("RAWTCP_TUN_ADDR", format!("{TUN_ADDR}/{TUN_PREFIX_LEN}"));
+                }
                 if dp == "udp" {
                     Client::Rawtcp(example_binary("http_client")?)
                 } else {
@@ -362,7 +440,7 @@ impl Server {
         };
         cmd.args(["--cc", cc]);
         let child = cmd
-            .arg(format!("{ADDR_A}:{port}"))
+            .arg(format!("{addr}:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -370,7 +448,7 @@ impl Server {
             .map_err(|e| format!("{}: {e}", binary.display()))?;
         let mut server = Server {
             child,
-            url: format!("http://{ADDR_A}:{port}"),
+            url: format!("http://{addr}:{port}"),
             client,
         };
         server.wait_until_answering(wire)?;
@@ -649,20 +727,36 @@ fn run_all(args: &Args) -> Result<Vec<Row>, String> {
         wire.a, wire.b
     );
     println!(
-        "servers: {} --kernel --cc {} :{KERNEL_PORT} (kernel TCP; namespace default {}) and RAWTCP_DATAPATH={} --cc {} :{RAWTCP_PORT}",
+        "servers: {} --kernel --cc {} {ADDR_A}:{KERNEL_PORT} (kernel TCP; namespace default {}) and RAWTCP_DATAPATH={} --cc {} {}:{RAWTCP_PORT}",
         binary.display(),
         args.cc,
         wire.kernel_cc(),
         args.datapath,
         args.cc,
+        if args.datapath == "tun" { TUN_ADDR } else { ADDR_A },
     );
     if args.datapath == "udp" {
         println!(
             "clients: curl for the kernel's server, http_client (RAWTCP_DATAPATH=udp) for rawtcp's"
         );
     }
+    if args.datapath == "tun" {
+        wire.route_to_tun()?;
+        let offload = match std::env::var(TUN_OFFLOAD_VAR) {
+            Ok(v) => format!("{TUN_OFFLOAD_VAR}={v:?} (passed on)"),
+            Err(_) => format!("{TUN_OFFLOAD_VAR} unset (the datapath's default)"),
+        };
+        println!(
+            "tun: rawtcp at {TUN_ADDR}:{RAWTCP_PORT} behind TUN device {} in {} (RAWTCP_TUN_ADDR={TUN_ADDR}/{TUN_PREFIX_LEN}), \
+             forwarded by {}'s kernel (ip_forward=1); {} routes {TUN_NET} via {ADDR_A}; {offload}",
+            wire.tun, wire.a, wire.a, wire.b
+        );
+    }
     let kernel = Server::start(&wire, &binary, None, &args.cc)?;
     let rawtcp = Server::start(&wire, &binary, Some(&args.datapath), &args.cc)?;
+    if args.datapath == "tun" {
+        println!("tun device {} offloads: {}", wire.tun, wire.tun_offloads());
+    }
     let rule = LossRule::new(&wire);
     let mut rows = Vec::new();
     for &loss in &args.losses {
@@ -684,7 +778,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(missing) = missing_requirements() {
+    if let Some(missing) = missing_requirements(&args.datapath) {
         eprintln!("{missing}");
         return ExitCode::from(2);
     }
