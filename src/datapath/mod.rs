@@ -347,7 +347,7 @@ pub trait Datapath: Send + Sync + 'static {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "rawtcp: the {} datapath cannot be split into shards (the udp and raw datapaths can)",
+                "rawtcp: the {} datapath cannot be split into shards (the udp, raw and tun datapaths can)",
                 self.name()
             ),
         ))

@@ -923,10 +923,12 @@ impl StackBuilder {
     ///
     /// Only datapaths that can steer support more than one shard: the UDP datapath (one
     /// `SO_REUSEPORT` group per listener address with a BPF program choosing the shard,
-    /// and a shared socket per shard for outgoing connections) and the raw datapath (raw
-    /// sockets per shard whose BPF filters let through only that shard's segments). With
-    /// another, `build` fails with `Unsupported`. A listen backlog is divided between the
-    /// shards.
+    /// and a shared socket per shard for outgoing connections), the raw datapath (raw
+    /// sockets per shard whose BPF filters let through only that shard's segments) and the
+    /// TUN datapath (a queue of a multi-queue device per shard; the kernel learns each
+    /// flow's queue from the shard that writes it, and a shard hands the few packets that
+    /// reach the wrong queue to their owner). With another, `build` fails with
+    /// `Unsupported`. A listen backlog is divided between the shards.
     ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> std::io::Result<()> {

@@ -86,7 +86,7 @@ pub(super) const VAR_LABELS: Labels = Labels {
 };
 
 impl TunConfig {
-    /// The configuration given by the environment (see the [module documentation](self)):
+    /// The configuration given by the environment (see the [module documentation](crate::datapath::tun)):
     /// the defaults, overridden by every `RAWTCP_TUN_*` variable that is set and not empty.
     ///
     /// # Errors

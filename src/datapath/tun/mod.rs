@@ -27,6 +27,22 @@
 //! name made beforehand, with `ip tuntap add`, is attached to instead of created, and is left
 //! in place, with the addresses given to it, when the datapath goes.)
 //!
+//! # Offloads
+//!
+//! By default ([`TunConfig::offload`]) the device carries a virtio-net header on every
+//! packet, with TCP segmentation offload both ways: a run of one connection's segments leaves
+//! in one write of up to 64 KiB, which the kernel delivers to a local program as one large
+//! segment or cuts into the original segments before another device, and the kernel's TCP
+//! hands the stack up to 64 KiB per read (see `offload.rs`). `TunStats::trains_out` and
+//! `large_in` count them.
+//!
+//! # Shards
+//!
+//! The device is made with `IFF_MULTI_QUEUE`, so a sharded stack
+//! ([`StackBuilder::shards`](crate::StackBuilder::shards)) opens one queue per shard; see
+//! [`Datapath::shard`] on [`TunDatapath`] for how the kernel's choice of queue and the
+//! shards' ownership of connections are kept in step.
+//!
 //! # Privilege
 //!
 //! Creating a TUN device needs `CAP_NET_ADMIN` (running as root gives it) and the kernel's TUN
@@ -67,6 +83,7 @@ use super::ports::{PortClaims, EPHEMERAL_COUNT};
 use super::{Batch, BindKind, Datapath};
 use crate::wire::view::PacketView;
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
@@ -74,8 +91,8 @@ use std::io::{self, IoSlice, IoSliceMut, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
 /// The device node through which TUN devices are made.
@@ -137,6 +154,9 @@ pub struct TunStats {
     /// Packets read that stand for several segments (the kernel's TSO toward the device),
     /// counted in `packets_in` once each.
     pub large_in: u64,
+    /// Packets a shard's queue received for another shard and handed to it (see
+    /// [`Datapath::shard`]); counted again in `packets_in` when that shard takes them.
+    pub handed_over: u64,
 }
 
 #[derive(Default)]
@@ -150,6 +170,7 @@ struct Counters {
     dropped_out: AtomicU64,
     trains_out: AtomicU64,
     large_in: AtomicU64,
+    handed_over: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -167,29 +188,88 @@ fn bump(counter: &AtomicU64, by: u64) {
 ///
 /// Dropping it removes the device (see the module documentation).
 pub struct TunDatapath {
-    /// The device, registered with tokio: packets are read here.
+    /// The device queue this datapath reads, registered with tokio.
     reader: AsyncDevice,
-    /// The same open device, duplicated: packets are written here directly. A TUN device is
+    /// The same queue, duplicated: packets are written here directly. A TUN device is
     /// always writable, and tokio's view of write readiness (unknown until the runtime's
     /// next turn after registration) must not drop the first packets.
     writer: File,
-    device: String,
+    /// This datapath's shard and the number of shards (`(0, 1)` for a whole stack).
+    place: (usize, usize),
+    /// What every queue of the device shares.
+    dev: Arc<Device>,
+}
+
+/// The device, as every shard's datapath sees it.
+struct Device {
+    name: String,
     config: TunConfig,
     /// Whether every packet carries a virtio-net header (the offloads are on).
     vnet: bool,
+    /// Whether the device takes more queues (`IFF_MULTI_QUEUE`), which shards need.
+    multi_queue: bool,
     /// Whether runs of segments leave as trains; cleared for good if the kernel refuses one.
     trains: AtomicBool,
-    ports: Mutex<PortClaims>,
+    ports: Mutex<Claims>,
     counters: Counters,
+    /// Each shard's inbox of packets another shard's queue received for it (see
+    /// [`TunDatapath::shard`]); set by the first split.
+    inboxes: OnceLock<Box<[Inbox]>>,
 }
+
+/// The addresses the device's stack claimed, and for a sharded stack which shards hold each.
+struct Claims {
+    table: PortClaims,
+    /// The shards (a bit each) that claimed each address, on a sharded stack.
+    shards: HashMap<SocketAddr, u64>,
+}
+
+/// Shard `index`'s bit in [`Claims::shards`].
+fn shard_bit(index: usize) -> u64 {
+    1 << (index % 64)
+}
+
+/// Packets handed to a shard by the others, and the waker of its receiver.
+#[derive(Default)]
+struct Inbox(Mutex<InboxState>);
+
+#[derive(Default)]
+struct InboxState {
+    packets: VecDeque<Vec<u8>>,
+    waker: Option<Waker>,
+}
+
+/// Packets an inbox holds at most; past it, what arrives is dropped (counted in
+/// `dropped_in`), as a full device queue drops, and TCP repairs it.
+const MAX_INBOX: usize = 1024;
 
 impl fmt::Debug for TunDatapath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunDatapath")
-            .field("device", &self.device)
-            .field("config", &self.config)
+            .field("device", &self.dev.name)
+            .field("place", &self.place)
+            .field("config", &self.dev.config)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+impl Device {
+    fn stats(&self) -> TunStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TunStats {
+            packets_in: get(&c.packets_in),
+            bytes_in: get(&c.bytes_in),
+            packets_out: get(&c.packets_out),
+            bytes_out: get(&c.bytes_out),
+            not_for_us: get(&c.not_for_us),
+            dropped_in: get(&c.dropped_in),
+            dropped_out: get(&c.dropped_out),
+            trains_out: get(&c.trains_out),
+            large_in: get(&c.large_in),
+            handed_over: get(&c.handed_over),
+        }
     }
 }
 
@@ -216,24 +296,47 @@ impl TunDatapath {
             ));
         }
         preflight(&config.name, std::path::Path::new(TUN_PATH), cap_eff())?;
-        let build = |offload: bool| {
+        not_taken(&config.name)?;
+        let build = |offload: bool, multi_queue: bool| {
             DeviceBuilder::new()
                 .name(config.name.clone())
                 .ipv4(config.host_addr, config.prefix, None)
                 .inherit_enable_state()
                 .offload(offload)
+                .multi_queue(multi_queue)
                 .build_sync()
                 .map_err(|e| creation_error(e, &config))
         };
-        let device = match build(config.offload) {
-            // A kernel without the offloads (`TUNSETOFFLOAD` refused) gets a plain device;
-            // a missing privilege or a busy name fails the same way again, and says so.
-            Err(e) if config.offload => {
-                let device = build(false)?;
-                tracing::warn!(error = %e, "tun datapath: offloads refused, going without");
-                device
+        // Every device is asked for more queues (shards need them; with one queue nothing
+        // changes) and for the offloads. A kernel that refuses the offloads, or a persistent
+        // device made with one queue, gets a device without what it refused; a missing
+        // privilege or a busy name fails every way, and says so.
+        let mut tries = vec![(config.offload, true), (config.offload, false)];
+        if config.offload {
+            tries.extend([(false, true), (false, false)]);
+        }
+        let mut refused = None;
+        let mut device = None;
+        for (offload, multi_queue) in tries {
+            match build(offload, multi_queue) {
+                Ok(d) => {
+                    device = Some((d, multi_queue));
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, offload, multi_queue, "tun datapath: refused");
+                    refused = Some(e);
+                }
             }
-            other => other?,
+        }
+        let (device, multi_queue) = match (device, refused) {
+            (Some(d), None) => d,
+            (Some((d, multi_queue)), Some(e)) => {
+                tracing::warn!(error = %e, offload = d.tcp_gso(), multi_queue,
+                    "tun datapath: the kernel refused part of the set-up; going without it");
+                (d, multi_queue)
+            }
+            (None, e) => return Err(e.unwrap_or_else(|| io::Error::other("no attempt"))),
         };
         let vnet = device.tcp_gso();
         // The kernel's name for it differs from the one asked for when that holds a `%d`.
@@ -279,56 +382,52 @@ impl TunDatapath {
         Ok(TunDatapath {
             reader,
             writer,
-            device: name,
-            vnet,
-            trains: AtomicBool::new(vnet),
-            ports: Mutex::new(PortClaims::new(random_offset())),
-            config,
-            counters: Counters::default(),
+            place: (0, 1),
+            dev: Arc::new(Device {
+                name,
+                config,
+                vnet,
+                multi_queue,
+                trains: AtomicBool::new(vnet),
+                ports: Mutex::new(Claims {
+                    table: PortClaims::new(random_offset()),
+                    shards: HashMap::new(),
+                }),
+                counters: Counters::default(),
+                inboxes: OnceLock::new(),
+            }),
         })
     }
 
     /// The configuration the device was set up with.
     pub fn config(&self) -> &TunConfig {
-        &self.config
+        &self.dev.config
     }
 
     /// The interface's name as the kernel has it (the configured one, with any `%d` filled in).
     pub fn device_name(&self) -> &str {
-        &self.device
+        &self.dev.name
     }
 
-    /// The counters so far.
+    /// The counters so far, of the whole device (every shard's queue).
     pub fn stats(&self) -> TunStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TunStats {
-            packets_in: get(&c.packets_in),
-            bytes_in: get(&c.bytes_in),
-            packets_out: get(&c.packets_out),
-            bytes_out: get(&c.bytes_out),
-            not_for_us: get(&c.not_for_us),
-            dropped_in: get(&c.dropped_in),
-            dropped_out: get(&c.dropped_out),
-            trains_out: get(&c.trains_out),
-            large_in: get(&c.large_in),
-        }
+        self.dev.stats()
     }
 
     fn addr6(&self) -> Option<Ipv6Addr> {
-        self.config.addr6.map(|(a, _, _)| a)
+        self.dev.config.addr6.map(|(a, _, _)| a)
     }
 
     fn is_own(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => a == self.config.addr,
+            IpAddr::V4(a) => a == self.dev.config.addr,
             IpAddr::V6(a) => Some(a) == self.addr6(),
         }
     }
 
-    fn lock_ports(&self) -> MutexGuard<'_, PortClaims> {
+    fn lock_ports(&self) -> MutexGuard<'_, Claims> {
         // Nothing under the lock can panic halfway through a change.
-        self.ports.lock().unwrap_or_else(|e| e.into_inner())
+        self.dev.ports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn io_error(&self, what: &str, e: io::Error) -> io::Error {
@@ -342,7 +441,7 @@ impl TunDatapath {
             e.kind(),
             format!(
                 "rawtcp tun datapath: {what} (TUN device {}{hint}): {e}",
-                self.device
+                self.dev.name
             ),
         )
     }
@@ -354,12 +453,12 @@ impl Datapath for TunDatapath {
     }
 
     fn mtu(&self, _remote: IpAddr) -> usize {
-        usize::from(self.config.mtu)
+        usize::from(self.dev.config.mtu)
     }
 
     fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
         match remote {
-            IpAddr::V4(_) => Ok(IpAddr::V4(self.config.addr)),
+            IpAddr::V4(_) => Ok(IpAddr::V4(self.dev.config.addr)),
             IpAddr::V6(_) => self.addr6().map(IpAddr::V6).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::AddrNotAvailable,
@@ -375,12 +474,12 @@ impl Datapath for TunDatapath {
     /// The stack sits behind its own device and nothing else: binding to that device is
     /// what every connection does anyway; another interface cannot reach the stack.
     fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
-        if device != self.device.as_bytes() {
+        if device != self.dev.name.as_bytes() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 format!(
                     "rawtcp: the tun datapath sends through {} only, not {}",
-                    self.device,
+                    self.dev.name,
                     String::from_utf8_lossy(device)
                 ),
             ));
@@ -395,22 +494,48 @@ impl Datapath for TunDatapath {
                 io::ErrorKind::AddrNotAvailable,
                 format!(
                     "{ip} is not an address of the tun datapath (it has {}{})",
-                    self.config.addr,
+                    self.dev.config.addr,
                     self.addr6()
                         .map(|a| format!(" and {a}"))
                         .unwrap_or_default()
                 ),
             ));
         }
-        self.lock_ports().claim(local).ok_or_else(|| in_use(local))
+        let mut claims = self.lock_ports();
+        let (me, sharded) = (shard_bit(self.place.0), self.place.1 > 1);
+        if sharded && local.port() != 0 {
+            // Every shard of a stack claims a listener's address: the first claim holds it
+            // for all, and it goes when the last shard lets it go.
+            if let Some(shards) = claims.shards.get_mut(&local) {
+                if *shards & me != 0 {
+                    return Err(in_use(local));
+                }
+                *shards |= me;
+                return Ok(local);
+            }
+        }
+        let claimed = claims.table.claim(local).ok_or_else(|| in_use(local))?;
+        if sharded {
+            claims.shards.insert(claimed, me);
+        }
+        Ok(claimed)
     }
 
     fn unbind(&self, local: SocketAddr) {
-        self.lock_ports().release(local);
+        let mut claims = self.lock_ports();
+        if let Some(shards) = claims.shards.get_mut(&local) {
+            *shards &= !shard_bit(self.place.0);
+            if *shards != 0 {
+                return;
+            }
+            claims.shards.remove(&local);
+        }
+        claims.table.release(local);
     }
 
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
         let start = batch.len();
+        self.take_handed_over(cx, batch);
         // Packets not for the stack do not end a call; this bounds how many one call reads.
         let budget = batch.capacity().saturating_mul(4).max(64);
         let addr6 = self.addr6();
@@ -448,7 +573,7 @@ impl Datapath for TunDatapath {
                             header.csum_offset,
                         );
                     if complete {
-                        classify(packet, self.config.addr, addr6)
+                        classify(packet, self.dev.config.addr, addr6)
                     } else {
                         Verdict::Malformed
                     }
@@ -456,16 +581,17 @@ impl Datapath for TunDatapath {
                 None => Verdict::Malformed,
             };
             if verdict == Verdict::Deliver && header.is_large() {
-                bump(&self.counters.large_in, 1);
+                bump(&self.dev.counters.large_in, 1);
             }
             match verdict {
+                Verdict::Deliver if self.hand_over(&slot[..n]) => {}
                 Verdict::Deliver => {
                     batch.commit(n);
-                    bump(&self.counters.packets_in, 1);
-                    bump(&self.counters.bytes_in, n as u64);
+                    bump(&self.dev.counters.packets_in, 1);
+                    bump(&self.dev.counters.bytes_in, n as u64);
                 }
-                Verdict::NotForUs => bump(&self.counters.not_for_us, 1),
-                Verdict::Malformed => bump(&self.counters.dropped_in, 1),
+                Verdict::NotForUs => bump(&self.dev.counters.not_for_us, 1),
+                Verdict::Malformed => bump(&self.dev.counters.dropped_in, 1),
             }
         }
         if batch.len() > start {
@@ -483,11 +609,11 @@ impl Datapath for TunDatapath {
         while i < batch.len() {
             let packet = batch.get(i);
             if !plausible(packet) {
-                bump(&self.counters.dropped_out, 1);
+                bump(&self.dev.counters.dropped_out, 1);
                 i += 1;
                 continue;
             }
-            let count = if self.trains.load(Ordering::Relaxed) {
+            let count = if self.dev.trains.load(Ordering::Relaxed) {
                 offload::train_len((i..batch.len()).map(|j| batch.get(j)))
             } else {
                 1
@@ -511,10 +637,10 @@ impl Datapath for TunDatapath {
             };
             match written {
                 Ok(()) => {
-                    bump(&self.counters.packets_out, count as u64);
-                    bump(&self.counters.bytes_out, bytes());
+                    bump(&self.dev.counters.packets_out, count as u64);
+                    bump(&self.dev.counters.bytes_out, bytes());
                     if train.is_some() {
-                        bump(&self.counters.trains_out, 1);
+                        bump(&self.dev.counters.trains_out, 1);
                     }
                     i += count;
                 }
@@ -524,12 +650,12 @@ impl Datapath for TunDatapath {
                 // A kernel that refuses a train: the same packets go one by one, and so
                 // does everything after.
                 Err(e) if train.is_some() && e.raw_os_error() == Some(EINVAL) => {
-                    tracing::warn!(error = %e, device = %self.device,
+                    tracing::warn!(error = %e, device = %self.dev.name,
                         "tun datapath: the kernel refused a train; sending packets one by one");
-                    self.trains.store(false, Ordering::Relaxed);
+                    self.dev.trains.store(false, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    bump(&self.counters.dropped_out, count as u64);
+                    bump(&self.dev.counters.dropped_out, count as u64);
                     failure.get_or_insert(e);
                     i += count;
                 }
@@ -544,20 +670,149 @@ impl Datapath for TunDatapath {
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
             receive_batch: 1,
-            send_batch: if self.trains.load(Ordering::Relaxed) {
+            send_batch: if self.dev.trains.load(Ordering::Relaxed) {
                 offload::MAX_TRAIN
             } else {
                 1
             },
             receive_now: false,
-            shards: false,
+            shards: self.dev.multi_queue,
             verify_checksums: true,
             partial_checksums: false,
         }
     }
+
+    /// Another queue of the device, in the calling runtime, for shard `index` of `count`.
+    ///
+    /// The kernel picks a multi-queue TUN device's queue for each packet by flow: the queue
+    /// that last wrote a packet of that flow (its table learns from every write, and
+    /// forgets a flow idle for 3 s or beyond its 4,096 flows), else one by the flow's hash.
+    /// The stack writes a connection's packets from the shard that owns it, so after the
+    /// first exchange the kernel sends the connection's packets there; what still reaches
+    /// another shard's queue (a SYN, the first packet after an idle spell) is handed to the
+    /// owner, `shard_of(its ports)`, through an inbox, and counted in
+    /// [`TunStats::handed_over`].
+    fn shard(&self, index: usize, count: usize) -> io::Result<Arc<dyn Datapath>> {
+        if !self.dev.multi_queue {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "rawtcp tun datapath: device {} has one queue (a persistent device made \
+                     without multi_queue), so it cannot be split into shards",
+                    self.dev.name
+                ),
+            ));
+        }
+        let inboxes = self
+            .dev
+            .inboxes
+            .get_or_init(|| (0..count).map(|_| Inbox::default()).collect());
+        if inboxes.len() != count || index >= count {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "rawtcp tun datapath: shard {index} of {count}, but the device was split \
+                     into {}",
+                    inboxes.len()
+                ),
+            ));
+        }
+        let name = &self.dev.name;
+        let queue = DeviceBuilder::new()
+            .name(name.clone())
+            .inherit_enable_state()
+            .offload(self.dev.vnet)
+            .multi_queue(true)
+            .build_sync()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("rawtcp tun datapath: opening another queue of {name}: {e}"),
+                )
+            })?;
+        if queue.tcp_gso() != self.dev.vnet {
+            return Err(io::Error::other(format!(
+                "rawtcp tun datapath: the new queue of {name} does not carry the first's \
+                 virtio-net header"
+            )));
+        }
+        let writer = queue.as_fd().try_clone_to_owned().map(File::from)?;
+        let reader = AsyncDevice::new(queue)?;
+        Ok(Arc::new(TunDatapath {
+            reader,
+            writer,
+            place: (index, count),
+            dev: Arc::clone(&self.dev),
+        }))
+    }
 }
 
 impl TunDatapath {
+    /// The inboxes of a sharded device (`None` for a whole one).
+    fn inboxes(&self) -> Option<&[Inbox]> {
+        if self.place.1 > 1 {
+            self.dev.inboxes.get().map(|b| &b[..])
+        } else {
+            None
+        }
+    }
+
+    /// Moves what the other shards handed to this one into `batch`, and leaves the waker
+    /// for more.
+    fn take_handed_over(&self, cx: &mut Context<'_>, batch: &mut Batch) {
+        let Some(inbox) = self.inboxes().and_then(|b| b.get(self.place.0)) else {
+            return;
+        };
+        let mut state = inbox.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        while let Some(packet) = state.packets.front() {
+            if batch.push(packet).is_err() {
+                break;
+            }
+            bump(&self.dev.counters.packets_in, 1);
+            bump(&self.dev.counters.bytes_in, packet.len() as u64);
+            state.packets.pop_front();
+        }
+    }
+
+    /// Hands `packet` to the shard that owns it, `shard_of` its ports, when that is another
+    /// one; false when it is this shard's (or not TCP, which this shard answers).
+    fn hand_over(&self, packet: &[u8]) -> bool {
+        let Some(inboxes) = self.inboxes() else {
+            return false;
+        };
+        let Some(tcp) = PacketView::new(packet).ok().and_then(|v| v.tcp()) else {
+            return false;
+        };
+        let owner = super::shard_of(tcp.dst_port(), tcp.src_port(), self.place.1);
+        if owner == self.place.0 {
+            return false;
+        }
+        let Some(inbox) = inboxes.get(owner) else {
+            return false;
+        };
+        let mut state = inbox.0.lock().unwrap_or_else(|e| e.into_inner());
+        if state.packets.len() >= MAX_INBOX {
+            drop(state);
+            bump(&self.dev.counters.dropped_in, 1);
+            return true;
+        }
+        state.packets.push_back(packet.to_vec());
+        let waker = state.waker.take();
+        drop(state);
+        bump(&self.dev.counters.handed_over, 1);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
     /// Reads one packet into `slot`, and its virtio-net header into `vnet` when the device
     /// has one, or registers the waker (for readability, and for the error the kernel
     /// reports once the interface is deleted). The packet's length as the kernel gives it.
@@ -567,7 +822,7 @@ impl TunDatapath {
         vnet: &mut [u8; offload::HDR_LEN],
         slot: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let header_len = if self.vnet { offload::HDR_LEN } else { 0 };
+        let header_len = if self.dev.vnet { offload::HDR_LEN } else { 0 };
         loop {
             let mut iov = [
                 IoSliceMut::new(&mut vnet[..header_len]),
@@ -595,7 +850,7 @@ impl TunDatapath {
     /// Writes one packet (after a virtio-net header saying its checksums are complete, when
     /// the device has one). The descriptor is non-blocking: one write is one packet.
     fn write_one(&self, packet: &[u8]) -> io::Result<()> {
-        let header: &[u8] = if self.vnet { &offload::PLAIN } else { &[] };
+        let header: &[u8] = if self.dev.vnet { &offload::PLAIN } else { &[] };
         self.write_all_of(
             &[IoSlice::new(header), IoSlice::new(packet)],
             header.len() + packet.len(),

@@ -60,6 +60,30 @@ pub(super) fn preflight(
     Ok(())
 }
 
+/// `IFF_PERSIST` in a TUN device's `tun_flags`.
+const IFF_PERSIST: u32 = 0x0800;
+
+/// Refuses a device name that another process's TUN device has: a multi-queue device would
+/// take a second opener as one more queue, and the two stacks would share its traffic.
+/// (A persistent device, made with `ip tuntap add`, is attached to, as before.)
+pub(super) fn not_taken(name: &str) -> io::Result<()> {
+    let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/tun_flags"));
+    let Ok(flags) = flags else {
+        return Ok(());
+    };
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    if flags & IFF_PERSIST != 0 {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        format!(
+            "rawtcp tun datapath: TUN device {name} is in use by another process (another \
+             stack?); pick another name with {VAR_NAME}"
+        ),
+    ))
+}
+
 /// The error of creating the device, saying what it means.
 pub(super) fn creation_error(e: io::Error, config: &TunConfig) -> io::Error {
     let name = &config.name;

@@ -716,6 +716,16 @@ fn in_own_netns(test: &str) {
     drop(ns);
 }
 
+/// A two-worker runtime in the test's namespace, its loopback up.
+fn netns_runtime() -> tokio::runtime::Runtime {
+    run(&["ip", "link", "set", "lo", "up"]);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -908,17 +918,185 @@ fn offloads_move_large_segments_both_ways() {
     const TEST: &str = "offloads_move_large_segments_both_ways";
     match role().as_deref() {
         Some("netns") => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            run(&["ip", "link", "set", "lo", "up"]);
+            let rt = netns_runtime();
             let (out, into) = rt.block_on(bulk_with_the_kernel(true));
             assert!(out > 8_000, "trains out: {out} B per packet");
             assert!(into > 8_000, "large segments in: {into} B per packet");
             let (out, into) = rt.block_on(bulk_with_the_kernel(false));
             assert!(out <= 1500 && into <= 1500, "{out} {into}");
+        }
+        Some(_) => {}
+        None => in_own_netns(TEST),
+    }
+}
+
+/// The part run inside the test's network namespace: a stack of two shards on one device
+/// (a queue each) serves 16 kernel clients and opens 8 connections to a kernel server,
+/// every byte checked both ways; each connection lives on the shard its ports steer to,
+/// and few packets needed handing from one shard to the other.
+async fn sharded_with_the_kernel() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BYTES: usize = 512 << 10;
+    const CLIENTS: usize = 16;
+    const OUTGOING: usize = 8;
+    let pattern = |seed: usize, i: usize| ((i + seed * 7) % 251) as u8;
+    let mut config = test_config();
+    config.mtu = 1500;
+    let name = config.name.clone();
+    let _guard = LinkGuard(name.clone());
+    let (addr, host) = (IpAddr::V4(config.addr), IpAddr::V4(config.host_addr));
+    let dp = TunDatapath::new(config).unwrap();
+    let dev = Arc::clone(&dp.dev);
+    let stack = crate::Stack::builder()
+        .datapath(dp)
+        .shards(2)
+        .build()
+        .unwrap();
+    assert_eq!(stack.shard_count(), 2);
+    assert!(stack.datapath_capabilities().shards);
+    let queues = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("rx-")
+        })
+        .count();
+    assert_eq!(queues, 2, "one queue per shard");
+
+    // Where a live connection is: its shard, which must be the one its ports steer to.
+    let on_its_shard = |stack: &crate::Stack, local: SocketAddr, remote: SocketAddr| {
+        let all = stack.connections().connections;
+        let entry = all
+            .iter()
+            .find(|c| c.local == local && c.remote == remote)
+            .expect("a live connection is listed");
+        let steered = crate::datapath::shard_of(local.port(), remote.port(), 2);
+        assert_eq!(entry.shard, steered, "{local} - {remote}");
+    };
+
+    // The stack echoes whatever its 16 kernel clients send.
+    let listener = stack.bind(SocketAddr::new(addr, 8080)).await.unwrap();
+    let server_stack = stack.clone();
+    let server = tokio::spawn(async move {
+        let mut echoes = Vec::new();
+        for _ in 0..CLIENTS {
+            let (mut conn, peer) = listener.accept().await.unwrap();
+            on_its_shard(&server_stack, conn.local_addr().unwrap(), peer);
+            echoes.push(tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                tokio::io::copy(&mut r, &mut w).await.unwrap();
+                w.shutdown().await.unwrap();
+            }));
+        }
+        for e in echoes {
+            e.await.unwrap();
+        }
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(SocketAddr::new(addr, 8080)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let data: Vec<u8> = (0..BYTES).map(|i| pattern(seed, i)).collect();
+                let mut reader = s.try_clone().unwrap();
+                let check = std::thread::spawn(move || {
+                    let mut back = Vec::new();
+                    reader.read_to_end(&mut back).unwrap();
+                    back
+                });
+                s.write_all(&data).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                assert!(check.join().unwrap() == data, "client {seed}: echo changed");
+            })
+        })
+        .collect();
+
+    // And it sends 512 KiB to a kernel server on 8 connections of its own, which the
+    // server checks and answers with one byte.
+    let kernel = std::net::TcpListener::bind(SocketAddr::new(host, 9090)).unwrap();
+    let kernel_side = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut seen = Vec::new();
+        for _ in 0..OUTGOING {
+            let (mut s, peer) = kernel.accept().unwrap();
+            seen.push(std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                let seed = usize::from(got[0]);
+                assert_eq!(got.len(), BYTES, "from {peer}");
+                assert!(got[1..]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == pattern(seed, i + 1)));
+                s.write_all(&[1]).unwrap();
+            }));
+        }
+        seen.into_iter().for_each(|t| t.join().unwrap());
+    });
+    let outgoing: Vec<_> = (0..OUTGOING)
+        .map(|seed| {
+            let stack = stack.clone();
+            tokio::spawn(async move {
+                let mut s = stack.connect(SocketAddr::new(host, 9090)).await.unwrap();
+                on_its_shard(&stack, s.local_addr().unwrap(), s.peer_addr().unwrap());
+                let mut data: Vec<u8> = (0..BYTES).map(|i| pattern(seed, i)).collect();
+                data[0] = seed as u8;
+                s.write_all(&data).await.unwrap();
+                s.shutdown().await.unwrap();
+                let mut one = Vec::new();
+                s.read_to_end(&mut one).await.unwrap();
+                assert_eq!(one, [1]);
+            })
+        })
+        .collect();
+    let timeout = Duration::from_secs(60);
+    for o in outgoing {
+        tokio::time::timeout(timeout, o).await.unwrap().unwrap();
+    }
+    tokio::time::timeout(timeout, server)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        clients.into_iter().for_each(|c| c.join().unwrap());
+        kernel_side.join().unwrap();
+    })
+    .await
+    .unwrap();
+    let stats = dev.stats();
+    eprintln!(
+        "two shards on {name}: {stats:?}; per shard {:?}",
+        stack.shard_stats()
+    );
+    // Both shards carried connections.
+    for (k, s) in stack.shard_stats().iter().enumerate() {
+        assert!(s.packets_in > 100, "shard {k} received little: {s:?}");
+    }
+    assert!(
+        stats.handed_over > 0,
+        "no SYN reached the other queue? {stats:?}"
+    );
+    assert!(
+        stats.handed_over * 10 < stats.packets_in,
+        "the kernel did not learn which queue each flow belongs to: {stats:?}"
+    );
+    drop(stack);
+}
+
+/// As root, in a network namespace of the test's own: a stack split into two shards over
+/// one TUN device, a queue each (see `sharded_with_the_kernel`).
+#[test]
+fn two_shards_share_one_device() {
+    const TEST: &str = "two_shards_share_one_device";
+    match role().as_deref() {
+        Some("netns") => {
+            let rt = netns_runtime();
+            rt.block_on(sharded_with_the_kernel());
         }
         Some(_) => {}
         None => in_own_netns(TEST),
