@@ -154,17 +154,72 @@ async fn every_segment_reaches_the_shard_of_its_connection() {
             "{c:?}"
         );
     }
-    // `connect` chose ports that land on the connecting shard: a sharded peer (or this
-    // stack itself) steers the connection to the same shard index.
+    // Over UDP the answers to a shard's outgoing connections come back to that shard's
+    // own socket, so `connect` took any port for a peer that is another stack: the
+    // connections spread over the client's shards by task, whatever their ports.
+    assert!(env.client.datapath_capabilities().replies_reach_the_shard);
     let table = env.client.connections();
     assert!(!table.connections.is_empty());
-    for c in &table.connections {
-        assert_eq!(
-            c.shard,
-            shard_of(c.local.port(), c.remote.port(), SHARDS),
-            "{c:?}"
-        );
+    let on = |k: usize| table.connections.iter().filter(|c| c.shard == k).count();
+    assert!(on(0) > 0 && on(1) > 0, "{table}");
+    no_strays(&sent);
+}
+
+/// Connections a sharded stack opens to its own listener use ports that land on the
+/// connecting shard, so that both ends of each share a shard; to another stack's listener,
+/// any port (the client's shard gets the answers on its own socket), so one port serves
+/// connections to every remote port, as on one shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_ports_land_only_where_they_must() {
+    let (env, sent) = env();
+    let mut own = Vec::new();
+    let mut other = Vec::new();
+    for _ in 0..4 {
+        own.push(env.client.bind("127.0.0.1:0").await.unwrap());
+        other.push(env.server.bind("127.0.0.1:0").await.unwrap());
     }
+    let mut streams = Vec::new();
+    for (i, l) in own.iter().chain(&other).enumerate() {
+        let addr = l.local_addr().unwrap();
+        for _ in 0..8 {
+            let s = within(env.limit, "connect", env.client.connect(addr))
+                .await
+                .unwrap();
+            streams.push((i < own.len(), s));
+        }
+    }
+    let mut remotes_of_port: std::collections::HashMap<u16, HashSet<u16>> = Default::default();
+    let mut landing = 0;
+    for (to_own, s) in &streams {
+        let (local, peer) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+        let table = env.client.connections();
+        let c = table
+            .connections
+            .iter()
+            .find(|c| c.local == local && c.remote == peer)
+            .expect("listed");
+        let lands = c.shard == shard_of(local.port(), peer.port(), SHARDS);
+        if *to_own {
+            assert!(lands, "{c:?}");
+        } else {
+            landing += usize::from(lands);
+            remotes_of_port
+                .entry(local.port())
+                .or_default()
+                .insert(peer.port());
+        }
+    }
+    // To the other stack's four listeners: ports that do not land (about half), and ports
+    // shared between remote ports.
+    assert!(
+        landing < 32,
+        "every one of 32 ports landed: landing was enforced"
+    );
+    assert!(
+        remotes_of_port.values().any(|r| r.len() > 1),
+        "no port served two remote ports: {remotes_of_port:?}"
+    );
+    drop(streams);
     no_strays(&sent);
 }
 

@@ -329,6 +329,7 @@ pub trait Datapath: Send + Sync + 'static {
             send_batch: 1,
             receive_now: false,
             shards: false,
+            replies_reach_the_shard: false,
             verify_checksums: self.verify_checksums(),
             partial_checksums: self.partial_checksums(),
         }
@@ -422,6 +423,11 @@ pub struct Capabilities {
     pub receive_now: bool,
     /// Whether [`Datapath::shard`] splits it into shards that traffic is steered between.
     pub shards: bool,
+    /// Whether the answers to a shard's outgoing connections reach that shard whatever
+    /// their ports (the UDP datapath: they come back to the shard's own socket). Otherwise
+    /// (raw, TUN) they are steered by [`shard_of`] their ports, and an outgoing connection
+    /// must use a port that steers to its shard.
+    pub replies_reach_the_shard: bool,
     /// [`Datapath::verify_checksums`].
     pub verify_checksums: bool,
     /// [`Datapath::partial_checksums`].

@@ -620,6 +620,7 @@ impl Datapath for RawDatapath {
             send_batch: 1,
             receive_now: false,
             shards: true,
+            replies_reach_the_shard: false,
             verify_checksums: true,
             partial_checksums: true,
         }

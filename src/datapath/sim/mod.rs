@@ -325,6 +325,7 @@ impl Datapath for SimDatapath {
             send_batch: usize::MAX,
             receive_now: false,
             shards: false,
+            replies_reach_the_shard: false,
             verify_checksums: self.verify_checksums(),
             partial_checksums: false,
         }

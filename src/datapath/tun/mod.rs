@@ -677,6 +677,7 @@ impl Datapath for TunDatapath {
             },
             receive_now: false,
             shards: self.dev.multi_queue,
+            replies_reach_the_shard: false,
             verify_checksums: true,
             partial_checksums: false,
         }

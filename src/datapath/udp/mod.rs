@@ -624,6 +624,7 @@ impl Datapath for UdpDatapath {
             },
             receive_now: cfg!(target_os = "linux"),
             shards: true,
+            replies_reach_the_shard: true,
             verify_checksums: true,
             partial_checksums: false,
         }
