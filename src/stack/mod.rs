@@ -910,9 +910,10 @@ impl StackBuilder {
     /// Splits the stack into `n` shards, each with its own reactor (and, with
     /// [`dedicated_thread`](Self::dedicated_thread), its own thread), connection table,
     /// timers and datapath sockets, sharing nothing on the data path, so that connections
-    /// spread over cores. Without it, `RAWTCP_SHARDS` sets the number (`auto`: one per
-    /// available core where the datapath can steer, else one), and a stack has one shard,
-    /// as before (why one: see the README's "Shards").
+    /// spread over cores. Without it, `RAWTCP_SHARDS` sets the number, and without that a
+    /// stack has one shard per available core where the datapath can steer, else one (a
+    /// stack whose reactors run on the application's runtime, not on threads of their own,
+    /// has at most one per worker thread: one on a current-thread runtime).
     ///
     /// A listener listens on every shard; the datapath steers each arriving connection to
     /// one of them by its ports (see [`datapath::shard_of`]), and `accept` takes from all.

@@ -78,19 +78,13 @@ fn auto() -> Count {
 }
 
 /// The number of shards `RAWTCP_SHARDS` asks for: a number, or `auto` (one per available
-/// core where the datapath can steer, else one); one when unset.
-///
-/// One by default, though every test passes with `auto`: an outgoing connection's port
-/// must land on its shard for the remote port it goes to, so a port is shared only between
-/// connections to remote ports that steer alike, and 100,000 connections to 9 server ports
-/// (`conn_scale`) need more descriptors than the 20,000 a process may have here (one shard:
-/// 15,405). See the README's "Shards".
+/// core where the datapath can steer, else one); `auto` when unset.
 pub(super) fn from_env() -> io::Result<Count> {
     let Some(v) = std::env::var("RAWTCP_SHARDS")
         .ok()
         .filter(|v| !v.trim().is_empty())
     else {
-        return Ok(Count::Exactly(1));
+        return Ok(auto());
     };
     let v = v.trim();
     if v.eq_ignore_ascii_case("auto") {
@@ -193,6 +187,16 @@ pub(super) fn start(
         }
     } else {
         let handle = current_runtime()?;
+        // Reactors on the application's runtime: more than it has worker threads would
+        // only take turns (a current-thread runtime has one).
+        let count = match count {
+            Count::Auto(n) => Count::Auto(n.min(match handle.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::CurrentThread => 1,
+                _ => handle.metrics().num_workers().max(1),
+            })),
+            exact => exact,
+        };
+        let n = count.get();
         let origin = match datapath {
             Some(d) => d,
             None => default_datapath()?,
@@ -433,14 +437,18 @@ mod tests {
         }
     }
 
-    /// `auto` splits a datapath that can steer and leaves one that cannot whole; an exact
-    /// count on one that cannot is an error, on a reactor thread or on the runtime alike.
+    /// `auto` splits a datapath that can steer (on the runtime, into no more shards than
+    /// it has workers) and leaves one that cannot whole; an exact count on one that cannot
+    /// is an error, on a reactor thread or on the runtime alike.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn auto_splits_what_can_be_split() {
         for dedicated in [false, true] {
             let udp: Arc<dyn Datapath> = Arc::new(UdpDatapath::new().unwrap());
             let s = start(Some(udp), settings(), Count::Auto(3), dedicated).unwrap();
-            assert_eq!(s.shard_count(), 3);
+            assert_eq!(s.shard_count(), if dedicated { 3 } else { 2 });
+            let udp: Arc<dyn Datapath> = Arc::new(UdpDatapath::new().unwrap());
+            let s = start(Some(udp), settings(), Count::Exactly(3), dedicated).unwrap();
+            assert_eq!(s.shard_count(), 3, "an exact count is kept");
             let net = SimNetwork::new(1);
             let sim: Arc<dyn Datapath> = Arc::new(net.host([10, 0, 0, 1].into()).unwrap());
             let s = start(Some(sim), settings(), Count::Auto(3), dedicated).unwrap();
@@ -450,5 +458,20 @@ mod tests {
             let e = start(Some(sim), settings(), Count::Exactly(3), dedicated).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
         }
+    }
+
+    /// On a current-thread runtime, `auto` gives one shard: more would only take turns.
+    #[tokio::test]
+    async fn auto_on_one_thread_is_one_shard() {
+        let udp: Arc<dyn Datapath> = Arc::new(UdpDatapath::new().unwrap());
+        let s = start(Some(udp), settings(), Count::Auto(4), false).unwrap();
+        assert_eq!(s.shard_count(), 1);
+        let udp: Arc<dyn Datapath> = Arc::new(UdpDatapath::new().unwrap());
+        let s = start(Some(udp), settings(), Count::Auto(4), true).unwrap();
+        assert_eq!(
+            s.shard_count(),
+            4,
+            "threads of their own are not the runtime's"
+        );
     }
 }
