@@ -360,6 +360,41 @@ async fn accepted_stream_outlives_its_listener() {
     accepted_stream_outlives_listener(&env).await;
 }
 
+/// Connections spread over several destinations pack into as few local ports as the
+/// 4-tuples allow: 180 connections to 9 server ports, taking the ports in turn, use 20
+/// local ports (each destination goes on through the claimed ports from where it left
+/// off, and a port is claimed only when no earlier one is free for it).
+#[tokio::test(start_paused = true)]
+async fn connections_to_many_destinations_pack_into_few_ports() {
+    let (_net, env) = sim_env(14, lan());
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..9 {
+        let l = env.server.bind(env.bind).await.expect("bind");
+        addrs.push(l.local_addr().unwrap());
+        servers.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        }));
+    }
+    let mut streams = Vec::new();
+    for round in 0..20 {
+        for a in &addrs {
+            let s = within(env.limit, "connect", env.client.connect(*a))
+                .await
+                .unwrap_or_else(|e| panic!("round {round} to {a}: {e}"));
+            streams.push(s);
+        }
+    }
+    let ports: HashSet<u16> = streams
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(ports.len(), 20, "180 connections to 9 destinations");
+}
+
 /// Outgoing connections share local ports across destinations, as Linux's `connect` does,
 /// and when every port is taken for a destination `connect` fails at once with
 /// `AddrNotAvailable` instead of hanging: a host with one address holds 16,384 connections

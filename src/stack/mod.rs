@@ -227,8 +227,9 @@ pub(crate) struct Inner {
     pub(in crate::stack) connect_ports: HashMap<SocketAddr, u32>,
     /// The same addresses in claim order, for choosing one to share.
     pub(in crate::stack) connect_order: Vec<SocketAddr>,
-    /// Where the search for a port to share goes on from.
-    pub(in crate::stack) connect_cursor: usize,
+    /// For each recent destination, where the search for a port to share with it goes on
+    /// from in `connect_order` (see [`share_connect_port`](Self::share_connect_port)).
+    pub(in crate::stack) connect_cursors: HashMap<SocketAddr, usize>,
     /// RSTs owed to the peers of connections whose engine panicked, for the reactor to send:
     /// (local, remote, carrier, segment).
     pub(in crate::stack) poisoned_resets:
@@ -587,6 +588,9 @@ const INLINE_RX_ROUNDS: usize = 4;
 
 /// How many claimed ports a `connect` tries to share before it claims a new one.
 const SHARE_TRIES: usize = 8;
+/// Destinations whose search position is remembered at most; past it, every search
+/// starts again from the oldest port.
+const MAX_CURSORS: usize = 1024;
 
 impl Inner {
     /// Runs `f` on connection `id`'s entry. A panic inside the engine leaves the connection
@@ -692,8 +696,15 @@ impl Inner {
 
     /// A local address already claimed for outgoing connections on `ip` that a connection to
     /// `remote` can share (their 4-tuples differ), taking a reference to it. `exhaustive`
-    /// looks at every one, whatever its port; otherwise a few, round robin, so that `connect`
-    /// stays cheap, and only ports that `lands` accepts (see [`Shared::lands`]).
+    /// looks at every one, whatever its port; otherwise a few, so that `connect` stays
+    /// cheap, and only ports that `lands` accepts (see [`Shared::lands`]).
+    ///
+    /// Each destination keeps its own place in the claim order and goes on from there, so
+    /// its connections take the claimed ports one after another and a new port is claimed
+    /// only when every port after its place serves it already: N connections spread over
+    /// k destinations need about N / k ports. (One place shared by all destinations, moving
+    /// round robin, left ports unused by some destinations: 100,000 connections to 9
+    /// server ports took 15,100 ports where 11,112 do.)
     pub(in crate::stack) fn share_connect_port(
         &mut self,
         ip: IpAddr,
@@ -703,9 +714,15 @@ impl Inner {
     ) -> Option<SocketAddr> {
         let n = self.connect_order.len();
         let tries = if exhaustive { n } else { n.min(SHARE_TRIES) };
+        if self.connect_cursors.len() >= MAX_CURSORS && !self.connect_cursors.contains_key(&remote)
+        {
+            self.connect_cursors.clear();
+        }
+        let cursor = self.connect_cursors.entry(remote).or_insert(0);
         for _ in 0..tries {
-            self.connect_cursor = (self.connect_cursor + 1) % n;
-            let addr = self.connect_order[self.connect_cursor];
+            let i = *cursor % n;
+            *cursor = i + 1;
+            let addr = self.connect_order[i];
             if addr.ip() == ip
                 && (exhaustive || lands(addr.port()))
                 && self.table.endpoint.lookup(addr, remote).is_none()
@@ -1067,7 +1084,7 @@ impl StackBuilder {
                 reactor_deadline: None,
                 connect_ports: HashMap::new(),
                 connect_order: Vec::new(),
-                connect_cursor: 0,
+                connect_cursors: HashMap::new(),
                 poisoned_resets: Vec::new(),
                 buffer_memory: 0,
                 max_buffer_memory: settings

@@ -298,6 +298,7 @@ impl Reactor {
         }
         inner.connect_ports.clear();
         inner.connect_order.clear();
+        inner.connect_cursors.clear();
         for a in release {
             self.shared.datapath.unbind(a);
         }
