@@ -930,6 +930,62 @@ fn offloads_move_large_segments_both_ways() {
     }
 }
 
+/// A stack of two shards on a new device made from `config` (MTU 1500), and the device's
+/// shared state, for its counters.
+fn two_shard_stack(mut config: TunConfig) -> (crate::Stack, Arc<Device>) {
+    config.mtu = 1500;
+    let dp = TunDatapath::new(config).unwrap();
+    let dev = Arc::clone(&dp.dev);
+    let stack = crate::Stack::builder()
+        .datapath(dp)
+        .shards(2)
+        .build()
+        .unwrap();
+    assert_eq!(stack.shard_count(), 2);
+    (stack, dev)
+}
+
+/// Accepts `n` connections on `listener`, calls `each` on every one, and echoes each
+/// connection's bytes until its peer's FIN, then closes it.
+fn echo_server(
+    listener: crate::TcpListener,
+    n: usize,
+    each: impl Fn(&crate::TcpStream, SocketAddr) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncWriteExt;
+    tokio::spawn(async move {
+        let mut echoes = Vec::new();
+        for _ in 0..n {
+            let (mut conn, peer) = listener.accept().await.unwrap();
+            each(&conn, peer);
+            echoes.push(tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                tokio::io::copy(&mut r, &mut w).await.unwrap();
+                w.shutdown().await.unwrap();
+            }));
+        }
+        for e in echoes {
+            e.await.unwrap();
+        }
+    })
+}
+
+/// A kernel client's turn on `s`: sends `data`, closes its sending side, and checks that
+/// exactly `data` comes back.
+fn kernel_echo(mut s: std::net::TcpStream, data: Vec<u8>, who: usize) {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let check = std::thread::spawn(move || {
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back).unwrap();
+        back
+    });
+    s.write_all(&data).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(check.join().unwrap() == data, "client {who}: echo changed");
+}
+
 /// The part run inside the test's network namespace: a stack of two shards on one device
 /// (a queue each) serves 16 kernel clients and opens 8 connections to a kernel server,
 /// every byte checked both ways; each connection lives on the shard its ports steer to,
@@ -940,19 +996,11 @@ async fn sharded_with_the_kernel() {
     const CLIENTS: usize = 16;
     const OUTGOING: usize = 8;
     let pattern = |seed: usize, i: usize| ((i + seed * 7) % 251) as u8;
-    let mut config = test_config();
-    config.mtu = 1500;
+    let config = test_config();
     let name = config.name.clone();
     let _guard = LinkGuard(name.clone());
     let (addr, host) = (IpAddr::V4(config.addr), IpAddr::V4(config.host_addr));
-    let dp = TunDatapath::new(config).unwrap();
-    let dev = Arc::clone(&dp.dev);
-    let stack = crate::Stack::builder()
-        .datapath(dp)
-        .shards(2)
-        .build()
-        .unwrap();
-    assert_eq!(stack.shard_count(), 2);
+    let (stack, dev) = two_shard_stack(config);
     assert!(stack.datapath_capabilities().shards);
     let queues = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
         .unwrap()
@@ -980,37 +1028,14 @@ async fn sharded_with_the_kernel() {
     // The stack echoes whatever its 16 kernel clients send.
     let listener = stack.bind(SocketAddr::new(addr, 8080)).await.unwrap();
     let server_stack = stack.clone();
-    let server = tokio::spawn(async move {
-        let mut echoes = Vec::new();
-        for _ in 0..CLIENTS {
-            let (mut conn, peer) = listener.accept().await.unwrap();
-            on_its_shard(&server_stack, conn.local_addr().unwrap(), peer);
-            echoes.push(tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                tokio::io::copy(&mut r, &mut w).await.unwrap();
-                w.shutdown().await.unwrap();
-            }));
-        }
-        for e in echoes {
-            e.await.unwrap();
-        }
+    let server = echo_server(listener, CLIENTS, move |conn, peer| {
+        on_its_shard(&server_stack, conn.local_addr().unwrap(), peer)
     });
     let clients: Vec<_> = (0..CLIENTS)
         .map(|seed| {
             std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut s = std::net::TcpStream::connect(SocketAddr::new(addr, 8080)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                let data: Vec<u8> = (0..BYTES).map(|i| pattern(seed, i)).collect();
-                let mut reader = s.try_clone().unwrap();
-                let check = std::thread::spawn(move || {
-                    let mut back = Vec::new();
-                    reader.read_to_end(&mut back).unwrap();
-                    back
-                });
-                s.write_all(&data).unwrap();
-                s.shutdown(std::net::Shutdown::Write).unwrap();
-                assert!(check.join().unwrap() == data, "client {seed}: echo changed");
+                let s = std::net::TcpStream::connect(SocketAddr::new(addr, 8080)).unwrap();
+                kernel_echo(s, (0..BYTES).map(|i| pattern(seed, i)).collect(), seed);
             })
         })
         .collect();
@@ -1098,6 +1123,66 @@ fn two_shards_share_one_device() {
             let rt = netns_runtime();
             rt.block_on(sharded_with_the_kernel());
         }
+        Some(_) => {}
+        None => in_own_netns(TEST),
+    }
+}
+
+/// The part run inside the test's network namespace: 16 kernel clients of a two-shard
+/// stack exchange a byte, fall silent for longer than the kernel remembers which queue a
+/// flow belongs to (3 s after the flow's last write, forgotten at the next whole second:
+/// the silence is 5 s), then send 64 KiB each: the packets the kernel now puts on the
+/// other shard's queue are handed over, and every byte is echoed intact.
+async fn sharded_after_an_idle_spell() {
+    const CLIENTS: usize = 16;
+    const BYTES: usize = 64 << 10;
+    let config = test_config();
+    let _guard = LinkGuard(config.name.clone());
+    let addr = SocketAddr::new(IpAddr::V4(config.addr), 8080);
+    let (stack, dev) = two_shard_stack(config);
+    let server = echo_server(stack.bind(addr).await.unwrap(), CLIENTS, |_, _| {});
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut one = [seed as u8];
+                s.write_all(&one).unwrap();
+                s.read_exact(&mut one).unwrap();
+                assert_eq!(one, [seed as u8]);
+                std::thread::sleep(Duration::from_millis(5000));
+                kernel_echo(s, (0..BYTES).map(|i| (i * 3 + seed) as u8).collect(), seed);
+            })
+        })
+        .collect();
+    // Hand-overs of the handshakes are done once every client has its byte back.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = dev.stats().handed_over;
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::task::spawn_blocking(move || clients.into_iter().for_each(|c| c.join().unwrap()))
+        .await
+        .unwrap();
+    let stats = dev.stats();
+    eprintln!("after an idle spell: handed over {before} before, {stats:?}");
+    assert!(
+        stats.handed_over > before,
+        "no packet of 16 idle flows reached the other queue: {stats:?}"
+    );
+    drop(stack);
+}
+
+/// As root, in a network namespace of the test's own: connections of a two-shard stack
+/// stay whole across an idle spell after which the kernel has forgotten their queues (see
+/// `sharded_after_an_idle_spell`).
+#[test]
+fn two_shards_hand_over_what_the_kernel_misplaces() {
+    const TEST: &str = "two_shards_hand_over_what_the_kernel_misplaces";
+    match role().as_deref() {
+        Some("netns") => netns_runtime().block_on(sharded_after_an_idle_spell()),
         Some(_) => {}
         None => in_own_netns(TEST),
     }
