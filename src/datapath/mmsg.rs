@@ -1,7 +1,8 @@
 //! Receiving many datagrams in one system call (Linux `recvmmsg`), straight into the free
 //! slots of the stack's receive batch: UDP datagrams carrying packets (the UDP datapath) and
 //! IPv4 packets from a raw socket (the raw datapath); and sending many in one (`sendmmsg`),
-//! straight from the slots of the stack's transmit batch (the raw datapath).
+//! straight from the slots of the stack's transmit batch (the raw datapath, through rustix:
+//! nix's `sendmmsg` results iterator reads address fields a send leaves unwritten).
 //!
 //! A batch of arriving segments costs one system call instead of one each, and a call that
 //! returns fewer datagrams than it had room for shows that the socket was empty at that
@@ -16,10 +17,7 @@
 //! buffers and metadata of its own, where the datagrams here must land in the batch's slots.
 
 use crate::datapath::Batch;
-use nix::sys::socket::{
-    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6,
-    SockaddrLike,
-};
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike};
 use std::cell::RefCell;
 use std::io::IoSlice;
 use std::io::{self, IoSliceMut};
@@ -33,76 +31,34 @@ pub(crate) const MAX: usize = 64;
 thread_local! {
     static V4: RefCell<Option<MultiHeaders<SockaddrIn>>> = const { RefCell::new(None) };
     static V6: RefCell<Option<MultiHeaders<SockaddrIn6>>> = const { RefCell::new(None) };
-    static TX4: RefCell<Option<MultiHeaders<SockaddrIn>>> = const { RefCell::new(None) };
-    static TX6: RefCell<Option<MultiHeaders<SockaddrIn6>>> = const { RefCell::new(None) };
 }
 
-/// Sends `packets` (at most [`MAX`]), each to the matching address of `dsts`, all of
-/// family `v6`, from `fd` in one system call, without blocking. Returns how many the
-/// kernel took: all of them, or those before the first it refused (whose error a send of
-/// that one alone reports); `Err` when it refused the first.
+/// Sends `packets` (at most [`MAX`]), each to the matching address of `dsts`, from `fd`
+/// in one system call, without blocking. Returns how many the kernel took: all of them,
+/// or those before the first it refused (whose error a send of that one alone reports);
+/// `Err` when it refused the first. Through rustix's safe `sendmmsg`.
 pub(crate) fn send_each(
-    fd: RawFd,
-    v6: bool,
+    fd: std::os::fd::BorrowedFd<'_>,
     packets: &[&[u8]],
     dsts: &[SocketAddr],
 ) -> io::Result<usize> {
-    if v6 {
-        send_with(
-            &TX6,
-            |a| match a {
-                SocketAddr::V6(a) => Some(SockaddrIn6::from(a)),
-                SocketAddr::V4(_) => None,
-            },
-            fd,
-            packets,
-            dsts,
-        )
-    } else {
-        send_with(
-            &TX4,
-            |a| match a {
-                SocketAddr::V4(a) => Some(SockaddrIn::from(a)),
-                SocketAddr::V6(_) => None,
-            },
-            fd,
-            packets,
-            dsts,
-        )
-    }
-}
-
-fn send_with<S: Copy + SockaddrLike + 'static>(
-    headers: &'static LocalKey<RefCell<Option<MultiHeaders<S>>>>,
-    to_sockaddr: fn(SocketAddr) -> Option<S>,
-    fd: RawFd,
-    packets: &[&[u8]],
-    dsts: &[SocketAddr],
-) -> io::Result<usize> {
+    use rustix::net::addr::SocketAddrArg;
+    use rustix::net::{sendmmsg, MMsgHdr, SendAncillaryBuffer, SendFlags};
     let n = packets.len().min(dsts.len()).min(MAX);
     if n == 0 {
         return Ok(0);
     }
-    let iov: [[IoSlice<'_>; 1]; MAX] =
-        std::array::from_fn(|i| [IoSlice::new(packets.get(i).copied().unwrap_or_default())]);
-    let mut addrs = [None::<S>; MAX];
-    for (a, d) in addrs.iter_mut().zip(&dsts[..n]) {
-        *a = to_sockaddr(*d);
-    }
-    headers.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let headers = cell.get_or_insert_with(|| MultiHeaders::preallocate(MAX, None));
-        let no_cmsgs: [ControlMessage<'_>; 0] = [];
-        let sent = sendmmsg(
-            fd,
-            headers,
-            iov[..n].iter(),
-            &addrs[..n],
-            no_cmsgs,
-            MsgFlags::MSG_DONTWAIT,
-        )?;
-        Ok(sent.count())
-    })
+    let addrs: Vec<_> = dsts[..n].iter().map(|d| d.as_any()).collect();
+    let iov: Vec<[IoSlice<'_>; 1]> = packets[..n].iter().map(|p| [IoSlice::new(p)]).collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> =
+        (0..n).map(|_| SendAncillaryBuffer::default()).collect();
+    let mut msgs: Vec<MMsgHdr<'_>> = addrs
+        .iter()
+        .zip(&iov)
+        .zip(controls.iter_mut())
+        .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
+        .collect();
+    Ok(sendmmsg(fd, &mut msgs, SendFlags::DONTWAIT)?)
 }
 
 /// One datagram received into a batch slot.

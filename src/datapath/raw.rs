@@ -42,9 +42,9 @@ use tokio::net::UdpSocket as Registered;
 pub const MARK: u32 = 0x7261_7774;
 /// Largest port list matched one by one in the BPF filter; beyond it, the filter matches the
 /// range from the lowest to the highest port (BPF programs are limited to 4096 instructions).
+const MAX_FILTER_PORTS: usize = 1500;
 /// Packets one `sendmmsg` carries at most.
 const SEND_RUN: usize = 64;
-const MAX_FILTER_PORTS: usize = 1500;
 /// Packets read per `poll_recv` before yielding.
 const MAX_READS: usize = 1024;
 
@@ -545,17 +545,11 @@ impl RawDatapath {
     /// Sends `packets` (two or more) with one `sendmmsg`; how many the kernel took (0 when
     /// it refused the first, or where the call is missing).
     #[cfg(target_os = "linux")]
-    fn send_many(
-        &self,
-        fd: &Registered,
-        v6: bool,
-        packets: &[&[u8]],
-        dsts: &[SocketAddr],
-    ) -> usize {
+    fn send_many(&self, fd: &Registered, packets: &[&[u8]], dsts: &[SocketAddr]) -> usize {
         if packets.len() < 2 || !self.batched_send.load(Ordering::Relaxed) {
             return 0;
         }
-        match super::mmsg::send_each(fd.as_raw_fd(), v6, packets, dsts) {
+        match super::mmsg::send_each(std::os::fd::AsFd::as_fd(fd), packets, dsts) {
             Ok(n) => n,
             Err(e) => {
                 if e.raw_os_error() == Some(nix::libc::ENOSYS) {
@@ -569,7 +563,7 @@ impl RawDatapath {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn send_many(&self, _: &Registered, _: bool, _: &[&[u8]], _: &[SocketAddr]) -> usize {
+    fn send_many(&self, _: &Registered, _: &[&[u8]], _: &[SocketAddr]) -> usize {
         0
     }
 
@@ -829,7 +823,7 @@ impl Datapath for RawDatapath {
                     _ => break,
                 }
             }
-            let taken = self.send_many(fd, v6, &packets[..count], &dsts[..count]);
+            let taken = self.send_many(fd, &packets[..count], &dsts[..count]);
             self.stats.sent.fetch_add(taken as u64, Ordering::Relaxed);
             i += taken;
             if taken == count {
