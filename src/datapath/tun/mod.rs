@@ -236,12 +236,14 @@ struct Inbox(Mutex<InboxState>);
 #[derive(Default)]
 struct InboxState {
     packets: VecDeque<Vec<u8>>,
+    bytes: usize,
     waker: Option<Waker>,
 }
 
-/// Packets an inbox holds at most; past it, what arrives is dropped (counted in
-/// `dropped_in`), as a full device queue drops, and TCP repairs it.
+/// Packets and bytes an inbox holds at most; past either, what arrives is dropped (counted
+/// in `dropped_in`), as a full device queue drops, and TCP repairs it.
 const MAX_INBOX: usize = 1024;
+const MAX_INBOX_BYTES: usize = 4 << 20;
 
 impl fmt::Debug for TunDatapath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -487,7 +489,7 @@ impl Datapath for TunDatapath {
         self.local_ip_for(remote)
     }
 
-    fn bind(&self, local: SocketAddr, _kind: BindKind) -> io::Result<SocketAddr> {
+    fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
         let ip = local.ip();
         if !(ip.is_unspecified() || self.is_own(ip)) {
             return Err(io::Error::new(
@@ -503,9 +505,10 @@ impl Datapath for TunDatapath {
         }
         let mut claims = self.lock_ports();
         let (me, sharded) = (shard_bit(self.place.0), self.place.1 > 1);
-        if sharded && local.port() != 0 {
+        if sharded && local.port() != 0 && kind == BindKind::Listen {
             // Every shard of a stack claims a listener's address: the first claim holds it
-            // for all, and it goes when the last shard lets it go.
+            // for all, and it goes when the last shard lets it go. (A port one shard claimed
+            // for its outgoing connections stays its own.)
             if let Some(shards) = claims.shards.get_mut(&local) {
                 if *shards & me != 0 {
                     return Err(in_use(local));
@@ -778,6 +781,7 @@ impl TunDatapath {
             }
             bump(&self.dev.counters.packets_in, 1);
             bump(&self.dev.counters.bytes_in, packet.len() as u64);
+            state.bytes -= packet.len();
             state.packets.pop_front();
         }
     }
@@ -799,11 +803,12 @@ impl TunDatapath {
             return false;
         };
         let mut state = inbox.0.lock().unwrap_or_else(|e| e.into_inner());
-        if state.packets.len() >= MAX_INBOX {
+        if state.packets.len() >= MAX_INBOX || state.bytes + packet.len() > MAX_INBOX_BYTES {
             drop(state);
             bump(&self.dev.counters.dropped_in, 1);
             return true;
         }
+        state.bytes += packet.len();
         state.packets.push_back(packet.to_vec());
         let waker = state.waker.take();
         drop(state);

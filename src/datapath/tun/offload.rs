@@ -279,7 +279,10 @@ impl TrainHeader {
             let len = u16::try_from(tcp + payload).ok()?;
             h[4..6].copy_from_slice(&len.to_be_bytes());
         }
-        h[ip + 13] |= last[ip + 13] & (TcpFlags::FIN.0 | TcpFlags::PSH.0);
+        // The kernel cuts PSH and FIN from every segment but the last, which keeps the
+        // header's: the last segment's own.
+        let ends = TcpFlags::FIN.0 | TcpFlags::PSH.0;
+        h[ip + 13] = (h[ip + 13] & !ends) | (last[ip + 13] & ends);
         // Partial: the pseudo-header's sum, folded, not complemented (the kernel adds the
         // rest and complements when it cuts the train, or trusts it when it delivers it).
         let pseudo = checksum::pseudo_header(src, dst, IPPROTO_TCP, (tcp + payload) as u32);
@@ -417,6 +420,22 @@ mod tests {
             assert_eq!(c, &expect, "segment {i}");
             parse_tcp_packet(c, true).unwrap();
         }
+    }
+
+    #[test]
+    fn the_train_ends_with_the_last_segments_push_and_fin() {
+        let packets = run(&[1000, 1000], &[ACK | PSH, ACK]);
+        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
+        let header = TrainHeader::new(&refs).unwrap();
+        assert_eq!(
+            header.bytes()[HDR_LEN + 20 + 13],
+            ACK,
+            "PSH only where the last had it"
+        );
+        let packets = run(&[1000, 500], &[ACK, ACK | PSH | FIN]);
+        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
+        let header = TrainHeader::new(&refs).unwrap();
+        assert_eq!(header.bytes()[HDR_LEN + 20 + 13], ACK | PSH | FIN);
     }
 
     #[test]
