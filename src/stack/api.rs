@@ -231,7 +231,7 @@ impl Shared {
     /// datapath for port 0 until one lands does not work: Linux gives a TCP socket bound to
     /// port 0 an odd port while it has any, so over the raw datapath a shard whose ports
     /// must be even never got one, and each refused port cost two runs of `nft`.) After
-    /// [`LAND_TRIES`] ports taken, any port the datapath chooses. Without `must` (see
+    /// [`LAND_TRIES`] ports taken, `AddrInUse`. Without `must` (see
     /// [`must_land`](Self::must_land)), the port the datapath chooses.
     fn claim_connect_port(
         &self,
@@ -239,7 +239,6 @@ impl Shared {
         remote: SocketAddr,
         must: bool,
     ) -> io::Result<SocketAddr> {
-        let count = self.place.1;
         if must {
             use std::hash::{BuildHasher, Hasher};
             let mut random = std::collections::hash_map::RandomState::new().build_hasher();
@@ -247,11 +246,11 @@ impl Shared {
             for attempt in 0..LAND_TRIES {
                 random.write_usize(attempt);
                 let r = random.finish();
-                let mut port = low + (r % u64::from(high - low - count as u16)) as u16;
-                // Step up to the next port that lands: one of every `count` does.
-                while !self.lands(port, remote) {
-                    port += 1;
-                }
+                let start = low + (r % u64::from(high - low)) as u16;
+                // Step up to the next port that lands: about one of every `count` does.
+                let Some(port) = (start..=high).find(|p| self.lands(*p, remote)) else {
+                    continue;
+                };
                 match self
                     .datapath
                     .bind(SocketAddr::new(ip, port), BindKind::Connect)
@@ -261,6 +260,10 @@ impl Shared {
                     Err(e) => return Err(e),
                 }
             }
+            // A port that does not land would take the answers to another shard, which
+            // has no such connection: the caller looks through the ports it holds, then
+            // fails with `AddrNotAvailable`.
+            return Err(io::ErrorKind::AddrInUse.into());
         }
         self.datapath
             .bind(SocketAddr::new(ip, 0), BindKind::Connect)

@@ -695,9 +695,9 @@ impl Inner {
     }
 
     /// A local address already claimed for outgoing connections on `ip` that a connection to
-    /// `remote` can share (their 4-tuples differ), taking a reference to it. `exhaustive`
-    /// looks at every one, whatever its port; otherwise a few, so that `connect` stays
-    /// cheap, and only ports that `lands` accepts (see [`Shared::lands`]).
+    /// `remote` can share (their 4-tuples differ) and that `lands` accepts (see
+    /// [`Shared::must_land`]), taking a reference to it. `exhaustive` looks at every one;
+    /// otherwise a few, so that `connect` stays cheap.
     ///
     /// Each destination keeps its own place in the claim order and goes on from there, so
     /// its connections take the claimed ports one after another and a new port is claimed
@@ -724,7 +724,7 @@ impl Inner {
             *cursor = i + 1;
             let addr = self.connect_order[i];
             if addr.ip() == ip
-                && (exhaustive || lands(addr.port()))
+                && lands(addr.port())
                 && self.table.endpoint.lookup(addr, remote).is_none()
             {
                 *self.connect_ports.entry(addr).or_insert(0) += 1;
@@ -939,7 +939,7 @@ impl StackBuilder {
     /// to). Counters ([`Stack::stats`]) and the connection
     /// table ([`Stack::connections`]) cover every shard; [`Stack::shard_stats`] gives each.
     ///
-    /// Only datapaths that can steer support more than one shard: the UDP datapath (one
+    /// At most 64. Only datapaths that can steer support more than one shard: the UDP datapath (one
     /// `SO_REUSEPORT` group per listener address with a BPF program choosing the shard,
     /// and a shared socket per shard for outgoing connections), the raw datapath (raw
     /// sockets per shard whose BPF filters let through only that shard's segments) and the

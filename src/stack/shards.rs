@@ -72,9 +72,17 @@ impl Count {
     }
 }
 
-/// One shard per available core, where the datapath can steer.
+/// Shards a stack has at most (the raw and TUN datapaths keep which shards hold an
+/// address in one 64-bit word; a TUN device takes at most 256 queues).
+pub(crate) const MAX_SHARDS: usize = 64;
+
+/// One shard per available core, where the datapath can steer (at most [`MAX_SHARDS`]).
 fn auto() -> Count {
-    Count::Auto(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    Count::Auto(
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_SHARDS),
+    )
 }
 
 /// The number of shards `RAWTCP_SHARDS` asks for: a number, or `auto` (one per available
@@ -156,6 +164,12 @@ pub(super) fn start(
     dedicated: bool,
 ) -> io::Result<Stack> {
     let n = count.get();
+    if n > MAX_SHARDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("rawtcp: {n} shards asked for; a stack has at most {MAX_SHARDS}"),
+        ));
+    }
     let mut owners = Vec::with_capacity(n);
     if dedicated {
         // The first shard's thread makes the datapath the others are split from, inside
@@ -458,6 +472,15 @@ mod tests {
             let e = start(Some(sim), settings(), Count::Exactly(3), dedicated).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
         }
+    }
+
+    /// More than [`MAX_SHARDS`] shards is refused, saying why.
+    #[tokio::test]
+    async fn at_most_64_shards() {
+        let udp: Arc<dyn Datapath> = Arc::new(UdpDatapath::new().unwrap());
+        let e = start(Some(udp), settings(), Count::Exactly(65), true).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("at most 64"), "{e}");
     }
 
     /// On a current-thread runtime, `auto` gives one shard: more would only take turns.
