@@ -805,7 +805,9 @@ impl Drop for Owner {
     }
 }
 
-/// A user-space TCP stack: one datapath, one reactor task, and the connections over them.
+/// A user-space TCP stack: a datapath, a reactor task, and the connections over them; one
+/// of each per shard, one shard per core by default where the datapath can steer (see
+/// [`StackBuilder::shards`]).
 ///
 /// Cloning gives another handle to the same stack. When the last handle is dropped the
 /// reactor resets every connection and stops; streams and listeners made from it then report
