@@ -378,6 +378,37 @@ pub fn shard_of(a: u16, b: u16, count: usize) -> usize {
 /// The multiplier of [`shard_of`]'s hash (Knuth's, 2^32 / φ).
 const STEER_MULTIPLIER: u32 = 0x9E37_79B1;
 
+/// The shards of a stack holding one claimed address (the raw and TUN datapaths): every
+/// shard claims a listener's address, and it is given back when the last lets go. One bit
+/// per shard (a stack has at most 64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShardSet(u64);
+
+impl ShardSet {
+    /// Shard `index` alone.
+    pub(crate) fn of(index: usize) -> ShardSet {
+        ShardSet(Self::bit(index))
+    }
+
+    /// Adds shard `index`; false (and nothing changes) when it holds the address already.
+    pub(crate) fn join(&mut self, index: usize) -> bool {
+        let bit = Self::bit(index);
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
+    }
+
+    /// Removes shard `index`; true when no shard holds the address any more.
+    pub(crate) fn leave(&mut self, index: usize) -> bool {
+        self.0 &= !Self::bit(index);
+        self.0 == 0
+    }
+
+    fn bit(index: usize) -> u64 {
+        1 << (index % 64)
+    }
+}
+
 /// [`shard_of`]'s arithmetic as classic BPF instructions, `(code, k)` each: with the two
 /// ports in A and X, it leaves their shard of `count` in A (32-bit arithmetic, as
 /// `shard_of`'s). The UDP datapath's steering program and the raw datapath's socket filters

@@ -21,7 +21,7 @@
 //!   `CAP_NET_ADMIN` (run as root), and the `nft` tool must be installed. Without any of them
 //!   [`RawDatapath::new`] fails at once with an error naming what is missing.
 
-use super::{route_source, Batch, BindKind, Datapath};
+use super::{route_source, Batch, BindKind, Datapath, ShardSet};
 use crate::wire::view::PacketView;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use socket2::SockRef;
@@ -108,7 +108,7 @@ struct Claims {
     /// Kernel TCP sockets holding each claimed address, with the shards that claimed it
     /// (every shard claims a listener's address); read per packet by `owns` (a read lock and
     /// one or two hash lookups), written under `ports`.
-    reservations: RwLock<HashMap<SocketAddr, (Socket, u64)>>,
+    reservations: RwLock<HashMap<SocketAddr, (Socket, ShardSet)>>,
     table: String,
     /// The sockets of every datapath sharing these claims.
     members: Mutex<Vec<std::sync::Weak<Sockets>>>,
@@ -313,7 +313,9 @@ impl Claims {
         self.ports.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn reservations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SocketAddr, (Socket, u64)>> {
+    fn reservations(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<SocketAddr, (Socket, ShardSet)>> {
         self.reservations.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -345,11 +347,6 @@ impl Sockets {
         }
         Ok(())
     }
-}
-
-/// Bit of shard `index` in a reservation's set of claiming shards.
-fn shard_bit(index: usize) -> u64 {
-    1 << (index % 64)
 }
 
 impl RawDatapath {
@@ -700,16 +697,15 @@ impl Datapath for RawDatapath {
                 "IPv6 raw sockets are unavailable on this host".into(),
             ));
         }
-        let me = shard_bit(self.sockets.place.0);
+        let (me, count) = self.sockets.place;
         if local.port() != 0 {
             // Every shard of a stack claims a listener's address: the first one's kernel
             // socket holds it for all.
             let mut claimed = self.claims.reservations();
             if let Some((_, shards)) = claimed.get_mut(&local) {
-                if *shards & me != 0 || self.sockets.place.1 == 1 {
+                if count == 1 || !shards.join(me) {
                     return Err(io::ErrorKind::AddrInUse.into());
                 }
-                *shards |= me;
                 return Ok(local);
             }
         }
@@ -743,7 +739,7 @@ impl Datapath for RawDatapath {
         }
         self.claims
             .reservations()
-            .insert(claimed, (reservation, me));
+            .insert(claimed, (reservation, ShardSet::of(me)));
         Ok(claimed)
     }
 
@@ -754,8 +750,7 @@ impl Datapath for RawDatapath {
             let Some((_, shards)) = claimed.get_mut(&local) else {
                 return;
             };
-            *shards &= !shard_bit(self.sockets.place.0);
-            if *shards != 0 {
+            if !shards.leave(self.sockets.place.0) {
                 // Other shards still claim it.
                 return;
             }

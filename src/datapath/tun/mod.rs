@@ -80,7 +80,7 @@
 //! ```
 
 use super::ports::{PortClaims, EPHEMERAL_COUNT};
-use super::{Batch, BindKind, Datapath};
+use super::{Batch, BindKind, Datapath, ShardSet};
 use crate::wire::view::PacketView;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -220,13 +220,8 @@ struct Device {
 /// The addresses the device's stack claimed, and for a sharded stack which shards hold each.
 struct Claims {
     table: PortClaims,
-    /// The shards (a bit each) that claimed each address, on a sharded stack.
-    shards: HashMap<SocketAddr, u64>,
-}
-
-/// Shard `index`'s bit in [`Claims::shards`].
-fn shard_bit(index: usize) -> u64 {
-    1 << (index % 64)
+    /// The shards that claimed each address, on a sharded stack.
+    shards: HashMap<SocketAddr, ShardSet>,
 }
 
 /// Packets handed to a shard by the others, and the waker of its receiver.
@@ -504,22 +499,21 @@ impl Datapath for TunDatapath {
             ));
         }
         let mut claims = self.lock_ports();
-        let (me, sharded) = (shard_bit(self.place.0), self.place.1 > 1);
+        let (me, sharded) = (self.place.0, self.place.1 > 1);
         if sharded && local.port() != 0 && kind == BindKind::Listen {
             // Every shard of a stack claims a listener's address: the first claim holds it
             // for all, and it goes when the last shard lets it go. (A port one shard claimed
             // for its outgoing connections stays its own.)
             if let Some(shards) = claims.shards.get_mut(&local) {
-                if *shards & me != 0 {
+                if !shards.join(me) {
                     return Err(in_use(local));
                 }
-                *shards |= me;
                 return Ok(local);
             }
         }
         let claimed = claims.table.claim(local).ok_or_else(|| in_use(local))?;
         if sharded {
-            claims.shards.insert(claimed, me);
+            claims.shards.insert(claimed, ShardSet::of(me));
         }
         Ok(claimed)
     }
@@ -527,8 +521,7 @@ impl Datapath for TunDatapath {
     fn unbind(&self, local: SocketAddr) {
         let mut claims = self.lock_ports();
         if let Some(shards) = claims.shards.get_mut(&local) {
-            *shards &= !shard_bit(self.place.0);
-            if *shards != 0 {
+            if !shards.leave(self.place.0) {
                 return;
             }
             claims.shards.remove(&local);
