@@ -545,13 +545,7 @@ pub fn set_traffic_class(packet: &mut [u8], class: u8) -> Result<(), WireError> 
             if let Some(b) = h.get_mut(1) {
                 *b = class;
             }
-            if let Some(c) = h.get_mut(10..12) {
-                c.copy_from_slice(&[0, 0]);
-            }
-            let sum = checksum::finish(checksum::sum(h, 0));
-            if let Some(c) = h.get_mut(10..12) {
-                c.copy_from_slice(&sum.to_be_bytes());
-            }
+            refill_ipv4_checksum(h);
             Ok(())
         }
         6 => {
@@ -565,6 +559,19 @@ pub fn set_traffic_class(packet: &mut [u8], class: u8) -> Result<(), WireError> 
             Ok(())
         }
         _ => Err(WireError::BadVersion),
+    }
+}
+
+/// Recomputes an IPv4 header's checksum (RFC 791 §3.1) in place after an edit; `header` is
+/// the whole header, options included. One shorter than 20 bytes is left as it is.
+pub(crate) fn refill_ipv4_checksum(header: &mut [u8]) {
+    let Some(field) = header.get_mut(10..12) else {
+        return;
+    };
+    field.copy_from_slice(&[0, 0]);
+    let sum = checksum::finish(checksum::sum(header, 0));
+    if let Some(field) = header.get_mut(10..12) {
+        field.copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -649,14 +656,6 @@ mod tests {
         let mut buf = vec![0u8; 20];
         repr.emit(&mut buf).unwrap();
         buf
-    }
-
-    /// Recomputes the IPv4 header checksum after an edit.
-    fn refill_ipv4_checksum(header: &mut [u8]) {
-        header[10] = 0;
-        header[11] = 0;
-        let c = checksum::finish(checksum::sum(header, 0));
-        header[10..12].copy_from_slice(&c.to_be_bytes());
     }
 
     /// A 40-byte IPv6 header with the given next header and payload length.

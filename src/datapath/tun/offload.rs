@@ -31,7 +31,8 @@
 //! that GRO merged.
 
 use crate::wire::checksum;
-use crate::wire::view::PacketView;
+use crate::wire::ip::refill_ipv4_checksum;
+use crate::wire::view::{PacketView, TcpView};
 use crate::wire::{TcpFlags, IPPROTO_TCP};
 use std::net::IpAddr;
 
@@ -172,6 +173,9 @@ impl Shape {
         {
             return false;
         }
+        let (Some(a), Some(b)) = (TcpView::new(&prev[ip..]), TcpView::new(&next[ip..])) else {
+            return false;
+        };
         let same = |r: std::ops::Range<usize>| prev.get(r.clone()) == next.get(r);
         let ip_same = if self.v4 {
             // Version and IHL, TOS; flags and fragment offset, TTL, protocol; addresses.
@@ -188,14 +192,10 @@ impl Shape {
             && same(t + 8..t + 13)
             && same(t + 14..t + 16)
             && same(t + 18..t + tcp)
-            && prev[t + 13] & TcpFlags::FIN.0 == 0
-            && prev[t + 13] & !fin_psh == next[t + 13] & !fin_psh
-            && seq(&prev[t..]).wrapping_add((prev.len() - ip - tcp) as u32) == seq(&next[t..])
+            && !a.flags().contains(TcpFlags::FIN)
+            && a.flags().0 & !fin_psh == b.flags().0 & !fin_psh
+            && a.seq().wrapping_add((prev.len() - ip - tcp) as u32) == b.seq()
     }
-}
-
-fn seq(tcp: &[u8]) -> u32 {
-    u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])
 }
 
 /// How many packets from `packets[0]` on travel as one train: the longest run of segments
@@ -272,9 +272,7 @@ impl TrainHeader {
         if shape.v4 {
             let total = u16::try_from(headers + payload).ok()?;
             h[2..4].copy_from_slice(&total.to_be_bytes());
-            h[10..12].copy_from_slice(&[0, 0]);
-            let sum = checksum::finish(checksum::sum(&h[..ip], 0));
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            refill_ipv4_checksum(&mut h[..ip]);
         } else {
             let len = u16::try_from(tcp + payload).ok()?;
             h[4..6].copy_from_slice(&len.to_be_bytes());
@@ -357,7 +355,7 @@ mod tests {
         let ip = usize::from(vnet.csum_start);
         let mut out = Vec::new();
         let chunks: Vec<&[u8]> = payloads.chunks(usize::from(vnet.gso_size)).collect();
-        let mut seq = seq(&h[ip..]);
+        let mut seq = TcpView::new(&h[ip..]).unwrap().seq();
         for (i, chunk) in chunks.iter().enumerate() {
             let mut p = h.to_vec();
             p.extend_from_slice(chunk);
@@ -370,9 +368,7 @@ mod tests {
             if p[0] >> 4 == 4 {
                 let total = p.len() as u16;
                 p[2..4].copy_from_slice(&total.to_be_bytes());
-                p[10..12].copy_from_slice(&[0, 0]);
-                let s = checksum::finish(checksum::sum(&p[..ip], 0));
-                p[10..12].copy_from_slice(&s.to_be_bytes());
+                refill_ipv4_checksum(&mut p[..ip]);
             } else {
                 let len = (p.len() - 40) as u16;
                 p[4..6].copy_from_slice(&len.to_be_bytes());
