@@ -465,6 +465,16 @@ pub struct Capabilities {
     pub partial_checksums: bool,
 }
 
+/// An on/off setting's value (`on`, `1`, `true`, `yes` or `off`, `0`, `false`, `no`, in
+/// any case, around white space); `None` for anything else.
+pub(crate) fn switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" | "yes" => Some(true),
+        "off" | "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// Whether a send failed only for lack of room in a socket buffer or device queue
 /// (`EAGAIN`/`EWOULDBLOCK`, `ENOBUFS`): the packet may be offered again (see
 /// [`Datapath::send`]).

@@ -166,11 +166,8 @@ impl TunConfig {
             }
         };
         if let Some(v) = get(VAR_OFFLOAD) {
-            config.offload = match v.to_ascii_lowercase().as_str() {
-                "on" | "1" | "true" | "yes" => true,
-                "off" | "0" | "false" | "no" => false,
-                _ => return Err(env_error(VAR_OFFLOAD, &v, "must be on or off")),
-            };
+            config.offload = crate::datapath::switch(&v)
+                .ok_or_else(|| env_error(VAR_OFFLOAD, &v, "must be on or off"))?;
         }
         config.check(&VAR_LABELS)?;
         Ok(config)

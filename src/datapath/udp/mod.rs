@@ -1044,12 +1044,7 @@ fn register(sock: Socket) -> io::Result<UdpSocket> {
 
 /// Whether `RAWTCP_UDP_GSO` asks for trains to be off (`off`, `0`, `false`, `no`).
 fn gso_off_by_env() -> bool {
-    std::env::var("RAWTCP_UDP_GSO").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "off" | "0" | "false" | "no"
-        )
-    })
+    std::env::var("RAWTCP_UDP_GSO").is_ok_and(|v| super::switch(&v) == Some(false))
 }
 
 /// The unspecified address of `ip`'s family.
