@@ -806,7 +806,8 @@ impl Datapath for RawDatapath {
             // The run: this packet and those after it of the same family.
             let mut packets = [&[][..]; SEND_RUN];
             let mut dsts = [dst; SEND_RUN];
-            let mut count = 0;
+            packets[0] = batch.get(i);
+            let mut count = 1;
             while count < packets.len() && i + count < batch.len() {
                 let packet = batch.get(i + count);
                 match PacketView::new(packet) {
