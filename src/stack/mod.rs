@@ -936,9 +936,9 @@ impl StackBuilder {
     ///
     /// A listener listens on every shard; the datapath steers each arriving connection to
     /// one of them by its ports (see [`datapath::shard_of`]), and `accept` takes from all.
-    /// `connect` opens a connection on the calling task's shard (each task keeps to one,
-    /// chosen by hashing it; a socket bound to a port first, on the shard its ports steer
-    /// to). Counters ([`Stack::stats`]) and the connection
+    /// `connect` opens a connection on the calling task's shard (a task is given one at its
+    /// first `connect`, the shards in turn, and keeps it; a socket bound to a port first,
+    /// on the shard its ports steer to). Counters ([`Stack::stats`]) and the connection
     /// table ([`Stack::connections`]) cover every shard; [`Stack::shard_stats`] gives each.
     ///
     /// At most 64. Only datapaths that can steer support more than one shard: the UDP datapath (one
