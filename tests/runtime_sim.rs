@@ -360,6 +360,16 @@ async fn accepted_stream_outlives_its_listener() {
     accepted_stream_outlives_listener(&env).await;
 }
 
+/// Accepts on `l` for as long as it is open, holding every accepted stream open.
+fn accept_all(l: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    })
+}
+
 /// Connections spread over several destinations pack into as few local ports as the
 /// 4-tuples allow: 180 connections to 9 server ports, taking the ports in turn, use 20
 /// local ports (each destination goes on through the claimed ports from where it left
@@ -372,12 +382,7 @@ async fn connections_to_many_destinations_pack_into_few_ports() {
     for _ in 0..9 {
         let l = env.server.bind(env.bind).await.expect("bind");
         addrs.push(l.local_addr().unwrap());
-        servers.push(tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        }));
+        servers.push(accept_all(l));
     }
     let mut streams = Vec::new();
     for round in 0..20 {
@@ -406,14 +411,6 @@ async fn ports_are_shared_across_destinations_and_exhaustion_fails_at_once() {
     let first = env.server.bind(env.bind).await.expect("bind");
     let second = env.server.bind(env.bind).await.expect("bind");
     let (a, b) = (first.local_addr().unwrap(), second.local_addr().unwrap());
-    let accept_all = |l: TcpListener| {
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        })
-    };
     let _servers = (accept_all(first), accept_all(second));
     const PORTS: usize = 16_384;
     let mut streams = Vec::with_capacity(PORTS);
