@@ -313,28 +313,23 @@ impl TunDatapath {
             tries.extend([(false, true), (false, false)]);
         }
         let mut refused = None;
-        let mut device = None;
-        for (offload, multi_queue) in tries {
+        let found = tries.into_iter().find_map(|(offload, multi_queue)| {
             match build(offload, multi_queue) {
-                Ok(d) => {
-                    device = Some((d, multi_queue));
-                    break;
-                }
+                Ok(d) => Some((d, multi_queue)),
                 Err(e) => {
                     tracing::debug!(error = %e, offload, multi_queue, "tun datapath: refused");
                     refused = Some(e);
+                    None
                 }
             }
-        }
-        let (device, multi_queue) = match (device, refused) {
-            (Some(d), None) => d,
-            (Some((d, multi_queue)), Some(e)) => {
-                tracing::warn!(error = %e, offload = d.tcp_gso(), multi_queue,
-                    "tun datapath: the kernel refused part of the set-up; going without it");
-                (d, multi_queue)
-            }
-            (None, e) => return Err(e.unwrap_or_else(|| io::Error::other("no attempt"))),
+        });
+        let Some((device, multi_queue)) = found else {
+            return Err(refused.unwrap_or_else(|| io::Error::other("no attempt")));
         };
+        if let Some(e) = refused {
+            tracing::warn!(error = %e, offload = device.tcp_gso(), multi_queue,
+                "tun datapath: the kernel refused part of the set-up; going without it");
+        }
         let vnet = device.tcp_gso();
         // The kernel's name for it differs from the one asked for when that holds a `%d`.
         let name = device.name().unwrap_or_else(|_| config.name.clone());
