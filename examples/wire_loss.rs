@@ -388,6 +388,16 @@ impl Drop for LossRule<'_> {
     }
 }
 
+/// The address rawtcp's server answers at on `datapath`: behind its TUN device, or A's
+/// veth address.
+fn rawtcp_addr(datapath: &str) -> &'static str {
+    if datapath == "tun" {
+        TUN_ADDR
+    } else {
+        ADDR_A
+    }
+}
+
 /// Who downloads from a server in namespace B.
 enum Client {
     /// curl, over the kernel's TCP (the kernel server, and rawtcp's on the raw and TUN
@@ -414,8 +424,7 @@ impl Server {
     ) -> Result<Server, String> {
         let (addr, port) = match datapath {
             None => (ADDR_A, KERNEL_PORT),
-            Some("tun") => (TUN_ADDR, RAWTCP_PORT),
-            Some(_) => (ADDR_A, RAWTCP_PORT),
+            Some(dp) => (rawtcp_addr(dp), RAWTCP_PORT),
         };
         // The process environment is inherited (`ip netns exec` keeps it), RAWTCP_TUN_OFFLOAD
         // included.
@@ -733,7 +742,7 @@ fn run_all(args: &Args) -> Result<Vec<Row>, String> {
         wire.kernel_cc(),
         args.datapath,
         args.cc,
-        if args.datapath == "tun" { TUN_ADDR } else { ADDR_A },
+        rawtcp_addr(&args.datapath),
     );
     if args.datapath == "udp" {
         println!(
