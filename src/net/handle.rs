@@ -1,11 +1,18 @@
 //! A user's hold on one connection in a stack: every stream operation goes through here,
-//! locking the stack, calling the engine in the connection's entry, and registering wakers.
+//! calling the engine in the connection's entry and registering wakers.
+//!
+//! Reads, writes, readiness and options lock only the connection's own entry (see
+//! `stack::table`), so one connection's copy of its data holds up neither the stack's
+//! reactor nor any other connection. The stack's lock is taken afterwards, with the entry's
+//! let go, only when the operation left something to send (the stack's order of sends and
+//! its timers are the stack's), and not even then when the connection is already queued for
+//! a transmit pass that will send it.
 //! Opening, accepting and letting go are the stack's (`Shared::open`, `Shared::detach`).
 
 use super::clock;
 use crate::proto::{self, TcpInfo};
-use crate::stack::table::{ConnId, Entry};
-use crate::stack::{Deferred, Inner, Shared};
+use crate::stack::table::{self, Cell, ConnId, Entry};
+use crate::stack::Shared;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +25,9 @@ pub(crate) struct ConnHandle {
     pub id: ConnId,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// The connection's entry, locked on its own (`None`: it was gone before the handle
+    /// was made).
+    cell: Option<Cell>,
     /// Options kept beside the engine, for reporting back.
     opts: Mutex<HandleOpts>,
 }
@@ -56,11 +66,13 @@ impl ConnHandle {
         remote: SocketAddr,
         linger: Option<Duration>,
     ) -> ConnHandle {
+        let cell = shared.lock().entry_cell(id);
         ConnHandle {
             shared,
             id,
             local,
             remote,
+            cell,
             opts: Mutex::new(HandleOpts {
                 linger,
                 delayed_ack: None,
@@ -72,40 +84,45 @@ impl ConnHandle {
         self.opts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on this connection's entry with the table locked.
-    /// Runs `f` with the stack locked. A panic inside (a bug in the engine, met by the
-    /// application's call) does not leave the connection half-updated for the others to
-    /// trip on: it is poisoned — reset, its peer sent a RST, `ConnectionAborted` from then
-    /// on — and the panic goes on in the calling task, whose call it was.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Inner, ConnId) -> R) -> R {
-        let mut inner = self.shared.lock();
-        let id = self.id;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inner, id))) {
-            Ok(r) => r,
+    /// Runs `f` on this connection's entry with only the entry's lock held. A panic inside
+    /// (a bug in the engine, met by the application's call) does not leave the connection
+    /// half-updated for the stack to trip on: it is poisoned — reset, its peer sent a RST,
+    /// `ConnectionAborted` from then on — and the panic goes on in the calling task, whose
+    /// call it was. A connection the stack has forgotten (it shut down) is an error.
+    fn own<R>(&self, f: impl FnOnce(&mut Entry) -> R) -> io::Result<R> {
+        let cell = self.cell.as_ref().ok_or_else(gone)?;
+        let mut e = table::lock(cell);
+        if e.forgotten {
+            return Err(gone());
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut e))) {
+            Ok(r) => Ok(r),
             Err(panic) => {
-                inner.poison(id);
-                drop(inner);
+                drop(e);
+                self.shared.lock().poison(self.id);
                 std::panic::resume_unwind(panic)
             }
         }
     }
 
-    /// Runs `f` like [`with`](Self::with), giving it a place for segments the calling task
-    /// is to send itself ([`Shared::output_due`]): sent once the lock is released.
-    fn with_sending<'s, R>(
-        &'s self,
-        f: impl FnOnce(&mut Inner, ConnId, &mut Option<Deferred<'s>>) -> R,
-    ) -> R {
-        let mut tx = None;
-        let r = self.with(|inner, id| f(inner, id, &mut tx));
+    /// What the operation just made due: sent from the calling task when nothing else of
+    /// the connection may be on its way, else queued for the reactor (see
+    /// [`Shared::output_due`]); `written` is what the operation added to the send queue.
+    /// Takes the stack's lock: called with the entry's let go.
+    fn send_due(&self, written: usize) {
+        let tx = {
+            let mut inner = self.shared.lock();
+            self.shared.output_due(&mut inner, self.id, written)
+        };
         if let Some(tx) = tx {
             tx.send();
         }
-        r
     }
 
-    fn entry(inner: &mut Inner, id: ConnId) -> io::Result<&mut Entry> {
-        inner.entry_mut(id).ok_or_else(gone)
+    /// Queues the connection for the reactor's transmit pass (a changed setting may let
+    /// something go). Takes the stack's lock: called with the entry's let go.
+    fn mark_dirty(&self) {
+        self.shared.lock().mark_dirty(self.id);
     }
 
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
@@ -172,8 +189,7 @@ impl ConnHandle {
         buf: &mut ReadBuf<'_>,
         peek: bool,
     ) -> Poll<io::Result<()>> {
-        self.with_sending(|inner, id, tx| {
-            let e = Self::entry(inner, id)?;
+        let read = self.own(|e| {
             let dst = buf.initialize_unfilled();
             let r = if peek {
                 e.conn.peek(dst)
@@ -183,11 +199,7 @@ impl ConnHandle {
             match r {
                 Ok(n) => {
                     buf.advance(n);
-                    if e.conn.needs_driver() {
-                        // A window update, sent from here as the kernel does from `recv`.
-                        *tx = self.shared.output_due(inner, id, 0);
-                    }
-                    Poll::Ready(Ok(()))
+                    Poll::Ready(Ok(e.needs_stack()))
                 }
                 Err(proto::Error::WouldBlock) => {
                     let held = clock::waker(&self.shared, cx);
@@ -196,23 +208,29 @@ impl ConnHandle {
                 }
                 Err(err) => Poll::Ready(Err(err.into())),
             }
+        })?;
+        read.map_ok(|due| {
+            if due {
+                // A window update, sent from here as the kernel does from `recv`.
+                self.send_due(0);
+            }
         })
     }
 
     /// Reads without waiting: `WouldBlock` when nothing is readable.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.with_sending(|inner, id, tx| {
-            let e = Self::entry(inner, id)?;
+        let (n, due) = self.own(|e| -> io::Result<(usize, bool)> {
             if buf.is_empty() && !e.conn.can_recv() {
                 // As `recv` with no room answers when nothing is readable.
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             let n = e.conn.recv(buf)?;
-            if e.conn.needs_driver() {
-                *tx = self.shared.output_due(inner, id, 0);
-            }
-            Ok(n)
-        })
+            Ok((n, e.needs_stack()))
+        })??;
+        if due {
+            self.send_due(0);
+        }
+        Ok(n)
     }
 
     pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
@@ -243,8 +261,9 @@ impl ConnHandle {
         bufs: &[io::IoSlice<'_>],
         cx: Option<&Context<'_>>,
     ) -> Poll<io::Result<usize>> {
-        self.with_sending(|inner, id, tx| {
-            let e = Self::entry(inner, id)?;
+        // What was queued, and whether the connection must still be given to a transmit
+        // pass (it is not queued for one already).
+        let written = self.own(|e| {
             let mut total = 0;
             for b in bufs.iter().filter(|b| !b.is_empty()) {
                 match e.conn.send(b) {
@@ -267,25 +286,30 @@ impl ConnHandle {
             }
             if total == 0 {
                 // Nothing to write still reports errors (a reset or shutdown connection).
-                e.conn.send(&[])?;
-            } else {
-                // An idle connection sends from this task, as the kernel does from `write`;
-                // a busy one (data already queued or in flight, or its transmit pass queued)
-                // leaves it to the reactor, in order.
-                *tx = self.shared.output_due(inner, id, total);
+                if let Err(err) = e.conn.send(&[]) {
+                    return Poll::Ready(Err(err.into()));
+                }
             }
-            Poll::Ready(Ok(total))
+            // Queued for a transmit pass, which has not begun on this connection (it
+            // unqueues it under this lock first): the pass sends what was just written.
+            Poll::Ready(Ok((total, total > 0 && !e.dirty)))
+        })?;
+        written.map_ok(|(total, due)| {
+            if due {
+                // An idle connection sends from this task, as the kernel does from `write`;
+                // a busy one (data already queued or in flight) leaves it to the reactor, in
+                // order.
+                self.send_due(total);
+            }
+            total
         })
     }
 
     /// Sends FIN after the data written so far. Idempotent; succeeds after a reset.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.with_sending(|inner, id, tx| {
-            let e = Self::entry(inner, id)?;
-            e.conn.shutdown()?;
-            *tx = self.shared.output_due(inner, id, 0);
-            Ok(())
-        })
+        self.own(|e| e.conn.shutdown())??;
+        self.send_due(0);
+        Ok(())
     }
 
     /// The readiness of `interest` now, in the kernel's terms (`epoll` as tokio maps it):
@@ -341,7 +365,7 @@ impl ConnHandle {
 
     /// The readiness of `interest` now, without waiting (see [`Self::ready_now`]).
     pub fn readiness(&self, interest: Interest) -> io::Result<Ready> {
-        self.with(|inner, id| Ok(Self::ready_now(Self::entry(inner, id)?, interest)))
+        self.own(|e| Self::ready_now(e, interest))
     }
 
     /// Ready when any of `interest` is (see [`Self::ready_now`]).
@@ -350,26 +374,22 @@ impl ConnHandle {
     }
 
     fn poll_ready_once(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
-        self.with(|inner, id| {
-            let e = Self::entry(inner, id)?;
+        match self.own(|e| {
             let ready = Self::ready_now(e, interest);
             if ready.is_empty() {
                 Self::register(&self.shared, e, cx, interest);
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(ready))
             }
-        })
+            ready
+        }) {
+            Ok(ready) if ready.is_empty() => Poll::Pending,
+            r => Poll::Ready(r),
+        }
     }
 
     /// Registers `cx` to be woken at the next change of the connection's readiness for
     /// `interest`, whatever it is now.
     pub fn register_next(&self, cx: &mut Context<'_>, interest: Interest) -> io::Result<()> {
-        self.with(|inner, id| {
-            let e = Self::entry(inner, id)?;
-            Self::register(&self.shared, e, cx, interest);
-            Ok(())
-        })
+        self.own(|e| Self::register(&self.shared, e, cx, interest))
     }
 
     fn register(shared: &Shared, e: &mut Entry, cx: &mut Context<'_>, interest: Interest) {
@@ -389,8 +409,7 @@ impl ConnHandle {
     }
 
     fn poll_connected_once(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|inner, id| {
-            let e = Self::entry(inner, id)?;
+        let connected = self.own(|e| {
             if let Some(err) = e.conn.error() {
                 return Poll::Ready(Err(err.into()));
             }
@@ -403,44 +422,43 @@ impl ConnHandle {
                 proto::State::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
                 _ => Poll::Ready(Ok(())),
             }
-        })
+        });
+        connected.unwrap_or_else(|e| Poll::Ready(Err(e)))
     }
 
     pub fn info(&self) -> io::Result<TcpInfo> {
-        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.info()))
+        self.own(|e| e.conn.info())
     }
 
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.nodelay()))
+        self.own(|e| e.conn.nodelay())
     }
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.with(|inner, id| {
-            let e = Self::entry(inner, id)?;
+        let queued = self.own(|e| {
             e.conn.set_nodelay(nodelay);
-            // Data Nagle held back may go now; with nothing queued there is nothing to send
-            // and no reason to wake the reactor (a new connection sets this first thing).
-            if nodelay && e.conn.send_queue() > 0 {
-                inner.mark_dirty(id);
-            }
-            Ok(())
-        })
+            e.conn.send_queue() > 0
+        })?;
+        // Data Nagle held back may go now; with nothing queued there is nothing to send
+        // and no reason to wake the reactor (a new connection sets this first thing).
+        if nodelay && queued {
+            self.mark_dirty();
+        }
+        Ok(())
     }
 
     pub fn congestion(&self) -> io::Result<proto::cc::Algorithm> {
-        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.congestion().clone()))
+        self.own(|e| e.conn.congestion().clone())
     }
 
     pub fn set_congestion(&self, algorithm: proto::cc::Algorithm) -> io::Result<()> {
-        self.with(|inner, id| {
-            Self::entry(inner, id)?.conn.set_congestion(algorithm);
-            inner.mark_dirty(id);
-            Ok(())
-        })
+        self.own(|e| e.conn.set_congestion(algorithm))?;
+        self.mark_dirty();
+        Ok(())
     }
 
     pub fn ttl(&self) -> io::Result<u32> {
-        self.with(|inner, id| Ok(u32::from(Self::entry(inner, id)?.ttl)))
+        self.own(|e| u32::from(e.ttl))
     }
 
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
@@ -448,15 +466,12 @@ impl ConnHandle {
             .ok()
             .filter(|t| *t > 0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TTL must be 1..=255"))?;
-        self.with(|inner, id| {
-            Self::entry(inner, id)?.ttl = ttl;
-            Ok(())
-        })
+        self.own(|e| e.ttl = ttl)
     }
 
     /// `SO_LINGER` as set.
     pub fn linger(&self) -> io::Result<Option<Duration>> {
-        self.with(|inner, id| Self::entry(inner, id).map(|_| ()))?;
+        self.own(|_| ())?;
         Ok(self.opts().linger)
     }
 
@@ -465,31 +480,27 @@ impl ConnHandle {
     /// close, which never blocks.
     pub fn set_linger(&self, dur: Option<Duration>) -> io::Result<()> {
         let linger = dur.map(|d| Duration::from_secs(d.as_secs()));
-        self.with(|inner, id| {
-            Self::entry(inner, id)?.zero_linger = linger == Some(Duration::ZERO);
-            Ok::<(), io::Error>(())
-        })?;
+        self.own(|e| e.zero_linger = linger == Some(Duration::ZERO))?;
         self.opts().linger = linger;
         Ok(())
     }
 
     /// Whether every segment is acknowledged at once (no delayed ACK).
     pub fn quickack(&self) -> io::Result<bool> {
-        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.config().delayed_ack.is_zero()))
+        self.own(|e| e.conn.config().delayed_ack.is_zero())
     }
 
     /// `TCP_QUICKACK`: `true` turns the delayed ACK off (an ACK being delayed leaves now);
     /// `false` turns it back on with the time it had (40 ms when it had none).
     pub fn set_quickack(&self, quickack: bool) -> io::Result<()> {
         let mut opts = self.opts();
-        self.with(|inner, id| {
-            let e = Self::entry(inner, id)?;
+        let flush = self.own(|e| {
             let current = e.conn.config().delayed_ack;
             if quickack {
                 if !current.is_zero() {
                     opts.delayed_ack = Some(current);
                     e.conn.set_delayed_ack(Duration::ZERO);
-                    inner.mark_dirty(id);
+                    return true;
                 }
             } else if current.is_zero() {
                 let delay = opts
@@ -498,34 +509,36 @@ impl ConnHandle {
                     .unwrap_or(proto::Config::default().delayed_ack);
                 e.conn.set_delayed_ack(delay);
             }
-            Ok(())
-        })
+            false
+        })?;
+        if flush {
+            // An ACK being delayed leaves now.
+            self.mark_dirty();
+        }
+        Ok(())
     }
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.with(|inner, id| {
-            let e = Self::entry(inner, id)?;
+        self.own(|e| {
             if e.error_taken {
-                return Ok(None);
+                return None;
             }
-            Ok(e.conn.error().map(|err| {
+            e.conn.error().map(|err| {
                 e.error_taken = true;
                 err.into()
-            }))
+            })
         })
     }
 
     pub fn urgent_mark(&self) -> io::Result<Option<usize>> {
-        self.with(|inner, id| Ok(Self::entry(inner, id)?.conn.urgent_mark()))
+        self.own(|e| e.conn.urgent_mark())
     }
 
     pub fn set_keepalive(&self, keepalive: Option<proto::Keepalive>) -> io::Result<()> {
         let now = self.shared.now();
-        self.with(|inner, id| {
-            Self::entry(inner, id)?.conn.set_keepalive(keepalive, now);
-            inner.mark_dirty(id);
-            Ok(())
-        })
+        self.own(|e| e.conn.set_keepalive(keepalive, now))?;
+        self.mark_dirty();
+        Ok(())
     }
 }
 
@@ -543,4 +556,68 @@ fn is_priority(interest: Interest) -> bool {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn is_priority(_: Interest) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::datapath::udp::UdpDatapath;
+    use crate::Stack;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// With the stack's lock held (as the reactor holds it through a batch), a connection's
+    /// readiness, a read of what is there, a peek of it and its options are still answered:
+    /// they lock only the connection's own entry. Before entries had locks of their own,
+    /// each of these waited for the batch to end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_and_readiness_do_not_wait_for_the_stack() {
+        let stack = Stack::builder()
+            .datapath(UdpDatapath::new().expect("udp datapath"))
+            .shards(1)
+            .build()
+            .expect("stack");
+        let listener = stack.bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let (client, accepted) = tokio::join!(stack.connect(addr), listener.accept());
+        let (mut client, (mut server, _)) = (client.expect("connect"), accepted.expect("accept"));
+        // A first exchange arms what a read arms once (the timer that gives an idle
+        // connection's buffers back), which is the stack's to schedule.
+        client.write_all(b"first").await.expect("write");
+        let mut first = [0u8; 5];
+        server.read_exact(&mut first).await.expect("read");
+        client.write_all(b"hello").await.expect("write");
+        server.readable().await.expect("readable");
+
+        let shared = std::sync::Arc::clone(stack.shared());
+        let held = shared.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut cx = Context::from_waker(Waker::noop());
+            let ready = matches!(server.poll_read_ready(&mut cx), Poll::Ready(Ok(())));
+            let mut peeked = [0u8; 5];
+            let peek = match server.poll_peek(&mut cx, &mut tokio::io::ReadBuf::new(&mut peeked)) {
+                Poll::Ready(Ok(n)) => Some(n),
+                _ => None,
+            };
+            let mut buf = [0u8; 5];
+            let read = server.try_read(&mut buf).ok();
+            let options = (server.nodelay().is_ok(), server.info().is_ok());
+            let no_error = server.take_error().is_ok_and(|e| e.is_none());
+            tx.send((ready, peek, read, buf, options, no_error))
+                .expect("send");
+            server
+        });
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        let (ready, peek, read, buf, options, no_error) =
+            got.expect("an operation on one connection waited for the stack's lock");
+        assert!(ready, "readable");
+        assert_eq!(peek, Some(5));
+        assert_eq!(read, Some(5));
+        assert_eq!(&buf, b"hello");
+        assert_eq!(options, (true, true));
+        assert!(no_error);
+        drop(reader.join().expect("reader"));
+    }
 }

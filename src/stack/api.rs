@@ -1,7 +1,7 @@
 //! The narrow interface the public types in `net` use: claim an address, open a connection,
-//! listen, accept, let go. `net` holds handles ([`ConnId`], [`ListenerKey`]) and reaches a
-//! connection's own entry through [`Inner::entry_mut`]; the endpoint, the listeners and the
-//! port bookkeeping stay inside `stack`.
+//! listen, accept, let go. `net` holds handles ([`ConnId`], [`ListenerKey`]) and a
+//! connection's own entry, locked on its own ([`Inner::entry_cell`]); the endpoint, the
+//! listeners and the port bookkeeping stay inside `stack`.
 
 use super::table::{ConnId, Entry, Listener, ListenerKey, WakerSet};
 use super::{Inner, Shared};
@@ -27,9 +27,10 @@ fn shut_down() -> io::Error {
 }
 
 impl Inner {
-    /// Connection `id`'s entry: its engine, wakers and per-connection settings.
-    pub(crate) fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
-        self.table.get_mut(id)
+    /// Connection `id`'s entry — its engine, wakers and per-connection settings — for its
+    /// handle to lock on its own (see [`super::table`]).
+    pub(crate) fn entry_cell(&self, id: ConnId) -> Option<super::table::Cell> {
+        self.table.cell(id)
     }
 }
 
@@ -356,8 +357,8 @@ impl Shared {
             return;
         };
         for id in closed.orphans {
-            if let Some(e) = inner.table.get_mut(id) {
-                e.conn.abort();
+            let found = inner.table.get(id).map(|mut e| e.conn.abort()).is_some();
+            if found {
                 inner.mark_dirty(id);
             }
         }
@@ -392,7 +393,7 @@ impl Shared {
         }
         // Past the orphan limit the connection is reset rather than left to close.
         let room = inner.table.endpoint.orphan(id);
-        let Some(e) = inner.table.get_mut(id) else {
+        let Some(mut e) = inner.table.get(id) else {
             return;
         };
         if e.zero_linger || !room {
@@ -403,6 +404,7 @@ impl Shared {
         }
         e.readers = WakerSet::default();
         e.writers = WakerSet::default();
+        drop(e);
         if inner.stopped {
             // No reactor to finish the close: forget it now.
             inner.forget(id);

@@ -601,10 +601,11 @@ impl Inner {
         id: ConnId,
         f: impl FnOnce(&mut table::Entry) -> R,
     ) -> Option<R> {
-        let e = self.table.get_mut(id)?;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e))) {
+        let mut e = self.table.get(id)?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut e))) {
             Ok(r) => Some(r),
             Err(_) => {
+                drop(e);
                 self.poison(id);
                 None
             }
@@ -616,7 +617,7 @@ impl Inner {
     /// woken), the peer is sent `<SEQ=SND.NXT><CTL=RST>`, and the 4-tuple becomes a
     /// stranger's. Nothing else in the stack is touched.
     pub(crate) fn poison(&mut self, id: ConnId) {
-        let Some(e) = self.table.get_mut(id) else {
+        let Some(mut e) = self.table.get(id) else {
             return;
         };
         let (local, remote) = (e.conn.local_addr(), e.conn.remote_addr());
@@ -629,6 +630,7 @@ impl Inner {
         if let Some(rst) = rst {
             self.poisoned_resets.push((local, remote, e.route, rst));
         }
+        drop(e);
         self.stats.poisoned += 1;
         tracing::error!(%local, %remote, "rawtcp: the engine panicked; connection reset");
         self.report(id);
@@ -643,12 +645,16 @@ impl Inner {
     /// for the datapath, to be released outside the lock, when nothing else uses it).
     pub(in crate::stack) fn forget(&mut self, id: ConnId) {
         self.table.endpoint.remove(id);
-        let Some(e) = self.table.take(id) else {
+        let Some(cell) = self.table.take(id) else {
             return;
         };
-        self.buffer_memory = self.buffer_memory.saturating_sub(e.buffer_memory as usize);
+        let (memory, claimed) = {
+            let e = table::lock(&cell);
+            (e.buffer_memory, e.claimed)
+        };
+        self.buffer_memory = self.buffer_memory.saturating_sub(memory as usize);
         self.reaped = true;
-        if let Some(a) = e.claimed.and_then(|c| self.drop_claim(c)) {
+        if let Some(a) = claimed.and_then(|c| self.drop_claim(c)) {
             self.unbind_later.push(a);
         }
     }
@@ -657,10 +663,10 @@ impl Inner {
     /// the answer: wakes the listener whose accept queue it joined, or forgets it. Returns
     /// whether it is still there.
     pub(in crate::stack) fn report(&mut self, id: ConnId) -> bool {
-        let Some(e) = self.table.get(id) else {
+        let Some(status) = self.table.get(id).map(|e| e.conn.status()) else {
             return false;
         };
-        match self.table.endpoint.update(id, e.conn.status()) {
+        match self.table.endpoint.update(id, status) {
             Update::None => true,
             Update::Accepted(l) => {
                 if let Some(l) = self.table.listeners.get_mut(&l) {
@@ -781,7 +787,7 @@ impl Inner {
     /// receiving for the stack — runs before it lets go of the stack: no wake-up, which
     /// would set another thread going for nothing.
     pub(in crate::stack) fn queue_dirty(&mut self, id: ConnId) {
-        if let Some(e) = self.table.get_mut(id) {
+        if let Some(mut e) = self.table.get(id) {
             if !e.dirty {
                 e.dirty = true;
                 self.dirty.push_back(id);

@@ -171,7 +171,7 @@ impl Drop for Reactor {
         }
         inner.stopped = true;
         for id in inner.table.ids() {
-            if let Some(e) = inner.table.get_mut(id) {
+            if let Some(mut e) = inner.table.get(id) {
                 if e.conn.error().is_none() && e.conn.state() != State::Closed {
                     e.conn.abort();
                 }
@@ -232,10 +232,10 @@ impl<'a> Out<'a> {
     /// Connection `id`'s turn: what it has due, up to `budget` (see
     /// [`emit_due`](Self::emit_due)), then it is settled. Returns whether more may be due.
     fn turn(&mut self, inner: &mut Inner, id: ConnId, now: Instant, budget: usize) -> bool {
-        let Some(entry) = inner.table.get_mut(id) else {
-            return false;
-        };
-        entry.dirty = false;
+        match inner.table.get(id) {
+            Some(mut entry) => entry.dirty = false,
+            None => return false,
+        }
         let more = self.emit_due(inner, id, now, budget);
         settle(inner, id);
         more
@@ -286,11 +286,11 @@ impl Reactor {
         // Connections may share a claimed address: each is given back once.
         let mut release = std::collections::HashSet::new();
         for id in inner.table.ids() {
-            if let Some(e) = inner.table.get_mut(id) {
+            if let Some(mut e) = inner.table.get(id) {
                 e.conn.abort();
             }
             Out::new(&self.shared, &mut self.tx).emit_due(inner, id, now, usize::MAX);
-            if let Some(e) = inner.table.get_mut(id) {
+            if let Some(mut e) = inner.table.get(id) {
                 e.readers.wake_all();
                 e.writers.wake_all();
                 release.extend(e.claimed.take());
@@ -331,7 +331,7 @@ pub(crate) fn emit_into(
     now: Instant,
     tx: &mut Batch,
 ) -> bool {
-    let Some(entry) = inner.table.get_mut(id) else {
+    let Some(mut entry) = inner.table.get(id) else {
         return false;
     };
     let (local, remote, ttl, tos, route) = (
@@ -354,6 +354,7 @@ pub(crate) fn emit_into(
             Ok(Some(t)) => t,
             Ok(None) => return false,
             Err(_) => {
+                drop(entry);
                 inner.poison(id);
                 return false;
             }
@@ -523,13 +524,14 @@ fn handle_packet(
         .handle(local, remote, &tcp, payload.len(), now)
     {
         Route::Connection(id) => {
-            let accepted = inner.engine(id, |e| e.conn.on_segment(now, &tcp, payload))?;
-            let e = inner.table.get_mut(id)?;
-            if accepted && carrier.is_some() {
-                // Only a segment the connection accepted says where the peer is.
-                e.route = carrier;
-            }
-            let urgent = e.conn.ack_urgent();
+            let urgent = inner.engine(id, |e| {
+                let accepted = e.conn.on_segment(now, &tcp, payload);
+                if accepted && carrier.is_some() {
+                    // Only a segment the connection accepted says where the peer is.
+                    e.route = carrier;
+                }
+                e.conn.ack_urgent()
+            })?;
             inner.queue_dirty(id);
             // Reported before the next segment is routed, which the endpoint judges by what
             // this one did: a completed handshake has joined the accept queue, a reset
@@ -641,22 +643,24 @@ fn store_accepted(
 /// After a connection was touched: wake waiters, report it to the endpoint (which moves it
 /// through its listener's queues, or has it forgotten once finished), schedule its timer.
 pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
-    let Some(e) = inner.table.get_mut(id) else {
-        return;
-    };
-    if e.conn.can_recv() {
-        e.readers.wake_all();
-    }
-    let handshake_over = !matches!(e.conn.state(), State::SynSent | State::SynReceived);
-    if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
-        // Writers wait for room; a connecting task waits for the handshake to end.
-        e.handshake_seen |= handshake_over;
-        e.writers.wake_all();
+    {
+        let Some(mut e) = inner.table.get(id) else {
+            return;
+        };
+        if e.conn.can_recv() {
+            e.readers.wake_all();
+        }
+        let handshake_over = !matches!(e.conn.state(), State::SynSent | State::SynReceived);
+        if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
+            // Writers wait for room; a connecting task waits for the handshake to end.
+            e.handshake_seen |= handshake_over;
+            e.writers.wake_all();
+        }
     }
     if !inner.report(id) {
         return;
     }
-    let Some(e) = inner.table.get_mut(id) else {
+    let Some(mut e) = inner.table.get(id) else {
         return;
     };
     // The stack's buffer memory, counted as each connection is touched; above the limit,
@@ -688,13 +692,17 @@ fn fire_timers(inner: &mut Inner, now: Instant) {
             break;
         }
         inner.timers.pop();
-        let Some(e) = inner.table.get_mut(id) else {
+        let current = inner.table.get(id).is_some_and(|mut e| {
+            // Else superseded by an earlier deadline that already fired.
+            let current = e.scheduled == Some(t);
+            if current {
+                e.scheduled = None;
+            }
+            current
+        });
+        if !current {
             continue;
-        };
-        if e.scheduled != Some(t) {
-            continue; // superseded by an earlier deadline that already fired
         }
-        e.scheduled = None;
         inner.engine(id, |e| e.conn.handle_timeout(now));
         inner.queue_dirty(id);
     }

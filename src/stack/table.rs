@@ -4,15 +4,29 @@
 //! each listener's settings and waiting tasks.
 //!
 //! An entry is reached by handle only, never by 4-tuple: the endpoint routes, the table
-//! stores. That is the shape per-connection locking needs (the table locked to insert,
-//! remove and look up; each entry behind a lock of its own).
+//! stores. Each entry is behind a lock of its own (a [`Cell`]): the stack's lock is taken
+//! to insert, remove and look up, and by the reactor's passes, which lock each entry they
+//! touch in turn (the stack's lock first, then the entry's: never the other way round).
+//! An application's read or write locks only its connection's entry, so its copy of the
+//! data does not hold up the stack (see `net::handle`).
 
 pub(crate) use crate::proto::endpoint::ListenerId;
 use crate::proto::endpoint::{ConnectionHandle, Endpoint};
 use crate::proto::{Config, Connection, Instant};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
+
+/// A connection's entry behind its own lock, shared by the table and the connection's
+/// handle.
+pub(crate) type Cell = Arc<Mutex<Entry>>;
+
+/// Locks a connection's entry. A panic inside the engine is caught where the engine is
+/// called (and the connection poisoned), so a poisoned lock's entry is still consistent.
+pub(crate) fn lock(cell: &Mutex<Entry>) -> MutexGuard<'_, Entry> {
+    cell.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A connection's handle: the endpoint's, whose generation makes a stale one harmless.
 pub(crate) type ConnId = ConnectionHandle;
@@ -67,7 +81,7 @@ pub(crate) struct Entry {
     /// Earliest deadline currently in the timer heap for this connection.
     pub(in crate::stack) scheduled: Option<Instant>,
     /// Queued for the reactor's transmit pass.
-    pub(in crate::stack) dirty: bool,
+    pub(crate) dirty: bool,
     /// The local address claimed from the datapath for this connection (outgoing ones).
     pub(in crate::stack) claimed: Option<SocketAddr>,
     /// IP TTL / hop limit of outgoing packets.
@@ -86,9 +100,25 @@ pub(crate) struct Entry {
     pub(in crate::stack) route: Option<SocketAddr>,
     /// The connection's buffer memory when it was last counted in the stack's total.
     pub(in crate::stack) buffer_memory: u32,
+    /// Taken out of the table: the connection is gone, and a handle still holding the
+    /// entry answers as for a stack that shut down.
+    pub(crate) forgotten: bool,
 }
 
 impl Entry {
+    /// Whether what an application call left in the engine needs the stack now: a segment
+    /// owed (an ACK or a window update), or a timer armed earlier than any the stack holds
+    /// for the connection. A later one needs nothing yet: the stack finds it when the
+    /// earlier one fires and the connection is settled again.
+    pub(crate) fn needs_stack(&self) -> bool {
+        self.conn.ack_owed()
+            || (self.conn.needs_driver()
+                && self
+                    .conn
+                    .poll_timeout()
+                    .is_some_and(|d| self.scheduled.is_none_or(|s| d < s)))
+    }
+
     /// A new connection's entry: no wakers, no timer, nothing claimed.
     pub(in crate::stack) fn new(conn: Connection, ttl: u8) -> Entry {
         Entry {
@@ -105,6 +135,7 @@ impl Entry {
             handshake_seen: false,
             route: None,
             buffer_memory: 0,
+            forgotten: false,
         }
     }
 }
@@ -125,7 +156,7 @@ pub(in crate::stack) struct Listener {
 #[derive(Debug, Default)]
 pub(in crate::stack) struct Table {
     pub(in crate::stack) endpoint: Endpoint,
-    entries: Vec<Option<(ConnId, Entry)>>,
+    entries: Vec<Option<(ConnId, Cell)>>,
     count: usize,
     pub(in crate::stack) listeners: HashMap<ListenerId, Listener>,
 }
@@ -140,31 +171,40 @@ impl Table {
         // The endpoint reuses a slot only after the connection in it was forgotten, and the
         // driver forgets its entry first (see `Accept::replaced`).
         debug_assert!(self.entries[i].is_none(), "slot {i} still taken");
-        if self.entries[i].replace((id, entry)).is_none() {
+        if self.entries[i]
+            .replace((id, Arc::new(Mutex::new(entry))))
+            .is_none()
+        {
             self.count += 1;
         }
     }
 
-    pub(in crate::stack) fn get(&self, id: ConnId) -> Option<&Entry> {
+    /// Connection `id`'s entry, locked (the stack's lock must be held, or no other entry's).
+    pub(in crate::stack) fn get(&self, id: ConnId) -> Option<MutexGuard<'_, Entry>> {
+        self.cell_ref(id).map(|c| lock(c))
+    }
+
+    /// Connection `id`'s entry, for a handle to keep.
+    pub(crate) fn cell(&self, id: ConnId) -> Option<Cell> {
+        self.cell_ref(id).cloned()
+    }
+
+    fn cell_ref(&self, id: ConnId) -> Option<&Cell> {
         match self.entries.get(id.index()) {
-            Some(Some((h, e))) if *h == id => Some(e),
+            Some(Some((h, c))) if *h == id => Some(c),
             _ => None,
         }
     }
 
-    pub(in crate::stack) fn get_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
-        match self.entries.get_mut(id.index()) {
-            Some(Some((h, e))) if *h == id => Some(e),
-            _ => None,
-        }
-    }
-
-    /// Takes connection `id`'s entry out (the endpoint's record is the caller's to remove).
-    pub(in crate::stack) fn take(&mut self, id: ConnId) -> Option<Entry> {
+    /// Takes connection `id`'s entry out (the endpoint's record is the caller's to remove),
+    /// marked forgotten for a handle that still holds it.
+    pub(in crate::stack) fn take(&mut self, id: ConnId) -> Option<Cell> {
         let slot = self.entries.get_mut(id.index())?;
         if slot.as_ref().is_some_and(|(h, _)| *h == id) {
             self.count -= 1;
-            slot.take().map(|(_, e)| e)
+            let cell = slot.take().map(|(_, c)| c)?;
+            lock(&cell).forgotten = true;
+            Some(cell)
         } else {
             None
         }

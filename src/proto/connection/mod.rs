@@ -1072,6 +1072,12 @@ impl Connection {
         self.ack_now || self.timer_changed
     }
 
+    /// Whether an acknowledgment or window update is owed now (the part of
+    /// [`needs_driver`](Self::needs_driver) that sends a segment).
+    pub fn ack_owed(&self) -> bool {
+        self.ack_now
+    }
+
     /// Shuts down the write half: FIN is sent after the data already written (RFC 9293
     /// §3.10.4 CLOSE, for the sending direction). Reading continues. Idempotent.
     pub fn shutdown(&mut self) -> Result<(), Error> {
