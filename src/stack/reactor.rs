@@ -8,7 +8,7 @@
 //! of the reactor itself: an application task that waits for packets runs them too.
 
 use super::rx::{RxState, LINGER, WATCHDOG};
-use super::table::{ConnId, Entry};
+use super::table::{ConnId, Entry, WakerSet};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
 use crate::proto::endpoint::{Accept, Route};
@@ -647,15 +647,22 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
         let Some(mut e) = inner.table.get(id) else {
             return;
         };
-        if e.conn.can_recv() {
-            e.readers.wake_all();
-        }
+        let mut readers = if e.conn.can_recv() {
+            e.readers.take()
+        } else {
+            WakerSet::default()
+        };
         let handshake_over = !matches!(e.conn.state(), State::SynSent | State::SynReceived);
-        if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
+        let mut writers = if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
             // Writers wait for room; a connecting task waits for the handshake to end.
             e.handshake_seen |= handshake_over;
-            e.writers.wake_all();
-        }
+            e.writers.take()
+        } else {
+            WakerSet::default()
+        };
+        drop(e);
+        readers.wake_all();
+        writers.wake_all();
     }
     if !inner.report(id) {
         return;

@@ -60,6 +60,12 @@ impl WakerSet {
         }
     }
 
+    /// The waiting tasks, taken out to be woken once the entry's lock is let go (a task
+    /// woken while it is held would wait for it first thing).
+    pub fn take(&mut self) -> WakerSet {
+        std::mem::take(self)
+    }
+
     pub fn wake_all(&mut self) {
         if let Some(w) = self.first.take() {
             w.wake();
