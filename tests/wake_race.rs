@@ -287,7 +287,14 @@ async fn ping_pong_on_many_connections_never_stalls() {
 /// clients live on a second stack, so that nothing they do wakes the servers' reactor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_handed_to_a_task_that_stopped_waiting_still_arrive() {
-    let servers = udp_stack();
+    // One shard: the scenario is one stack's queue of waiting tasks. With two (the default
+    // on two workers), `b2`'s reader may wait on another shard than the sleeper, be the
+    // first in its queue, and rightly receive the bytes itself.
+    let servers = Stack::builder()
+        .datapath(UdpDatapath::new().expect("udp datapath"))
+        .shards(1)
+        .build()
+        .expect("stack");
     let clients = udp_stack();
     let listener = servers.bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
