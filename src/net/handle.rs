@@ -25,9 +25,8 @@ pub(crate) struct ConnHandle {
     pub id: ConnId,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    /// The connection's entry, locked on its own (`None`: it was gone before the handle
-    /// was made).
-    cell: Option<Cell>,
+    /// The connection's entry, locked on its own.
+    cell: Cell,
     /// Options kept beside the engine, for reporting back.
     opts: Mutex<HandleOpts>,
 }
@@ -58,15 +57,15 @@ fn gone() -> io::Error {
 }
 
 impl ConnHandle {
-    /// A handle on connection `id`; `linger` is the `SO_LINGER` value it was made with.
+    /// A handle on connection `id`, whose entry is `cell`; `linger` is the `SO_LINGER` value
+    /// it was made with.
     pub fn new(
         shared: Arc<Shared>,
-        id: ConnId,
+        (id, cell): (ConnId, Cell),
         local: SocketAddr,
         remote: SocketAddr,
         linger: Option<Duration>,
     ) -> ConnHandle {
-        let cell = shared.lock().entry_cell(id);
         ConnHandle {
             shared,
             id,
@@ -90,16 +89,16 @@ impl ConnHandle {
     /// `ConnectionAborted` from then on — and the panic goes on in the calling task, whose
     /// call it was. A connection the stack has forgotten (it shut down) is an error.
     fn own<R>(&self, f: impl FnOnce(&mut Entry) -> R) -> io::Result<R> {
-        let cell = self.cell.as_ref().ok_or_else(gone)?;
-        let mut e = table::lock(cell);
+        let mut e = table::lock(&self.cell);
         if e.forgotten {
             return Err(gone());
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut e))) {
             Ok(r) => Ok(r),
             Err(panic) => {
+                let p = e.poison();
                 drop(e);
-                self.shared.lock().poison(self.id);
+                self.shared.lock().poisoned(self.id, p);
                 std::panic::resume_unwind(panic)
             }
         }
@@ -112,7 +111,20 @@ impl ConnHandle {
     fn send_due(&self, written: usize) {
         let tx = {
             let mut inner = self.shared.lock();
-            self.shared.output_due(&mut inner, self.id, written)
+            let due = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.shared.output_due(&mut inner, self.id, written)
+            }));
+            match due {
+                Ok(tx) => tx,
+                Err(panic) => {
+                    // A panic while building what is due (a tap's, say): the connection is
+                    // poisoned as for one in the engine, and the panic goes on in the
+                    // calling task.
+                    inner.poison(self.id);
+                    drop(inner);
+                    std::panic::resume_unwind(panic)
+                }
+            }
         };
         if let Some(tx) = tx {
             tx.send();

@@ -138,11 +138,11 @@ impl TcpListener {
                     waiters.register(held.as_ref().unwrap_or(cx.waker()));
                 })
             });
-            let (id, local, remote) = match accepted {
+            let (id, cell, local, remote) = match accepted {
                 Poll::Ready(r) => r?,
                 Poll::Pending => continue,
             };
-            let handle = ConnHandle::new(Arc::clone(shared), id, local, remote, None);
+            let handle = ConnHandle::new(Arc::clone(shared), (id, cell), local, remote, None);
             return Poll::Ready(Ok((TcpStream::from_handle(handle), remote)));
         }
         Poll::Pending

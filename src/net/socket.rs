@@ -296,8 +296,8 @@ impl TcpSocket {
             stack.release_bound(claim, Some(k));
         }
         let shared = stack.shard(k).clone();
-        let (id, local) = shared.open(fixed, auto_ip, addr, &cfg, zero_linger, tos)?;
-        let handle = ConnHandle::new(shared, id, local, addr, linger);
+        let (id, cell, local) = shared.open(fixed, auto_ip, addr, &cfg, zero_linger, tos)?;
+        let handle = ConnHandle::new(shared, (id, cell), local, addr, linger);
         // If this future is dropped, or the handshake fails, dropping the handle closes the
         // connection and releases the port.
         poll_fn(|cx| handle.poll_connected(cx)).await?;

@@ -3,7 +3,7 @@
 //! connection's own entry, locked on its own ([`Inner::entry_cell`]); the endpoint, the
 //! listeners and the port bookkeeping stay inside `stack`.
 
-use super::table::{ConnId, Entry, Listener, ListenerKey, WakerSet};
+use super::table::{Cell, ConnId, Entry, Listener, ListenerKey, WakerSet};
 use super::{Inner, Shared};
 use crate::datapath::BindKind;
 use crate::proto::endpoint::Owner;
@@ -124,7 +124,7 @@ impl Shared {
         config: &Config,
         zero_linger: bool,
         tos: u8,
-    ) -> io::Result<(ConnId, SocketAddr)> {
+    ) -> io::Result<(ConnId, Cell, SocketAddr)> {
         let release = |claimed: Option<SocketAddr>| {
             if let Some(c) = claimed {
                 self.datapath.unbind(c);
@@ -189,12 +189,15 @@ impl Shared {
                     ..Entry::new(conn, 64)
                 },
             );
+            let Some(cell) = inner.entry_cell(id) else {
+                return Err(shut_down());
+            };
             let tx = self.output_due(&mut inner, id, 0);
             drop(inner);
             if let Some(tx) = tx {
                 tx.send();
             }
-            return Ok((id, local));
+            return Ok((id, cell, local));
         }
     }
 
@@ -314,7 +317,7 @@ impl Shared {
         &self,
         key: ListenerKey,
         register: impl FnOnce(&mut WakerSet),
-    ) -> Poll<io::Result<(ConnId, SocketAddr, SocketAddr)>> {
+    ) -> Poll<io::Result<(ConnId, Cell, SocketAddr, SocketAddr)>> {
         let mut inner = self.lock();
         if inner.stopped || !inner.table.listeners.contains_key(&key.id) {
             return Poll::Ready(Err(shut_down()));
@@ -326,8 +329,12 @@ impl Shared {
                 }
                 return Poll::Pending;
             };
-            if let Some(e) = inner.table.get(id) {
-                return Poll::Ready(Ok((id, e.conn.local_addr(), e.conn.remote_addr())));
+            if let Some(cell) = inner.table.cell(id) {
+                let (local, remote) = {
+                    let e = super::table::lock(&cell);
+                    (e.conn.local_addr(), e.conn.remote_addr())
+                };
+                return Poll::Ready(Ok((id, cell, local, remote)));
             }
         }
     }

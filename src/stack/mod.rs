@@ -605,8 +605,9 @@ impl Inner {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut e))) {
             Ok(r) => Some(r),
             Err(_) => {
+                let p = e.poison();
                 drop(e);
-                self.poison(id);
+                self.poisoned(id, p);
                 None
             }
         }
@@ -617,20 +618,21 @@ impl Inner {
     /// woken), the peer is sent `<SEQ=SND.NXT><CTL=RST>`, and the 4-tuple becomes a
     /// stranger's. Nothing else in the stack is touched.
     pub(crate) fn poison(&mut self, id: ConnId) {
-        let Some(mut e) = self.table.get(id) else {
+        let Some(p) = self.table.get(id).map(|mut e| e.poison()) else {
             return;
         };
-        let (local, remote) = (e.conn.local_addr(), e.conn.remote_addr());
-        let rst = e.conn.reset_segment();
-        let cfg = Config::clone(e.conn.config());
-        e.conn = crate::proto::Connection::aborted(cfg, local, remote);
-        e.scheduled = None;
-        e.readers.wake_all();
-        e.writers.wake_all();
-        if let Some(rst) = rst {
-            self.poisoned_resets.push((local, remote, e.route, rst));
+        self.poisoned(id, p);
+    }
+
+    /// The stack's part of a poisoning whose entry's part ([`table::Entry::poison`]) was
+    /// done under the entry's lock, now let go: the RST queued, the endpoint told, the
+    /// waiting tasks woken.
+    pub(crate) fn poisoned(&mut self, id: ConnId, mut p: table::Poisoned) {
+        let (local, remote) = p.addrs();
+        if let Some((route, rst)) = p.take_reset() {
+            self.poisoned_resets.push((local, remote, route, rst));
         }
-        drop(e);
+        p.wake();
         self.stats.poisoned += 1;
         tracing::error!(%local, %remote, "rawtcp: the engine panicked; connection reset");
         self.report(id);

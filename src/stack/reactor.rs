@@ -354,8 +354,9 @@ pub(crate) fn emit_into(
             Ok(Some(t)) => t,
             Ok(None) => return false,
             Err(_) => {
+                let p = entry.poison();
                 drop(entry);
-                inner.poison(id);
+                inner.poisoned(id, p);
                 return false;
             }
         };

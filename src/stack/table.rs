@@ -13,6 +13,7 @@
 pub(crate) use crate::proto::endpoint::ListenerId;
 use crate::proto::endpoint::{ConnectionHandle, Endpoint};
 use crate::proto::{Config, Connection, Instant};
+use crate::wire::TcpRepr;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,7 +112,56 @@ pub(crate) struct Entry {
     pub(crate) forgotten: bool,
 }
 
+/// What a panic in an entry's engine leaves for the stack to finish (see
+/// [`Entry::poison`] and `Inner::poisoned`).
+pub(crate) struct Poisoned {
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// `<SEQ=SND.NXT><CTL=RST>` for the peer, with where the datapath carries it.
+    reset: Option<(Option<SocketAddr>, TcpRepr)>,
+    readers: WakerSet,
+    writers: WakerSet,
+}
+
+impl Poisoned {
+    /// The connection's addresses.
+    pub(in crate::stack) fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.local, self.remote)
+    }
+
+    /// The RST owed to the peer and where the datapath carries it.
+    pub(in crate::stack) fn take_reset(&mut self) -> Option<(Option<SocketAddr>, TcpRepr)> {
+        self.reset.take()
+    }
+
+    /// Wakes the connection's waiting tasks (with its entry's lock let go).
+    pub(in crate::stack) fn wake(mut self) {
+        self.readers.wake_all();
+        self.writers.wake_all();
+    }
+}
+
 impl Entry {
+    /// A panic in the engine left it half-updated: done at once, under the entry's lock
+    /// that the panicking caller still holds, so that nothing else reaches that engine — it
+    /// is replaced by a closed one that reports `ConnectionAborted`, its timer is dropped
+    /// and its waiting tasks are taken out to be woken. The rest (the RST, the endpoint,
+    /// the counters) is the stack's, under its lock: `Inner::poisoned`.
+    pub(crate) fn poison(&mut self) -> Poisoned {
+        let (local, remote) = (self.conn.local_addr(), self.conn.remote_addr());
+        let reset = self.conn.reset_segment().map(|rst| (self.route, rst));
+        let cfg = Config::clone(self.conn.config());
+        self.conn = Connection::aborted(cfg, local, remote);
+        self.scheduled = None;
+        Poisoned {
+            local,
+            remote,
+            reset,
+            readers: self.readers.take(),
+            writers: self.writers.take(),
+        }
+    }
+
     /// Whether what an application call left in the engine needs the stack now: a segment
     /// owed (an ACK or a window update), or a timer armed earlier than any the stack holds
     /// for the connection. A later one needs nothing yet: the stack finds it when the
