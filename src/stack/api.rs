@@ -3,7 +3,7 @@
 //! connection's own entry, locked on its own ([`Inner::entry_cell`]); the endpoint, the
 //! listeners and the port bookkeeping stay inside `stack`.
 
-use super::table::{Cell, ConnId, Entry, Listener, ListenerKey, WakerSet};
+use super::table::{Cell, Claim, ConnId, Entry, Listener, ListenerKey, WakerSet};
 use super::{Inner, Shared};
 use crate::datapath::BindKind;
 use crate::proto::endpoint::Owner;
@@ -93,7 +93,9 @@ impl Shared {
                     .is_some_and(|c| c.owner == Owner::Orphan);
                 let lingers = inner.table.get(id).is_some_and(|e| {
                     e.conn.state() == State::TimeWait
-                        && e.claimed.is_some_and(|c| c.port() == addr.port())
+                        && e.claimed
+                            .addr(e.conn.local_addr())
+                            .is_some_and(|c| c.port() == addr.port())
                 });
                 if orphan && lingers {
                     inner.forget(id);
@@ -183,7 +185,7 @@ impl Shared {
             inner.table.put(
                 id,
                 Entry {
-                    claimed,
+                    claimed: Claim::of(claimed, local),
                     zero_linger,
                     tos,
                     ..Entry::new(conn, 64)

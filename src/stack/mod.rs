@@ -652,8 +652,9 @@ impl Inner {
         };
         let (memory, claimed) = {
             let e = table::lock(&cell);
-            (e.buffer_memory, e.claimed)
+            (e.buffer_memory, e.claimed.addr(e.conn.local_addr()))
         };
+        self.table.recycle(cell);
         self.buffer_memory = self.buffer_memory.saturating_sub(memory as usize);
         self.reaped = true;
         if let Some(a) = claimed.and_then(|c| self.drop_claim(c)) {

@@ -8,7 +8,7 @@
 //! of the reactor itself: an application task that waits for packets runs them too.
 
 use super::rx::{RxState, LINGER, WATCHDOG};
-use super::table::{ConnId, Entry, WakerSet};
+use super::table::{Claim, ConnId, Entry, WakerSet};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
 use crate::proto::endpoint::{Accept, Route};
@@ -293,7 +293,8 @@ impl Reactor {
             if let Some(mut e) = inner.table.get(id) {
                 e.readers.wake_all();
                 e.writers.wake_all();
-                release.extend(e.claimed.take());
+                let local = e.conn.local_addr();
+                release.extend(std::mem::replace(&mut e.claimed, Claim::None).addr(local));
             }
         }
         inner.connect_ports.clear();

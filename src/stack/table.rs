@@ -15,9 +15,12 @@ use crate::proto::endpoint::{ConnectionHandle, Endpoint};
 use crate::proto::{Config, Connection, Instant};
 use crate::wire::TcpRepr;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
+
+/// Spare cells a table keeps (see [`Table::recycle`]).
+const SPARE_CELLS: usize = 16;
 
 /// A connection's entry behind its own lock, shared by the table and the connection's
 /// handle.
@@ -39,13 +42,56 @@ pub(crate) struct ListenerKey {
     pub id: ListenerId,
 }
 
+/// The local address a connection claimed from the datapath, kept in a byte (an entry is
+/// stored for every connection: see `conn_scale`) and read back with [`Claim::addr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Nothing: the address is a listener's, or shared with sockets that claimed it.
+    None,
+    /// Its own local address.
+    Local,
+    /// Its local port on every address (its socket was bound to the unspecified address).
+    AnyIp,
+}
+
+impl Claim {
+    /// What a connection whose local address is `local` claimed, from the address it
+    /// claimed (`None`: nothing).
+    pub(crate) fn of(claimed: Option<SocketAddr>, local: SocketAddr) -> Claim {
+        match claimed {
+            None => Claim::None,
+            Some(c) if c == local => Claim::Local,
+            Some(c) => {
+                debug_assert!(c.ip().is_unspecified() && c.port() == local.port());
+                Claim::AnyIp
+            }
+        }
+    }
+
+    /// The address claimed by a connection whose local address is `local`.
+    pub(crate) fn addr(self, local: SocketAddr) -> Option<SocketAddr> {
+        let any = match local {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        match self {
+            Claim::None => None,
+            Claim::Local => Some(local),
+            Claim::AnyIp => Some(SocketAddr::new(any, local.port())),
+        }
+    }
+}
+
 /// Tasks waiting for one condition. Each waker is kept once. The first is kept inline: a
 /// connection nearly always has one reader and one writer, and a `Vec` would hold 64 bytes
 /// of heap for each long after the wait ended.
 #[derive(Debug, Default)]
 pub(crate) struct WakerSet {
     first: Option<Waker>,
-    more: Vec<Waker>,
+    /// Boxed: 8 bytes in place of 24 in an entry stored for every connection, for a list
+    /// that is nearly always empty.
+    #[allow(clippy::box_collection, reason = "the box keeps the entry small")]
+    more: Option<Box<Vec<Waker>>>,
 }
 
 impl WakerSet {
@@ -54,8 +100,9 @@ impl WakerSet {
             None => self.first = Some(waker.clone()),
             Some(w) if w.will_wake(waker) => {}
             Some(_) => {
-                if !self.more.iter().any(|w| w.will_wake(waker)) {
-                    self.more.push(waker.clone());
+                let more = self.more.get_or_insert_default();
+                if !more.iter().any(|w| w.will_wake(waker)) {
+                    more.push(waker.clone());
                 }
             }
         }
@@ -71,8 +118,8 @@ impl WakerSet {
         if let Some(w) = self.first.take() {
             w.wake();
         }
-        if !self.more.is_empty() {
-            for w in std::mem::take(&mut self.more) {
+        if let Some(more) = self.more.take() {
+            for w in *more {
                 w.wake();
             }
         }
@@ -90,7 +137,7 @@ pub(crate) struct Entry {
     /// Queued for the reactor's transmit pass.
     pub(crate) dirty: bool,
     /// The local address claimed from the datapath for this connection (outgoing ones).
-    pub(in crate::stack) claimed: Option<SocketAddr>,
+    pub(in crate::stack) claimed: Claim,
     /// IP TTL / hop limit of outgoing packets.
     pub ttl: u8,
     /// IPv4 type of service or IPv6 traffic class of outgoing packets (`IP_TOS`,
@@ -183,7 +230,7 @@ impl Entry {
             writers: WakerSet::default(),
             scheduled: None,
             dirty: false,
-            claimed: None,
+            claimed: Claim::None,
             ttl,
             tos: 0,
             zero_linger: false,
@@ -214,6 +261,9 @@ pub(in crate::stack) struct Table {
     pub(in crate::stack) endpoint: Endpoint,
     entries: Vec<Option<(ConnId, Cell)>>,
     count: usize,
+    /// Cells of forgotten connections that nothing else held, for new connections to reuse
+    /// (see [`recycle`](Self::recycle)).
+    spare: Vec<Cell>,
     pub(in crate::stack) listeners: HashMap<ListenerId, Listener>,
 }
 
@@ -227,11 +277,40 @@ impl Table {
         // The endpoint reuses a slot only after the connection in it was forgotten, and the
         // driver forgets its entry first (see `Accept::replaced`).
         debug_assert!(self.entries[i].is_none(), "slot {i} still taken");
-        if self.entries[i]
-            .replace((id, Arc::new(Mutex::new(entry))))
-            .is_none()
-        {
+        let cell = self.cell_for(entry);
+        if self.entries[i].replace((id, cell)).is_none() {
             self.count += 1;
+        }
+    }
+
+    /// A cell holding `entry`: a spare one if there is one (the forgotten connection it
+    /// held is dropped here), else a new allocation.
+    fn cell_for(&mut self, entry: Entry) -> Cell {
+        if let Some(mut cell) = self.spare.pop() {
+            if let Some(held) = Arc::get_mut(&mut cell) {
+                *held.get_mut().unwrap_or_else(|p| p.into_inner()) = entry;
+                return cell;
+            }
+        }
+        Arc::new(Mutex::new(entry))
+    }
+
+    /// Keeps a forgotten connection's cell for a new connection when nothing else holds it
+    /// (its handle is gone) and its engine holds no buffer. An entry is over a kilobyte,
+    /// beyond the allocator's per-thread caches: allocated on one thread and freed on
+    /// another for every connection, it cost a connect-and-close loop 7 % of its time in
+    /// the kernel zeroing the pages the heap grew by.
+    pub(in crate::stack) fn recycle(&mut self, mut cell: Cell) {
+        let reusable = self.spare.len() < SPARE_CELLS
+            && Arc::get_mut(&mut cell).is_some_and(|held| {
+                held.get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .conn
+                    .buffer_memory()
+                    == 0
+            });
+        if reusable {
+            self.spare.push(cell);
         }
     }
 
