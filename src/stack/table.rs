@@ -355,3 +355,50 @@ impl Table {
         self.entries.iter().flatten().map(|(h, _)| *h).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::SeqNum;
+
+    fn open(t: &mut Table, local: &str, remote: &str) -> ConnId {
+        let (local, remote) = (local.parse().unwrap(), remote.parse().unwrap());
+        let id = t.endpoint.connect(local, remote).expect("a free 4-tuple");
+        let conn = Connection::connect(Config::default(), local, remote, SeqNum(1), Instant::ZERO);
+        t.put(id, Entry::new(conn, 64));
+        id
+    }
+
+    fn forget(t: &mut Table, id: ConnId) -> Cell {
+        t.endpoint.remove(id);
+        t.take(id).expect("stored")
+    }
+
+    /// A forgotten connection's cell goes to the next connection only when nothing else
+    /// holds it: a handle that still does keeps seeing its own connection, forgotten.
+    #[test]
+    fn a_cell_nothing_else_holds_is_reused() {
+        let mut t = Table::default();
+        let a = open(&mut t, "10.0.0.1:1000", "10.0.0.2:80");
+        let held = t.cell(a).expect("stored");
+        let cell = forget(&mut t, a);
+        assert!(lock(&held).forgotten);
+        t.recycle(cell);
+        let b = open(&mut t, "10.0.0.1:1001", "10.0.0.2:80");
+        let b_cell = t.cell(b).expect("stored");
+        assert!(!Arc::ptr_eq(&b_cell, &held), "a held cell was reused");
+        assert!(lock(&held).forgotten);
+        assert_eq!(lock(&held).conn.local_addr().port(), 1000);
+        drop((held, b_cell));
+
+        let cell = forget(&mut t, b);
+        let spare = Arc::as_ptr(&cell);
+        t.recycle(cell);
+        let c = open(&mut t, "10.0.0.1:1002", "10.0.0.2:80");
+        let c_cell = t.cell(c).expect("stored");
+        assert_eq!(Arc::as_ptr(&c_cell), spare, "the spare cell was not reused");
+        let e = lock(&c_cell);
+        assert!(!e.forgotten);
+        assert_eq!(e.conn.local_addr().port(), 1002);
+    }
+}
