@@ -171,12 +171,16 @@ impl Drop for Reactor {
         }
         inner.stopped = true;
         for id in inner.table.ids() {
-            if let Some(mut e) = inner.table.get(id) {
+            let waiting = inner.table.get(id).map(|mut e| {
                 if e.conn.error().is_none() && e.conn.state() != State::Closed {
                     e.conn.abort();
                 }
-                e.readers.wake_all();
-                e.writers.wake_all();
+                (e.readers.take(), e.writers.take())
+            });
+            // Woken with the entry let go.
+            if let Some((mut readers, mut writers)) = waiting {
+                readers.wake_all();
+                writers.wake_all();
             }
         }
         for l in inner.table.listeners.values_mut() {
@@ -290,11 +294,15 @@ impl Reactor {
                 e.conn.abort();
             }
             Out::new(&self.shared, &mut self.tx).emit_due(inner, id, now, usize::MAX);
-            if let Some(mut e) = inner.table.get(id) {
-                e.readers.wake_all();
-                e.writers.wake_all();
+            let waiting = inner.table.get(id).map(|mut e| {
                 let local = e.conn.local_addr();
                 release.extend(std::mem::replace(&mut e.claimed, Claim::None).addr(local));
+                (e.readers.take(), e.writers.take())
+            });
+            // Woken with the entry let go.
+            if let Some((mut readers, mut writers)) = waiting {
+                readers.wake_all();
+                writers.wake_all();
             }
         }
         inner.connect_ports.clear();
