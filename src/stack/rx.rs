@@ -67,6 +67,9 @@ pub(crate) struct RxWake {
     waiters: Mutex<VecDeque<(Waker, StdInstant)>>,
     /// Packets were handed to a waiting task, and nobody has received since.
     handed_over: AtomicBool,
+    /// Packets were handed to a waiting task since the reactor last looked (taken up or
+    /// not): the stack is in a busy exchange, and the reactor keeps watching.
+    recent: AtomicBool,
     /// The reactor sleeps with the watchdog deadline set.
     watching: AtomicBool,
     /// [`STALE`], but for tests.
@@ -79,6 +82,7 @@ impl Default for RxWake {
             reactor: Mutex::default(),
             waiters: Mutex::default(),
             handed_over: AtomicBool::new(false),
+            recent: AtomicBool::new(false),
             watching: AtomicBool::new(false),
             stale: STALE,
         }
@@ -129,19 +133,27 @@ impl RxWake {
     }
 
     /// Called by the reactor before it sleeps: whether it must wake by the watchdog
-    /// deadline, because a hand-over is not taken up yet — or because `linger` says to keep
-    /// watching anyway (hand-overs happened a moment ago and will again: each would
-    /// otherwise wake the reactor to start watching). Returns whether watching is needed
-    /// now, and leaves the reactor watching if it is or if `linger`.
+    /// deadline, because a hand-over is not taken up yet or happened since it last looked
+    /// (the stack is in a busy exchange: the reactor goes on watching, as the caller's
+    /// `linger` then says) — or because `linger` says to keep watching anyway (hand-overs
+    /// happened a moment ago and will again: each would otherwise wake the reactor to
+    /// start watching). Returns whether watching is needed now, and leaves the reactor
+    /// watching if it is or if `linger`.
+    ///
+    /// A hand-over already taken up counts: the task it went to usually receives before
+    /// the reactor it woke looks. Counting only those still waiting left the reactor never
+    /// lingering in a busy exchange, woken again by every hand-over: once per connection of
+    /// a connect-and-close loop.
     pub fn watch(&self, linger: bool) -> bool {
+        let recent = self.recent.swap(false, Ordering::SeqCst);
         if linger {
             self.watching.store(true, Ordering::SeqCst);
-            return self.needs_watching();
+            return recent || self.needs_watching();
         }
         // Cleared first, then checked: a task queued meanwhile either is seen here or sees
         // the reactor not watching and wakes it.
         self.watching.store(false, Ordering::SeqCst);
-        let needed = self.needs_watching();
+        let needed = recent || self.needs_watching();
         if needed {
             self.watching.store(true, Ordering::SeqCst);
         }
@@ -168,6 +180,7 @@ impl Wake for RxWake {
         match waiter {
             Some((w, asked)) => {
                 self.handed_over.store(true, Ordering::SeqCst);
+                self.recent.store(true, Ordering::SeqCst);
                 w.wake();
                 // Set first, then checked: a reactor that stops watching meanwhile sees the
                 // hand-over in `watch` and keeps watching, or is woken here to start. A
@@ -228,7 +241,14 @@ mod tests {
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
         assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
         rx.receiving();
-        assert!(!rx.watch(true), "taken up; lingering keeps it watching");
+        assert!(
+            rx.watch(true),
+            "taken up, but one came since it looked: it goes on"
+        );
+        assert!(
+            !rx.watch(true),
+            "none since: lingering alone keeps it watching"
+        );
         rx.wait(&aw);
         Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(a.0.load(Ordering::SeqCst), 2);
@@ -238,11 +258,45 @@ mod tests {
             "still watching: not woken"
         );
         rx.receiving();
-        assert!(!rx.watch(false));
+        assert!(rx.watch(false), "one came since it looked");
+        assert!(
+            !rx.watch(false),
+            "none since, and no lingering: it stops watching"
+        );
         // Nobody waiting: the reactor.
         Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(reactor.0.load(Ordering::SeqCst), 2);
         assert_eq!(a.0.load(Ordering::SeqCst) + b.0.load(Ordering::SeqCst), 3);
+    }
+
+    /// The task a hand-over went to usually receives before the reactor it woke looks: the
+    /// reactor starts watching all the same, so the next hand-over does not wake it again.
+    #[test]
+    fn a_hand_over_taken_up_before_the_reactor_looks_still_starts_its_watch() {
+        let rx = Arc::new(RxWake {
+            stale: Duration::from_secs(3600),
+            ..RxWake::default()
+        });
+        let (reactor, rw) = counter();
+        let (a, aw) = counter();
+        rx.set_reactor(&rw);
+        rx.wait(&aw);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            1,
+            "woken to start watching"
+        );
+        rx.receiving(); // the task took the packets up first
+        assert!(rx.watch(false), "the reactor watches");
+        rx.wait(&aw);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            1,
+            "watching: not woken again"
+        );
     }
 
     #[test]
