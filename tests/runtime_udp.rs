@@ -478,3 +478,53 @@ async fn a_strangers_datagrams_do_not_redirect_a_connection() {
         "the stranger received {stolen} of the server's segments"
     );
 }
+
+/// A connect-and-close loop on one stack: each finished connection's port is given back
+/// by the task that received the connection's last segment (over UDP, giving a port back
+/// closes the socket that held it), not by waking the reactor for it. Before, every
+/// connection woke the reactor, a thread switch each, and the loop ran at half the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_connections_give_their_ports_back_without_the_reactor() {
+    const N: u64 = 300;
+    let stack = udp_stack_with(Stack::builder().shards(1));
+    let listener = stack.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut one = [0u8; 1];
+                let _ = s.read_exact(&mut one).await;
+            });
+        }
+    });
+    let before = stack.stats().reactor_polls;
+    // The client runs in a task of the runtime, as the server does.
+    let client = stack.clone();
+    tokio::spawn(async move {
+        for i in 0..N {
+            let mut c = tokio::time::timeout(Duration::from_secs(10), client.connect(addr))
+                .await
+                .unwrap_or_else(|_| panic!("connection {i}: connect took 10 s"))
+                .expect("connect");
+            c.set_nodelay(true).expect("nodelay");
+            c.write_all(&[1]).await.expect("write");
+            let mut rest = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut rest))
+                .await
+                .unwrap_or_else(|_| panic!("connection {i}: no end of stream in 10 s"))
+                .expect("read");
+            assert_eq!(n, 0, "the server sends nothing");
+        }
+    })
+    .await
+    .expect("client");
+    let polls = stack.stats().reactor_polls - before;
+    server.abort();
+    assert!(
+        polls < N / 3,
+        "{polls} reactor polls for {N} connections: finished connections woke the reactor"
+    );
+}

@@ -332,6 +332,7 @@ pub trait Datapath: Send + Sync + 'static {
             replies_reach_the_shard: false,
             verify_checksums: self.verify_checksums(),
             partial_checksums: self.partial_checksums(),
+            quick_unbind: false,
         }
     }
 
@@ -463,6 +464,10 @@ pub struct Capabilities {
     pub verify_checksums: bool,
     /// [`Datapath::partial_checksums`].
     pub partial_checksums: bool,
+    /// Whether [`Datapath::unbind`] is quick (it runs no external tool), so that a task
+    /// that finished a connection may give its address back itself instead of waking the
+    /// reactor to do it.
+    pub quick_unbind: bool,
 }
 
 /// An on/off setting's value (`on`, `1`, `true`, `yes` or `off`, `0`, `false`, `no`, in

@@ -668,6 +668,8 @@ impl Datapath for RawDatapath {
             replies_reach_the_shard: false,
             verify_checksums: true,
             partial_checksums: true,
+            // Unbinding: nft runs to take the port out of the filter.
+            quick_unbind: false,
         }
     }
 

@@ -180,6 +180,11 @@ pub(crate) struct Shared {
     /// readiness ([`Datapath::recv_now`]): the reactor runs on a thread of its own, whose
     /// runtime alone learns of arrivals.
     pub(in crate::stack) direct_rx: bool,
+    /// The datapath gives an address back quickly
+    /// ([`Capabilities::quick_unbind`](datapath::Capabilities::quick_unbind)): a task that
+    /// receives for the stack releases the addresses of the connections it finished
+    /// itself, instead of waking the reactor for them.
+    pub(in crate::stack) quick_unbind: bool,
     /// This shard's index and the stack's number of shards ((0, 1) for a stack of one).
     pub(in crate::stack) place: (usize, usize),
     /// The other shards of the stack (none for a stack of one), set once they all exist.
@@ -411,6 +416,8 @@ impl Shared {
         let _clock = self.runtime.enter();
         let mut tx = self.inline_batch();
         let mut delivered = false;
+        // Addresses of finished connections to give back once the stack is unlocked.
+        let mut release = Vec::new();
         for round in 0..INLINE_RX_ROUNDS {
             let (received, full) = reactor::receive(self, &mut rx, self.direct_rx);
             if !received {
@@ -429,8 +436,14 @@ impl Shared {
                 reactor::deliver(&mut inner, &rx, &mut out, now);
                 out.transmit_dirty(&mut inner, now);
                 // The reactor keeps the timers, the RSTs of poisoned connections and the
-                // addresses to give back.
+                // addresses to give back, but for those this task gives back itself below
+                // when that is quick: in a connect-and-close loop, each finished connection
+                // woke the reactor (another thread) just to close the socket holding its
+                // port.
                 inner.wake_reactor_for_timers();
+                if self.quick_unbind {
+                    release.append(&mut inner.unbind_later);
+                }
                 if !inner.poisoned_resets.is_empty()
                     || !inner.unbind_later.is_empty()
                     || (inner.reaped && !inner.lingering.is_empty())
@@ -439,6 +452,9 @@ impl Shared {
                 }
                 let sent = inner.stats.packets_out != sent_before;
                 self.unlock_and_send(inner, &mut tx);
+                for a in release.drain(..) {
+                    self.datapath.unbind(a);
+                }
                 sent
             };
             // Go round again when more may be waiting: the batch was full; packets that came
@@ -1102,6 +1118,7 @@ impl StackBuilder {
                     .max_buffer_memory
                     .unwrap_or(DEFAULT_MAX_BUFFER_MEMORY),
             }),
+            quick_unbind: datapath.capabilities().quick_unbind,
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),

@@ -328,6 +328,8 @@ impl Datapath for SimDatapath {
             replies_reach_the_shard: false,
             verify_checksums: self.verify_checksums(),
             partial_checksums: false,
+            // Unbinding: the simulated host's port table.
+            quick_unbind: true,
         }
     }
 

@@ -671,6 +671,8 @@ impl Datapath for TunDatapath {
             replies_reach_the_shard: false,
             verify_checksums: true,
             partial_checksums: false,
+            // Unbinding: the port table in memory.
+            quick_unbind: true,
         }
     }
 

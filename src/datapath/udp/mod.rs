@@ -627,6 +627,8 @@ impl Datapath for UdpDatapath {
             replies_reach_the_shard: true,
             verify_checksums: true,
             partial_checksums: false,
+            // Unbinding: a reservation socket closed.
+            quick_unbind: true,
         }
     }
 
