@@ -8,7 +8,7 @@
 //! of the reactor itself: an application task that waits for packets runs them too.
 
 use super::rx::{RxState, LINGER, WATCHDOG};
-use super::table::{Claim, ConnId, Entry, WakerSet};
+use super::table::{Claim, ConnId, Entry, Waiting};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
 use crate::proto::endpoint::{Accept, Route};
@@ -175,12 +175,10 @@ impl Drop for Reactor {
                 if e.conn.error().is_none() && e.conn.state() != State::Closed {
                     e.conn.abort();
                 }
-                (e.readers.take(), e.writers.take())
+                e.take_waiting()
             });
-            // Woken with the entry let go.
-            if let Some((mut readers, mut writers)) = waiting {
-                readers.wake_all();
-                writers.wake_all();
+            if let Some(waiting) = waiting {
+                waiting.wake();
             }
         }
         for l in inner.table.listeners.values_mut() {
@@ -297,12 +295,10 @@ impl Reactor {
             let waiting = inner.table.get(id).map(|mut e| {
                 let local = e.conn.local_addr();
                 release.extend(std::mem::replace(&mut e.claimed, Claim::None).addr(local));
-                (e.readers.take(), e.writers.take())
+                e.take_waiting()
             });
-            // Woken with the entry let go.
-            if let Some((mut readers, mut writers)) = waiting {
-                readers.wake_all();
-                writers.wake_all();
+            if let Some(waiting) = waiting {
+                waiting.wake();
             }
         }
         inner.connect_ports.clear();
@@ -657,22 +653,18 @@ pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
         let Some(mut e) = inner.table.get(id) else {
             return;
         };
-        let mut readers = if e.conn.can_recv() {
-            e.readers.take()
-        } else {
-            WakerSet::default()
-        };
+        let mut waiting = Waiting::default();
+        if e.conn.can_recv() {
+            waiting.readers = e.readers.take();
+        }
         let handshake_over = !matches!(e.conn.state(), State::SynSent | State::SynReceived);
-        let mut writers = if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
+        if e.conn.can_send() || (handshake_over && !e.handshake_seen) {
             // Writers wait for room; a connecting task waits for the handshake to end.
             e.handshake_seen |= handshake_over;
-            e.writers.take()
-        } else {
-            WakerSet::default()
-        };
+            waiting.writers = e.writers.take();
+        }
         drop(e);
-        readers.wake_all();
-        writers.wake_all();
+        waiting.wake();
     }
     if !inner.report(id) {
         return;

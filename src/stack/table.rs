@@ -108,8 +108,7 @@ impl WakerSet {
         }
     }
 
-    /// The waiting tasks, taken out to be woken once the entry's lock is let go (a task
-    /// woken while it is held would wait for it first thing).
+    /// The waiting tasks, taken out (see [`Waiting`]).
     pub fn take(&mut self) -> WakerSet {
         std::mem::take(self)
     }
@@ -123,6 +122,22 @@ impl WakerSet {
                 w.wake();
             }
         }
+    }
+}
+
+/// A connection's waiting tasks, taken out of its entry to be woken once the entry's lock
+/// is let go: a task woken while it is held would wait for it first thing.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    pub readers: WakerSet,
+    pub writers: WakerSet,
+}
+
+impl Waiting {
+    /// Wakes them all (with the entry's lock let go).
+    pub fn wake(mut self) {
+        self.readers.wake_all();
+        self.writers.wake_all();
     }
 }
 
@@ -166,8 +181,7 @@ pub(crate) struct Poisoned {
     remote: SocketAddr,
     /// `<SEQ=SND.NXT><CTL=RST>` for the peer, with where the datapath carries it.
     reset: Option<(Option<SocketAddr>, TcpRepr)>,
-    readers: WakerSet,
-    writers: WakerSet,
+    waiting: Waiting,
 }
 
 impl Poisoned {
@@ -182,9 +196,8 @@ impl Poisoned {
     }
 
     /// Wakes the connection's waiting tasks (with its entry's lock let go).
-    pub(in crate::stack) fn wake(mut self) {
-        self.readers.wake_all();
-        self.writers.wake_all();
+    pub(in crate::stack) fn wake(self) {
+        self.waiting.wake();
     }
 }
 
@@ -204,6 +217,13 @@ impl Entry {
             local,
             remote,
             reset,
+            waiting: self.take_waiting(),
+        }
+    }
+
+    /// Every task waiting on the connection, taken out (see [`Waiting`]).
+    pub(crate) fn take_waiting(&mut self) -> Waiting {
+        Waiting {
             readers: self.readers.take(),
             writers: self.writers.take(),
         }
