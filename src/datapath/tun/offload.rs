@@ -345,6 +345,12 @@ mod tests {
         train_len(packets.iter().map(|p| p.as_slice()))
     }
 
+    /// The header of the train `packets` make.
+    fn header_of(packets: &[Vec<u8>]) -> TrainHeader {
+        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
+        TrainHeader::new(&refs).unwrap()
+    }
+
     /// Cuts a train back into segments as the kernel's `tcp_gso_segment` does, and checks
     /// each against the original.
     fn recut(header: &[u8], payloads: &[u8]) -> Vec<Vec<u8>> {
@@ -391,8 +397,7 @@ mod tests {
     fn a_run_of_one_connection_becomes_one_train_that_cuts_back_exactly() {
         let packets = run(&[1460, 1460, 1460, 700], &[ACK, ACK, ACK | PSH, ACK | PSH]);
         assert_eq!(len_of(&packets), 4);
-        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
-        let header = TrainHeader::new(&refs).unwrap();
+        let header = header_of(&packets);
         let vnet = VnetHeader::parse(header.bytes());
         assert_eq!(
             (vnet.gso_type, vnet.gso_size, vnet.hdr_len),
@@ -421,16 +426,14 @@ mod tests {
     #[test]
     fn the_train_ends_with_the_last_segments_push_and_fin() {
         let packets = run(&[1000, 1000], &[ACK | PSH, ACK]);
-        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
-        let header = TrainHeader::new(&refs).unwrap();
+        let header = header_of(&packets);
         assert_eq!(
             header.bytes()[HDR_LEN + 20 + 13],
             ACK,
             "PSH only where the last had it"
         );
         let packets = run(&[1000, 500], &[ACK, ACK | PSH | FIN]);
-        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
-        let header = TrainHeader::new(&refs).unwrap();
+        let header = header_of(&packets);
         assert_eq!(header.bytes()[HDR_LEN + 20 + 13], ACK | PSH | FIN);
     }
 
@@ -438,8 +441,7 @@ mod tests {
     fn the_whole_train_parses_as_one_large_segment() {
         let packets = run(&[1000, 1000, 1000], &[ACK, ACK, ACK | FIN]);
         assert_eq!(len_of(&packets), 3);
-        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
-        let header = TrainHeader::new(&refs).unwrap();
+        let header = header_of(&packets);
         let mut whole = header.bytes()[HDR_LEN..].to_vec();
         whole.extend_from_slice(&payloads(&packets));
         // What a kernel receiving it sees once the partial checksum is completed.
@@ -461,8 +463,7 @@ mod tests {
             })
             .collect();
         assert_eq!(len_of(&packets), 3);
-        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
-        let header = TrainHeader::new(&refs).unwrap();
+        let header = header_of(&packets);
         let vnet = VnetHeader::parse(header.bytes());
         assert_eq!(
             (vnet.gso_type, vnet.csum_start, vnet.hdr_len),
