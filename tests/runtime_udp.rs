@@ -489,17 +489,7 @@ async fn finished_connections_give_their_ports_back_without_the_reactor() {
     let stack = udp_stack_with(Stack::builder().shards(1));
     let listener = stack.bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut one = [0u8; 1];
-                let _ = s.read_exact(&mut one).await;
-            });
-        }
-    });
+    let server = serve_one_byte_each(listener);
     let before = stack.stats().reactor_polls;
     // The client runs in a task of the runtime, as the server does.
     let client = stack.clone();

@@ -7,8 +7,11 @@
 //! which opens the most windows between "checked readiness" and "registered a waker".
 //! Only 127.0.0.1 is used.
 
+mod runtime_common;
+
 use rawtcp::datapath::udp::UdpDatapath;
 use rawtcp::{Stack, TcpStream};
+use runtime_common::serve_one_byte_each;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -389,17 +392,7 @@ fn segments_of_one_connection_leave_in_the_order_they_were_built() {
     rt.block_on(async {
         let listener = stack.bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let mut one = [0u8; 1];
-                    let _ = s.read_exact(&mut one).await;
-                });
-            }
-        });
+        let server = serve_one_byte_each(listener);
         bounded("connect-and-close loop", async {
             for _ in 0..5_000 {
                 let mut c = stack.connect(addr).await.expect("connect");

@@ -15,6 +15,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A server for connect-and-close loops: reads one byte from each connection `listener`
+/// accepts, in a task of its own, and closes it (sending the first FIN). Runs until the
+/// listener fails or the task is aborted.
+pub fn serve_one_byte_each(listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut one = [0u8; 1];
+                let _ = s.read_exact(&mut one).await;
+            });
+        }
+    })
+}
+
 /// Two stacks and where the server listens.
 pub struct Env {
     /// The stack that listens.
