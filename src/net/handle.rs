@@ -171,6 +171,7 @@ impl ConnHandle {
         mut attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
         if let Poll::Ready(r) = attempt(cx) {
+            shared.wait_ended(cx.waker());
             return Poll::Ready(r);
         }
         let mut delivered = shared.receive_inline();

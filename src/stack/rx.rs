@@ -27,8 +27,12 @@
 //!   through 10 ms deadlines.
 //!
 //! A task that got what it waited for some other way (delivered by another receiver) stays
-//! queued until a hand-over reaches it: taking it out reordered the queue of a ping-pong,
-//! handing each packet to the wrong side, and cost 24 µs a round trip against 10.
+//! queued, in its place: taking it out reordered the queue of a ping-pong, handing each
+//! packet to the wrong side, and cost 24 µs a round trip against 10. But it is marked done
+//! ([`RxWake::done`]) until it asks again. A hand-over passes over a done task and drops
+//! it: the task may have ended (a server's task for one connection, after its last read),
+//! and a hand-over to a task that ended waited for the watchdog. In a ping-pong the task
+//! asks again, and is unmarked, before the next packet comes.
 
 use super::reactor::Parsed;
 use super::unpoisoned as lock;
@@ -63,8 +67,8 @@ pub(crate) struct RxState {
 /// receive, or the reactor.
 pub(crate) struct RxWake {
     reactor: Mutex<Option<Waker>>,
-    /// Each waiting task with when it last asked.
-    waiters: Mutex<VecDeque<(Waker, StdInstant)>>,
+    /// Each waiting task with when it last asked and whether its wait ended since.
+    waiters: Mutex<VecDeque<Waiter>>,
     /// Packets were handed to a waiting task, and nobody has received since.
     handed_over: AtomicBool,
     /// Packets were handed to a waiting task since the reactor last looked (taken up or
@@ -74,6 +78,15 @@ pub(crate) struct RxWake {
     watching: AtomicBool,
     /// [`STALE`], but for tests.
     stale: Duration,
+}
+
+/// A task queued to receive.
+struct Waiter {
+    waker: Waker,
+    /// When it last asked.
+    asked: StdInstant,
+    /// Its wait ended since it last asked (see [`RxWake::done`]).
+    done: bool,
 }
 
 impl Default for RxWake {
@@ -111,15 +124,29 @@ impl RxWake {
     pub fn wait(&self, waker: &Waker) {
         let now = StdInstant::now();
         let mut q = lock(&self.waiters);
-        if let Some(entry) = q.iter_mut().find(|(w, _)| w.will_wake(waker)) {
+        if let Some(entry) = q.iter_mut().find(|e| e.waker.will_wake(waker)) {
             // Asking again shows it still waits: it keeps its place, fresh.
-            entry.1 = now;
+            entry.asked = now;
+            entry.done = false;
             return;
         }
         if q.len() == MAX_WAITERS {
             q.pop_front();
         }
-        q.push_back((waker.clone(), now));
+        q.push_back(Waiter {
+            waker: waker.clone(),
+            asked: now,
+            done: false,
+        });
+    }
+
+    /// The wait of `waker`'s task ended (what it waited for came): it keeps its place, but
+    /// a hand-over passes over it until it asks again.
+    pub fn done(&self, waker: &Waker) {
+        let mut q = lock(&self.waiters);
+        if let Some(entry) = q.iter_mut().find(|e| e.waker.will_wake(waker)) {
+            entry.done = true;
+        }
     }
 
     /// Whether packets were handed to a waiting task that has not received yet.
@@ -176,9 +203,18 @@ impl Wake for RxWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let waiter = lock(&self.waiters).pop_front();
+        let waiter = {
+            let mut q = lock(&self.waiters);
+            // Tasks whose wait ended are let go: they may have ended too.
+            while q.front().is_some_and(|e| e.done) {
+                q.pop_front();
+            }
+            q.pop_front()
+        };
         match waiter {
-            Some((w, asked)) => {
+            Some(Waiter {
+                waker: w, asked, ..
+            }) => {
                 self.handed_over.store(true, Ordering::SeqCst);
                 self.recent.store(true, Ordering::SeqCst);
                 w.wake();
@@ -213,17 +249,23 @@ mod tests {
         (c.clone(), Waker::from(c))
     }
 
-    #[test]
-    fn wakes_the_oldest_waiter_else_the_reactor() {
-        // No hand-over here is stale, however slowly the test runs.
+    /// An `RxWake` with its reactor's wake counter, where no hand-over is stale however
+    /// slowly the test runs.
+    fn never_stale() -> (Arc<RxWake>, Arc<Count>) {
         let rx = Arc::new(RxWake {
             stale: Duration::from_secs(3600),
             ..RxWake::default()
         });
         let (reactor, rw) = counter();
+        rx.set_reactor(&rw);
+        (rx, reactor)
+    }
+
+    #[test]
+    fn wakes_the_oldest_waiter_else_the_reactor() {
+        let (rx, reactor) = never_stale();
         let (a, aw) = counter();
         let (b, bw) = counter();
-        rx.set_reactor(&rw);
         rx.wait(&aw);
         rx.wait(&bw);
         rx.wait(&aw); // already queued: kept once, in its place
@@ -273,13 +315,8 @@ mod tests {
     /// reactor starts watching all the same, so the next hand-over does not wake it again.
     #[test]
     fn a_hand_over_taken_up_before_the_reactor_looks_still_starts_its_watch() {
-        let rx = Arc::new(RxWake {
-            stale: Duration::from_secs(3600),
-            ..RxWake::default()
-        });
-        let (reactor, rw) = counter();
+        let (rx, reactor) = never_stale();
         let (a, aw) = counter();
-        rx.set_reactor(&rw);
         rx.wait(&aw);
         Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(
@@ -315,6 +352,45 @@ mod tests {
         Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(a.0.load(Ordering::SeqCst), 2);
         assert_eq!(reactor.0.load(Ordering::SeqCst), before + 1);
+    }
+
+    /// A task whose wait ended keeps its place while it asks again before the next
+    /// hand-over (a ping-pong), and is passed over and let go when it does not (it may have
+    /// ended): the hand-over goes to the next task that waits, or to the reactor.
+    #[test]
+    fn a_hand_over_passes_over_a_task_whose_wait_ended() {
+        let (rx, reactor) = never_stale();
+        let (a, aw) = counter();
+        let (b, bw) = counter();
+        rx.wait(&aw);
+        rx.wait(&bw);
+        // Lingering: the reactor watches, and hand-overs alone do not wake it.
+        rx.watch(true);
+        // A's wait ends and it asks again: it keeps its place, first.
+        rx.done(&aw);
+        rx.wait(&aw);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b.0.load(Ordering::SeqCst), 0);
+        // B's wait ends and it does not ask again: passed over and let go; A, queued
+        // behind it, gets the next one.
+        rx.wait(&aw);
+        rx.done(&bw);
+        assert_eq!(rx.waiting(), 2);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(b.0.load(Ordering::SeqCst), 0, "passed over");
+        assert_eq!(a.0.load(Ordering::SeqCst), 2);
+        assert_eq!(rx.waiting(), 0, "B was let go");
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 0);
+        // Only tasks whose wait ended: the reactor.
+        rx.wait(&aw);
+        rx.done(&aw);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 2);
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
+        // Marking a task that is not queued changes nothing.
+        rx.done(&bw);
+        assert_eq!(rx.waiting(), 0);
     }
 
     #[test]
