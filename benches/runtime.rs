@@ -17,6 +17,9 @@
 //!   time per round trip;
 //! - `connections`: connect, accept, 1 byte from the client, the server reads it and closes,
 //!   the client sees the end of the stream and closes; `Throughput::Elements`;
+//! - `connections_from_main`: the same loop run by `block_on` itself, on a thread that is not
+//!   one of the runtime's workers, as `#[tokio::main]` runs an application's `main` (every
+//!   other group runs its loops in tasks of the runtime);
 //! - `flows_8`: 8 connections from tasks of their own carrying 32 MiB in all per iteration in
 //!   parallel, on rawtcp with one shard, rawtcp with two (`StackBuilder::shards`) and
 //!   `tokio::net`, with the ratio two shards / one shard.
@@ -204,6 +207,16 @@ impl Record {
     }
 }
 
+/// Runs `f` in `block_on` itself, outside the runtime's workers, as `#[tokio::main]` runs
+/// `main`, and fails the bench if it outlasts `BATCH_LIMIT`.
+fn run_here<T>(rt: &Runtime, what: &str, f: impl Future<Output = T>) -> T {
+    rt.block_on(async {
+        tokio::time::timeout(BATCH_LIMIT, f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no result within {BATCH_LIMIT:?}"))
+    })
+}
+
 /// Runs `f` on the runtime's workers and fails the bench if it outlasts `BATCH_LIMIT`.
 fn run<T: Send + 'static>(
     rt: &Runtime,
@@ -371,9 +384,14 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
 /// A listener per implementation whose server reads one byte from each connection and
 /// closes it; each iteration connects, writes one byte, waits for the end of the stream and
 /// closes.
-fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
+fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) {
+    let name = if from_main {
+        "connections_from_main"
+    } else {
+        "connections"
+    };
     let mut record = Record::default();
-    let mut group = c.benchmark_group("connections");
+    let mut group = c.benchmark_group(name);
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
     for imp in [Imp::Rawtcp, Imp::Tokio] {
@@ -401,7 +419,7 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         group.bench_function(imp.name(), |b| {
             b.iter_custom(|iters| {
                 let stack = stack.clone();
-                let (dt, times) = run(rt, "connections", async move {
+                let connect_loop = async move {
                     let mut rest = [0u8; 1];
                     let mut times = Vec::with_capacity(iters as usize);
                     let t = Instant::now();
@@ -417,7 +435,12 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
                         times.push(t1.elapsed());
                     }
                     (t.elapsed(), times)
-                });
+                };
+                let (dt, times) = if from_main {
+                    run_here(rt, name, connect_loop)
+                } else {
+                    run(rt, name, connect_loop)
+                };
                 each.extend(times);
                 samples.push((iters, dt));
                 dt
@@ -431,7 +454,7 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         ) {
             let slow = each.iter().filter(|t| **t > SLOW_CONNECTION).count();
             println!(
-                "connections/{}: {} connections (warm-up included): median {median:.2?}, \
+                "{name}/{}: {} connections (warm-up included): median {median:.2?}, \
                  p99 {p99:.2?}, max {max:.2?}; {slow} took over {SLOW_CONNECTION:?}",
                 imp.name(),
                 each.len()
@@ -440,18 +463,19 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         server.abort();
     }
     group.finish();
-    record.print_ratio("connections", |t| (1.0 / t.as_secs_f64(), "connections/s"));
+    record.print_ratio(name, |t| (1.0 / t.as_secs_f64(), "connections/s"));
     let st = stack.stats();
     println!(
-        "rawtcp stack after the connections group: connections in table {}, packets in {} out {}, \
+        "rawtcp stack after the {name} group: connections in table {}, packets in {} out {}, \
          sent by writers themselves {}, receive batches handled by a waiting task {}, reactor \
-         polls {}, resets sent {}, SYNs dropped {}, malformed {}",
+         polls {}, packets the watchdog found left {}, resets sent {}, SYNs dropped {}, malformed {}",
         st.connections,
         st.packets_in,
         st.packets_out,
         st.inline_transmits,
         st.inline_receives,
         st.reactor_polls,
+        st.watchdog_rescues,
         st.resets_sent,
         st.syn_dropped,
         st.malformed
@@ -597,7 +621,8 @@ fn main() {
     );
     bulk_throughput(&mut c, &rt, &stack);
     latency_64b(&mut c, &rt, &stack);
-    connections(&mut c, &rt, &stack);
+    connections(&mut c, &rt, &stack, false);
+    connections(&mut c, &rt, &stack, true);
     drop(stack);
     flows_8(&mut c, &rt, dedicated);
     c.final_summary();

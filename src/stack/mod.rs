@@ -145,6 +145,10 @@ pub struct StackStats {
     /// Times the reactor task was polled: what the stack's own task costs, next to the work
     /// application tasks did themselves (`inline_transmits`, `inline_receives`).
     pub reactor_polls: u64,
+    /// Times the reactor woke at its deadline to find packets handed to a task that had not
+    /// received them (see "Receiving where you wait" in the README): each time, those
+    /// packets waited up to the 10 ms watchdog. Zero in a healthy exchange.
+    pub watchdog_rescues: u64,
     /// Segments the datapath had no room for at first (a full socket buffer or device
     /// queue), kept and sent again a moment later rather than lost.
     pub send_deferred: u64,
@@ -477,9 +481,10 @@ impl Shared {
     }
 
     /// The wait of `waker`'s task ended, on this shard and the others (see [`rx`]): it is
-    /// marked done where it is queued, so that hand-overs pass over it until it waits
-    /// again, and it receives what was handed to a task and not taken up, which may have
-    /// been meant for it (what it waited for came some other way while it stayed queued).
+    /// marked done where it is queued, so that until it waits again a hand-over to it wakes
+    /// the reactor too (it may end without calling on the stack again), and it receives
+    /// what was handed to a task and not taken up, which may have been meant for it (what
+    /// it waited for came some other way while it stayed queued).
     /// Without either, packets handed to a task whose wait had ended, or which had ended
     /// itself, waited for the reactor's watchdog: a connect-and-close loop from
     /// `#[tokio::main]`'s task, outside the runtime's workers, made 1,000 connections a

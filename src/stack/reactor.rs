@@ -68,6 +68,12 @@ impl Future for Reactor {
                     return Poll::Ready(());
                 }
                 inner.stats.reactor_polls += 1;
+                if this.sleeping_until.is_some_and(|t| t <= shared.now())
+                    && shared.rx_wake.handed_over()
+                {
+                    // Woken by its deadline with a hand-over not taken up.
+                    inner.stats.watchdog_rescues += 1;
+                }
                 match &inner.reactor {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => inner.reactor = Some(cx.waker().clone()),

@@ -405,6 +405,7 @@ impl StackStats {
             inline_transmits,
             inline_receives,
             reactor_polls,
+            watchdog_rescues,
             send_deferred,
             send_dropped,
             connections,
@@ -428,6 +429,7 @@ impl StackStats {
         self.inline_transmits += inline_transmits;
         self.inline_receives += inline_receives;
         self.reactor_polls += reactor_polls;
+        self.watchdog_rescues += watchdog_rescues;
         self.send_deferred += send_deferred;
         self.send_dropped += send_dropped;
         self.connections += connections;
