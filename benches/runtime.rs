@@ -468,7 +468,7 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
     println!(
         "rawtcp stack after the {name} group: connections in table {}, packets in {} out {}, \
          sent by writers themselves {}, receive batches handled by a waiting task {}, reactor \
-         polls {}, packets the watchdog found left {}, resets sent {}, SYNs dropped {}, malformed {}",
+         polls {}, hand-overs the reactor found left 1 ms or more {}, resets sent {}, SYNs dropped {}, malformed {}",
         st.connections,
         st.packets_in,
         st.packets_out,

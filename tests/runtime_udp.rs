@@ -527,9 +527,10 @@ async fn connect_and_close(stack: Stack, addr: SocketAddr, n: u64) {
 /// server's task for each connection ends after its read, and its client's read is often
 /// completed by another task's receive. Packets handed to such a task (ended, or done
 /// waiting) were left for the reactor's watchdog, 10 ms later: the loop made 900–1,100
-/// connections a second in a release build, and the watchdog found packets left 62–93
-/// times per 300 connections (a debug build). A hand-over to a task whose wait ended now
-/// wakes the reactor too, and a task whose wait ends takes up what was handed over: 0–23.
+/// connections a second in a release build, and the reactor found packets left for a
+/// millisecond or more 12–15 times per 300 connections on one shard, 73–87 on two (a debug
+/// build). A hand-over to a task whose wait ended now wakes the reactor too, and a task
+/// whose wait ends takes up what was handed over: none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_outside_the_workers_leaves_no_packets_to_the_watchdog() {
     const N: u64 = 300;
@@ -543,7 +544,7 @@ async fn a_loop_outside_the_workers_leaves_no_packets_to_the_watchdog() {
         let rescues = stack.stats().watchdog_rescues - before;
         server.abort();
         assert!(
-            rescues < N / 6,
+            rescues < N / 30,
             "{shards} shard(s): the watchdog found packets left {rescues} times in {N} \
              connections"
         );

@@ -145,9 +145,10 @@ pub struct StackStats {
     /// Times the reactor task was polled: what the stack's own task costs, next to the work
     /// application tasks did themselves (`inline_transmits`, `inline_receives`).
     pub reactor_polls: u64,
-    /// Times the reactor woke at its deadline to find packets handed to a task that had not
-    /// received them (see "Receiving where you wait" in the README): each time, those
-    /// packets waited up to the 10 ms watchdog. Zero in a healthy exchange.
+    /// Times the reactor found packets handed to a task that had not received them for a
+    /// millisecond or more (see "Receiving where you wait" in the README), and received
+    /// them itself: its watchdog, or a wake-up meant for something else, rescued them.
+    /// Near zero in a healthy exchange.
     pub watchdog_rescues: u64,
     /// Segments the datapath had no room for at first (a full socket buffer or device
     /// queue), kept and sent again a moment later rather than lost.

@@ -68,10 +68,8 @@ impl Future for Reactor {
                     return Poll::Ready(());
                 }
                 inner.stats.reactor_polls += 1;
-                if this.sleeping_until.is_some_and(|t| t <= shared.now())
-                    && shared.rx_wake.handed_over()
-                {
-                    // Woken by its deadline with a hand-over not taken up.
+                if shared.rx_wake.left_since(super::rx::STALE) {
+                    // Packets handed to a task that has not taken them up for so long.
                     inner.stats.watchdog_rescues += 1;
                 }
                 match &inner.reactor {

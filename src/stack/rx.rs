@@ -53,7 +53,7 @@ pub(crate) const WATCHDOG: Duration = Duration::from_millis(10);
 /// A task that asked to receive longer ago than this may no longer wait: a hand-over to it
 /// wakes the reactor too. In a busy exchange the answer comes within microseconds, so the
 /// reactor stays asleep there.
-const STALE: Duration = Duration::from_millis(1);
+pub(crate) const STALE: Duration = Duration::from_millis(1);
 /// How long the reactor goes on watching after the last hand-over it saw.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
@@ -76,6 +76,9 @@ pub(crate) struct RxWake {
     waiters: Mutex<VecDeque<Waiter>>,
     /// Packets were handed to a waiting task, and nobody has received since.
     handed_over: AtomicBool,
+    /// When packets were first handed over since someone last received (see
+    /// [`left_since`](Self::left_since)).
+    handed_at: Mutex<Option<StdInstant>>,
     /// Packets were handed to a waiting task since the reactor last looked (taken up or
     /// not): the stack is in a busy exchange, and the reactor keeps watching.
     recent: AtomicBool,
@@ -100,6 +103,7 @@ impl Default for RxWake {
             reactor: Mutex::default(),
             waiters: Mutex::default(),
             handed_over: AtomicBool::new(false),
+            handed_at: Mutex::new(None),
             recent: AtomicBool::new(false),
             watching: AtomicBool::new(false),
             stale: STALE,
@@ -159,9 +163,17 @@ impl RxWake {
         self.handed_over.load(Ordering::SeqCst)
     }
 
+    /// Whether packets were handed over and have waited for at least `age` without being
+    /// taken up (what [`StackStats::watchdog_rescues`](super::StackStats) counts).
+    pub fn left_since(&self, age: Duration) -> bool {
+        self.handed_over() && lock(&self.handed_at).is_some_and(|t| t.elapsed() >= age)
+    }
+
     /// Someone is receiving: whatever was handed over is taken up.
     pub fn receiving(&self) {
-        self.handed_over.store(false, Ordering::SeqCst);
+        if self.handed_over.swap(false, Ordering::SeqCst) {
+            *lock(&self.handed_at) = None;
+        }
     }
 
     /// Called by the reactor before it sleeps: whether it must wake by the watchdog
@@ -215,7 +227,9 @@ impl Wake for RxWake {
                 asked,
                 done,
             }) => {
-                self.handed_over.store(true, Ordering::SeqCst);
+                if !self.handed_over.swap(true, Ordering::SeqCst) {
+                    *lock(&self.handed_at) = Some(StdInstant::now());
+                }
                 self.recent.store(true, Ordering::SeqCst);
                 w.wake();
                 // Set first, then checked: a reactor that stops watching meanwhile sees the
