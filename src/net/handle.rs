@@ -178,6 +178,9 @@ impl ConnHandle {
         delivered |= shared.receive_handed_over();
         if delivered {
             if let Poll::Ready(r) = attempt(cx) {
+                // It may still be queued: on other shards, or here if something else woke
+                // it while another task was handed the packets.
+                shared.wait_ended(cx.waker());
                 return Poll::Ready(r);
             }
         }

@@ -145,10 +145,10 @@ pub struct StackStats {
     /// Times the reactor task was polled: what the stack's own task costs, next to the work
     /// application tasks did themselves (`inline_transmits`, `inline_receives`).
     pub reactor_polls: u64,
-    /// Times the reactor found packets handed to a task that had not received them for a
-    /// millisecond or more (see "Receiving where you wait" in the README), and received
-    /// them itself: its watchdog, or a wake-up meant for something else, rescued them.
-    /// Near zero in a healthy exchange.
+    /// Rounds of the reactor that found packets handed to a task and not taken up for a
+    /// millisecond or more (see "Receiving where you wait" in the README): its watchdog,
+    /// or a wake-up meant for something else, found them left. Near zero in a healthy
+    /// exchange.
     pub watchdog_rescues: u64,
     /// Segments the datapath had no room for at first (a full socket buffer or device
     /// queue), kept and sent again a moment later rather than lost.
@@ -477,6 +477,11 @@ impl Shared {
             }
         }
         drop(rx);
+        if self.rx_wake.handed_over() {
+            // Handed over after the last look, to a task that found the receive state
+            // taken and went back to waiting: the reactor takes them up.
+            self.rx_wake.wake_reactor();
+        }
         self.recycle(tx);
         delivered
     }
@@ -491,16 +496,20 @@ impl Shared {
     /// `#[tokio::main]`'s task, outside the runtime's workers, made 1,000 connections a
     /// second, a tenth of them taking over a millisecond.
     pub fn wait_ended(&self, waker: &Waker) {
+        // `done` first, then the hand-over: a hand-over either finds the task marked (and
+        // wakes the reactor too) or is seen here (see `RxWake::wake_by_ref`).
         self.rx_wake.done(waker);
-        if let Some(siblings) = self.siblings.get() {
-            for s in siblings.iter().filter_map(std::sync::Weak::upgrade) {
-                s.rx_wake.done(waker);
-            }
-        }
         if self.rx_wake.handed_over() {
             self.receive_inline();
         }
-        self.receive_handed_over();
+        if let Some(siblings) = self.siblings.get() {
+            for s in siblings.iter().filter_map(std::sync::Weak::upgrade) {
+                s.rx_wake.done(waker);
+                if s.rx_wake.handed_over() {
+                    s.receive_inline();
+                }
+            }
+        }
     }
 
     /// Receives for the other shards of the stack whose arrivals were handed to a task that

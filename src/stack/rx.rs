@@ -17,7 +17,8 @@
 //! set a second thread going for every packet and cost more than the hand-off saved
 //! (21 µs a round trip against 9 µs). But a woken task may not receive: its wait may have
 //! been given up (a read dropped by `select!` or a timeout) while it stayed queued.
-//! - A hand-over to a task that asked more than a millisecond ago wakes the reactor as well.
+//! - A hand-over to a task that asked more than a millisecond ago, or whose wait ended
+//!   since it asked (see below), wakes the reactor as well.
 //! - While a hand-over is not taken up, the reactor keeps a watchdog deadline of
 //!   [`WATCHDOG`] and receives whatever was left: packets are late by at most that, never
 //!   lost. A hand-over while the reactor does not watch wakes it, to start; it goes on
@@ -43,7 +44,7 @@ use super::reactor::Parsed;
 use super::unpoisoned as lock;
 use crate::datapath::Batch;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant as StdInstant};
@@ -76,9 +77,14 @@ pub(crate) struct RxWake {
     waiters: Mutex<VecDeque<Waiter>>,
     /// Packets were handed to a waiting task, and nobody has received since.
     handed_over: AtomicBool,
-    /// When packets were first handed over since someone last received (see
-    /// [`left_since`](Self::left_since)).
-    handed_at: Mutex<Option<StdInstant>>,
+    /// When packets were first handed over since someone last received, in nanoseconds
+    /// since [`base`](Self::base) (see [`left_since`](Self::left_since)).
+    handed_at: AtomicU64,
+    /// Tasks queued (`waiters.len()`), kept beside the queue so that [`done`](Self::done)
+    /// need not lock an empty one.
+    queued: AtomicUsize,
+    /// The origin of `handed_at`.
+    base: StdInstant,
     /// Packets were handed to a waiting task since the reactor last looked (taken up or
     /// not): the stack is in a busy exchange, and the reactor keeps watching.
     recent: AtomicBool,
@@ -103,7 +109,9 @@ impl Default for RxWake {
             reactor: Mutex::default(),
             waiters: Mutex::default(),
             handed_over: AtomicBool::new(false),
-            handed_at: Mutex::new(None),
+            handed_at: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            base: StdInstant::now(),
             recent: AtomicBool::new(false),
             watching: AtomicBool::new(false),
             stale: STALE,
@@ -147,11 +155,17 @@ impl RxWake {
             asked: now,
             done: false,
         });
+        self.queued.store(q.len(), Ordering::SeqCst);
     }
 
     /// The wait of `waker`'s task ended (what it waited for came): it keeps its place, but
     /// until it asks again a hand-over to it wakes the reactor too.
     pub fn done(&self, waker: &Waker) {
+        // A hand-over empties the queue only after setting `handed_over`, which the caller
+        // checks next: nothing is missed by not looking at an empty queue.
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let mut q = lock(&self.waiters);
         if let Some(entry) = q.iter_mut().find(|e| e.waker.will_wake(waker)) {
             entry.done = true;
@@ -166,14 +180,13 @@ impl RxWake {
     /// Whether packets were handed over and have waited for at least `age` without being
     /// taken up (what [`StackStats::watchdog_rescues`](super::StackStats) counts).
     pub fn left_since(&self, age: Duration) -> bool {
-        self.handed_over() && lock(&self.handed_at).is_some_and(|t| t.elapsed() >= age)
+        let at = Duration::from_nanos(self.handed_at.load(Ordering::SeqCst));
+        self.handed_over() && self.base.elapsed().saturating_sub(at) >= age
     }
 
     /// Someone is receiving: whatever was handed over is taken up.
     pub fn receiving(&self) {
-        if self.handed_over.swap(false, Ordering::SeqCst) {
-            *lock(&self.handed_at) = None;
-        }
+        self.handed_over.store(false, Ordering::SeqCst);
     }
 
     /// Called by the reactor before it sleeps: whether it must wake by the watchdog
@@ -220,16 +233,28 @@ impl Wake for RxWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let waiter = lock(&self.waiters).pop_front();
+        let waiter = {
+            let mut q = lock(&self.waiters);
+            let waiter = q.pop_front();
+            if waiter.is_some() {
+                // Set before the task leaves the queue's lock: a task whose wait ends
+                // meanwhile is either marked done while still queued (and the reactor is
+                // woken below) or, marking nothing, sees the hand-over and takes it up
+                // (`Shared::wait_ended`).
+                if !self.handed_over.swap(true, Ordering::SeqCst) {
+                    let at = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.handed_at.store(at, Ordering::SeqCst);
+                }
+                self.queued.store(q.len(), Ordering::SeqCst);
+            }
+            waiter
+        };
         match waiter {
             Some(Waiter {
                 waker: w,
                 asked,
                 done,
             }) => {
-                if !self.handed_over.swap(true, Ordering::SeqCst) {
-                    *lock(&self.handed_at) = Some(StdInstant::now());
-                }
                 self.recent.store(true, Ordering::SeqCst);
                 w.wake();
                 // Set first, then checked: a reactor that stops watching meanwhile sees the
