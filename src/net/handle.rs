@@ -170,24 +170,21 @@ impl ConnHandle {
         queue: bool,
         mut attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        if let Poll::Ready(r) = attempt(cx) {
-            shared.wait_ended(cx.waker());
-            return Poll::Ready(r);
-        }
-        let mut delivered = shared.receive_inline();
-        delivered |= shared.receive_handed_over();
-        if delivered {
-            if let Poll::Ready(r) = attempt(cx) {
-                // It may still be queued: on other shards, or here if something else woke
-                // it while another task was handed the packets.
-                shared.wait_ended(cx.waker());
-                return Poll::Ready(r);
+        let mut result = attempt(cx);
+        if result.is_pending() {
+            // Both run: `|` does not stop at the first.
+            if shared.receive_inline() | shared.receive_handed_over() {
+                result = attempt(cx);
             }
         }
-        if queue {
+        if result.is_ready() {
+            // The task may still be queued to receive (on other shards, or here if something
+            // else woke it while another task was handed the packets).
+            shared.wait_ended(cx.waker());
+        } else if queue {
             shared.wait_to_receive(cx.waker());
         }
-        Poll::Pending
+        result
     }
 
     fn poll_read_inner(

@@ -498,16 +498,16 @@ impl Shared {
     pub fn wait_ended(&self, waker: &Waker) {
         // `done` first, then the hand-over: a hand-over either finds the task marked (and
         // wakes the reactor too) or is seen here (see `RxWake::wake_by_ref`).
-        self.rx_wake.done(waker);
-        if self.rx_wake.handed_over() {
-            self.receive_inline();
-        }
+        let end = |shard: &Shared| {
+            shard.rx_wake.done(waker);
+            if shard.rx_wake.handed_over() {
+                shard.receive_inline();
+            }
+        };
+        end(self);
         if let Some(siblings) = self.siblings.get() {
             for s in siblings.iter().filter_map(std::sync::Weak::upgrade) {
-                s.rx_wake.done(waker);
-                if s.rx_wake.handed_over() {
-                    s.receive_inline();
-                }
+                end(&s);
             }
         }
     }
