@@ -4,7 +4,6 @@
 
 mod runtime_common;
 
-use rawtcp::datapath::udp::UdpDatapath;
 use rawtcp::{Stack, TcpListener, TcpSocket, TcpStream};
 use runtime_common::*;
 use std::io;
@@ -16,12 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A stack on a UDP datapath of its own.
 fn udp_stack() -> Stack {
     udp_stack_with(Stack::builder())
-}
-
-fn udp_stack_with(b: rawtcp::StackBuilder) -> Stack {
-    b.datapath(UdpDatapath::new().expect("udp datapath"))
-        .build()
-        .expect("stack")
 }
 
 /// Two stacks, like two processes, listening on 127.0.0.1.

@@ -9,9 +9,8 @@
 
 mod runtime_common;
 
-use rawtcp::datapath::udp::UdpDatapath;
 use rawtcp::{Stack, TcpStream};
-use runtime_common::serve_one_byte_each;
+use runtime_common::{serve_one_byte_each, udp_stack_with};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,10 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const STALL: Duration = Duration::from_secs(20);
 
 fn udp_stack() -> Stack {
-    Stack::builder()
-        .datapath(UdpDatapath::new().expect("udp datapath"))
-        .build()
-        .expect("stack")
+    udp_stack_with(Stack::builder())
 }
 
 /// The byte at offset `i` of connection `conn`'s stream: a pattern that shows a lost,
@@ -293,11 +289,7 @@ async fn packets_handed_to_a_task_that_stopped_waiting_still_arrive() {
     // One shard: the scenario is one stack's queue of waiting tasks. With two (the default
     // on two workers), `b2`'s reader may wait on another shard than the sleeper, be the
     // first in its queue, and rightly receive the bytes itself.
-    let servers = Stack::builder()
-        .datapath(UdpDatapath::new().expect("udp datapath"))
-        .shards(1)
-        .build()
-        .expect("stack");
+    let servers = udp_stack_with(Stack::builder().shards(1));
     let clients = udp_stack();
     let listener = servers.bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -373,21 +365,16 @@ fn segments_of_one_connection_leave_in_the_order_they_were_built() {
     let (seen2, dups2) = (seen.clone(), dups.clone());
     let stack = {
         let _rt = rt.enter();
-        Stack::builder()
-            .datapath(UdpDatapath::new().expect("udp datapath"))
-            .dedicated_thread(true)
-            .tap(move |ev| {
-                if ev.direction != rawtcp::Direction::Out || ev.payload_len != 0 {
-                    return;
-                }
-                let t = ev.tcp;
-                let key = (t.src_port, t.dst_port, t.seq, t.ack, t.flags.0);
-                if !seen2.lock().unwrap().insert(key) {
-                    dups2.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-            .build()
-            .expect("stack")
+        udp_stack_with(Stack::builder().dedicated_thread(true).tap(move |ev| {
+            if ev.direction != rawtcp::Direction::Out || ev.payload_len != 0 {
+                return;
+            }
+            let t = ev.tcp;
+            let key = (t.src_port, t.dst_port, t.seq, t.ack, t.flags.0);
+            if !seen2.lock().unwrap().insert(key) {
+                dups2.fetch_add(1, Ordering::SeqCst);
+            }
+        }))
     };
     rt.block_on(async {
         let listener = stack.bind("127.0.0.1:0").await.expect("bind");

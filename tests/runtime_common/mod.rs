@@ -15,6 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A stack built by `b` on the UDP datapath (encapsulation on loopback).
+pub fn udp_stack_with(b: rawtcp::StackBuilder) -> Stack {
+    b.datapath(rawtcp::datapath::udp::UdpDatapath::new().expect("udp datapath"))
+        .build()
+        .expect("stack")
+}
+
 /// A server for connect-and-close loops: reads one byte from each connection `listener`
 /// accepts, in a task of its own, and closes it (sending the first FIN). Runs until the
 /// listener fails or the task is aborted.
