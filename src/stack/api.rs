@@ -105,7 +105,7 @@ impl Shared {
         self.unlock_and_unbind(inner);
         // Claimed as a listening address: it serves `listen` as it is, and `connect` from a
         // bound address just as well.
-        Ok((self.datapath.bind(addr, BindKind::Listen)?, false))
+        Ok((self.claim(addr, BindKind::Listen)?, false))
     }
 
     /// Opens a connection to `remote` held by the application: SYN-SENT, its SYN queued,
@@ -257,10 +257,7 @@ impl Shared {
                 let Some(port) = (start..=high).find(|p| self.lands(*p, remote)) else {
                     continue;
                 };
-                match self
-                    .datapath
-                    .bind(SocketAddr::new(ip, port), BindKind::Connect)
-                {
+                match self.claim(SocketAddr::new(ip, port), BindKind::Connect) {
                     Ok(a) => return Ok(a),
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                     Err(e) => return Err(e),
@@ -271,8 +268,16 @@ impl Shared {
             // fails with `AddrNotAvailable`.
             return Err(io::ErrorKind::AddrInUse.into());
         }
-        self.datapath
-            .bind(SocketAddr::new(ip, 0), BindKind::Connect)
+        self.claim(SocketAddr::new(ip, 0), BindKind::Connect)
+    }
+
+    /// Claims `local` from the datapath. A claim may add a source of packets (a socket)
+    /// that no poll has registered the stack's waker with: tasks about to wait poll the
+    /// datapath again instead of trusting its last `Pending` (see `RxWake::arm`).
+    fn claim(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
+        let claimed = self.datapath.bind(local, kind);
+        self.rx_wake.disarm();
+        claimed
     }
 
     /// Listens at `addr`, which the socket claimed (or joined) already, with an accept queue

@@ -424,7 +424,7 @@ impl Shared {
         // Addresses of finished connections to give back once the stack is unlocked.
         let mut release = Vec::new();
         for round in 0..INLINE_RX_ROUNDS {
-            let (received, full) = reactor::receive(self, &mut rx, self.direct_rx);
+            let (received, full) = reactor::receive(self, &mut rx, self.direct_rx, true);
             if !received {
                 break;
             }

@@ -87,7 +87,7 @@ impl Future for Reactor {
             let mut rx = shared.try_rx();
             let (received, full) = rx
                 .as_deref_mut()
-                .map_or((false, false), |rx| receive(&shared, rx, false));
+                .map_or((false, false), |rx| receive(&shared, rx, false, false));
             let now = shared.now();
             let next = {
                 let mut guard = shared.lock();
@@ -409,7 +409,7 @@ pub(crate) fn rx_state() -> RxState {
 /// datapath has without asking for readiness ([`Datapath::recv_now`]); then parses and checksums every
 /// packet — the costly, connection-independent part of a packet's processing, done before
 /// the stack is locked. Returns whether anything came and whether the batch filled.
-pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool) -> (bool, bool) {
+pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: bool) -> (bool, bool) {
     shared.rx_wake.receiving();
     rx.batch.clear();
     rx.parsed.clear();
@@ -417,14 +417,25 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool) -> (bool,
     // A task about to wait takes what is there without waiting for readiness to be
     // reported (see `Datapath::recv_now`).
     let mut received = direct && shared.datapath.recv_now(&mut rx.batch);
+    // A task skips a datapath that answered `Pending` and has not woken the stack since
+    // (see `RxWake::arm`): on a round trip it is asked just after it took the answer in
+    // and again as the task goes to wait, and each poll looks at every socket. The
+    // reactor always polls.
     while !rx.batch.is_full() {
+        if task && shared.rx_wake.armed() {
+            break;
+        }
+        let seen = shared.rx_wake.wakes();
         match shared.datapath.poll_recv(&mut cx, &mut rx.batch) {
             Poll::Ready(Ok(())) => received = true,
             Poll::Ready(Err(e)) => {
                 tracing::warn!(error = %e, "datapath receive failed");
                 break;
             }
-            Poll::Pending => break,
+            Poll::Pending => {
+                shared.rx_wake.arm(seen);
+                break;
+            }
         }
     }
     let partial = shared.datapath.partial_checksums();
