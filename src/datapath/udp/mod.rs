@@ -152,6 +152,11 @@ pub struct UdpDatapath {
     groups: Arc<shard::Groups>,
     /// This datapath's place among the shards of a stack; `None` for a stack of one.
     member: Option<shard::Member>,
+    /// How many datagrams a drain's first `recvmmsg` offers room for, per receiving socket
+    /// (by its place, modulo the length: a hint, which a socket let go may leave to another).
+    /// A bulk flow's data and its ACKs arrive on different sockets.
+    #[cfg(target_os = "linux")]
+    offers: [super::mmsg::Offer; 8],
 }
 
 /// The sockets claimed through [`Datapath::bind`].
@@ -258,6 +263,8 @@ impl UdpDatapath {
             counters: Counters::default(),
             groups: Arc::default(),
             member: None,
+            #[cfg(target_os = "linux")]
+            offers: Default::default(),
         })
     }
 
@@ -354,6 +361,7 @@ impl UdpDatapath {
         &self,
         cx: &mut Context<'_>,
         (sock, v6): (&UdpSocket, bool),
+        index: usize,
         batch: &mut Batch,
         budget: &mut usize,
         tally: &mut RecvTally,
@@ -365,7 +373,8 @@ impl UdpDatapath {
                 Poll::Ready(Ok(())) => {}
             }
             #[cfg(target_os = "linux")]
-            match Self::drain_many((sock, v6), batch, budget, tally) {
+            let offer = &self.offers[index % self.offers.len()];
+            match Self::drain_many((sock, v6), offer, batch, budget, tally) {
                 Some(Drain::Pending) => continue, // readiness cleared: poll it again
                 Some(stop) => return stop,
                 None => {}
@@ -406,24 +415,38 @@ impl UdpDatapath {
     #[cfg(target_os = "linux")]
     fn drain_many(
         (sock, v6): (&UdpSocket, bool),
+        offer: &super::mmsg::Offer,
         batch: &mut Batch,
         budget: &mut usize,
         tally: &mut RecvTally,
     ) -> Option<Drain> {
+        let mut room = offer.first();
+        // Datagrams this drain took, for the next drain's first offer.
+        let mut took = 0;
         loop {
-            if *budget == 0 {
-                return Some(Drain::Budget);
+            if *budget == 0 || batch.is_full() {
+                offer.learn(took);
+                return Some(if *budget == 0 {
+                    Drain::Budget
+                } else {
+                    Drain::Full
+                });
             }
-            if batch.is_full() {
-                return Some(Drain::Full);
-            }
-            let want = (*budget).min(batch.capacity() - batch.len());
+            let want = (*budget).min(batch.capacity() - batch.len()).min(room);
             let r = super::mmsg::clearing_readiness(sock, || {
-                Self::recv_many((sock, v6), batch, want, budget, tally)
+                let r = Self::recv_many((sock, v6), batch, want, budget, tally);
+                if let Ok((n, _)) = r {
+                    took += n;
+                }
+                r
             });
             match r {
-                Ok(false) => {}
-                Ok(true) => return Some(Drain::Pending),
+                // Filled what it offered: more may wait, and the next call offers all.
+                Ok(false) => room = super::mmsg::MAX,
+                Ok(true) => {
+                    offer.learn(took);
+                    return Some(Drain::Pending);
+                }
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) => {
                     return None
                 }
@@ -664,7 +687,14 @@ impl Datapath for UdpDatapath {
             let Some(sock) = self.receiving_socket(&registry, (start + k) % total) else {
                 continue;
             };
-            match self.drain(cx, sock, batch, &mut budget, &mut tally) {
+            match self.drain(
+                cx,
+                sock,
+                (start + k) % total,
+                batch,
+                &mut budget,
+                &mut tally,
+            ) {
                 Drain::Pending => {}
                 Drain::Full => break,
                 Drain::Budget => {

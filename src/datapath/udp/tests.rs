@@ -779,3 +779,41 @@ async fn capabilities_follow_the_settings() {
         Some(io::ErrorKind::Unsupported)
     );
 }
+
+/// A drain that last found a lone datagram offers room for a few (see `mmsg::Offer`); a
+/// burst waiting behind them is still taken by the same poll, whole and in order, and the
+/// next drain offers room for all.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn after_a_lone_datagram_a_burst_arrives_in_one_poll_in_order() {
+    let (client, server, c, s) = pair(LO4);
+    client.send(&one(&packet(c, s, 0, b"x"))).unwrap();
+    let mut got = Batch::new(64, 2048);
+    assert_eq!(recv(&server, &mut got, 1).await, 1);
+    // The socket it came on (the listener's) offers a few next.
+    let socket = server
+        .offers
+        .iter()
+        .position(|o| o.first() == 4)
+        .expect("one came: a few are offered next");
+    let packets: Vec<Vec<u8>> = (1..=64u32)
+        .map(|i| packet(c, s, i, &i.to_be_bytes()))
+        .collect();
+    client.send(&batch_of(&packets)).unwrap();
+    // Let the runtime's driver see the socket readable, then poll once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut burst = Batch::new(64, 2048);
+    let r = poll_fn(|cx| Poll::Ready(server.poll_recv(cx, &mut burst))).await;
+    assert!(matches!(r, Poll::Ready(Ok(()))));
+    assert_eq!(burst.len(), 64, "the whole burst in one poll");
+    let seqs: Vec<u32> = burst
+        .iter()
+        .map(|p| parse_tcp_packet(p, true).unwrap().1.seq)
+        .collect();
+    assert_eq!(seqs, (1..=64).collect::<Vec<u32>>(), "in the order sent");
+    assert_eq!(
+        server.offers[socket].first(),
+        64,
+        "many came: all is offered next"
+    );
+}
