@@ -84,6 +84,10 @@ pub struct RawDatapath {
     stats: Counters,
     /// IPv4 packets are received with `recvmmsg` (off where the system call is missing).
     batched_recv: std::sync::atomic::AtomicBool,
+    /// How many packets a drain's first `recvmmsg` offers room for, per family (IPv6 is
+    /// received one at a time, so only the first is used).
+    #[cfg(target_os = "linux")]
+    offers: [super::mmsg::Offer; 2],
     /// Whether sends go out with `sendmmsg` (cleared where the call is missing).
     batched_send: std::sync::atomic::AtomicBool,
 }
@@ -411,6 +415,8 @@ impl RawDatapath {
             mtu: Self::smallest_mtu(),
             stats: Counters::default(),
             batched_recv: std::sync::atomic::AtomicBool::new(true),
+            #[cfg(target_os = "linux")]
+            offers: Default::default(),
             batched_send: std::sync::atomic::AtomicBool::new(true),
         })
     }
@@ -476,6 +482,13 @@ impl RawDatapath {
         reads: &mut usize,
     ) -> Poll<io::Result<()>> {
         let mut got = false;
+        // What the next `recvmmsg` offers room for, and what this drain took (see
+        // `mmsg::Offer`).
+        #[cfg(target_os = "linux")]
+        let (offer, mut room, mut took) = {
+            let offer = &self.offers[usize::from(v6)];
+            (offer, offer.first(), 0)
+        };
         while !batch.is_full() && *reads < MAX_READS {
             match sock.poll_recv_ready(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -484,9 +497,13 @@ impl RawDatapath {
             }
             #[cfg(target_os = "linux")]
             if !v6 && self.batched_recv.load(Ordering::Relaxed) {
-                match self.recv_many(sock, batch, reads) {
-                    Ok(n) => {
+                match self.recv_many(sock, batch, reads, room) {
+                    Ok((n, came, filled)) => {
                         got |= n > 0;
+                        took += came;
+                        if filled {
+                            room = super::mmsg::MAX;
+                        }
                         // Either the batch or the budget is used up, or the socket was
                         // emptied and its readiness cleared: the loop looks again.
                         continue;
@@ -532,6 +549,8 @@ impl RawDatapath {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+        #[cfg(target_os = "linux")]
+        offer.learn(took);
         if got {
             Poll::Ready(Ok(()))
         } else {
@@ -580,16 +599,21 @@ impl RawDatapath {
 
     /// Receives IPv4 packets from `sock`, which polled readable, with one `recvmmsg` (the
     /// raw socket delivers each with its IP header, so they land in the batch's slots as
-    /// they are); returns how many were kept. A short call clears the socket's readiness
-    /// (see [`super::mmsg::clearing_readiness`]).
+    /// they are), offering room for at most `room`; returns how many were kept, how many
+    /// came, and whether they filled the room offered. A short call clears the socket's
+    /// readiness (see [`super::mmsg::clearing_readiness`]).
     #[cfg(target_os = "linux")]
     fn recv_many(
         &self,
         sock: &Registered,
         batch: &mut Batch,
         reads: &mut usize,
-    ) -> io::Result<usize> {
-        let want = (MAX_READS - *reads).min(batch.capacity() - batch.len());
+        room: usize,
+    ) -> io::Result<(usize, usize, bool)> {
+        let want = (MAX_READS - *reads)
+            .min(batch.capacity() - batch.len())
+            .min(room);
+        let mut came = 0;
         let (mut kept, mut malformed) = (0, 0);
         let r = super::mmsg::clearing_readiness(sock, || {
             let (got, room) =
@@ -602,13 +626,14 @@ impl RawDatapath {
                     }
                 })?;
             *reads += got;
+            came = got;
             Ok((got, room))
         });
         self.stats.malformed.fetch_add(malformed, Ordering::Relaxed);
         self.stats
             .received
             .fetch_add(kept as u64, Ordering::Relaxed);
-        r.map(|_| kept)
+        r.map(|emptied| (kept, came, !emptied))
     }
 
     /// The smallest MTU among the interfaces that are up, loopback aside; 1500 if none.
