@@ -66,7 +66,8 @@ pub(crate) fn send_each(
 const MIN_OFFER: usize = 4;
 
 /// How many datagrams a drain's first `recvmmsg` offers room for: twice what the last drain
-/// took, at least [`MIN_OFFER`], at most [`MAX`]. The call's cost grows with the
+/// took (all, when it stopped before finding the socket empty), at least [`MIN_OFFER`], at
+/// most [`MAX`]. The call's cost grows with the
 /// room offered (a message header is filled in for each, by nix and by the kernel), and in a
 /// request-response exchange one datagram is all there is: offering 64 each time cost
 /// about 1,500 instructions of the 2,100 a call took, twice a round trip (callgrind). A
@@ -87,7 +88,8 @@ impl Offer {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// A drain ended, having taken `took` datagrams.
+    /// A drain ended, having taken `took` datagrams ([`MAX`] when it stopped before the
+    /// socket was empty).
     pub fn learn(&self, took: usize) {
         self.0.store(
             took.saturating_mul(2).clamp(MIN_OFFER, MAX),

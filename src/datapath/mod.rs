@@ -263,8 +263,10 @@ pub trait Datapath: Send + Sync + 'static {
         ))
     }
 
-    /// Claims `local` for the stack. A claim may add a source of packets (a socket); the
-    /// stack polls [`poll_recv`](Self::poll_recv) again after every claim so that it is
+    /// Claims `local` for the stack. A claim may add a source of packets (a socket); after
+    /// every claim the stack no longer trusts the last `Pending` of
+    /// [`poll_recv`](Self::poll_recv) (see [`Capabilities::pending_holds`]), and after a
+    /// claim for listening it wakes its reactor, which polls it, so that the new source is
     /// watched. Port 0 asks the datapath to choose a free port; the
     /// claimed address is returned. `AddrInUse` if another owner holds it, `AddrNotAvailable`
     /// if the address is not one this datapath can use.
@@ -275,6 +277,9 @@ pub trait Datapath: Send + Sync + 'static {
 
     /// Receives packets into `batch` (appending after what it holds). `Ready(Ok(()))` once at
     /// least one packet was added; `Pending` (with the waker registered) when none is waiting.
+    /// A datapath that stops early (a budget spent on packets it dropped) and has registered
+    /// nothing wakes the waker itself before answering `Pending`, as a future does when it
+    /// yields.
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>>;
 
     /// Receives packets already waiting into `batch` (appending), without looking at or
@@ -333,6 +338,7 @@ pub trait Datapath: Send + Sync + 'static {
             verify_checksums: self.verify_checksums(),
             partial_checksums: self.partial_checksums(),
             quick_unbind: false,
+            pending_holds: false,
         }
     }
 
@@ -468,6 +474,14 @@ pub struct Capabilities {
     /// that finished a connection may give its address back itself instead of waking the
     /// reactor to do it.
     pub quick_unbind: bool,
+    /// Whether a `Pending` from [`Datapath::poll_recv`] holds until the waker is woken:
+    /// the waker is registered with every source of packets, and any packet that becomes
+    /// receivable later wakes it (sources added by [`Datapath::bind`] aside: the stack asks
+    /// again after every claim). A task about to wait then skips asking again until the
+    /// wake; the reactor always asks. Without it (the default, and the simulated network,
+    /// whose packets become due by the clock a moment before its timer fires), tasks ask
+    /// every time.
+    pub pending_holds: bool,
 }
 
 /// An on/off setting's value (`on`, `1`, `true`, `yes` or `off`, `0`, `false`, `no`, in

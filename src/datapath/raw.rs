@@ -550,10 +550,20 @@ impl RawDatapath {
             }
         }
         #[cfg(target_os = "linux")]
-        offer.learn(took);
+        if batch.is_full() || *reads >= MAX_READS {
+            // Stopped with the socket not found empty: more may wait.
+            offer.learn(super::mmsg::MAX);
+        } else {
+            offer.learn(took);
+        }
         if got {
             Poll::Ready(Ok(()))
         } else {
+            if *reads >= MAX_READS {
+                // Only malformed packets in the whole budget, and more waiting: nothing is
+                // registered to wake the caller, so ask to be polled again.
+                cx.waker().wake_by_ref();
+            }
             Poll::Pending
         }
     }
@@ -695,6 +705,7 @@ impl Datapath for RawDatapath {
             partial_checksums: true,
             // Unbinding: nft runs to take the port out of the filter.
             quick_unbind: false,
+            pending_holds: true,
         }
     }
 

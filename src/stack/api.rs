@@ -271,12 +271,19 @@ impl Shared {
         self.claim(SocketAddr::new(ip, 0), BindKind::Connect)
     }
 
-    /// Claims `local` from the datapath. A claim may add a source of packets (a socket)
-    /// that no poll has registered the stack's waker with: tasks about to wait poll the
-    /// datapath again instead of trusting its last `Pending` (see `RxWake::arm`).
+    /// Claims `local` from the datapath. A claim may add a source of packets (a listener's
+    /// socket, over UDP) that no poll has registered the stack's waker with: tasks about to
+    /// wait ask the datapath again instead of trusting its last `Pending` (see
+    /// `RxWake::arm`), and for a listening address the reactor is woken to ask: a task
+    /// that connects to it next may find the receive state taken by a reactor whose round
+    /// asked before the claim, and without it the answer would wait for the next wake
+    /// (the SYN's retransmission, a second later).
     fn claim(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
         let claimed = self.datapath.bind(local, kind);
         self.rx_wake.disarm();
+        if kind == BindKind::Listen && claimed.is_ok() {
+            self.rx_wake.wake_reactor();
+        }
         claimed
     }
 

@@ -190,6 +190,10 @@ pub(crate) struct Shared {
     /// receives for the stack releases the addresses of the connections it finished
     /// itself, instead of waking the reactor for them.
     pub(in crate::stack) quick_unbind: bool,
+    /// The datapath's `Pending` holds until it wakes the stack
+    /// ([`Capabilities::pending_holds`](datapath::Capabilities::pending_holds)): tasks
+    /// about to wait skip asking it again until then (see `RxWake::arm`).
+    pub(in crate::stack) pending_holds: bool,
     /// This shard's index and the stack's number of shards ((0, 1) for a stack of one).
     pub(in crate::stack) place: (usize, usize),
     /// The other shards of the stack (none for a stack of one), set once they all exist.
@@ -1155,6 +1159,7 @@ impl StackBuilder {
                     .unwrap_or(DEFAULT_MAX_BUFFER_MEMORY),
             }),
             quick_unbind: datapath.capabilities().quick_unbind,
+            pending_holds: datapath.capabilities().pending_holds,
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),

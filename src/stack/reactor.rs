@@ -408,7 +408,9 @@ pub(crate) fn rx_state() -> RxState {
 /// ([`RxWake`](super::rx::RxWake)) when nothing more is — first, when `direct`, what the
 /// datapath has without asking for readiness ([`Datapath::recv_now`]); then parses and checksums every
 /// packet — the costly, connection-independent part of a packet's processing, done before
-/// the stack is locked. Returns whether anything came and whether the batch filled.
+/// the stack is locked. A `task` (not the reactor) does not ask a datapath whose last
+/// `Pending` still holds (see `RxWake::arm`): the waker is registered already. Returns
+/// whether anything came and whether the batch filled.
 pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: bool) -> (bool, bool) {
     shared.rx_wake.receiving();
     rx.batch.clear();
@@ -417,12 +419,12 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: boo
     // A task about to wait takes what is there without waiting for readiness to be
     // reported (see `Datapath::recv_now`).
     let mut received = direct && shared.datapath.recv_now(&mut rx.batch);
-    // A task skips a datapath that answered `Pending` and has not woken the stack since
-    // (see `RxWake::arm`): on a round trip it is asked just after it took the answer in
-    // and again as the task goes to wait, and each poll looks at every socket. The
-    // reactor always polls.
+    // A task skips a datapath that answered `Pending` and has not woken the stack since,
+    // where such a `Pending` holds (`Capabilities::pending_holds`; see `RxWake::arm`): on
+    // a round trip it is asked just after the task took the answer in and again as the
+    // task goes to wait, and each ask looks at every socket. The reactor always asks.
     while !rx.batch.is_full() {
-        if task && shared.rx_wake.armed() {
+        if task && shared.pending_holds && shared.rx_wake.armed() {
             break;
         }
         let seen = shared.rx_wake.wakes();

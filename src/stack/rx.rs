@@ -45,7 +45,8 @@
 //! socket (and, over UDP, at the ICMP errors of the shared ones). The datapath wakes
 //! `RxWake` when packets arrive, so after a `Pending` and until the next wake (or a claim
 //! that adds a socket) another ask can only find nothing: tasks skip it
-//! ([`RxWake::arm`]). The reactor always asks.
+//! ([`RxWake::arm`]), where the datapath says its `Pending` holds
+//! (`Capabilities::pending_holds`). The reactor always asks.
 
 use super::reactor::Parsed;
 use super::unpoisoned as lock;

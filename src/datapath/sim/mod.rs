@@ -330,6 +330,8 @@ impl Datapath for SimDatapath {
             partial_checksums: false,
             // Unbinding: the simulated host's port table.
             quick_unbind: true,
+            // Packets become due by the clock, and its timer may fire a little after.
+            pending_holds: false,
         }
     }
 

@@ -673,6 +673,7 @@ impl Datapath for TunDatapath {
             partial_checksums: false,
             // Unbinding: the port table in memory.
             quick_unbind: true,
+            pending_holds: true,
         }
     }
 

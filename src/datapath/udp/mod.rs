@@ -325,17 +325,27 @@ impl UdpDatapath {
         let mut added = 0;
         for (i, sock) in [Some(&self.v4), self.v6.as_ref()].into_iter().enumerate() {
             let Some(sock) = sock else { continue };
+            let mut registered = false;
             for _ in 0..RECV_BUDGET {
+                if batch.is_full() {
+                    // The errors wait in their queue; the caller makes room and asks again.
+                    registered = true;
+                    break;
+                }
                 let wait = waits[i].get_or_insert_with(|| {
                     let s = sock.clone();
                     Box::pin(async move { s.ready(Interest::ERROR).await })
                 });
                 if wait.as_mut().poll(cx).is_pending() {
+                    registered = true;
                     break;
                 }
                 waits[i] = None;
                 let mut original = [0u8; 256];
                 loop {
+                    if batch.is_full() {
+                        break;
+                    }
                     let r = sock.try_io(Interest::ERROR, || read_error_queue(sock, &mut original));
                     let (n, refused) = match r {
                         Ok(r) => r,
@@ -350,6 +360,11 @@ impl UdpDatapath {
                         added += 1;
                     }
                 }
+            }
+            if !registered {
+                // The budget ran out with errors still reported: nothing is registered to
+                // wake the caller, so ask to be polled again rather than leave them.
+                cx.waker().wake_by_ref();
             }
         }
         added
@@ -366,6 +381,8 @@ impl UdpDatapath {
         budget: &mut usize,
         tally: &mut RecvTally,
     ) -> Drain {
+        #[cfg(not(target_os = "linux"))]
+        let _ = index;
         loop {
             match sock.poll_recv_ready(cx) {
                 Poll::Pending => return Drain::Pending,
@@ -373,11 +390,13 @@ impl UdpDatapath {
                 Poll::Ready(Ok(())) => {}
             }
             #[cfg(target_os = "linux")]
-            let offer = &self.offers[index % self.offers.len()];
-            match Self::drain_many((sock, v6), offer, batch, budget, tally) {
-                Some(Drain::Pending) => continue, // readiness cleared: poll it again
-                Some(stop) => return stop,
-                None => {}
+            {
+                let offer = &self.offers[index % self.offers.len()];
+                match Self::drain_many((sock, v6), offer, batch, budget, tally) {
+                    Some(Drain::Pending) => continue, // readiness cleared: poll it again
+                    Some(stop) => return stop,
+                    None => {}
+                }
             }
             loop {
                 if *budget == 0 {
@@ -425,7 +444,8 @@ impl UdpDatapath {
         let mut took = 0;
         loop {
             if *budget == 0 || batch.is_full() {
-                offer.learn(took);
+                // Stopped with the socket not found empty: more may wait.
+                offer.learn(super::mmsg::MAX);
                 return Some(if *budget == 0 {
                     Drain::Budget
                 } else {
@@ -652,6 +672,7 @@ impl Datapath for UdpDatapath {
             partial_checksums: false,
             // Unbinding: a reservation socket closed.
             quick_unbind: true,
+            pending_holds: true,
         }
     }
 
