@@ -433,7 +433,8 @@ impl Shared {
                 break;
             }
             delivered = true;
-            let now = self.now();
+            // The stack's runtime was entered above.
+            let now = self.now_here();
             let sent = {
                 let mut inner = self.lock();
                 if inner.stopped || inner.shutdown {
@@ -571,6 +572,13 @@ impl Shared {
     /// reactor runs elsewhere (the default stack's thread) must not move the stack's time.
     pub fn now(&self) -> Instant {
         let _clock = self.runtime.enter();
+        self.now_here()
+    }
+
+    /// [`now`](Self::now), from where the stack's runtime is the current one already (the
+    /// reactor's task, or a task that entered it): entering it again costs about as much
+    /// as reading the clock.
+    pub(in crate::stack) fn now_here(&self) -> Instant {
         let d = tokio::time::Instant::now().saturating_duration_since(self.origin);
         Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }

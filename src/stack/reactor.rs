@@ -88,7 +88,8 @@ impl Future for Reactor {
             let (received, full) = rx
                 .as_deref_mut()
                 .map_or((false, false), |rx| receive(&shared, rx, false, false));
-            let now = shared.now();
+            // The reactor runs on the stack's runtime.
+            let now = shared.now_here();
             let next = {
                 let mut guard = shared.lock();
                 let inner = &mut *guard;
@@ -138,7 +139,7 @@ impl Future for Reactor {
                 continue;
             }
             match next {
-                Some(t) if t <= this.shared.now() => continue,
+                Some(t) if t <= this.shared.now_here() => continue,
                 Some(t) => {
                     if this.sleeping_until != Some(t) {
                         this.sleeping_until = Some(t);

@@ -753,17 +753,33 @@ impl Datapath for UdpDatapath {
             let Some(sock) = self.receiving_socket(&registry, i) else {
                 continue;
             };
+            // Room offered as a drain's (see `mmsg::Offer`); a look that finds nothing
+            // teaches it nothing.
+            let offer = &self.offers[i % self.offers.len()];
+            let (mut room, mut took) = (offer.first(), 0);
             loop {
                 if batch.is_full() || budget == 0 {
+                    offer.learn(super::mmsg::MAX);
                     break 'sockets;
                 }
-                let want = budget.min(batch.capacity() - batch.len());
+                let want = budget.min(batch.capacity() - batch.len()).min(room);
                 match Self::recv_many(sock, batch, want, &mut budget, &mut tally) {
-                    Ok((got, room)) if got == room => {}
-                    Ok(_) => break,
+                    Ok((got, offered)) if got == offered => {
+                        took += got;
+                        room = super::mmsg::MAX;
+                    }
+                    Ok((got, _)) => {
+                        offer.learn(took + got);
+                        break;
+                    }
                     Err(e) if transient(&e) => budget = budget.saturating_sub(1),
                     // Nothing waiting (or a failure the readiness path will report).
-                    Err(_) => break,
+                    Err(_) => {
+                        if took > 0 {
+                            offer.learn(took);
+                        }
+                        break;
+                    }
                 }
             }
         }
