@@ -152,6 +152,13 @@ pub struct UdpDatapath {
     groups: Arc<shard::Groups>,
     /// This datapath's place among the shards of a stack; `None` for a stack of one.
     member: Option<shard::Member>,
+    /// The receiving sockets (by place, the first 64) that have delivered a datagram: the
+    /// only ones [`recv_now`](Datapath::recv_now) asks, which costs a system call per
+    /// socket asked whether or not anything is there. A socket that never delivered (the
+    /// shared IPv6 one of a stack that only speaks IPv4, say) is left to the readiness
+    /// path, which hears its first datagram. The listeners' places move as listeners come
+    /// and go: their marks are then forgotten and learnt again.
+    heard: AtomicU64,
     /// How many datagrams a drain's first `recvmmsg` offers room for, per receiving socket
     /// (by its place, modulo the length: a hint, which a socket let go may leave to another).
     /// A bulk flow's data and its ACKs arrive on different sockets.
@@ -260,6 +267,7 @@ impl UdpDatapath {
             registry: RwLock::new(Registry::default()),
             gso: AtomicBool::new(trains),
             rotation: AtomicUsize::new(0),
+            heard: AtomicU64::new(0),
             counters: Counters::default(),
             groups: Arc::default(),
             member: None,
@@ -370,9 +378,52 @@ impl UdpDatapath {
         added
     }
 
+    /// [`drain_socket`](Self::drain_socket), marking the socket heard when it delivered.
+    fn drain(
+        &self,
+        cx: &mut Context<'_>,
+        sock: (&UdpSocket, bool),
+        index: usize,
+        batch: &mut Batch,
+        budget: &mut usize,
+        tally: &mut RecvTally,
+    ) -> Drain {
+        let before = tally.received;
+        let drained = self.drain_socket(cx, sock, index, batch, budget, tally);
+        if tally.received > before {
+            self.mark_heard(index);
+        }
+        drained
+    }
+
+    /// Marks receiving socket `index` as one that delivered (see `heard`).
+    fn mark_heard(&self, index: usize) {
+        if let Some(bit) = u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i)) {
+            if self.heard.load(Ordering::Relaxed) & bit == 0 {
+                self.heard.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether receiving socket `index` delivered since its place last changed (sockets
+    /// past the 64th always count as heard).
+    fn was_heard(&self, index: usize) -> bool {
+        u32::try_from(index)
+            .ok()
+            .and_then(|i| 1u64.checked_shl(i))
+            .is_none_or(|bit| self.heard.load(Ordering::Relaxed) & bit != 0)
+    }
+
+    /// Forgets which listeners delivered: their places changed.
+    fn forget_heard_listeners(&self) {
+        let shared = 1 + u32::from(self.v6.is_some());
+        self.heard
+            .fetch_and((1u64 << shared) - 1, Ordering::Relaxed);
+    }
+
     /// Reads datagrams from `sock` into `batch` until it is full, the socket has nothing more
     /// (the waker is then registered), or the budget runs out.
-    fn drain(
+    fn drain_socket(
         &self,
         cx: &mut Context<'_>,
         (sock, v6): (&UdpSocket, bool),
@@ -609,6 +660,7 @@ impl Datapath for UdpDatapath {
             let _runtime = self.runtime.enter();
             let (addr, sock) = member.claim(local)?;
             write(&self.registry).add_listener((addr.ip(), addr.port()), sock);
+            self.forget_heard_listeners();
             return Ok(addr);
         }
         let what = match kind {
@@ -633,6 +685,7 @@ impl Datapath for UdpDatapath {
                         .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?,
                 );
                 write(&self.registry).add_listener(key, sock);
+                self.forget_heard_listeners();
             }
             BindKind::Connect => {
                 write(&self.registry).reservations.insert(key, sock);
@@ -647,6 +700,7 @@ impl Datapath for UdpDatapath {
         if registry.by_addr.remove(&key).is_some() {
             registry.listeners.retain(|(k, _)| *k != key);
             drop(registry);
+            self.forget_heard_listeners();
             if let Some(member) = &self.member {
                 member.release(local);
             }
@@ -750,6 +804,9 @@ impl Datapath for UdpDatapath {
         let mut tally = RecvTally::default();
         let registry = read(&self.registry);
         'sockets: for i in 0..self.receiving_sockets(&registry) {
+            if !self.was_heard(i) {
+                continue;
+            }
             let Some(sock) = self.receiving_socket(&registry, i) else {
                 continue;
             };

@@ -817,3 +817,40 @@ async fn after_a_lone_datagram_a_burst_arrives_in_one_poll_in_order() {
         "many came: all is offered next"
     );
 }
+
+/// `recv_now` asks only sockets that have delivered before (each ask is a system call
+/// whether or not anything is there): a listener's first datagram is left to the readiness
+/// path, which marks it, and from then on `recv_now` takes what it holds. A change among the
+/// listeners forgets their marks.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn recv_now_asks_only_sockets_that_delivered() {
+    let (client, server, c, s) = pair(LO4);
+    client.send(&one(&packet(c, s, 1, b"a"))).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut got = Batch::new(8, 2048);
+    assert!(
+        !server.recv_now(&mut got),
+        "the listener never delivered: not asked"
+    );
+    assert_eq!(
+        recv(&server, &mut got, 1).await,
+        1,
+        "the readiness path takes it"
+    );
+    client.send(&one(&packet(c, s, 2, b"b"))).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut now = Batch::new(8, 2048);
+    assert!(server.recv_now(&mut now), "heard before: asked");
+    assert_eq!(parse_tcp_packet(now.get(0), true).unwrap().1.seq, 2);
+    // Another listener moves places: the marks of listeners are forgotten.
+    let other = server
+        .bind(SocketAddr::new(LO4, 0), BindKind::Listen)
+        .unwrap();
+    client.send(&one(&packet(c, s, 3, b"c"))).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut after = Batch::new(8, 2048);
+    assert!(!server.recv_now(&mut after), "marks forgotten");
+    assert_eq!(recv(&server, &mut after, 1).await, 1);
+    server.unbind(other);
+}
