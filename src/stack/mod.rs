@@ -270,7 +270,7 @@ impl Shared {
         let mut tx = self.inline_batch();
         // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
         let _clock = self.runtime.enter();
-        let now = self.now();
+        let now = self.now_here();
         inner.stats.inline_transmits += 1;
         if reactor::emit_into(self, inner, id, now, &mut tx) {
             inner.mark_dirty(id);

@@ -155,9 +155,9 @@ pub struct UdpDatapath {
     /// The receiving sockets (by place, the first 64) that have delivered a datagram: the
     /// only ones [`recv_now`](Datapath::recv_now) asks, which costs a system call per
     /// socket asked whether or not anything is there. A socket that never delivered (the
-    /// shared IPv6 one of a stack that only speaks IPv4, say) is left to the readiness
-    /// path, which hears its first datagram. The listeners' places move as listeners come
-    /// and go: their marks are then forgotten and learnt again.
+    /// shared IPv6 one of a stack that only speaks IPv4, a listener that is new) is left to
+    /// the readiness path, which hears its first datagram. Listeners' places move when one
+    /// goes: their marks are then forgotten and learnt again.
     heard: AtomicU64,
     /// How many datagrams a drain's first `recvmmsg` offers room for, per receiving socket
     /// (by its place, modulo the length: a hint, which a socket let go may leave to another).
@@ -407,6 +407,7 @@ impl UdpDatapath {
 
     /// Whether receiving socket `index` delivered since its place last changed (sockets
     /// past the 64th always count as heard).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn was_heard(&self, index: usize) -> bool {
         u32::try_from(index)
             .ok()
@@ -414,7 +415,7 @@ impl UdpDatapath {
             .is_none_or(|bit| self.heard.load(Ordering::Relaxed) & bit != 0)
     }
 
-    /// Forgets which listeners delivered: their places changed.
+    /// Forgets which listeners delivered: their places changed (one went).
     fn forget_heard_listeners(&self) {
         let shared = 1 + u32::from(self.v6.is_some());
         self.heard
@@ -515,7 +516,11 @@ impl UdpDatapath {
                 // Filled what it offered: more may wait, and the next call offers all.
                 Ok(false) => room = super::mmsg::MAX,
                 Ok(true) => {
-                    offer.learn(took);
+                    // A drain that found nothing (`recv_now` took it first, say) teaches
+                    // the offer nothing.
+                    if took > 0 {
+                        offer.learn(took);
+                    }
                     return Some(Drain::Pending);
                 }
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) => {
@@ -660,7 +665,6 @@ impl Datapath for UdpDatapath {
             let _runtime = self.runtime.enter();
             let (addr, sock) = member.claim(local)?;
             write(&self.registry).add_listener((addr.ip(), addr.port()), sock);
-            self.forget_heard_listeners();
             return Ok(addr);
         }
         let what = match kind {
@@ -685,7 +689,6 @@ impl Datapath for UdpDatapath {
                         .map_err(|e| context(e, &format!("udp datapath: {what} at {local}")))?,
                 );
                 write(&self.registry).add_listener(key, sock);
-                self.forget_heard_listeners();
             }
             BindKind::Connect => {
                 write(&self.registry).reservations.insert(key, sock);
@@ -699,8 +702,10 @@ impl Datapath for UdpDatapath {
         let mut registry = write(&self.registry);
         if registry.by_addr.remove(&key).is_some() {
             registry.listeners.retain(|(k, _)| *k != key);
-            drop(registry);
+            // Under the lock: a mark is made under its read side, so none lands on a
+            // place that moved.
             self.forget_heard_listeners();
+            drop(registry);
             if let Some(member) = &self.member {
                 member.release(local);
             }
