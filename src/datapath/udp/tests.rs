@@ -870,3 +870,34 @@ async fn recv_now_asks_only_sockets_that_delivered() {
     assert!(!server.recv_now(&mut after), "marks forgotten");
     assert_eq!(recv(&server, &mut after, 1).await, 1);
 }
+
+/// The marks of `recv_now` by place: the shared sockets come first (one without IPv6), the
+/// listeners after them; forgetting the listeners keeps the shared sockets' marks, and
+/// places past the 64th always count as heard.
+#[test]
+fn heard_marks_keep_the_shared_sockets_and_count_places_past_64() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _in = rt.enter();
+    let mut dp = UdpDatapath::new().unwrap();
+    dp.v6 = None;
+    for place in 0..3 {
+        dp.mark_heard(place);
+    }
+    assert!(dp.was_heard(0) && dp.was_heard(1) && dp.was_heard(2));
+    assert!(!dp.was_heard(3));
+    dp.forget_heard_listeners();
+    assert!(dp.was_heard(0), "the shared IPv4 socket keeps its mark");
+    assert!(
+        !dp.was_heard(1),
+        "without IPv6 the listeners start at place 1"
+    );
+    assert!(!dp.was_heard(2));
+    assert!(
+        dp.was_heard(64) && dp.was_heard(1_000),
+        "past the mask: always asked"
+    );
+    dp.mark_heard(70); // nothing to mark, and no panic
+}
