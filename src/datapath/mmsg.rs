@@ -89,12 +89,15 @@ impl Offer {
     }
 
     /// A drain ended, having taken `took` datagrams ([`MAX`] when it stopped before the
-    /// socket was empty).
+    /// socket was empty). A drain that took nothing (readiness left set after `recv_now`
+    /// emptied the socket, or a socket polled that had nothing) teaches nothing.
     pub fn learn(&self, took: usize) {
-        self.0.store(
-            took.saturating_mul(2).clamp(MIN_OFFER, MAX),
-            Ordering::Relaxed,
-        );
+        if took > 0 {
+            self.0.store(
+                took.saturating_mul(2).clamp(MIN_OFFER, MAX),
+                Ordering::Relaxed,
+            );
+        }
     }
 }
 

@@ -516,11 +516,7 @@ impl UdpDatapath {
                 // Filled what it offered: more may wait, and the next call offers all.
                 Ok(false) => room = super::mmsg::MAX,
                 Ok(true) => {
-                    // A drain that found nothing (`recv_now` took it first, say) teaches
-                    // the offer nothing.
-                    if took > 0 {
-                        offer.learn(took);
-                    }
+                    offer.learn(took);
                     return Some(Drain::Pending);
                 }
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) => {
@@ -815,8 +811,7 @@ impl Datapath for UdpDatapath {
             let Some(sock) = self.receiving_socket(&registry, i) else {
                 continue;
             };
-            // Room offered as a drain's (see `mmsg::Offer`); a look that finds nothing
-            // teaches it nothing.
+            // Room offered as a drain's (see `mmsg::Offer`).
             let offer = &self.offers[i % self.offers.len()];
             let (mut room, mut took) = (offer.first(), 0);
             loop {
@@ -837,9 +832,7 @@ impl Datapath for UdpDatapath {
                     Err(e) if transient(&e) => budget = budget.saturating_sub(1),
                     // Nothing waiting (or a failure the readiness path will report).
                     Err(_) => {
-                        if took > 0 {
-                            offer.learn(took);
-                        }
+                        offer.learn(took);
                         break;
                     }
                 }
