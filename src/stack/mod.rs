@@ -510,11 +510,18 @@ impl Shared {
             }
         };
         end(self);
-        if let Some(siblings) = self.siblings.get() {
-            for s in siblings.iter().filter_map(std::sync::Weak::upgrade) {
-                end(&s);
-            }
+        for s in self.live_siblings() {
+            end(&s);
         }
+    }
+
+    /// The other shards of the stack that still exist (none for a stack of one).
+    fn live_siblings(&self) -> impl Iterator<Item = Arc<Shared>> + '_ {
+        self.siblings
+            .get()
+            .into_iter()
+            .flat_map(|s| s.iter())
+            .filter_map(std::sync::Weak::upgrade)
     }
 
     /// Receives for the other shards of the stack whose arrivals were handed to a task that
@@ -525,15 +532,10 @@ impl Shared {
     /// the other shard's reactor a millisecond or more later. Returns whether any packet was
     /// delivered.
     pub fn receive_handed_over(&self) -> bool {
-        let Some(siblings) = self.siblings.get() else {
-            return false;
-        };
         let mut delivered = false;
-        for s in siblings.iter() {
-            if let Some(s) = s.upgrade() {
-                if s.rx_wake.handed_over() {
-                    delivered |= s.receive_inline();
-                }
+        for s in self.live_siblings() {
+            if s.rx_wake.handed_over() {
+                delivered |= s.receive_inline();
             }
         }
         delivered

@@ -396,9 +396,14 @@ impl UdpDatapath {
         drained
     }
 
+    /// The bit of receiving socket `index` in `heard`; `None` past the 64th.
+    fn heard_bit(index: usize) -> Option<u64> {
+        u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i))
+    }
+
     /// Marks receiving socket `index` as one that delivered (see `heard`).
     fn mark_heard(&self, index: usize) {
-        if let Some(bit) = u32::try_from(index).ok().and_then(|i| 1u64.checked_shl(i)) {
+        if let Some(bit) = Self::heard_bit(index) {
             if self.heard.load(Ordering::Relaxed) & bit == 0 {
                 self.heard.fetch_or(bit, Ordering::Relaxed);
             }
@@ -409,10 +414,7 @@ impl UdpDatapath {
     /// past the 64th always count as heard).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn was_heard(&self, index: usize) -> bool {
-        u32::try_from(index)
-            .ok()
-            .and_then(|i| 1u64.checked_shl(i))
-            .is_none_or(|bit| self.heard.load(Ordering::Relaxed) & bit != 0)
+        Self::heard_bit(index).is_none_or(|bit| self.heard.load(Ordering::Relaxed) & bit != 0)
     }
 
     /// Forgets which listeners delivered: their places changed (one went).
@@ -760,17 +762,11 @@ impl Datapath for UdpDatapath {
         let mut error = None;
         let mut spent = false;
         for k in 0..total {
-            let Some(sock) = self.receiving_socket(&registry, (start + k) % total) else {
+            let index = (start + k) % total;
+            let Some(sock) = self.receiving_socket(&registry, index) else {
                 continue;
             };
-            match self.drain(
-                cx,
-                sock,
-                (start + k) % total,
-                batch,
-                &mut budget,
-                &mut tally,
-            ) {
+            match self.drain(cx, sock, index, batch, &mut budget, &mut tally) {
                 Drain::Pending => {}
                 Drain::Full => break,
                 Drain::Budget => {
