@@ -543,3 +543,46 @@ async fn a_loop_outside_the_workers_leaves_no_packets_to_the_watchdog() {
         );
     }
 }
+
+/// Large segments over loopback are kept in the buffers they arrived in until read (no
+/// copy into the receive buffer). A reader that lags, so that those pieces pile up to a
+/// closed window, and reads in sizes that cut them anywhere still gets every byte in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_segments_kept_where_they_arrived_read_intact() {
+    let env = udp_env();
+    let (_listener, mut client, mut server) = connected(&env).await;
+    const LEN: u64 = 6 << 20;
+    let writer = tokio::spawn(async move {
+        write_pattern(&mut client, LEN, 100_000).await.unwrap();
+        client.shutdown().await.unwrap();
+        client
+    });
+    let sizes = [1usize, 7_001, 65_536, 100_003, 3, 40_000];
+    let mut buf = vec![0u8; 100_003];
+    let mut pos = 0u64;
+    let mut reads = 0usize;
+    loop {
+        let want = sizes[reads % sizes.len()];
+        let n = within(env.limit, "read", server.read(&mut buf[..want]))
+            .await
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        verify(pos, &buf[..n]);
+        pos += n as u64;
+        reads += 1;
+        if reads % 50 == 0 {
+            // Let the window fill.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(pos, LEN);
+    let info = server.info().unwrap();
+    assert!(
+        info.recv_mss as usize >= rawtcp::proto::recv::SHARE_MIN,
+        "segments were too small to be kept where they arrived: {}",
+        info.recv_mss
+    );
+    drop(writer.await.unwrap());
+}

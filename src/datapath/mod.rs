@@ -17,15 +17,21 @@ pub mod sim;
 pub mod tun;
 pub mod udp;
 
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A reusable batch of packets: `capacity` slots of `slot_size` bytes in one allocation.
+/// A reusable batch of packets: `capacity` slots of `slot_size` bytes each.
 ///
-/// Receiving fills slots from the front; sending reads them. Nothing is allocated per packet.
+/// Receiving fills slots from the front; sending reads them. Nothing is allocated per packet,
+/// with one exception: a received packet can be [`share`](Self::share)d, so that a
+/// connection keeps its payload in the slot it arrived in instead of copying it into its
+/// receive buffer. The shared slot's storage is then the receiver's until it is read; the
+/// batch takes it back for a later packet once nobody else holds it, or allocates another.
 ///
 /// ```
 /// use rawtcp::datapath::Batch;
@@ -37,7 +43,15 @@ use std::task::{Context, Poll};
 /// assert!(b.is_empty());
 /// ```
 pub struct Batch {
-    data: Vec<u8>,
+    /// Each slot's storage: `slot_size` bytes once first used, empty before that (so that a
+    /// batch of 64 slots of 64 KiB costs memory only for the slots a receive offers).
+    slots: Vec<BytesMut>,
+    /// The storage of packets shared out since the last [`clear`](Self::clear), by slot.
+    shared: Vec<Option<Bytes>>,
+    /// Whether any entry of `shared` is set.
+    any_shared: bool,
+    /// Storage shared out before, oldest first, taken back once unique.
+    lent: VecDeque<Bytes>,
     /// Each packet's start within its slot and length.
     lens: Vec<(usize, usize)>,
     /// Each packet's carrier address, for datapaths that carry packets inside another
@@ -53,15 +67,27 @@ impl fmt::Debug for Batch {
             .field("len", &self.lens.len())
             .field("capacity", &self.capacity)
             .field("slot_size", &self.slot_size)
+            .field("lent", &self.lent.len())
             .finish()
     }
 }
+
+/// How many slots' worth of shared storage a batch remembers to take back: as many as it
+/// has slots, so that what it holds when traffic stops is at most twice its own size.
+const LENT_PER_SLOT: usize = 1;
+
+/// How many remembered storages one refill looks at before allocating: the oldest are
+/// read first, so a look further down the queue rarely finds a free one.
+const RECLAIM_LOOKS: usize = 2;
 
 impl Batch {
     /// A batch of `capacity` packets of at most `slot_size` bytes each.
     pub fn new(capacity: usize, slot_size: usize) -> Batch {
         Batch {
-            data: vec![0; capacity * slot_size],
+            slots: (0..capacity).map(|_| BytesMut::new()).collect(),
+            shared: vec![None; capacity],
+            any_shared: false,
+            lent: VecDeque::new(),
             lens: Vec::with_capacity(capacity),
             carriers: Vec::with_capacity(capacity),
             slot_size,
@@ -94,10 +120,19 @@ impl Batch {
         self.slot_size
     }
 
-    /// Forgets every packet (the storage stays).
+    /// Forgets every packet. The storage stays, but for that of shared packets, which the
+    /// batch takes back once their receivers let it go.
     pub fn clear(&mut self) {
         self.lens.clear();
         self.carriers.clear();
+        if self.any_shared {
+            self.any_shared = false;
+            for i in 0..self.capacity {
+                if let Some(held) = self.shared[i].take() {
+                    self.remember(held);
+                }
+            }
+        }
     }
 
     /// Packet `i`'s carrier address: for a packet received, where the datagram that carried
@@ -116,18 +151,44 @@ impl Batch {
     /// If `i >= self.len()`.
     pub fn get(&self, i: usize) -> &[u8] {
         let (offset, len) = self.lens[i];
-        let start = i * self.slot_size + offset;
-        &self.data[start..start + len]
+        match &self.shared[i] {
+            Some(held) => &held[offset..offset + len],
+            None => &self.slots[i][offset..offset + len],
+        }
     }
 
-    /// Packet `i`, writable.
+    /// Packet `i`, writable. A packet already [`share`](Self::share)d is copied back into
+    /// storage of the batch's own first (its receivers keep what they were given).
     ///
     /// # Panics
     /// If `i >= self.len()`.
     pub fn get_mut(&mut self, i: usize) -> &mut [u8] {
         let (offset, len) = self.lens[i];
-        let start = i * self.slot_size + offset;
-        &mut self.data[start..start + len]
+        if let Some(held) = self.shared[i].take() {
+            let mut own = self.fresh_storage();
+            own[..held.len()].copy_from_slice(&held);
+            self.slots[i] = own;
+            self.remember(held);
+        }
+        &mut self.slots[i][offset..offset + len]
+    }
+
+    /// Packet `i`'s storage, shareable: the whole slot, of which the packet is
+    /// `offset..offset + len` as [`get`](Self::get) gives it. A receiver keeps part of it
+    /// without copying (`Bytes::slice_ref`); the batch does not write to that storage again
+    /// while anyone holds it.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn share(&mut self, i: usize) -> Bytes {
+        assert!(i < self.lens.len());
+        if let Some(held) = &self.shared[i] {
+            return held.clone();
+        }
+        let held = std::mem::take(&mut self.slots[i]).freeze();
+        self.any_shared = true;
+        self.shared[i] = Some(held.clone());
+        held
     }
 
     /// Iterates over the packets held.
@@ -141,8 +202,9 @@ impl Batch {
         if self.is_full() {
             return None;
         }
-        let start = self.lens.len() * self.slot_size;
-        Some(&mut self.data[start..start + self.slot_size])
+        let next = self.lens.len();
+        self.fill(next);
+        Some(&mut self.slots[next][..])
     }
 
     /// Records that the slot returned by [`next_slot`](Self::next_slot) now holds `len` bytes.
@@ -170,6 +232,7 @@ impl Batch {
     /// If the batch is full or the packet does not fit in the slot.
     pub fn commit_via(&mut self, offset: usize, len: usize, carrier: Option<SocketAddr>) {
         assert!(!self.is_full() && offset + len <= self.slot_size);
+        self.fill(self.lens.len());
         self.lens.push((offset, len));
         self.carriers.push(carrier);
     }
@@ -188,18 +251,19 @@ impl Batch {
 
     /// A free slot's bytes, by its index over all slots: what a receive of several packets
     /// at once (`recvmmsg`) put there, before [`commit_received`](Self::commit_received).
+    /// Empty for a slot never lent to a receive.
     ///
     /// # Panics
     /// If `slot` is not a free slot.
     pub fn free_slot(&self, slot: usize) -> &[u8] {
         assert!(slot >= self.len() && slot < self.capacity);
-        &self.data[slot * self.slot_size..(slot + 1) * self.slot_size]
+        &self.slots[slot]
     }
 
     /// Keeps the `len` bytes at the start of free slot `slot` (an index over all slots, as
     /// [`free_slot`](Self::free_slot) takes) as the next packet, with its carrier. When
-    /// slots before it were not kept (a datagram dropped), the bytes move down to the next
-    /// free slot, so that packets stay in order and contiguous.
+    /// slots before it were not kept (a datagram dropped), the slot takes the next free
+    /// slot's place, so that packets stay in order and contiguous.
     ///
     /// # Panics
     /// If `slot` is not a free slot or `len` exceeds the slot size.
@@ -207,18 +271,58 @@ impl Batch {
         let next = self.lens.len();
         assert!(slot >= next && slot < self.capacity && len <= self.slot_size);
         if slot != next {
-            let from = slot * self.slot_size;
-            self.data
-                .copy_within(from..from + len, next * self.slot_size);
+            self.slots.swap(slot, next);
         }
         self.commit_via(0, len, carrier);
     }
 
-    /// Several mutable slots at once (for `recvmmsg`-style receives): all the free slots.
+    /// Several mutable slots at once (for `recvmmsg`-style receives): all the free slots,
+    /// each given its storage as the iterator reaches it.
     pub fn free_slots(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
-        let used = self.lens.len() * self.slot_size;
-        self.data[used..].chunks_mut(self.slot_size)
+        let used = self.lens.len();
+        let size = self.slot_size;
+        let Batch { slots, lent, .. } = self;
+        slots[used..].iter_mut().map(move |slot| {
+            if slot.len() != size {
+                *slot = storage(lent, size);
+            }
+            &mut slot[..]
+        })
     }
+
+    /// Gives slot `i` its storage if it has none (never used, or shared out).
+    fn fill(&mut self, i: usize) {
+        if self.slots[i].len() != self.slot_size {
+            self.slots[i] = self.fresh_storage();
+        }
+    }
+
+    fn fresh_storage(&mut self) -> BytesMut {
+        storage(&mut self.lent, self.slot_size)
+    }
+
+    /// Queues shared storage to be taken back; past the bound the oldest is forgotten (and
+    /// freed when its receiver lets it go).
+    fn remember(&mut self, held: Bytes) {
+        if self.lent.len() >= self.capacity * LENT_PER_SLOT {
+            self.lent.pop_front();
+        }
+        self.lent.push_back(held);
+    }
+}
+
+/// A slot's storage: shared storage taken back, if one of the oldest is no longer held, or
+/// else a new zeroed allocation.
+fn storage(lent: &mut VecDeque<Bytes>, size: usize) -> BytesMut {
+    for _ in 0..RECLAIM_LOOKS.min(lent.len()) {
+        let Some(held) = lent.pop_front() else { break };
+        match held.try_into_mut() {
+            Ok(own) if own.len() == size => return own,
+            Ok(_) => {}
+            Err(held) => lent.push_back(held),
+        }
+    }
+    BytesMut::zeroed(size)
 }
 
 /// What a local address is being claimed for.
@@ -570,5 +674,76 @@ impl std::str::FromStr for Kind {
                 format!("RAWTCP_DATAPATH={other:?}: unknown datapath (known: udp, sim, raw, tun)"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_packet_is_never_written_while_held() {
+        let mut b = Batch::new(2, 64);
+        b.push(b"first packet").unwrap();
+        let held = b.share(0);
+        assert_eq!(&held[..12], b"first packet");
+        assert_eq!(b.get(0), b"first packet");
+        let piece = held.slice_ref(&held[6..12]);
+        drop(held);
+        // Many refills of every slot, through each way of filling one.
+        for round in 0..10u8 {
+            b.clear();
+            b.push(&[round; 64]).unwrap();
+            for slot in b.free_slots() {
+                slot.fill(0xee);
+            }
+            b.commit_received(1, 64, None);
+            assert!(b.is_full());
+        }
+        assert_eq!(&piece[..], b"packet");
+    }
+
+    #[test]
+    fn shared_storage_comes_back_once_let_go() {
+        let mut b = Batch::new(2, 64);
+        b.push(b"abc").unwrap();
+        let held = b.share(0);
+        let first = held.as_ptr();
+        // Sharing twice gives the same storage.
+        assert_eq!(b.share(0).as_ptr(), first);
+        b.clear();
+        // Still held: the slot gets other storage.
+        assert_ne!(b.next_slot().unwrap().as_ptr(), first);
+        b.commit(3);
+        drop(held);
+        b.share(0);
+        b.clear();
+        // Let go: the next refill takes the oldest storage back.
+        assert_eq!(b.next_slot().unwrap().as_ptr(), first);
+    }
+
+    #[test]
+    fn writing_a_shared_packet_copies_it_back_first() {
+        let mut b = Batch::new(1, 16);
+        b.push(b"abcd").unwrap();
+        let held = b.share(0);
+        b.get_mut(0)[0] = b'x';
+        assert_eq!(b.get(0), b"xbcd");
+        assert_eq!(&held[..4], b"abcd");
+    }
+
+    #[test]
+    fn remembered_storage_is_bounded_by_the_slots() {
+        let mut b = Batch::new(2, 8);
+        let mut kept = Vec::new();
+        for _ in 0..10 {
+            b.clear();
+            b.push(b"x").unwrap();
+            b.push(b"y").unwrap();
+            kept.push(b.share(0));
+            kept.push(b.share(1));
+        }
+        b.clear();
+        assert_eq!(b.lent.len(), 2 * LENT_PER_SLOT);
     }
 }

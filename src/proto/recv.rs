@@ -5,7 +5,14 @@
 //! readable; beyond them, out-of-order data sits at its offset and an ordered list of ranges
 //! (the "assembler") says which of those bytes are valid. The same ranges give SACK blocks
 //! (RFC 2018). Storage grows with the data actually held, never past the capacity.
+//!
+//! In-order data may also be kept where it arrived, without a copy: a driver that hands a
+//! segment over with the buffer it lies in ([`RecvBuffer::insert_shared`]) lets a large
+//! segment that arrives in order onto an empty buffer be queued as a piece of that buffer
+//! (a `Bytes` slice). Such pieces come before the bytes of the storage; reads take them
+//! first. Everything else is copied as before.
 
+use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 
 /// Most out-of-order ranges held at once; a segment that would need more is dropped
@@ -24,15 +31,34 @@ pub const RETAIN: usize = 0;
 /// memory (Linux guarantees each socket `tcp_rmem[0]`, 4 KiB, likewise).
 pub const PRESSURE_FLOOR: usize = 4096;
 
+/// The smallest segment kept in the buffer it arrived in rather than copied: a piece keeps
+/// its whole arrival buffer alive, so it must be a large part of it (see
+/// [`RecvBuffer::insert_shared`]), and below a few kilobytes a copy costs less than the
+/// bookkeeping of a piece.
+pub const SHARE_MIN: usize = 16 * 1024;
+
 /// Received bytes: readable in-order data and reassembly state.
 #[derive(Debug, Default)]
 pub struct RecvBuffer {
+    /// Readable bytes kept in their arrival buffers, before those of `data`; boxed, so that
+    /// a connection that never receives large segments pays one pointer for it.
+    pieces: Option<Box<Pieces>>,
+    /// The readable bytes that follow the pieces, then out-of-order data.
     data: VecDeque<u8>,
+    /// Readable bytes in all: the pieces' and `data`'s.
     readable: usize,
     /// Out-of-order ranges `[start, end)` as offsets past the readable bytes, sorted, disjoint,
     /// not touching each other.
     ranges: Vec<(usize, usize)>,
     capacity: usize,
+}
+
+/// In-order data kept in the buffers it arrived in.
+#[derive(Debug, Default)]
+struct Pieces {
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    len: usize,
 }
 
 /// What [`RecvBuffer::insert`] did with a segment.
@@ -102,6 +128,21 @@ impl RecvBuffer {
     /// [`insert`](Self::insert), holding at most `max_ranges` out-of-order ranges: a
     /// segment that would need more is dropped (`Inserted::dropped`).
     pub fn insert_limited(&mut self, offset: usize, payload: &[u8], max_ranges: usize) -> Inserted {
+        self.insert_shared(offset, payload, None, max_ranges)
+    }
+
+    /// [`insert_limited`](Self::insert_limited), with the buffer `payload` lies in when it
+    /// can be shared: a segment of at least [`SHARE_MIN`] bytes that is at least half of
+    /// `arrival`, arriving in order when nothing but such pieces is held, is kept as a slice
+    /// of `arrival` instead of being copied. Any other segment (or a `payload` that does not
+    /// lie in `arrival`) is copied.
+    pub fn insert_shared(
+        &mut self,
+        offset: usize,
+        payload: &[u8],
+        arrival: Option<&Bytes>,
+        max_ranges: usize,
+    ) -> Inserted {
         let mut result = Inserted {
             advanced: 0,
             dropped: false,
@@ -111,7 +152,18 @@ impl RecvBuffer {
             return result;
         }
         let payload = &payload[..payload.len().min(room - offset)];
-        if offset == 0 && self.ranges.is_empty() && self.data.len() == self.readable {
+        if offset == 0 && self.data.is_empty() {
+            if let Some(piece) = arrival.and_then(|a| shareable(a, payload)) {
+                let pieces = self.pieces.get_or_insert_with(Box::default);
+                pieces.len += piece.len();
+                pieces.queue.push_back(piece);
+                self.readable += payload.len();
+                result.advanced = payload.len();
+                return result;
+            }
+        }
+        let in_data = self.readable - self.pieced();
+        if offset == 0 && self.ranges.is_empty() && self.data.len() == in_data {
             // In order with nothing held beyond it, the common case: append, no zero-filling
             // and no reassembly bookkeeping.
             self.data.extend(payload);
@@ -124,11 +176,11 @@ impl RecvBuffer {
             result.dropped = true;
             return result;
         }
-        let needed = self.readable + end;
+        let needed = in_data + end;
         if self.data.len() < needed {
             self.data.resize(needed, 0);
         }
-        self.write_at(self.readable + start, payload);
+        self.write_at(in_data + start, payload);
         self.add_range(start, end);
         if let Some(&(0, first_end)) = self.ranges.first() {
             self.ranges.remove(0);
@@ -140,6 +192,11 @@ impl RecvBuffer {
             result.advanced = first_end;
         }
         result
+    }
+
+    /// Readable bytes held as pieces.
+    fn pieced(&self) -> usize {
+        self.pieces.as_ref().map_or(0, |p| p.len)
     }
 
     fn can_add_range(&self, start: usize, end: usize, max_ranges: usize) -> bool {
@@ -183,10 +240,22 @@ impl RecvBuffer {
     /// Copies readable bytes into `dst` without consuming them.
     pub fn peek(&self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.readable);
+        let mut done = 0;
+        if let Some(pieces) = &self.pieces {
+            for piece in &pieces.queue {
+                if done == n {
+                    break;
+                }
+                let k = piece.len().min(n - done);
+                dst[done..done + k].copy_from_slice(&piece[..k]);
+                done += k;
+            }
+        }
+        let rest = n - done;
         let (a, b) = self.data.as_slices();
-        let from_a = n.min(a.len());
-        dst[..from_a].copy_from_slice(&a[..from_a]);
-        dst[from_a..n].copy_from_slice(&b[..n - from_a]);
+        let from_a = rest.min(a.len());
+        dst[done..done + from_a].copy_from_slice(&a[..from_a]);
+        dst[done + from_a..n].copy_from_slice(&b[..rest - from_a]);
         n
     }
 
@@ -200,15 +269,34 @@ impl RecvBuffer {
     /// Drops `n` readable bytes.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.readable);
-        self.data.drain(..n);
         self.readable -= n;
+        let mut left = n;
+        if let Some(pieces) = &mut self.pieces {
+            while left > 0 {
+                let Some(front) = pieces.queue.front_mut() else {
+                    break;
+                };
+                let k = front.len().min(left);
+                pieces.len -= k;
+                left -= k;
+                if k == front.len() {
+                    // Read out: its arrival buffer can go back to the datapath.
+                    pieces.queue.pop_front();
+                } else {
+                    front.advance(k);
+                }
+            }
+        }
+        self.data.drain(..left);
     }
 
     /// Whether the buffer is empty but still holds more than [`RETAIN`] bytes of storage: a
     /// busy connection keeps it (freeing and regrowing it on every empty/full cycle would
     /// cost allocations and page faults), an idle one should [`release`](Self::release) it.
     pub fn holds_idle_memory(&self) -> bool {
-        self.data.is_empty() && self.data.capacity() > RETAIN
+        self.data.is_empty()
+            && self.pieced() == 0
+            && (self.data.capacity() > RETAIN || self.pieces.is_some())
     }
 
     /// How far past RCV.NXT data can be stored without growing the storage (at least
@@ -220,9 +308,10 @@ impl RecvBuffer {
             .saturating_sub(self.readable)
     }
 
-    /// Bytes of storage allocated.
+    /// Bytes of storage allocated: `data`'s, and the bytes held as pieces (whose arrival
+    /// buffers are at most twice as large).
     pub fn allocated(&self) -> usize {
-        self.data.capacity()
+        self.data.capacity() + self.pieced()
     }
 
     /// Gives the storage back if the buffer is empty.
@@ -230,14 +319,28 @@ impl RecvBuffer {
         if self.data.is_empty() {
             self.data = VecDeque::new();
         }
+        if self.pieced() == 0 {
+            self.pieces = None;
+        }
     }
 
     /// Drops everything.
     pub fn clear(&mut self) {
+        self.pieces = None;
         self.data = VecDeque::new();
         self.readable = 0;
         self.ranges.clear();
     }
+}
+
+/// `payload` as a piece of `arrival`, if it lies in it and is large enough to keep it.
+fn shareable(arrival: &Bytes, payload: &[u8]) -> Option<Bytes> {
+    let outer = arrival.as_ptr() as usize..arrival.as_ptr() as usize + arrival.len();
+    let inner = payload.as_ptr() as usize;
+    let inside = outer.contains(&inner) && inner + payload.len() <= outer.end;
+    let large = payload.len() >= SHARE_MIN && payload.len() * 2 >= arrival.len();
+    // `slice_ref` panics on a slice from elsewhere: checked first.
+    (inside && large).then(|| arrival.slice_ref(payload))
 }
 
 #[cfg(test)]
@@ -270,6 +373,139 @@ mod tests {
         assert!(r.insert(2 + MAX_RANGES * 3, b"a").dropped);
         // Merging with an existing range is still allowed.
         assert!(!r.insert(3, b"b").dropped);
+    }
+
+    /// An arrival buffer with `payload` at `at`.
+    fn arrival(at: usize, payload: &[u8], size: usize) -> Bytes {
+        let mut b = vec![0u8; size];
+        b[at..at + payload.len()].copy_from_slice(payload);
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn large_in_order_segments_stay_where_they_arrived() {
+        let big: Vec<u8> = (0..SHARE_MIN + 100).map(|i| i as u8).collect();
+        let a = arrival(60, &big, SHARE_MIN + 200);
+        let mut r = RecvBuffer::new(1 << 20);
+        let payload = &a[60..60 + big.len()];
+        assert_eq!(
+            r.insert_shared(0, payload, Some(&a), MAX_RANGES).advanced,
+            big.len()
+        );
+        // Kept as a slice of the arrival buffer: nothing copied, no storage grown.
+        assert_eq!(
+            r.pieces.as_ref().unwrap().queue[0].as_ptr(),
+            payload.as_ptr()
+        );
+        assert_eq!(r.data.capacity(), 0);
+        assert_eq!(r.allocated(), big.len());
+        // A small segment is copied; a large one after copied bytes is copied too, to keep
+        // the order.
+        assert_eq!(r.insert(0, b"tail").advanced, 4);
+        let b = arrival(0, &big, big.len());
+        r.insert_shared(0, &b, Some(&b), MAX_RANGES);
+        assert_eq!(r.pieces.as_ref().unwrap().queue.len(), 1);
+        let mut want = big.clone();
+        want.extend_from_slice(b"tail");
+        want.extend_from_slice(&big);
+        assert_eq!(r.readable(), want.len());
+        // Read in odd sizes, across the piece's end.
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 7_001];
+        while r.readable() > 0 {
+            let n = r.read(&mut chunk);
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(got, want);
+        assert!(r.holds_idle_memory());
+        r.release();
+        assert!(r.pieces.is_none() && r.allocated() == 0 && !r.holds_idle_memory());
+    }
+
+    #[test]
+    fn only_large_parts_of_their_arrival_buffer_and_only_from_it_are_kept() {
+        let big = vec![9u8; SHARE_MIN];
+        // Less than half of its arrival buffer: copied.
+        let a = arrival(0, &big, 3 * SHARE_MIN);
+        let mut r = RecvBuffer::new(1 << 20);
+        r.insert_shared(0, &a[..SHARE_MIN], Some(&a), MAX_RANGES);
+        assert!(r.pieces.is_none());
+        // Not inside the buffer offered: copied, not a panic.
+        let elsewhere = arrival(0, &big, SHARE_MIN);
+        let mut r = RecvBuffer::new(1 << 20);
+        r.insert_shared(0, &big, Some(&elsewhere), MAX_RANGES);
+        assert!(r.pieces.is_none());
+        assert_eq!(r.readable(), SHARE_MIN);
+        // Out of order: copied, and the piece before it keeps its place.
+        let mut r = RecvBuffer::new(1 << 20);
+        r.insert_shared(0, &elsewhere, Some(&elsewhere), MAX_RANGES);
+        let later = arrival(0, &[5u8; SHARE_MIN], SHARE_MIN);
+        assert_eq!(
+            r.insert_shared(10, &later, Some(&later), MAX_RANGES)
+                .advanced,
+            0
+        );
+        assert_eq!(r.pieces.as_ref().unwrap().queue.len(), 1);
+        assert_eq!(r.insert(0, &[1u8; 10]).advanced, 10 + SHARE_MIN);
+        let mut out = vec![0u8; 3 * SHARE_MIN];
+        let n = r.read(&mut out);
+        assert_eq!(n, 2 * SHARE_MIN + 10);
+        assert!(out[..SHARE_MIN].iter().all(|&x| x == 9));
+        assert!(out[SHARE_MIN..SHARE_MIN + 10].iter().all(|&x| x == 1));
+        assert!(out[SHARE_MIN + 10..n].iter().all(|&x| x == 5));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A stream cut into segments of every size, each in an arrival buffer of its own,
+        /// mostly in order but with neighbours swapped and some sent twice, and read in
+        /// pieces of any size, reassembles the original bytes.
+        #[test]
+        fn reassembles_shared_arrivals(
+            sizes in proptest::collection::vec(1usize..70_000, 1..24),
+            swaps in proptest::collection::vec(0usize..24, 0..6),
+            twice in proptest::collection::vec(0usize..24, 0..4),
+            reads in proptest::collection::vec(1usize..90_000, 1..20),
+            slack in 0usize..20_000,
+        ) {
+            let len: usize = sizes.iter().sum();
+            let original: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+            let mut segments = Vec::new();
+            let mut at = 0;
+            for size in &sizes {
+                segments.push((at, at + size));
+                at += size;
+            }
+            for &k in &swaps {
+                if k + 1 < segments.len() {
+                    segments.swap(k, k + 1);
+                }
+            }
+            for &k in &twice {
+                if k < segments.len() {
+                    segments.insert(k, segments[k]);
+                }
+            }
+            let mut r = RecvBuffer::new(4 << 20);
+            let mut delivered = Vec::new();
+            let mut base = 0usize;
+            for (k, (s, e)) in segments.into_iter().enumerate() {
+                let s2 = s.max(base);
+                if s2 < e {
+                    let a = arrival(slack / 2, &original[s2..e], e - s2 + slack);
+                    let payload = &a[slack / 2..slack / 2 + e - s2];
+                    base += r.insert_shared(s2 - base, payload, Some(&a), MAX_RANGES).advanced;
+                }
+                let mut buf = vec![0u8; reads[k % reads.len()]];
+                let n = r.read(&mut buf);
+                delivered.extend_from_slice(&buf[..n]);
+            }
+            let mut rest = vec![0u8; r.readable()];
+            let n = r.read(&mut rest);
+            delivered.extend_from_slice(&rest[..n]);
+            prop_assert_eq!(delivered, original);
+            prop_assert_eq!(r.readable(), 0);
+        }
     }
 
     proptest! {

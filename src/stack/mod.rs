@@ -443,7 +443,7 @@ impl Shared {
                 inner.stats.inline_receives += 1;
                 let sent_before = inner.stats.packets_out;
                 let mut out = reactor::Out::new(self, &mut tx);
-                reactor::deliver(&mut inner, &rx, &mut out, now);
+                reactor::deliver(&mut inner, &mut rx, &mut out, now);
                 out.transmit_dirty(&mut inner, now);
                 // The reactor keeps the timers, the RSTs of poisoned connections and the
                 // addresses to give back, but for those this task gives back itself below

@@ -12,8 +12,10 @@ use super::table::{Claim, ConnId, Entry, Waiting};
 use super::{Direction, Inner, Shared, TapEvent};
 use crate::datapath::Batch;
 use crate::proto::endpoint::{Accept, Route};
+use crate::proto::recv::SHARE_MIN;
 use crate::proto::{Connection, Instant, SegmentKind, State};
 use crate::wire::{self, TcpRepr, TCP_MAX_HEADER_LEN};
+use bytes::Bytes;
 use std::cmp::Reverse;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,7 +96,7 @@ impl Future for Reactor {
                 let mut guard = shared.lock();
                 let inner = &mut *guard;
                 let mut out = Out::new(&shared, &mut this.tx);
-                if let Some(rx) = rx.as_deref() {
+                if let Some(rx) = rx.as_deref_mut() {
                     deliver(inner, rx, &mut out, now);
                 }
                 drop(rx);
@@ -454,15 +456,26 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: boo
 
 /// Delivers every packet [`receive`]d: each routed by the endpoint and handed to its
 /// connection (or answered, or made into a connection a SYN asked for).
-pub(crate) fn deliver(inner: &mut Inner, rx: &RxState, out: &mut Out<'_>, now: Instant) {
+pub(crate) fn deliver(inner: &mut Inner, rx: &mut RxState, out: &mut Out<'_>, now: Instant) {
     let shared = out.shared;
     for i in 0..rx.batch.len() {
+        // A large payload may stay where it arrived: its connection keeps a slice of the
+        // slot instead of copying it (`RecvBuffer::insert_shared`), and the batch takes the
+        // slot's storage back once that slice is read.
+        let arrival = match &rx.parsed[i] {
+            Parsed::Tcp { payload, .. }
+                if payload.len() >= SHARE_MIN && payload.len() * 2 >= rx.batch.slot_size() =>
+            {
+                Some(rx.batch.share(i))
+            }
+            _ => None,
+        };
         let urgent = handle_packet(
             shared,
             inner,
             out.batch,
             now,
-            (rx.batch.get(i), &rx.parsed[i]),
+            (rx.batch.get(i), &rx.parsed[i], arrival.as_ref()),
             rx.batch.carrier(i),
         );
         if let Some(id) = urgent {
@@ -511,7 +524,7 @@ fn handle_packet(
     inner: &mut Inner,
     tx: &mut Batch,
     now: Instant,
-    (packet, parsed): (&[u8], &Parsed),
+    (packet, parsed, arrival): (&[u8], &Parsed, Option<&Bytes>),
     carrier: Option<SocketAddr>,
 ) -> Option<ConnId> {
     inner.stats.packets_in += 1;
@@ -549,7 +562,7 @@ fn handle_packet(
     {
         Route::Connection(id) => {
             let urgent = inner.engine(id, |e| {
-                let accepted = e.conn.on_segment(now, &tcp, payload);
+                let accepted = e.conn.on_segment_shared(now, &tcp, payload, arrival);
                 if accepted && carrier.is_some() {
                     // Only a segment the connection accepted says where the peer is.
                     e.route = carrier;

@@ -4,6 +4,7 @@
 use super::{Connection, State};
 use crate::proto::{Error, Instant, SeqNum};
 use crate::wire::{TcpFlags, TcpOptions, TcpRepr};
+use bytes::Bytes;
 
 /// RFC 9293 §3.7.1: the MSS assumed when the peer sends none.
 const DEFAULT_MSS_V4: u32 = 536;
@@ -30,6 +31,20 @@ impl Connection {
     /// should learn only from accepted ones, so that a stranger's forged segment redirects
     /// nothing.
     pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) -> bool {
+        self.on_segment_shared(now, seg, payload, None)
+    }
+
+    /// [`on_segment`](Self::on_segment), with the buffer the payload lies in when the
+    /// connection may keep part of it instead of copying (`RecvBuffer::insert_shared`): a
+    /// driver that received the segment into storage of its own hands that storage over,
+    /// and does not write to it again while the connection holds a slice of it.
+    pub fn on_segment_shared(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        payload: &[u8],
+        arrival: Option<&Bytes>,
+    ) -> bool {
         self.stats.segments_received += 1;
         self.now_hint = self.now_hint.max(now);
         self.accepted = false;
@@ -38,7 +53,7 @@ impl Connection {
             State::Closed => {}
             State::Listen => self.on_listen(now, seg),
             State::SynSent => self.on_syn_sent(now, seg, payload),
-            _ => self.on_synchronized(now, seg, payload),
+            _ => self.on_synchronized(now, seg, (payload, arrival)),
         }
         self.accepted
     }
@@ -139,7 +154,7 @@ impl Connection {
             self.ack_now = true;
             if !payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
                 let fin = seg.flags.contains(TcpFlags::FIN);
-                self.process_text(now, self.rcv_nxt, payload, fin);
+                self.process_text(now, self.rcv_nxt, (payload, None), fin);
             }
         } else {
             // Simultaneous open (RFC 9293 §3.5, figure 8): answer SYN+ACK with our ISN.
@@ -186,7 +201,12 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7.4, for SYN-RECEIVED and every synchronized state.
-    fn on_synchronized(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
+    fn on_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        (payload, arrival): (&[u8], Option<&Bytes>),
+    ) {
         let flags = seg.flags;
         let rst = flags.contains(TcpFlags::RST);
         let mut syn = flags.contains(TcpFlags::SYN);
@@ -372,7 +392,7 @@ impl Connection {
         // Seventh and eighth: the text and the FIN.
         if self.state.receives_data() {
             let data = if text_allowed { payload } else { &[][..] };
-            self.process_text(now, seq, data, fin && text_allowed);
+            self.process_text(now, seq, (data, arrival), fin && text_allowed);
         }
         if self.cfg.keepalive.is_some() {
             self.probes_out = 0;
@@ -444,7 +464,13 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7.4 "seventh, process the segment text" and "eighth, check the FIN bit".
-    fn process_text(&mut self, now: Instant, seq: SeqNum, payload: &[u8], fin: bool) {
+    fn process_text(
+        &mut self,
+        now: Instant,
+        seq: SeqNum,
+        (payload, arrival): (&[u8], Option<&Bytes>),
+        fin: bool,
+    ) {
         let mut seq = seq;
         let mut data = payload;
         let mut fin = fin;
@@ -507,7 +533,7 @@ impl Connection {
             }
             let ins = self
                 .recv_buf
-                .insert_limited(offset, data, self.cfg.max_out_of_order);
+                .insert_shared(offset, data, arrival, self.cfg.max_out_of_order);
             if ins.dropped {
                 // Too many holes held already: the sender resends this one later.
                 self.stats.out_of_order_drops += 1;
