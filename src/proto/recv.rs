@@ -8,8 +8,8 @@
 //!
 //! In-order data may also be kept where it arrived, without a copy: a driver that hands a
 //! segment over with the buffer it lies in ([`RecvBuffer::insert_shared`]) lets a large
-//! segment that arrives in order onto an empty buffer be queued as a piece of that buffer
-//! (a `Bytes` slice). Such pieces come before the bytes of the storage; reads take them
+//! segment that arrives in order while the buffer holds nothing but such pieces be queued
+//! as a piece of that buffer (a `Bytes` slice). Such pieces come before the bytes of the storage; reads take them
 //! first. Everything else is copied as before.
 
 use bytes::{Buf, Bytes};
@@ -56,9 +56,12 @@ pub struct RecvBuffer {
 /// In-order data kept in the buffers it arrived in.
 #[derive(Debug, Default)]
 struct Pieces {
-    queue: VecDeque<Bytes>,
+    /// Each piece, with the size of the arrival buffer it keeps alive.
+    queue: VecDeque<(Bytes, usize)>,
     /// Bytes in `queue`.
     len: usize,
+    /// The arrival buffers' sizes, summed: the memory the pieces hold.
+    pinned: usize,
 }
 
 /// What [`RecvBuffer::insert`] did with a segment.
@@ -154,9 +157,11 @@ impl RecvBuffer {
         let payload = &payload[..payload.len().min(room - offset)];
         if offset == 0 && self.data.is_empty() {
             if let Some(piece) = arrival.and_then(|a| shareable(a, payload)) {
+                let pinned = arrival.map_or(0, Bytes::len);
                 let pieces = self.pieces.get_or_insert_with(Box::default);
                 pieces.len += piece.len();
-                pieces.queue.push_back(piece);
+                pieces.pinned += pinned;
+                pieces.queue.push_back((piece, pinned));
                 self.readable += payload.len();
                 result.advanced = payload.len();
                 return result;
@@ -242,7 +247,7 @@ impl RecvBuffer {
         let n = dst.len().min(self.readable);
         let mut done = 0;
         if let Some(pieces) = &self.pieces {
-            for piece in &pieces.queue {
+            for (piece, _) in &pieces.queue {
                 if done == n {
                     break;
                 }
@@ -273,7 +278,7 @@ impl RecvBuffer {
         let mut left = n;
         if let Some(pieces) = &mut self.pieces {
             while left > 0 {
-                let Some(front) = pieces.queue.front_mut() else {
+                let Some((front, pinned)) = pieces.queue.front_mut() else {
                     break;
                 };
                 let k = front.len().min(left);
@@ -281,6 +286,7 @@ impl RecvBuffer {
                 left -= k;
                 if k == front.len() {
                     // Read out: its arrival buffer can go back to the datapath.
+                    pieces.pinned -= *pinned;
                     pieces.queue.pop_front();
                 } else {
                     front.advance(k);
@@ -305,13 +311,12 @@ impl RecvBuffer {
         self.data
             .capacity()
             .max(PRESSURE_FLOOR)
-            .saturating_sub(self.readable)
+            .saturating_sub(self.readable - self.pieced())
     }
 
-    /// Bytes of storage allocated: `data`'s, and the bytes held as pieces (whose arrival
-    /// buffers are at most twice as large).
+    /// Bytes of storage allocated: `data`'s, and the arrival buffers the pieces keep alive.
     pub fn allocated(&self) -> usize {
-        self.data.capacity() + self.pieced()
+        self.data.capacity() + self.pieces.as_ref().map_or(0, |p| p.pinned)
     }
 
     /// Gives the storage back if the buffer is empty.
@@ -394,11 +399,13 @@ mod tests {
         );
         // Kept as a slice of the arrival buffer: nothing copied, no storage grown.
         assert_eq!(
-            r.pieces.as_ref().unwrap().queue[0].as_ptr(),
+            r.pieces.as_ref().unwrap().queue[0].0.as_ptr(),
             payload.as_ptr()
         );
         assert_eq!(r.data.capacity(), 0);
-        assert_eq!(r.allocated(), big.len());
+        assert_eq!(r.allocated(), a.len());
+        // Short of memory, the floor of copied storage is still there.
+        assert_eq!(r.room_without_growth(), PRESSURE_FLOOR);
         // A small segment is copied; a large one after copied bytes is copied too, to keep
         // the order.
         assert_eq!(r.insert(0, b"tail").advanced, 4);

@@ -531,6 +531,9 @@ impl Connection {
                     self.note_duplicate(self.rcv_nxt + l, self.rcv_nxt + r);
                 }
             }
+            // Short of memory, data is copied into storage already there: a piece would keep
+            // a new arrival buffer alive (the datapath allocates another for its slot).
+            let arrival = arrival.filter(|_| !self.memory_pressure);
             let ins = self
                 .recv_buf
                 .insert_shared(offset, data, arrival, self.cfg.max_out_of_order);
