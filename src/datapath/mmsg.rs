@@ -144,7 +144,7 @@ pub(crate) fn recv_into(
 /// a further call to hear `EAGAIN`. Returns whether the socket was found empty (poll it
 /// again, which registers the waker).
 pub(crate) fn clearing_readiness(
-    sock: &tokio::net::UdpSocket,
+    sock: &super::registered::RecvSocket,
     recv: impl FnOnce() -> io::Result<(usize, usize)>,
 ) -> io::Result<bool> {
     let r = sock.try_io(tokio::io::Interest::READABLE, || {

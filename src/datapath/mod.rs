@@ -12,6 +12,7 @@ mod mmsg;
 pub mod pcap;
 mod ports;
 pub mod raw;
+mod registered;
 pub mod sim;
 #[cfg(target_os = "linux")]
 pub mod tun;
@@ -43,8 +44,9 @@ use std::task::{Context, Poll};
 /// assert!(b.is_empty());
 /// ```
 pub struct Batch {
-    /// Each slot's storage: `slot_size` bytes once first used, empty before that (so that a
-    /// batch of 64 slots of 64 KiB costs memory only for the slots a receive offers).
+    /// Each slot's storage: `slot_size` bytes once first used, empty before that and after
+    /// it was shared out (so that a batch of 64 slots of 64 KiB costs memory only for the
+    /// slots a receive offers).
     slots: Vec<BytesMut>,
     /// The storage of packets shared out since the last [`clear`](Self::clear), by slot.
     shared: Vec<Option<Bytes>>,
@@ -251,7 +253,8 @@ impl Batch {
 
     /// A free slot's bytes, by its index over all slots: what a receive of several packets
     /// at once (`recvmmsg`) put there, before [`commit_received`](Self::commit_received).
-    /// Empty for a slot never lent to a receive.
+    /// Empty for a slot that has no storage yet: never lent to a receive, or its storage
+    /// [`share`](Self::share)d out since.
     ///
     /// # Panics
     /// If `slot` is not a free slot.

@@ -21,6 +21,7 @@
 //!   `CAP_NET_ADMIN` (run as root), and the `nft` tool must be installed. Without any of them
 //!   [`RawDatapath::new`] fails at once with an error naming what is missing.
 
+use super::registered::RecvSocket as Registered;
 use super::{route_source, Batch, BindKind, Datapath, ShardSet};
 use crate::wire::view::PacketView;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
@@ -36,7 +37,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use tokio::io::Interest;
-use tokio::net::UdpSocket as Registered;
 
 /// The socket mark on rawtcp's own packets, which the nftables rule lets through ("rawt").
 pub const MARK: u32 = 0x7261_7774;
@@ -71,10 +71,9 @@ struct Counters {
 
 /// Complete IP packets over raw sockets; see the module documentation.
 ///
-/// The raw sockets are registered with tokio's reactor through `tokio::net::UdpSocket`: a
-/// datagram descriptor is all tokio's readiness tracking needs, every read and write goes
-/// through `socket2`/`nix` on the descriptor itself, and this avoids the `unsafe`
-/// registration `AsyncFd` now requires.
+/// The raw sockets are registered with tokio's reactor for readability alone (see
+/// `registered`: no epoll event for each packet sent); every read and write goes
+/// through `socket2`/`nix` on the descriptor itself.
 pub struct RawDatapath {
     /// This datapath's raw sockets (a shard's own, in a sharded stack).
     sockets: Arc<Sockets>,
@@ -397,9 +396,9 @@ impl RawDatapath {
         claims: Arc<Claims>,
         place: (usize, usize),
     ) -> io::Result<RawDatapath> {
-        let v4 = Registered::from_std(std::net::UdpSocket::from(v4))?;
+        let v4 = Registered::new(std::net::UdpSocket::from(v4))?;
         let v6 = v6
-            .map(|s| Registered::from_std(std::net::UdpSocket::from(s)))
+            .map(|s| Registered::new(std::net::UdpSocket::from(s)))
             .transpose()?;
         let sockets = Arc::new(Sockets { v4, v6, place });
         {

@@ -20,7 +20,7 @@ pub(super) fn report_icmp_errors(sock: Socket) -> io::Result<Socket> {
 
 /// Reads one entry of `sock`'s error queue into `buf`: its length, and whether it was a
 /// "connection refused" (port unreachable).
-pub(super) fn read_error_queue(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+pub(super) fn read_error_queue(sock: &RecvSocket, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut cmsg = nix::cmsg_space!(nix::libc::sock_extended_err, nix::libc::sockaddr_in6);
     let msg = recvmsg::<SockaddrStorage>(

@@ -80,8 +80,8 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 
+use crate::datapath::registered::RecvSocket;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
-use tokio::net::UdpSocket;
 
 use super::{Batch, BindKind, Datapath};
 use crate::wire::{emit_tcp_packet, TcpRepr};
@@ -132,9 +132,9 @@ pub struct UdpStats {
 /// scheme. Create it with [`UdpDatapath::new`] inside a tokio runtime.
 pub struct UdpDatapath {
     /// The shared IPv4 socket (unspecified address, ephemeral port).
-    v4: Arc<UdpSocket>,
+    v4: Arc<RecvSocket>,
     /// The shared IPv6 socket, when the host has IPv6.
-    v6: Option<Arc<UdpSocket>>,
+    v6: Option<Arc<RecvSocket>>,
     /// Waits for ICMP errors queued on the shared sockets (`IP_RECVERR`): a datagram to a
     /// UDP port nobody bound means a TCP port nobody listens on.
     refusals: Mutex<[Option<ErrorWait>; 2]>,
@@ -170,23 +170,23 @@ pub struct UdpDatapath {
 #[derive(Default)]
 struct Registry {
     /// Listener sockets in claim order (polled by `poll_recv`).
-    listeners: Vec<((IpAddr, u16), Arc<UdpSocket>)>,
+    listeners: Vec<((IpAddr, u16), Arc<RecvSocket>)>,
     /// The same listener sockets by claimed (ip, port), for choosing the sending socket.
-    by_addr: HashMap<(IpAddr, u16), Arc<UdpSocket>>,
+    by_addr: HashMap<(IpAddr, u16), Arc<RecvSocket>>,
     /// Reservation sockets of outgoing connections' local ports, by claimed (ip, port).
     reservations: HashMap<(IpAddr, u16), Socket>,
 }
 
 impl Registry {
     /// Adds a listener socket, claimed at `key`: polled, and sending from its address.
-    fn add_listener(&mut self, key: (IpAddr, u16), sock: Arc<UdpSocket>) {
+    fn add_listener(&mut self, key: (IpAddr, u16), sock: Arc<RecvSocket>) {
         self.listeners.push((key, Arc::clone(&sock)));
         self.by_addr.insert(key, sock);
     }
 
     /// The listener socket that sends packets from `ip:port`: bound there exactly, or at the
     /// unspecified address of the family and `port`.
-    fn sender(&self, ip: IpAddr, port: u16) -> Option<&UdpSocket> {
+    fn sender(&self, ip: IpAddr, port: u16) -> Option<&RecvSocket> {
         if self.by_addr.is_empty() {
             return None;
         }
@@ -316,7 +316,7 @@ impl UdpDatapath {
     }
 
     /// The shared socket of `ip`'s family.
-    fn shared(&self, ip: IpAddr) -> Option<&UdpSocket> {
+    fn shared(&self, ip: IpAddr) -> Option<&RecvSocket> {
         match ip {
             IpAddr::V4(_) => Some(&self.v4),
             IpAddr::V6(_) => self.v6.as_deref(),
@@ -382,7 +382,7 @@ impl UdpDatapath {
     fn drain(
         &self,
         cx: &mut Context<'_>,
-        sock: (&UdpSocket, bool),
+        sock: (&RecvSocket, bool),
         index: usize,
         batch: &mut Batch,
         budget: &mut usize,
@@ -429,7 +429,7 @@ impl UdpDatapath {
     fn drain_socket(
         &self,
         cx: &mut Context<'_>,
-        (sock, v6): (&UdpSocket, bool),
+        (sock, v6): (&RecvSocket, bool),
         index: usize,
         batch: &mut Batch,
         budget: &mut usize,
@@ -487,7 +487,7 @@ impl UdpDatapath {
     /// for the caller to receive one datagram at a time.
     #[cfg(target_os = "linux")]
     fn drain_many(
-        (sock, v6): (&UdpSocket, bool),
+        (sock, v6): (&RecvSocket, bool),
         offer: &super::mmsg::Offer,
         batch: &mut Batch,
         budget: &mut usize,
@@ -537,7 +537,7 @@ impl UdpDatapath {
     /// for.
     #[cfg(target_os = "linux")]
     fn recv_many(
-        (sock, v6): (&UdpSocket, bool),
+        (sock, v6): (&RecvSocket, bool),
         batch: &mut Batch,
         want: usize,
         budget: &mut usize,
@@ -566,7 +566,7 @@ impl UdpDatapath {
         &'a self,
         registry: &'a Registry,
         i: usize,
-    ) -> Option<(&'a UdpSocket, bool)> {
+    ) -> Option<(&'a RecvSocket, bool)> {
         let shared = 1 + usize::from(self.v6.is_some());
         match (i, &self.v6) {
             (0, _) => Some((&self.v4, false)),
@@ -966,7 +966,7 @@ impl UdpDatapath {
     /// Sends one packet in a datagram of its own; `Err(Full(0))` when the socket's buffer
     /// has no room (the caller keeps the packet), any other failure drops it (counted).
     fn send_one(
-        sock: &UdpSocket,
+        sock: &RecvSocket,
         dst: SocketAddr,
         packet: &[u8],
         tally: &mut SendTally,
@@ -995,7 +995,7 @@ impl UdpDatapath {
     /// turns trains off for this datapath.
     fn send_train(
         &self,
-        sock: &UdpSocket,
+        sock: &RecvSocket,
         dst: SocketAddr,
         train: &gso::Train,
         packets: &[&[u8]],
@@ -1036,7 +1036,7 @@ impl UdpDatapath {
 struct Gathered<'a> {
     train: gso::Train,
     first: usize,
-    sock: &'a UdpSocket,
+    sock: &'a RecvSocket,
     dst: SocketAddr,
     ports: (u16, u16),
 }
@@ -1044,7 +1044,7 @@ struct Gathered<'a> {
 /// Where one packet goes (see [`UdpDatapath::route`]).
 struct Route<'a> {
     /// The socket it leaves through.
-    sock: &'a UdpSocket,
+    sock: &'a RecvSocket,
     /// The UDP destination.
     dst: SocketAddr,
     /// The packet, trimmed to its IP length.
@@ -1153,13 +1153,13 @@ fn bound_port(sock: &Socket) -> io::Result<u16> {
 }
 
 /// Hands `sock` to the current tokio runtime's reactor.
-fn register(sock: Socket) -> io::Result<UdpSocket> {
+fn register(sock: Socket) -> io::Result<RecvSocket> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(io::Error::other(
             "udp datapath: must be used from within a tokio runtime",
         ));
     }
-    UdpSocket::from_std(sock.into())
+    RecvSocket::new(sock.into())
 }
 
 /// Whether `RAWTCP_UDP_GSO` asks for trains to be off (`off`, `0`, `false`, `no`).

@@ -25,13 +25,13 @@
 //! after this stack's, which are never chosen: it receives nothing and takes nothing away.
 
 use super::{bound_port, context, open, register, SOCKET_BUFFER};
+use crate::datapath::registered::RecvSocket;
 use crate::datapath::steering_ops;
 use socket2::Socket;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tokio::net::UdpSocket;
 
 /// One datapath's place among its stack's shards.
 #[derive(Clone)]
@@ -60,7 +60,7 @@ struct Group {
 /// A shard's socket of a group: opened, or already handed to its shard's runtime.
 enum Slot {
     Opened(Socket),
-    Registered(Arc<UdpSocket>),
+    Registered(Arc<RecvSocket>),
     /// Between the two (only while its registration is under way, under the lock).
     Taken,
 }
@@ -71,7 +71,7 @@ impl Member {
     /// attached) by the first shard to claim it. Must be called inside this shard's runtime,
     /// which the socket is registered with. `AddrInUse` if this shard holds it already or
     /// another owner holds the port.
-    pub fn claim(&self, local: SocketAddr) -> io::Result<(SocketAddr, Arc<UdpSocket>)> {
+    pub fn claim(&self, local: SocketAddr) -> io::Result<(SocketAddr, Arc<RecvSocket>)> {
         let mut groups = self
             .groups
             .by_addr
