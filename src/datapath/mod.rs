@@ -26,7 +26,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A reusable batch of packets: `capacity` slots of `slot_size` bytes each.
+/// A reusable batch of packets: `capacity` slots of `slot_size` bytes each, in one
+/// allocation.
 ///
 /// Receiving fills slots from the front; sending reads them. Nothing is allocated per packet,
 /// with one exception: a received packet can be [`share`](Self::share)d, so that a
@@ -44,9 +45,8 @@ use std::task::{Context, Poll};
 /// assert!(b.is_empty());
 /// ```
 pub struct Batch {
-    /// Each slot's storage: `slot_size` bytes once first used, empty before that and after
-    /// it was shared out (so that a batch of 64 slots of 64 KiB costs memory only for the
-    /// slots a receive offers).
+    /// Each slot's storage: `slot_size` bytes, or empty after it was shared out until the
+    /// slot is used again.
     slots: Vec<BytesMut>,
     /// The storage of packets shared out since the last [`clear`](Self::clear), by slot.
     shared: Vec<Option<Bytes>>,
@@ -85,8 +85,13 @@ const RECLAIM_LOOKS: usize = 2;
 impl Batch {
     /// A batch of `capacity` packets of at most `slot_size` bytes each.
     pub fn new(capacity: usize, slot_size: usize) -> Batch {
+        // One zeroed allocation cut into the slots, as one `calloc`: a large one is mapped
+        // fresh from the kernel, and its pages become resident only where packets are
+        // written (a 64-slot batch of 64 KiB slots carrying small packets costs a page a
+        // slot, not 4 MiB). Storage that replaces a shared slot is a slot's size alone.
+        let mut region = BytesMut::zeroed(capacity * slot_size);
         Batch {
-            slots: (0..capacity).map(|_| BytesMut::new()).collect(),
+            slots: (0..capacity).map(|_| region.split_to(slot_size)).collect(),
             shared: vec![None; capacity],
             any_shared: false,
             lent: VecDeque::new(),
@@ -253,8 +258,8 @@ impl Batch {
 
     /// A free slot's bytes, by its index over all slots: what a receive of several packets
     /// at once (`recvmmsg`) put there, before [`commit_received`](Self::commit_received).
-    /// Empty for a slot that has no storage yet: never lent to a receive, or its storage
-    /// [`share`](Self::share)d out since.
+    /// Empty for a slot whose storage was [`share`](Self::share)d out and that has not been
+    /// lent to a receive since.
     ///
     /// # Panics
     /// If `slot` is not a free slot.
@@ -711,18 +716,19 @@ mod tests {
         let mut b = Batch::new(2, 64);
         b.push(b"abc").unwrap();
         let held = b.share(0);
-        let first = held.as_ptr();
         // Sharing twice gives the same storage.
-        assert_eq!(b.share(0).as_ptr(), first);
+        assert_eq!(b.share(0).as_ptr(), held.as_ptr());
         b.clear();
-        // Still held: the slot gets other storage.
-        assert_ne!(b.next_slot().unwrap().as_ptr(), first);
+        // Still held: the slot gets storage of its own.
+        let own = b.next_slot().unwrap().as_ptr();
+        assert_ne!(own, held.as_ptr());
         b.commit(3);
-        drop(held);
-        b.share(0);
+        assert_eq!(b.share(0).as_ptr(), own);
         b.clear();
-        // Let go: the next refill takes the oldest storage back.
-        assert_eq!(b.next_slot().unwrap().as_ptr(), first);
+        // Let go: the next refill takes it back (the first slot's storage, part of the
+        // batch's one allocation and still held, is passed over).
+        assert_eq!(b.next_slot().unwrap().as_ptr(), own);
+        assert_eq!(&held[..3], b"abc");
     }
 
     #[test]
