@@ -3,11 +3,13 @@
 //! loopback, the datapath is polled markedly less often per round trip than when every
 //! waiting task asks, and every answer still arrives.
 
+#[macro_use]
+mod forwarding;
+
 use rawtcp::datapath::udp::UdpDatapath;
-use rawtcp::datapath::{Batch, BindKind, Capabilities, Datapath};
+use rawtcp::datapath::{Batch, Capabilities, Datapath};
 use rawtcp::Stack;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,18 +27,7 @@ impl Datapath for Counting {
     fn name(&self) -> &'static str {
         "counting udp"
     }
-    fn mtu(&self, remote: IpAddr) -> usize {
-        self.inner.mtu(remote)
-    }
-    fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
-        self.inner.local_ip_for(remote)
-    }
-    fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
-        self.inner.bind(local, kind)
-    }
-    fn unbind(&self, local: SocketAddr) {
-        self.inner.unbind(local)
-    }
+    pass_on_addresses!();
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
         self.polls.fetch_add(1, Ordering::Relaxed);
         self.inner.poll_recv(cx, batch)

@@ -4,8 +4,11 @@
 //! a socket whose buffer fills part-way through a batch; 4 MB must arrive intact without a
 //! single retransmission, and the stack must say how many segments waited.
 
+#[macro_use]
+mod forwarding;
+
 use rawtcp::datapath::sim::{LinkConfig, SimDatapath, SimNetwork};
-use rawtcp::datapath::{Batch, BindKind, Datapath};
+use rawtcp::datapath::{Batch, Datapath};
 use rawtcp::Stack;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -26,18 +29,7 @@ impl Datapath for Cramped {
     fn name(&self) -> &'static str {
         "cramped"
     }
-    fn mtu(&self, remote: IpAddr) -> usize {
-        self.inner.mtu(remote)
-    }
-    fn local_ip_for(&self, remote: IpAddr) -> io::Result<IpAddr> {
-        self.inner.local_ip_for(remote)
-    }
-    fn bind(&self, local: SocketAddr, kind: BindKind) -> io::Result<SocketAddr> {
-        self.inner.bind(local, kind)
-    }
-    fn unbind(&self, local: SocketAddr) {
-        self.inner.unbind(local)
-    }
+    pass_on_addresses!();
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
         self.inner.poll_recv(cx, batch)
     }

@@ -18,6 +18,7 @@ pub mod sim;
 pub mod tun;
 pub mod udp;
 
+use crate::wire::Pieces;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fmt;
@@ -59,6 +60,9 @@ pub struct Batch {
     /// Each packet's carrier address, for datapaths that carry packets inside another
     /// protocol (UDP): where a received packet came from, where a sent one must go.
     carriers: Vec<Option<SocketAddr>>,
+    /// Each packet's attached payload (see [`attached`](Batch::attached)); empty pieces
+    /// for a packet that lies whole in its slot.
+    attached: Vec<Pieces>,
     slot_size: usize,
     capacity: usize,
 }
@@ -97,6 +101,7 @@ impl Batch {
             lent: VecDeque::new(),
             lens: Vec::with_capacity(capacity),
             carriers: Vec::with_capacity(capacity),
+            attached: Vec::with_capacity(capacity),
             slot_size,
             capacity,
         }
@@ -132,6 +137,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.lens.clear();
         self.carriers.clear();
+        self.attached.clear();
         if self.any_shared {
             self.any_shared = false;
             for i in 0..self.capacity {
@@ -152,7 +158,8 @@ impl Batch {
         self.carriers[i]
     }
 
-    /// Packet `i`.
+    /// Packet `i`: its bytes in its slot. For a packet with a payload
+    /// [`attached`](Self::attached), those are its headers, and the payload follows.
     ///
     /// # Panics
     /// If `i >= self.len()`.
@@ -198,7 +205,8 @@ impl Batch {
         held
     }
 
-    /// Iterates over the packets held.
+    /// Iterates over the packets held: each one's bytes in its slot, as [`get`](Self::get)
+    /// gives them.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.len()).map(move |i| self.get(i))
     }
@@ -238,10 +246,65 @@ impl Batch {
     /// # Panics
     /// If the batch is full or the packet does not fit in the slot.
     pub fn commit_via(&mut self, offset: usize, len: usize, carrier: Option<SocketAddr>) {
+        self.commit_attached(offset, len, Pieces::default(), carrier);
+    }
+
+    /// Like [`commit_via`](Self::commit_via), for a packet whose slot holds `len` bytes of
+    /// headers and whose payload is `payload`'s pieces, in order, kept where they are
+    /// (see [`attached`](Self::attached)). The stack gives such packets only to a datapath
+    /// whose [`Capabilities::sends_attached`] says it sends them.
+    ///
+    /// # Panics
+    /// If the batch is full or the headers do not fit in the slot.
+    pub fn commit_attached(
+        &mut self,
+        offset: usize,
+        len: usize,
+        payload: Pieces,
+        carrier: Option<SocketAddr>,
+    ) {
         assert!(!self.is_full() && offset + len <= self.slot_size);
         self.fill(self.lens.len());
         self.lens.push((offset, len));
         self.carriers.push(carrier);
+        self.attached.push(payload);
+    }
+
+    /// Packet `i`'s payload kept outside its slot, in pieces (the unused ones empty), to be
+    /// sent after the slot's bytes ([`get`](Self::get)); all empty when the packet lies
+    /// whole in its slot.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn attached(&self, i: usize) -> &Pieces {
+        &self.attached[i]
+    }
+
+    /// Packet `i`'s length: its slot bytes and its attached payload.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn packet_len(&self, i: usize) -> usize {
+        self.lens[i].1 + self.attached[i].iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Copies packet `i`, attached payload included, into the next free slot of `to`;
+    /// `Err(())` if `to` is full or the packet is larger than its slots.
+    #[allow(clippy::result_unit_err)]
+    pub fn copy_packet_to(&self, i: usize, to: &mut Batch) -> Result<(), ()> {
+        let len = self.packet_len(i);
+        if len > to.slot_size {
+            return Err(());
+        }
+        let slot = to.next_slot().ok_or(())?;
+        let mut at = 0;
+        let attached = self.attached[i].iter().map(|p| &p[..]);
+        for part in std::iter::once(self.get(i)).chain(attached) {
+            slot[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        to.commit_via(0, len, self.carriers[i]);
+        Ok(())
     }
 
     /// Copies `packet` into the next slot; `Err(())` if the batch is full or the packet too big.
@@ -451,6 +514,7 @@ pub trait Datapath: Send + Sync + 'static {
             partial_checksums: self.partial_checksums(),
             quick_unbind: false,
             pending_holds: false,
+            sends_attached: false,
         }
     }
 
@@ -594,6 +658,15 @@ pub struct Capabilities {
     /// whose packets become due by the clock a moment before its timer fires), tasks ask
     /// every time.
     pub pending_holds: bool,
+    /// Whether [`Datapath::send`] sends packets with a payload
+    /// [`attached`](Batch::attached): the slot's bytes, then the payload's pieces, in one
+    /// datagram (a `sendmsg` of several buffers). The stack then leaves a large segment's
+    /// payload where its send buffer keeps it instead of copying it into the slot. Without
+    /// it (the default) every packet lies whole in its slot. A datapath that wraps another
+    /// and says what the inner one says must pass attached payloads on: hand the same
+    /// batch on, or copy packets with [`Batch::copy_packet_to`] (a packet rebuilt from
+    /// [`Batch::get`] alone would be its headers only).
+    pub sends_attached: bool,
 }
 
 /// An on/off setting's value (`on`, `1`, `true`, `yes` or `off`, `0`, `false`, `no`, in
@@ -754,5 +827,31 @@ mod tests {
         }
         b.clear();
         assert_eq!(b.lent.len(), 2 * LENT_PER_SLOT);
+    }
+
+    #[test]
+    fn an_attached_payload_follows_the_slot_bytes() {
+        let mut b = Batch::new(3, 16);
+        b.next_slot().unwrap()[..4].copy_from_slice(b"head");
+        let payload = Pieces::default();
+        let mut pieces = payload.clone();
+        pieces[0] = Bytes::from_static(b"pay");
+        pieces[1] = Bytes::from_static(b"load");
+        b.commit_attached(0, 4, pieces, None);
+        b.push(b"whole").unwrap();
+        assert_eq!((b.get(0), b.packet_len(0)), (&b"head"[..], 11));
+        assert_eq!(&b.attached(0)[1][..], b"load");
+        assert!(b.attached(1).iter().all(Bytes::is_empty));
+        assert_eq!(b.packet_len(1), 5);
+        let mut to = Batch::new(2, 16);
+        b.copy_packet_to(0, &mut to).unwrap();
+        b.copy_packet_to(1, &mut to).unwrap();
+        assert_eq!((to.get(0), to.get(1)), (&b"headpayload"[..], &b"whole"[..]));
+        assert!(b.copy_packet_to(0, &mut to).is_err(), "full");
+        let mut small = Batch::new(1, 8);
+        assert!(b.copy_packet_to(0, &mut small).is_err(), "too large");
+        b.clear();
+        b.push(b"x").unwrap();
+        assert!(b.attached(0).iter().all(Bytes::is_empty));
     }
 }

@@ -705,6 +705,7 @@ impl Datapath for RawDatapath {
             // Unbinding: nft runs to take the port out of the filter.
             quick_unbind: false,
             pending_holds: true,
+            sends_attached: false,
         }
     }
 

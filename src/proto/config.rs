@@ -97,6 +97,14 @@ pub struct Config {
     pub keepalive: Option<Keepalive>,
     /// Congestion-control algorithm (`TCP_CONGESTION`): CUBIC by default, as on Linux.
     pub congestion: Algorithm,
+    /// Keep RFC 1071 sums of the bytes written, by block, as they are written (while they
+    /// are in the cache), so that a segment sent from the send buffer without a copy
+    /// ([`Connection::poll_transmit_shared`](super::Connection::poll_transmit_shared)) is
+    /// checksummed without reading most of its bytes again. Off by default; a stack turns
+    /// it on for its connections where its datapath sends such segments
+    /// ([`Capabilities::sends_attached`](crate::datapath::Capabilities::sends_attached))
+    /// and segments are large enough to leave that way.
+    pub send_sums: bool,
 }
 
 impl Default for Config {
@@ -122,6 +130,7 @@ impl Default for Config {
             timestamps: true,
             keepalive: None,
             congestion: Algorithm::default(),
+            send_sums: false,
         }
     }
 }
@@ -155,6 +164,7 @@ impl Config {
             && self.sack == o.sack
             && self.timestamps == o.timestamps
             && self.keepalive == o.keepalive
+            && self.send_sums == o.send_sums
     }
 }
 

@@ -42,8 +42,8 @@ impl Backlog {
     /// Keeps packets `from..` of `batch`, behind what waits already.
     pub fn keep(&mut self, batch: &Batch, from: usize) {
         for i in from..batch.len() {
-            let packet = batch.get(i);
-            if self.packets.len() == MAX_PACKETS || self.bytes + packet.len() > MAX_BYTES {
+            let len = batch.packet_len(i);
+            if self.packets.len() == MAX_PACKETS || self.bytes + len > MAX_BYTES {
                 self.overflow += (batch.len() - i) as u64;
                 tracing::debug!(
                     dropped = batch.len() - i,
@@ -51,9 +51,16 @@ impl Backlog {
                 );
                 return;
             }
-            self.bytes += packet.len();
+            // Whole, with any attached payload (`Batch::attached`): the retry sends it from
+            // its own slot.
+            let mut packet = Vec::with_capacity(len);
+            packet.extend_from_slice(batch.get(i));
+            for piece in batch.attached(i) {
+                packet.extend_from_slice(piece);
+            }
+            self.bytes += len;
             self.deferred += 1;
-            self.packets.push_back((packet.to_vec(), batch.carrier(i)));
+            self.packets.push_back((packet, batch.carrier(i)));
         }
     }
 

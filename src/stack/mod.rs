@@ -194,6 +194,10 @@ pub(crate) struct Shared {
     /// ([`Capabilities::pending_holds`](datapath::Capabilities::pending_holds)): tasks
     /// about to wait skip asking it again until then (see `RxWake::arm`).
     pub(in crate::stack) pending_holds: bool,
+    /// Whether a large segment's payload is left in its send buffer and attached to the
+    /// packet instead of copied into it ([`Capabilities::sends_attached`](datapath::Capabilities::sends_attached),
+    /// and no tap, which is shown whole packets).
+    pub(in crate::stack) sends_attached: bool,
     /// This shard's index and the stack's number of shards ((0, 1) for a stack of one).
     pub(in crate::stack) place: (usize, usize),
     /// The other shards of the stack (none for a stack of one), set once they all exist.
@@ -596,8 +600,13 @@ impl Shared {
         let ip_header = if remote.is_ipv4() { 20 } else { 40 };
         let mtu = self.datapath.mtu(remote);
         let mss = mtu.saturating_sub(ip_header + 20).clamp(64, 65_535 - 60) as u16;
+        let mss = mss.min(template.mss.max(64));
         Config {
-            mss: mss.min(template.mss.max(64)),
+            mss,
+            // Segments large enough to leave from the send buffer without a copy are
+            // checksummed from sums kept as the bytes are written.
+            send_sums: template.send_sums
+                || (self.sends_attached && usize::from(mss) >= crate::proto::recv::SHARE_MIN),
             ..template.clone()
         }
     }
@@ -1170,6 +1179,8 @@ impl StackBuilder {
             }),
             quick_unbind: datapath.capabilities().quick_unbind,
             pending_holds: datapath.capabilities().pending_holds,
+            // A tap (or a capture) is shown whole packets.
+            sends_attached: datapath.capabilities().sends_attached && settings.tap.is_none(),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),

@@ -334,7 +334,9 @@ impl Reactor {
 
 /// Emits the segments connection `id` has due at `now` into `tx`, each built in place in its
 /// slot (the engine copies the payload behind room for the largest headers, which are then
-/// written in front of it: one copy per segment). Returns true when `tx` filled up and more
+/// written in front of it: one copy per segment), or, where the datapath sends attached
+/// payloads, a large segment's headers alone with its payload attached from the send
+/// buffer (no copy). Returns true when `tx` filled up and more
 /// may be due.
 pub(crate) fn emit_into(
     shared: &Shared,
@@ -355,15 +357,45 @@ pub(crate) fn emit_into(
     );
     let ip_len = if remote.is_ipv4() { 20 } else { 40 };
     let room = ip_len + TCP_MAX_HEADER_LEN;
+    // A large payload stays in the send buffer, attached to its packet, where the datapath
+    // sends a packet from several places.
+    let share_min = if shared.sends_attached {
+        SHARE_MIN
+    } else {
+        usize::MAX
+    };
     loop {
         let Some(slot) = tx.next_slot() else {
             return true;
         };
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            entry.conn.poll_transmit(now, &mut slot[room..])
+            entry
+                .conn
+                .poll_transmit_shared(now, &mut slot[room..], share_min)
         }));
         let t = match polled {
-            Ok(Some(t)) => t,
+            Ok(Some((t, Some((pieces, sum))))) => {
+                let start = room - t.repr.header_len() - ip_len;
+                let head = &mut slot[start..room];
+                let emitted = wire::ip::emit_tcp_headers_summed(
+                    local.ip(),
+                    remote.ip(),
+                    ttl,
+                    &t.repr,
+                    head,
+                    (t.payload_len, sum),
+                )
+                .and_then(|len| with_traffic_class(head, len, tos));
+                match emitted {
+                    Ok(len) => {
+                        tx.commit_attached(start, len, pieces, route);
+                        inner.stats.packets_out += 1;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not emit segment"),
+                }
+                continue;
+            }
+            Ok(Some((t, None))) => t,
             Ok(None) => return false,
             Err(_) => {
                 let p = entry.poison();

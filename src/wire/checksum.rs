@@ -89,6 +89,22 @@ pub fn fold(sum: u32) -> u16 {
     u16::try_from(s).unwrap_or(u16::MAX)
 }
 
+/// [`sum`] over bytes that lie in several pieces, as if they were one: a piece that starts
+/// at an odd offset of the whole is summed on its own and its folded sum byte-swapped
+/// (RFC 1071 §2(B), "byte order independence").
+pub fn sum_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>, initial: u32) -> u32 {
+    let mut total = u64::from(initial);
+    let mut odd = false;
+    for part in parts {
+        let s = fold(sum(part, 0));
+        total += u64::from(if odd { s.swap_bytes() } else { s });
+        odd ^= part.len() % 2 == 1;
+    }
+    let total = (total >> 32) + (total & 0xffff_ffff);
+    let total = (total >> 32) + (total & 0xffff_ffff);
+    u32::try_from(total).unwrap_or(u32::MAX)
+}
+
 /// The checksum to write into a header: the one's complement of the folded sum
 /// (RFC 1071 §1, RFC 9293 §3.1 "Checksum").
 ///
@@ -132,6 +148,29 @@ fn to_v6(addr: IpAddr) -> Ipv6Addr {
 
 #[cfg(test)]
 mod tests {
+
+    proptest::proptest! {
+        /// The sum of a buffer cut anywhere, pieces summed apart, is the sum of the whole.
+        #[test]
+        fn parts_sum_as_the_whole(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(0usize..3000, 0..5),
+            initial in 0u32..0x0100_0000,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([data.len()]) {
+                parts.push(&data[at..c]);
+                at = c;
+            }
+            proptest::prop_assert_eq!(
+                fold(sum_parts(parts, initial)),
+                fold(sum(&data, initial))
+            );
+        }
+    }
     use super::*;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;

@@ -510,6 +510,60 @@ pub fn emit_tcp_headers_in_place(
     Ok(packet.len())
 }
 
+/// [`emit_tcp_headers_in_place`] for a packet whose payload lies elsewhere: `headers` is
+/// exactly the IP and TCP headers, and the payload is `payload`'s pieces in order, which the
+/// IP length and the TCP checksum cover. For a datapath that sends a packet from several
+/// places. Returns the headers' length.
+///
+/// # Errors
+///
+/// [`WireError::BufferTooSmall`] when `headers` is not the headers' size,
+/// [`WireError::BadLength`] when the packet would be too long for its IP header.
+pub fn emit_tcp_headers_for(
+    src: IpAddr,
+    dst: IpAddr,
+    hop_limit: u8,
+    tcp: &TcpRepr,
+    headers: &mut [u8],
+    payload: &[&[u8]],
+) -> Result<usize, WireError> {
+    let payload_len: usize = payload.iter().map(|p| p.len()).sum();
+    let sum = checksum::fold(checksum::sum_parts(payload.iter().copied(), 0));
+    emit_tcp_headers_summed(src, dst, hop_limit, tcp, headers, (payload_len, sum))
+}
+
+/// [`emit_tcp_headers_for`] with the payload's length and RFC 1071 sum (folded) given
+/// instead of its bytes.
+///
+/// # Errors
+///
+/// As [`emit_tcp_headers_for`].
+pub fn emit_tcp_headers_summed(
+    src: IpAddr,
+    dst: IpAddr,
+    hop_limit: u8,
+    tcp: &TcpRepr,
+    headers: &mut [u8],
+    (payload_len, payload_sum): (usize, u16),
+) -> Result<usize, WireError> {
+    let ip_len = match src {
+        IpAddr::V4(_) => Ipv4Repr::HEADER_LEN,
+        IpAddr::V6(_) => Ipv6Repr::HEADER_LEN,
+    };
+    if headers.len() != ip_len + tcp.header_len() {
+        return Err(WireError::BufferTooSmall);
+    }
+    let segment_len = tcp.header_len() + payload_len;
+    let length = u32::try_from(segment_len).map_err(|_| WireError::BadLength)?;
+    let ip = IpRepr::new(src, dst, IPPROTO_TCP, segment_len, hop_limit)?;
+    ip.emit(headers)?;
+    let pseudo = checksum::pseudo_header(src, dst, IPPROTO_TCP, length);
+    let payload_sum = pseudo + u32::from(payload_sum);
+    let segment = headers.get_mut(ip_len..).ok_or(WireError::BufferTooSmall)?;
+    tcp.emit_header_summed(segment, payload_sum)?;
+    Ok(headers.len())
+}
+
 /// Sets the traffic class of an IP packet already written: the IPv4 type-of-service byte
 /// (DSCP and ECN, RFC 2474 §3 and RFC 3168 §5), whose header checksum is then recomputed,
 /// or the IPv6 traffic class (RFC 8200 §7). The headers [`emit_tcp_packet`] and
@@ -590,6 +644,30 @@ mod tests {
     use super::*;
     use crate::wire::tcp::tests::{arb_addr_pair, arb_tcp_repr};
     use crate::wire::tcp::{TcpFlags, TcpOptions};
+
+    proptest::proptest! {
+        /// Headers written for a payload in pieces are the headers of the same packet
+        /// written whole.
+        #[test]
+        fn headers_for_a_payload_elsewhere_match_the_whole_packet(
+            (src, dst) in arb_addr_pair(),
+            repr in arb_tcp_repr(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            cut in 0usize..3000,
+        ) {
+            let mut whole = vec![0u8; 60 + 40 + payload.len()];
+            let n = emit_tcp_packet(src, dst, 64, &repr, &payload, &mut whole).unwrap();
+            let ip_len = if src.is_ipv4() { 20 } else { 40 };
+            let head_len = ip_len + repr.header_len();
+            let mut head = vec![0u8; head_len];
+            let cut = cut.min(payload.len());
+            let parts = [&payload[..cut], &payload[cut..]];
+            let m = emit_tcp_headers_for(src, dst, 64, &repr, &mut head, &parts).unwrap();
+            proptest::prop_assert_eq!(m, head_len);
+            proptest::prop_assert_eq!(&head[..], &whole[..head_len]);
+            proptest::prop_assert_eq!(n, head_len + payload.len());
+        }
+    }
     use proptest::prelude::*;
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {

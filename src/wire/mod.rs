@@ -21,9 +21,17 @@ pub mod ip;
 pub mod tcp;
 pub mod view;
 
+/// How many pieces a payload kept outside its packet may lie in ([`Pieces`]).
+pub const PIECES: usize = 4;
+
+/// A payload kept where it lies rather than copied into its packet: up to [`PIECES`]
+/// slices in order, the unused ones empty. The stack's send buffer hands these out, and a
+/// datapath that sends a packet from several places sends them after the headers.
+pub type Pieces = [bytes::Bytes; PIECES];
+
 pub use ip::{
-    complete_partial_checksum, emit_tcp_headers_in_place, emit_tcp_packet, parse_tcp_packet,
-    IpRepr, Ipv4Repr, Ipv6Repr, IPPROTO_TCP,
+    complete_partial_checksum, emit_tcp_headers_for, emit_tcp_headers_in_place, emit_tcp_packet,
+    parse_tcp_packet, IpRepr, Ipv4Repr, Ipv6Repr, IPPROTO_TCP,
 };
 pub use tcp::{
     Ladder, SackBlocks, TcpFlags, TcpOptions, TcpRepr, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN,

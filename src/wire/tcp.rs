@@ -525,6 +525,23 @@ impl TcpRepr {
         // be summed in any order).
         let pseudo = checksum::pseudo_header(src, dst, IPPROTO_TCP, length);
         let payload_sum = checksum::sum(segment.get(header_len..).unwrap_or_default(), pseudo);
+        self.emit_header_summed(segment, payload_sum)
+    }
+
+    /// Writes the header at the start of `segment` (which may hold just the header) with a
+    /// checksum that covers it and `payload_sum`: the sum of the pseudo-header and the
+    /// payload, wherever that lies ([`checksum::sum_parts`]). The pseudo-header's length
+    /// must count the payload.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::BufferTooSmall`] when `segment` cannot hold the header.
+    pub fn emit_header_summed(
+        &self,
+        segment: &mut [u8],
+        payload_sum: u32,
+    ) -> Result<(), WireError> {
+        let header_len = self.header_len();
         let (h, rest) = segment
             .split_first_chunk_mut::<TCP_HEADER_LEN>()
             .ok_or(WireError::BufferTooSmall)?;

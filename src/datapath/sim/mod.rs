@@ -332,6 +332,7 @@ impl Datapath for SimDatapath {
             quick_unbind: true,
             // Packets become due by the clock, and its timer may fire a little after.
             pending_holds: false,
+            sends_attached: false,
         }
     }
 

@@ -674,6 +674,7 @@ impl Datapath for TunDatapath {
             // Unbinding: the port table in memory.
             quick_unbind: true,
             pending_holds: true,
+            sends_attached: false,
         }
     }
 

@@ -33,7 +33,9 @@
 //! (unspecified, source port) if there is one, else through the shared socket of its family.
 //! It goes to the packet's *carrier* address when the stack gives one (see
 //! [`Batch::carrier`]), otherwise to the inner (destination ip, destination port) itself,
-//! which is where a listener lives.
+//! which is where a listener lives. A packet whose payload is attached ([`Batch::attached`]:
+//! headers in the slot, payload where the stack's send buffer keeps it) leaves as one
+//! datagram by one `sendmsg` of its pieces.
 //!
 //! Every packet received carries the UDP address it came from as its carrier. The stack
 //! remembers it for a connection only once a segment from it was accepted — its checksum
@@ -730,6 +732,8 @@ impl Datapath for UdpDatapath {
             // Unbinding: a reservation socket closed.
             quick_unbind: true,
             pending_holds: true,
+            // A packet with an attached payload leaves by one `sendmsg` of its pieces.
+            sends_attached: true,
         }
     }
 
@@ -874,6 +878,20 @@ impl UdpDatapath {
             else {
                 continue;
             };
+            let attached = batch.attached(i);
+            if !attached[0].is_empty() {
+                // Headers here, payload where the stack's send buffer keeps it: one datagram
+                // from several places, never part of a train (such segments are large).
+                if let Some(g) = train.take() {
+                    if let Err(at) = self.send_gathered(&g, &parts[..g.train.count], tally) {
+                        return at;
+                    }
+                }
+                if Self::send_pieces(sock, dst, packet, attached, tally).is_err() {
+                    return i;
+                }
+                continue;
+            }
             let may_join = trains && packet.len() <= gso::MAX_SEGMENT;
             if let Some(g) = train.as_mut().filter(|_| may_join) {
                 // One connection per train: a receiver whose listener is split into shards
@@ -940,7 +958,14 @@ impl UdpDatapath {
             tally.malformed += 1;
             return None;
         };
-        let Some(packet) = packet.get(..ep.len) else {
+        // A packet with an attached payload has its headers here (see `Batch::attached`).
+        let outside = batch.packet_len(i) - packet.len();
+        let Some(packet) = ep
+            .len
+            .checked_sub(outside)
+            .filter(|_| outside == 0 || ep.len == batch.packet_len(i))
+            .and_then(|here| packet.get(..here))
+        else {
             tally.malformed += 1;
             return None;
         };
@@ -963,6 +988,23 @@ impl UdpDatapath {
         })
     }
 
+    /// [`send_one`](Self::send_one) for a packet in pieces (headers, then its attached
+    /// payload): one `sendmsg` of them all.
+    fn send_pieces(
+        sock: &RecvSocket,
+        dst: SocketAddr,
+        head: &[u8],
+        payload: &crate::wire::Pieces,
+        tally: &mut SendTally,
+    ) -> Result<(), Full> {
+        let mut bufs = [std::io::IoSlice::new(head); 1 + crate::wire::PIECES];
+        for (buf, piece) in bufs[1..].iter_mut().zip(payload) {
+            *buf = std::io::IoSlice::new(piece);
+        }
+        let sent = SockRef::from(sock).send_to_vectored(&bufs, &SockAddr::from(dst));
+        Self::tally_one(sent, dst, tally)
+    }
+
     /// Sends one packet in a datagram of its own; `Err(Full(0))` when the socket's buffer
     /// has no room (the caller keeps the packet), any other failure drops it (counted).
     fn send_one(
@@ -973,7 +1015,18 @@ impl UdpDatapath {
     ) -> Result<(), Full> {
         // A direct non-blocking system call: tokio's readiness tracking would report
         // `WouldBlock` for a socket its reactor has not polled yet.
-        match SockRef::from(sock).send_to(packet, &SockAddr::from(dst)) {
+        let sent = SockRef::from(sock).send_to(packet, &SockAddr::from(dst));
+        Self::tally_one(sent, dst, tally)
+    }
+
+    /// Counts what became of one datagram sent: `Err(Full(0))` when the socket's buffer had
+    /// no room (the caller keeps the packet); any other failure drops it (counted).
+    fn tally_one(
+        sent: io::Result<usize>,
+        dst: SocketAddr,
+        tally: &mut SendTally,
+    ) -> Result<(), Full> {
+        match sent {
             Ok(_) => tally.sent += 1,
             Err(e) if super::no_room(&e) => return Err(Full(0)),
             Err(e) => {

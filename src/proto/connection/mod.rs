@@ -466,7 +466,7 @@ impl Connection {
         Connection {
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             cc: cfg.congestion.build(snd_mss),
-            send_buf: SendBuffer::new(cfg.send_buffer),
+            send_buf: SendBuffer::with_sums(cfg.send_buffer, cfg.send_sums),
             recv_buf: RecvBuffer::new(cfg.recv_buffer),
             rcv_mss: u32::from(cfg.mss).min(536),
             state: State::Closed,

@@ -6,14 +6,44 @@
 
 use super::{Connection, Recovery, RetransmitCause, SegmentKind, State, Transmit, MAX_WINDOW};
 use crate::proto::{Instant, SeqNum};
-use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{Pieces, SackBlocks, TcpFlags, TcpOptions, TcpRepr};
 use std::time::Duration;
 
 /// How far the pacing deadline may fall behind the clock: the burst allowed after a late
 /// timer.
 const PACING_CREDIT: Duration = Duration::from_millis(1);
 
+/// Where a segment's payload goes: copied to the front of `buf` (whose length also caps the
+/// segment size), or, when it is at least `share_min` bytes and the send buffer holds it in
+/// at most [`PIECES`](crate::wire::PIECES) pieces, left there and handed out as those
+/// pieces with their sum.
+pub(super) struct PayloadOut<'a> {
+    buf: &'a mut [u8],
+    share_min: usize,
+    pieces: Option<(Pieces, u16)>,
+}
+
 impl Connection {
+    /// [`poll_transmit`](Self::poll_transmit), leaving a payload of at least `share_min`
+    /// bytes where the send buffer keeps it: the second value is then its bytes, as up to
+    /// [`PIECES`](crate::wire::PIECES) slices of the buffer's storage (the rest empty), and nothing
+    /// was copied into `payload`. For a driver whose datapath sends a packet from several
+    /// places (`writev`-like): the headers from its own buffer, the payload from these.
+    pub fn poll_transmit_shared(
+        &mut self,
+        now: Instant,
+        payload: &mut [u8],
+        share_min: usize,
+    ) -> Option<(Transmit, Option<(Pieces, u16)>)> {
+        let mut out = PayloadOut {
+            buf: payload,
+            share_min,
+            pieces: None,
+        };
+        let t = self.poll_transmit_out(now, &mut out)?;
+        Some((t, out.pieces))
+    }
+
     /// The next segment to send at `now`, or `None` when nothing is due.
     ///
     /// Payload bytes are copied to the front of `payload`, whose length also caps the
@@ -21,6 +51,19 @@ impl Connection {
     /// ([`on_segment`](Self::on_segment), an application call, or
     /// [`handle_timeout`](Self::handle_timeout)).
     pub fn poll_transmit(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+        let mut out = PayloadOut {
+            buf: payload,
+            share_min: usize::MAX,
+            pieces: None,
+        };
+        self.poll_transmit_out(now, &mut out)
+    }
+
+    fn poll_transmit_out(
+        &mut self,
+        now: Instant,
+        payload: &mut PayloadOut<'_>,
+    ) -> Option<Transmit> {
         self.now_hint = self.now_hint.max(now);
         self.timer_changed = false;
         if let Some(repr) = self.reply.take() {
@@ -111,7 +154,11 @@ impl Connection {
         })
     }
 
-    fn transmit_synchronized(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+    fn transmit_synchronized(
+        &mut self,
+        now: Instant,
+        payload: &mut PayloadOut<'_>,
+    ) -> Option<Transmit> {
         if self.probe_now {
             self.probe_now = false;
             // An ACK with an old sequence number: the peer must answer with its window
@@ -177,12 +224,12 @@ impl Connection {
     fn retransmit_lost(
         &mut self,
         now: Instant,
-        payload: &mut [u8],
+        payload: &mut PayloadOut<'_>,
         forced: bool,
     ) -> Option<Transmit> {
         let (start, len) = self.sent.next_lost()?;
         let data = ((self.data_end() - start).max(0) as u32).min(len);
-        let mut n = data.min(self.payload_room(payload.len()) as u32);
+        let mut n = data.min(self.payload_room(payload.buf.len()) as u32);
         if forced {
             // Into a zero window, one byte probes it.
             n = n.min(self.snd_wnd.max(1));
@@ -226,11 +273,11 @@ impl Connection {
 
     /// A tail loss probe (RFC 8985 §7.3): new data if the peer's window allows, else the
     /// last segment sent again. The RTO restarts after it.
-    fn send_loss_probe(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+    fn send_loss_probe(&mut self, now: Instant, payload: &mut PayloadOut<'_>) -> Option<Transmit> {
         if !self.loss_probe_allowed() {
             return None;
         }
-        let room = self.payload_room(payload.len());
+        let room = self.payload_room(payload.buf.len());
         self.rtx_cause = RetransmitCause::LossProbe;
         let unsent = (self.data_end() - self.snd_max).max(0) as usize;
         let rwnd = (self.snd_una + self.snd_wnd - self.snd_max).max(0) as usize;
@@ -258,7 +305,7 @@ impl Connection {
     }
 
     /// New data and FIN from SND.NXT, within the windows and the Nagle / SWS rules.
-    fn transmit_data(&mut self, now: Instant, payload: &mut [u8]) -> Option<Transmit> {
+    fn transmit_data(&mut self, now: Instant, payload: &mut PayloadOut<'_>) -> Option<Transmit> {
         let seq = self.snd_max;
         let data_end = self.data_end();
         let avail = (data_end - seq).max(0) as usize;
@@ -279,7 +326,7 @@ impl Connection {
         }
         let cwnd_room = self.cwnd().saturating_sub(pipe) as usize;
         let rwnd_room = (self.snd_una + self.snd_wnd - seq).max(0) as usize;
-        let room = self.payload_room(payload.len());
+        let room = self.payload_room(payload.buf.len());
         let len = avail.min(room).min(cwnd_room).min(rwnd_room);
         let with_fin = fin_due && seq + len == data_end;
         if len == 0 && !with_fin {
@@ -330,12 +377,12 @@ impl Connection {
         now: Instant,
         seq: SeqNum,
         max_len: usize,
-        payload: &mut [u8],
+        payload: &mut PayloadOut<'_>,
     ) -> Transmit {
         let data_end = self.data_end();
         let offset = (seq - self.buf_seq).max(0) as usize;
         let len = max_len
-            .min(payload.len())
+            .min(payload.buf.len())
             .min((data_end - seq).max(0) as usize);
         let end_of_data = seq + len;
         // A retransmission carries the FIN only if it was sent before (it is then part of the
@@ -410,7 +457,13 @@ impl Connection {
             payload_len: len,
             kind,
         };
-        let copied = self.send_buf.copy_out(offset, &mut payload[..len]);
+        if len >= payload.share_min {
+            if let Some(pieces) = self.send_buf.pieces(offset, len) {
+                payload.pieces = Some((pieces, self.send_buf.range_sum(offset, len)));
+                return transmit;
+            }
+        }
+        let copied = self.send_buf.copy_out(offset, &mut payload.buf[..len]);
         debug_assert_eq!(copied, len);
         transmit
     }
