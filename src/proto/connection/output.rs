@@ -59,6 +59,7 @@ impl Connection {
         self.poll_transmit_out(now, &mut out)
     }
 
+    #[inline(always)]
     fn poll_transmit_out(
         &mut self,
         now: Instant,
