@@ -73,7 +73,7 @@ impl Datapath for Troubled {
             }
             let head = batch.get(i);
             part.next_slot().unwrap()[..head.len()].copy_from_slice(head);
-            part.commit_attached(0, head.len(), attached.clone(), batch.carrier(i));
+            part.commit_attached(0, head.len(), Box::new(attached.clone()), batch.carrier(i));
         }
         if !part.is_empty() {
             let done = self.inner.send(&part)?;

@@ -62,7 +62,7 @@ pub struct Batch {
     carriers: Vec<Option<SocketAddr>>,
     /// Each packet's attached payload (see [`attached`](Batch::attached)); empty pieces
     /// for a packet that lies whole in its slot.
-    attached: Vec<Pieces>,
+    attached: Vec<Option<Box<Pieces>>>,
     slot_size: usize,
     capacity: usize,
 }
@@ -77,6 +77,9 @@ impl fmt::Debug for Batch {
             .finish()
     }
 }
+
+/// The attached payload of a packet that has none.
+static NO_PIECES: Pieces = [const { Bytes::new() }; crate::wire::PIECES];
 
 /// How many slots' worth of shared storage a batch remembers to take back: as many as it
 /// has slots, so that what it holds when traffic stops is at most twice its own size.
@@ -246,7 +249,7 @@ impl Batch {
     /// # Panics
     /// If the batch is full or the packet does not fit in the slot.
     pub fn commit_via(&mut self, offset: usize, len: usize, carrier: Option<SocketAddr>) {
-        self.commit_attached(offset, len, Pieces::default(), carrier);
+        self.commit_with(offset, len, None, carrier);
     }
 
     /// Like [`commit_via`](Self::commit_via), for a packet whose slot holds `len` bytes of
@@ -260,13 +263,24 @@ impl Batch {
         &mut self,
         offset: usize,
         len: usize,
-        payload: Pieces,
+        payload: Box<Pieces>,
+        carrier: Option<SocketAddr>,
+    ) {
+        self.commit_with(offset, len, Some(payload), carrier);
+    }
+
+    fn commit_with(
+        &mut self,
+        offset: usize,
+        len: usize,
+        payload: Option<Box<Pieces>>,
         carrier: Option<SocketAddr>,
     ) {
         assert!(!self.is_full() && offset + len <= self.slot_size);
         self.fill(self.lens.len());
         self.lens.push((offset, len));
         self.carriers.push(carrier);
+        // Boxed: most packets have none, and a packet's bookkeeping stays a few words.
         self.attached.push(payload);
     }
 
@@ -277,7 +291,7 @@ impl Batch {
     /// # Panics
     /// If `i >= self.len()`.
     pub fn attached(&self, i: usize) -> &Pieces {
-        &self.attached[i]
+        self.attached[i].as_deref().unwrap_or(&NO_PIECES)
     }
 
     /// Packet `i`'s length: its slot bytes and its attached payload.
@@ -285,7 +299,7 @@ impl Batch {
     /// # Panics
     /// If `i >= self.len()`.
     pub fn packet_len(&self, i: usize) -> usize {
-        self.lens[i].1 + self.attached[i].iter().map(Bytes::len).sum::<usize>()
+        self.lens[i].1 + self.attached(i).iter().map(Bytes::len).sum::<usize>()
     }
 
     /// Copies packet `i`, attached payload included, into the next free slot of `to`;
@@ -298,7 +312,7 @@ impl Batch {
         }
         let slot = to.next_slot().ok_or(())?;
         let mut at = 0;
-        let attached = self.attached[i].iter().map(|p| &p[..]);
+        let attached = self.attached(i).iter().map(|p| &p[..]);
         for part in std::iter::once(self.get(i)).chain(attached) {
             slot[at..at + part.len()].copy_from_slice(part);
             at += part.len();
@@ -837,7 +851,7 @@ mod tests {
         let mut pieces = payload.clone();
         pieces[0] = Bytes::from_static(b"pay");
         pieces[1] = Bytes::from_static(b"load");
-        b.commit_attached(0, 4, pieces, None);
+        b.commit_attached(0, 4, Box::new(pieces), None);
         b.push(b"whole").unwrap();
         assert_eq!((b.get(0), b.packet_len(0)), (&b"head"[..], 11));
         assert_eq!(&b.attached(0)[1][..], b"load");

@@ -23,7 +23,9 @@ pub mod syncookie;
 mod time;
 
 pub use config::{Config, Keepalive};
-pub use connection::{Connection, RetransmitCause, Sample, SegmentKind, State, Transmit};
+pub use connection::{
+    Connection, RetransmitCause, Sample, SegmentKind, SharedPayload, State, Transmit,
+};
 pub use endpoint::{reset_for, Endpoint};
 pub use error::Error;
 pub use info::TcpInfo;

@@ -166,7 +166,9 @@ pub(crate) struct Shared {
     pub(in crate::stack) datapath: Arc<dyn Datapath>,
     /// Batches for segments that application tasks transmit themselves (see
     /// [`Shared::transmit_inline`]), kept for reuse.
-    pub(in crate::stack) tx_pool: Mutex<Vec<datapath::Batch>>,
+    // Boxed: a batch taken out or put back moves as a pointer (see `inline_batch`).
+    #[allow(clippy::vec_box)]
+    pub(in crate::stack) tx_pool: Mutex<Vec<Box<datapath::Batch>>>,
     /// The order of sends: taken, while the stack is still locked, by every task that built
     /// segments under the lock and sends them after releasing it, and held until they are
     /// sent (see [`Shared::send_order`]).
@@ -410,10 +412,12 @@ impl Shared {
     }
 
     /// A batch for segments an application task transmits, from the pool.
-    fn inline_batch(&self) -> datapath::Batch {
+    /// Boxed, as the batch moves between the pool, the task and the send order on every
+    /// segment: a pointer moves, not the batch's bookkeeping.
+    fn inline_batch(&self) -> Box<datapath::Batch> {
         unpoisoned(&self.tx_pool)
             .pop()
-            .unwrap_or_else(|| datapath::Batch::new(INLINE_BATCH, reactor::SLOT))
+            .unwrap_or_else(|| Box::new(datapath::Batch::new(INLINE_BATCH, reactor::SLOT)))
     }
 
     /// Receives for the stack from the calling task, which waits for something to arrive
@@ -565,7 +569,7 @@ impl Shared {
     }
 
     /// Keeps an inline batch for reuse.
-    fn recycle(&self, mut tx: datapath::Batch) {
+    fn recycle(&self, mut tx: Box<datapath::Batch>) {
         tx.clear();
         let mut pool = unpoisoned(&self.tx_pool);
         if pool.len() < INLINE_POOL {
@@ -630,7 +634,7 @@ impl Shared {
 /// released.
 pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
-    batch: datapath::Batch,
+    batch: Box<datapath::Batch>,
     order: Option<MutexGuard<'a, backlog::Backlog>>,
 }
 

@@ -101,6 +101,11 @@ pub struct Transmit {
     pub kind: SegmentKind,
 }
 
+/// A segment's payload left where the send buffer keeps it
+/// ([`Connection::poll_transmit_shared`]): its pieces (boxed, so that what the engine
+/// returns for every segment stays small) and their RFC 1071 sum, folded.
+pub type SharedPayload = (Box<crate::wire::Pieces>, u16);
+
 /// What a segment the engine sends is, for taps, captures and graphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegmentKind {

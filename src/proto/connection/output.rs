@@ -4,9 +4,11 @@
 //! the congestion window (or PRR), the peer's window, Nagle and silly-window avoidance
 //! allow, and finally a bare ACK when one is owed.
 
-use super::{Connection, Recovery, RetransmitCause, SegmentKind, State, Transmit, MAX_WINDOW};
+use super::{
+    Connection, Recovery, RetransmitCause, SegmentKind, SharedPayload, State, Transmit, MAX_WINDOW,
+};
 use crate::proto::{Instant, SeqNum};
-use crate::wire::{Pieces, SackBlocks, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{SackBlocks, TcpFlags, TcpOptions, TcpRepr};
 use std::time::Duration;
 
 /// How far the pacing deadline may fall behind the clock: the burst allowed after a late
@@ -20,7 +22,7 @@ const PACING_CREDIT: Duration = Duration::from_millis(1);
 pub(super) struct PayloadOut<'a> {
     buf: &'a mut [u8],
     share_min: usize,
-    pieces: Option<(Pieces, u16)>,
+    pieces: Option<SharedPayload>,
 }
 
 impl Connection {
@@ -34,7 +36,7 @@ impl Connection {
         now: Instant,
         payload: &mut [u8],
         share_min: usize,
-    ) -> Option<(Transmit, Option<(Pieces, u16)>)> {
+    ) -> Option<(Transmit, Option<SharedPayload>)> {
         let mut out = PayloadOut {
             buf: payload,
             share_min,
@@ -460,7 +462,7 @@ impl Connection {
         };
         if len >= payload.share_min {
             if let Some(pieces) = self.send_buf.pieces(offset, len) {
-                payload.pieces = Some((pieces, self.send_buf.range_sum(offset, len)));
+                payload.pieces = Some((Box::new(pieces), self.send_buf.range_sum(offset, len)));
                 return transmit;
             }
         }
