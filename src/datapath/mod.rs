@@ -294,12 +294,22 @@ impl Batch {
         self.attached[i].as_deref().unwrap_or(&NO_PIECES)
     }
 
+    /// Packet `i`, whole, in order: its bytes in its slot, then the pieces of its attached
+    /// payload (empty ones when it has none).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn parts(&self, i: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let attached = self.attached(i).iter().map(|p| &p[..]);
+        std::iter::once(self.get(i)).chain(attached)
+    }
+
     /// Packet `i`'s length: its slot bytes and its attached payload.
     ///
     /// # Panics
     /// If `i >= self.len()`.
     pub fn packet_len(&self, i: usize) -> usize {
-        self.lens[i].1 + self.attached(i).iter().map(Bytes::len).sum::<usize>()
+        self.parts(i).map(<[u8]>::len).sum()
     }
 
     /// Copies packet `i`, attached payload included, into the next free slot of `to`;
@@ -312,8 +322,7 @@ impl Batch {
         }
         let slot = to.next_slot().ok_or(())?;
         let mut at = 0;
-        let attached = self.attached(i).iter().map(|p| &p[..]);
-        for part in std::iter::once(self.get(i)).chain(attached) {
+        for part in self.parts(i) {
             slot[at..at + part.len()].copy_from_slice(part);
             at += part.len();
         }
@@ -368,18 +377,14 @@ impl Batch {
         let size = self.slot_size;
         let Batch { slots, lent, .. } = self;
         slots[used..].iter_mut().map(move |slot| {
-            if slot.len() != size {
-                *slot = storage(lent, size);
-            }
+            fill(slot, lent, size);
             &mut slot[..]
         })
     }
 
-    /// Gives slot `i` its storage if it has none (never used, or shared out).
+    /// Gives slot `i` its storage if it has none (shared out).
     fn fill(&mut self, i: usize) {
-        if self.slots[i].len() != self.slot_size {
-            self.slots[i] = self.fresh_storage();
-        }
+        fill(&mut self.slots[i], &mut self.lent, self.slot_size);
     }
 
     fn fresh_storage(&mut self) -> BytesMut {
@@ -393,6 +398,13 @@ impl Batch {
             self.lent.pop_front();
         }
         self.lent.push_back(held);
+    }
+}
+
+/// Gives `slot` storage of `size` bytes if it has none (shared out).
+fn fill(slot: &mut BytesMut, lent: &mut VecDeque<Bytes>, size: usize) {
+    if slot.len() != size {
+        *slot = storage(lent, size);
     }
 }
 

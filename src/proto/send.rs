@@ -77,12 +77,6 @@ struct Chunks {
 /// Bytes per stored sum.
 const BLOCK: u64 = 2048;
 
-/// One's complement addition of two 16-bit sums (RFC 1071 §2(A)).
-fn ones_add(a: u16, b: u16) -> u16 {
-    let t = u32::from(a) + u32::from(b);
-    ((t & 0xffff) + (t >> 16)) as u16
-}
-
 /// Spare chunks a buffer keeps at most.
 const SPARES: usize = 2;
 
@@ -101,11 +95,8 @@ impl Chunks {
             while self.sums.len() <= k {
                 self.sums.push_back(0);
             }
-            let mut sum = checksum::fold(checksum::sum(&bytes[..n], 0));
-            if within % 2 == 1 {
-                sum = sum.swap_bytes();
-            }
-            self.sums[k] = ones_add(self.sums[k], sum);
+            let sum = checksum::fold(checksum::sum(&bytes[..n], 0));
+            self.sums[k] = checksum::add_at(self.sums[k], sum, within);
             pos += n as u64;
             bytes = &bytes[n..];
         }
@@ -370,19 +361,8 @@ impl SendBuffer {
     /// a whole block lies in the range and from the bytes themselves at its ends (and
     /// everywhere, for a buffer without sums).
     pub fn range_sum(&self, offset: usize, len: usize) -> u16 {
-        let chunks = match &self.store {
-            Store::Chunks(Some(chunks)) => chunks,
-            _ => {
-                let mut want = len;
-                let parts = self.parts_from(offset).map_while(|p| {
-                    (want > 0).then(|| {
-                        let k = p.len().min(want);
-                        want -= k;
-                        &p[..k]
-                    })
-                });
-                return checksum::fold(checksum::sum_parts(parts, 0));
-            }
+        let Store::Chunks(Some(chunks)) = &self.store else {
+            return self.sum_bytes(offset, len);
         };
         let start = chunks.base + offset as u64;
         let end = start + len as u64;
@@ -395,28 +375,27 @@ impl SendBuffer {
             let stored = (pos == block * BLOCK && block_end <= end)
                 .then(|| chunks.sums.get((block - chunks.first_block) as usize))
                 .flatten();
-            let mut sum = match stored {
+            let sum = match stored {
                 Some(&s) => s,
-                None => {
-                    let from = (pos - chunks.base) as usize;
-                    let mut want = n as usize;
-                    let parts = self.parts_from(from).map_while(|p| {
-                        (want > 0).then(|| {
-                            let k = p.len().min(want);
-                            want -= k;
-                            &p[..k]
-                        })
-                    });
-                    checksum::fold(checksum::sum_parts(parts, 0))
-                }
+                None => self.sum_bytes((pos - chunks.base) as usize, n as usize),
             };
-            if (pos - start) % 2 == 1 {
-                sum = sum.swap_bytes();
-            }
-            total = ones_add(total, sum);
+            total = checksum::add_at(total, sum, (pos - start) as usize);
             pos += n;
         }
         total
+    }
+
+    /// The RFC 1071 sum (folded) of bytes `offset..offset + len`, read from the bytes.
+    fn sum_bytes(&self, offset: usize, len: usize) -> u16 {
+        let mut want = len;
+        let parts = self.parts_from(offset).map_while(|p| {
+            (want > 0).then(|| {
+                let k = p.len().min(want);
+                want -= k;
+                &p[..k]
+            })
+        });
+        checksum::fold(checksum::sum_parts(parts, 0))
     }
 
     /// Whether the buffer is empty but still holds storage: a busy connection keeps it, an

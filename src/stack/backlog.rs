@@ -54,9 +54,8 @@ impl Backlog {
             // Whole, with any attached payload (`Batch::attached`): the retry sends it from
             // its own slot.
             let mut packet = Vec::with_capacity(len);
-            packet.extend_from_slice(batch.get(i));
-            for piece in batch.attached(i) {
-                packet.extend_from_slice(piece);
+            for part in batch.parts(i) {
+                packet.extend_from_slice(part);
             }
             self.bytes += len;
             self.deferred += 1;

@@ -93,16 +93,27 @@ pub fn fold(sum: u32) -> u16 {
 /// at an odd offset of the whole is summed on its own and its folded sum byte-swapped
 /// (RFC 1071 §2(B), "byte order independence").
 pub fn sum_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>, initial: u32) -> u32 {
-    let mut total = u64::from(initial);
-    let mut odd = false;
+    let mut total = fold(initial);
+    let mut at = 0;
     for part in parts {
-        let s = fold(sum(part, 0));
-        total += u64::from(if odd { s.swap_bytes() } else { s });
-        odd ^= part.len() % 2 == 1;
+        total = add_at(total, fold(sum(part, 0)), at);
+        at += part.len();
     }
-    let total = (total >> 32) + (total & 0xffff_ffff);
-    let total = (total >> 32) + (total & 0xffff_ffff);
-    u32::try_from(total).unwrap_or(u32::MAX)
+    u32::from(total)
+}
+
+/// Adds to the folded sum `total` the folded sum `piece` of bytes that lie `offset` bytes
+/// into the whole: one's complement addition (RFC 1071 §2(A)), with `piece` byte-swapped
+/// when it starts at an odd offset (§2(B)).
+pub fn add_at(total: u16, piece: u16, offset: usize) -> u16 {
+    let piece = if offset % 2 == 1 {
+        piece.swap_bytes()
+    } else {
+        piece
+    };
+    let t = u32::from(total) + u32::from(piece);
+    // At most 0x1fffe: one fold leaves it below 0x10000.
+    ((t & 0xffff) + (t >> 16)) as u16
 }
 
 /// The checksum to write into a header: the one's complement of the folded sum
