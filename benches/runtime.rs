@@ -31,8 +31,10 @@
 //! Every iteration is timed by this file (`iter_custom`); after each group it prints the
 //! mean of the measured samples for both and the ratio rawtcp / tokio of the metric
 //! (MB/s, microseconds per round trip, connections per second), rawtcp's retransmission
-//! counters, and for `connections` the median, 99th percentile and maximum time of one
-//! connection and how many took over 100 ms. Each batch of iterations must finish within
+//! counters, the stack's counters of who did the work (the reactor's polls and why it was
+//! woken, `StackStats::reactor_wakes`), and for `connections` the median, 99th percentile
+//! and maximum time of one connection and how many took over 100 ms. Each batch of
+//! iterations must finish within
 //! 60 seconds.
 
 use criterion::measurement::WallTime;
@@ -294,6 +296,23 @@ fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     record.print_ratio("bulk_throughput", |t| {
         (BULK as f64 / 1e6 / t.as_secs_f64(), "MB/s")
     });
+    let st = stack.stats();
+    println!(
+        "rawtcp stack after the bulk group: packets in {} out {}, reactor polls {} ({})",
+        st.packets_in,
+        st.packets_out,
+        st.reactor_polls,
+        wakes(&st.reactor_wakes)
+    );
+}
+
+/// Why the reactor was asked to run, in words.
+fn wakes(w: &rawtcp::ReactorWakes) -> String {
+    format!(
+        "wake-ups asked for: arrivals nobody waited for {}, backstops {}, transmit passes {}, \
+         timers {}, leftovers {}, housekeeping {}",
+        w.arrivals, w.backstops, w.transmit_passes, w.timers, w.leftovers, w.housekeeping
+    )
 }
 
 /// Reads `BULK` bytes at a time and answers each with one byte, until the end of the stream.
@@ -376,8 +395,13 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
     let st = stack.stats();
     println!(
         "rawtcp stack after the latency group: packets in {} out {}, writes sent by the writer \
-         itself {}, receive batches handled by a waiting task {}, reactor polls {}",
-        st.packets_in, st.packets_out, st.inline_transmits, st.inline_receives, st.reactor_polls
+         itself {}, receive batches handled by a waiting task {}, reactor polls {} ({})",
+        st.packets_in,
+        st.packets_out,
+        st.inline_transmits,
+        st.inline_receives,
+        st.reactor_polls,
+        wakes(&st.reactor_wakes)
     );
 }
 
@@ -468,13 +492,14 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
     println!(
         "rawtcp stack after the {name} group: connections in table {}, packets in {} out {}, \
          sent by writers themselves {}, receive batches handled by a waiting task {}, reactor \
-         polls {}, hand-overs the reactor found left 1 ms or more {}, resets sent {}, SYNs dropped {}, malformed {}",
+         polls {} ({}), hand-overs the reactor found left 1 ms or more {}, resets sent {}, SYNs dropped {}, malformed {}",
         st.connections,
         st.packets_in,
         st.packets_out,
         st.inline_transmits,
         st.inline_receives,
         st.reactor_polls,
+        wakes(&st.reactor_wakes),
         st.watchdog_rescues,
         st.resets_sent,
         st.syn_dropped,

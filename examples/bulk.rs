@@ -19,8 +19,9 @@
 //! hidden when stderr is not a terminal.
 //!
 //! At the end it prints the throughput and duration, each side's retransmissions, timeouts
-//! and fast retransmits from `TcpStream::info()`, the stack's `stats()` and, on the UDP
-//! datapath, the datapath's own counters (datagrams dropped when a socket buffer was full).
+//! and fast retransmits from `TcpStream::info()`, the stack's `stats()` (with how often its
+//! reactor ran, and why: `StackStats::reactor_wakes`) and, on the UDP datapath, the
+//! datapath's own counters (datagrams dropped when a socket buffer was full).
 //!
 //! A run that makes no progress for 15 seconds is abandoned with an error.
 
@@ -225,6 +226,21 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
     println!(
         "  stack: packets in {}  out {}  malformed {}  resets sent {}  SYNs dropped {}  connections {}",
         st.packets_in, st.packets_out, st.malformed, st.resets_sent, st.syn_dropped, st.connections
+    );
+    let w = st.reactor_wakes;
+    println!(
+        "  reactor: polled {} times; wake-ups asked for: arrivals nobody waited for {}, \
+         backstops {}, transmit passes {}, timers {}, leftovers {}, housekeeping {}; \
+         writes sent by the writer {}, receive batches taken by a waiting task {}",
+        st.reactor_polls,
+        w.arrivals,
+        w.backstops,
+        w.transmit_passes,
+        w.timers,
+        w.leftovers,
+        w.housekeeping,
+        st.inline_transmits,
+        st.inline_receives
     );
     if let Some(udp) = udp.filter(|_| stack.shard_count() == 1) {
         let UdpStats {

@@ -76,8 +76,8 @@ pub use tokio::net::lookup_host;
 
 pub use proto::TcpInfo;
 pub use stack::{
-    ConnectionEntry, Connections, Direction, Holder, IsnFn, Limits, ListenerEntry, Stack,
-    StackBuilder, StackStats, SynCookieMode, Tap, TapEvent,
+    ConnectionEntry, Connections, Direction, Holder, IsnFn, Limits, ListenerEntry, ReactorWakes,
+    Stack, StackBuilder, StackStats, SynCookieMode, Tap, TapEvent,
 };
 /// Everything that names socket addresses for [`TcpListener::bind`], [`TcpStream::connect`]
 /// and [`Stack::bind`]/[`Stack::connect`]: tokio's own trait, re-exported, so that code

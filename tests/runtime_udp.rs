@@ -496,6 +496,71 @@ async fn finished_connections_give_their_ports_back_without_the_reactor() {
     );
 }
 
+/// `StackStats::reactor_wakes` says why the reactor ran, and each cause counts what it
+/// names: segments that arrive while no task of their stack waits to receive are
+/// arrivals; writes on a connection with data in flight ask for transmit passes; and the
+/// causes add up to `total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactor_wakes_count_their_causes() {
+    let server = udp_stack_with(Stack::builder().shards(1));
+    let client = udp_stack_with(Stack::builder().shards(1));
+    let listener = server.bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut c = client.connect(addr).await.expect("connect");
+    let (mut s, _) = listener.accept().await.expect("accept");
+
+    // Nobody on the server's stack waits. The first segment may go to this task, still
+    // queued from its accept (whose wait ended: the reactor is woken beside it, a
+    // backstop); the ones after it find no task queued, and wake the reactor.
+    let before = server.stats().reactor_wakes;
+    for k in 1..=3 {
+        c.write_all(b"hello").await.expect("write");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while server
+            .connections()
+            .connections
+            .iter()
+            .all(|e| e.recv_queue < 5 * k)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the data never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let w = server.stats().reactor_wakes;
+    assert!(
+        w.arrivals >= before.arrivals + 2,
+        "arrivals nobody waited for not counted: {before:?} then {w:?}"
+    );
+    let mut hello = [0u8; 15];
+    s.read_exact(&mut hello).await.expect("read");
+
+    // Writes while earlier data is still in flight leave the rest to a transmit pass.
+    let before = client.stats().reactor_wakes;
+    let reader = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        s.read_to_end(&mut sink).await.expect("read to end");
+        sink.len()
+    });
+    let chunk = vec![7u8; 16 * 1024];
+    for _ in 0..128 {
+        c.write_all(&chunk).await.expect("write");
+    }
+    c.shutdown().await.expect("shutdown");
+    assert_eq!(reader.await.expect("reader"), 128 * 16 * 1024);
+    let w = client.stats().reactor_wakes;
+    assert!(
+        w.transmit_passes > before.transmit_passes,
+        "no transmit pass counted for 2 MiB written in 16 KiB writes: {w:?}"
+    );
+    assert_eq!(
+        w.total(),
+        w.arrivals + w.backstops + w.transmit_passes + w.timers + w.leftovers + w.housekeeping
+    );
+}
+
 /// `n` connections to `addr` one after the other, each sending a byte and waiting for the
 /// end of the stream.
 async fn connect_and_close(stack: Stack, addr: SocketAddr, n: u64) {

@@ -282,7 +282,7 @@ impl Shared {
         let claimed = self.datapath.bind(local, kind);
         self.rx_wake.disarm();
         if kind == BindKind::Listen && claimed.is_ok() {
-            self.rx_wake.wake_reactor();
+            self.rx_wake.wake_reactor(super::rx::Cause::Housekeeping);
         }
         claimed
     }

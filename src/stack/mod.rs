@@ -93,6 +93,65 @@ pub type Tap = Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
 /// hash, for tests and teaching.
 pub type IsnFn = Arc<dyn Fn(SocketAddr, SocketAddr) -> u32 + Send + Sync>;
 
+/// Requests to wake a stack's reactor, by cause ([`StackStats::reactor_wakes`]).
+///
+/// Application tasks send and receive for the stack themselves where they can (see
+/// "Receiving where you wait" in the README); each of these is a case where they could not,
+/// and the reactor's task (or thread) had to run. On a runtime of several workers, a
+/// reactor woken while an application task runs is a second runnable task, which another
+/// worker takes up: a flow whose reactor is woken often runs on two cores in turn.
+///
+/// ```
+/// # async fn demo() -> std::io::Result<()> {
+/// let stack = rawtcp::Stack::builder().build()?;
+/// let w = stack.stats().reactor_wakes;
+/// println!("{} arrivals no task waited for, {} transmit passes", w.arrivals, w.transmit_passes);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReactorWakes {
+    /// Packets arrived and no task waited to receive them.
+    pub arrivals: u64,
+    /// Packets were handed to a waiting task that may not take them up (its wait ended or
+    /// grew stale), or while the reactor did not watch for hand-overs: the reactor was
+    /// woken as well.
+    pub backstops: u64,
+    /// A connection had more to send than the calling task sends itself: a write on a
+    /// connection with data already in flight or queued, or more segments due than one
+    /// inline batch holds.
+    pub transmit_passes: u64,
+    /// A timer was armed earlier than the reactor's next deadline.
+    pub timers: u64,
+    /// A task that received for the stack left packets behind (its rounds ran out, or
+    /// packets were handed over after its last look).
+    pub leftovers: u64,
+    /// Work only the reactor does: RSTs of connections whose engine panicked, ports to
+    /// give back, connections lingering in their close, segments waiting for room in the
+    /// datapath, a new listening socket to ask.
+    pub housekeeping: u64,
+}
+
+impl ReactorWakes {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.arrivals
+            + self.backstops
+            + self.transmit_passes
+            + self.timers
+            + self.leftovers
+            + self.housekeeping
+    }
+
+    fn add(&mut self, o: &ReactorWakes) {
+        self.arrivals += o.arrivals;
+        self.backstops += o.backstops;
+        self.transmit_passes += o.transmit_passes;
+        self.timers += o.timers;
+        self.leftovers += o.leftovers;
+        self.housekeeping += o.housekeeping;
+    }
+}
+
 /// Counters of one stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StackStats {
@@ -145,6 +204,9 @@ pub struct StackStats {
     /// Times the reactor task was polled: what the stack's own task costs, next to the work
     /// application tasks did themselves (`inline_transmits`, `inline_receives`).
     pub reactor_polls: u64,
+    /// Why the reactor was asked to run, by cause: where its polls (`reactor_polls`) come
+    /// from. Several requests may end in one poll.
+    pub reactor_wakes: ReactorWakes,
     /// Rounds of the reactor that found packets handed to a task and not taken up for a
     /// millisecond or more (see "Receiving where you wait" in the README): its watchdog,
     /// or a wake-up meant for something else, found them left. Near zero in a healthy
@@ -382,7 +444,7 @@ impl Shared {
     fn note_backlog(&self, order: &backlog::Backlog) {
         let waiting = !order.is_empty();
         if self.backlogged.swap(waiting, Ordering::SeqCst) != waiting && waiting {
-            self.rx_wake.wake_reactor();
+            self.rx_wake.wake_reactor(rx::Cause::Housekeeping);
         }
     }
 
@@ -466,7 +528,7 @@ impl Shared {
                     || !inner.unbind_later.is_empty()
                     || (inner.reaped && !inner.lingering.is_empty())
                 {
-                    self.rx_wake.wake_reactor();
+                    self.rx_wake.wake_reactor(rx::Cause::Housekeeping);
                 }
                 let sent = inner.stats.packets_out != sent_before;
                 self.unlock_and_send(inner, &mut tx);
@@ -486,14 +548,14 @@ impl Shared {
             }
             if round + 1 == INLINE_RX_ROUNDS {
                 // Still more waiting: the reactor goes on.
-                self.rx_wake.wake_reactor();
+                self.rx_wake.wake_reactor(rx::Cause::Leftover);
             }
         }
         drop(rx);
         if self.rx_wake.handed_over() {
             // Handed over after the last look, to a task that found the receive state
             // taken and went back to waiting: the reactor takes them up.
-            self.rx_wake.wake_reactor();
+            self.rx_wake.wake_reactor(rx::Cause::Leftover);
         }
         self.recycle(tx);
         delivered
@@ -848,10 +910,11 @@ impl Inner {
 
     /// Wakes the reactor if a connection's timer is now due before it would look: the
     /// reactor keeps the timers.
-    pub(in crate::stack) fn wake_reactor_for_timers(&self) {
+    pub(in crate::stack) fn wake_reactor_for_timers(&mut self) {
         let earliest = self.timers.peek().map(|r| r.0 .0);
         if earliest.is_some_and(|t| self.reactor_deadline.is_none_or(|d| t < d)) {
             if let Some(w) = &self.reactor {
+                self.stats.reactor_wakes.timers += 1;
                 w.wake_by_ref();
             }
         }
@@ -861,6 +924,7 @@ impl Inner {
     pub fn mark_dirty(&mut self, id: ConnId) {
         self.queue_dirty(id);
         if let Some(w) = &self.reactor {
+            self.stats.reactor_wakes.transmit_passes += 1;
             w.wake_by_ref();
         }
     }
@@ -1347,7 +1411,10 @@ impl Shared {
         // Taken after the stack's lock, as every sender takes it.
         let backlog = unpoisoned(&self.tx_order);
         let ep = inner.table.endpoint.stats();
+        let mut reactor_wakes = inner.stats.reactor_wakes;
+        self.rx_wake.add_caused(&mut reactor_wakes);
         StackStats {
+            reactor_wakes,
             connections: inner.table.len(),
             resets_sent: ep.resets_sent,
             syn_dropped: ep.syn_queue_full + ep.accept_queue_full,

@@ -106,6 +106,25 @@ pub(crate) struct RxWake {
     armed_at: AtomicU64,
     /// [`STALE`], but for tests.
     stale: Duration,
+    /// Wake-ups of the reactor asked for here, by [`Cause`].
+    caused: [AtomicU64; 4],
+}
+
+/// Why a task or the datapath asked the reactor to run, for the wake-ups counted here
+/// (the others are counted under the stack's lock; see [`ReactorWakes`](super::ReactorWakes)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// Packets arrived and no task waited to receive them.
+    Arrival,
+    /// Packets were handed to a task that may not take them up, or while the reactor did
+    /// not watch: the reactor is woken as well.
+    Backstop,
+    /// A receiving task left packets behind: its rounds ran out, or packets were handed
+    /// over after its last look.
+    Leftover,
+    /// Work only the reactor does: RSTs of poisoned connections, ports to give back,
+    /// lingering connections, the send backlog, a listener's new socket to ask.
+    Housekeeping,
 }
 
 /// A task queued to receive.
@@ -131,6 +150,7 @@ impl Default for RxWake {
             wakes: AtomicU64::new(0),
             armed_at: AtomicU64::new(u64::MAX),
             stale: STALE,
+            caused: Default::default(),
         }
     }
 }
@@ -145,12 +165,22 @@ impl RxWake {
         }
     }
 
-    /// Wakes the reactor only.
-    pub fn wake_reactor(&self) {
+    /// Wakes the reactor only, counting why.
+    pub fn wake_reactor(&self, cause: Cause) {
+        self.caused[cause as usize].fetch_add(1, Ordering::Relaxed);
         let w = lock(&self.reactor).clone();
         if let Some(w) = w {
             w.wake();
         }
+    }
+
+    /// Wake-ups of the reactor asked for here so far, by cause, added to `wakes`.
+    pub fn add_caused(&self, wakes: &mut super::ReactorWakes) {
+        let n = |c: Cause| self.caused[c as usize].load(Ordering::Relaxed);
+        wakes.arrivals += n(Cause::Arrival);
+        wakes.backstops += n(Cause::Backstop);
+        wakes.leftovers += n(Cause::Leftover);
+        wakes.housekeeping += n(Cause::Housekeeping);
     }
 
     /// How many times this waker was woken; read before polling the datapath, for
@@ -309,10 +339,10 @@ impl Wake for RxWake {
                 // itself: the reactor is woken too, rather than leave the packets to the
                 // watchdog.
                 if done || !self.watching.load(Ordering::SeqCst) || asked.elapsed() > self.stale {
-                    self.wake_reactor();
+                    self.wake_reactor(Cause::Backstop);
                 }
             }
-            None => self.wake_reactor(),
+            None => self.wake_reactor(Cause::Arrival),
         }
     }
 }

@@ -405,6 +405,7 @@ impl StackStats {
             inline_transmits,
             inline_receives,
             reactor_polls,
+            reactor_wakes,
             watchdog_rescues,
             send_deferred,
             send_dropped,
@@ -429,6 +430,7 @@ impl StackStats {
         self.inline_transmits += inline_transmits;
         self.inline_receives += inline_receives;
         self.reactor_polls += reactor_polls;
+        self.reactor_wakes.add(reactor_wakes);
         self.watchdog_rescues += watchdog_rescues;
         self.send_deferred += send_deferred;
         self.send_dropped += send_dropped;
