@@ -34,8 +34,7 @@
 //! counters, the stack's counters of who did the work (the reactor's polls and why it was
 //! woken, `StackStats::reactor_wakes`), and for `connections` the median, 99th percentile
 //! and maximum time of one connection and how many took over 100 ms. Each batch of
-//! iterations must finish within
-//! 60 seconds.
+//! iterations must finish within 60 seconds.
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};

@@ -6,6 +6,7 @@
 //! cargo run --example tcpgraph -- capture.pcap --conn 2 -o graph.svg   # graph connection 2 (or .png)
 //! cargo run --example tcpgraph -- capture.pcap --port 8080 --ladder    # the ladder of the connection on port 8080
 //! cargo run --example tcpgraph -- capture.pcap --conn 1 --ladder --relative --time
+//! cargo run --example tcpgraph -- capture.pcap --port 8080 --pacing   # how each side's data left
 //! cargo run --example tcpgraph -- --sim -o transfer.png                 # a live lossy transfer, with panels
 //! ```
 //!
@@ -14,6 +15,11 @@
 //!
 //! Without `--conn` or `--port` the connections are listed (and the only one is used when
 //! there is just one). With a connection chosen and no `-o`, its ladder is printed.
+//! `--pacing` prints instead how each side's data left (`inspect::pacing::Pacing`): the
+//! median spacing of its data segments, its bursts (segments less than 10 µs apart), the
+//! time it stood idle (gaps over 30 µs), the ACKs that came back, and how soon new data
+//! followed an ACK — for two stacks on one path, captured at the receiver, this shows which
+//! moves its window in smaller or slower pieces.
 //!
 //! `--sim` runs a transfer between two rawtcp stacks on the simulated network, in virtual
 //! time, and draws it from the sending stack's tap: the retransmission causes are the
@@ -25,6 +31,7 @@
 use rawtcp::datapath::sim::{LinkConfig, SimNetwork};
 use rawtcp::inspect::graph::TimeSequence;
 use rawtcp::inspect::ladder::Ladder;
+use rawtcp::inspect::pacing::Pacing;
 use rawtcp::inspect::{Capture, Conversation, Recorder, Side};
 use rawtcp::proto::{Config, RetransmitCause};
 use rawtcp::Stack;
@@ -34,8 +41,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Data segments closer than this to the one before belong to one burst (`--pacing`).
+const BURST_GAP: Duration = Duration::from_micros(10);
+/// Gaps between data segments longer than this count as idle time (`--pacing`).
+const IDLE_GAP: Duration = Duration::from_micros(30);
+
 const USAGE: &str = "usage: tcpgraph CAPTURE [--conn N | --port P] [-o OUT.svg|OUT.png] [--ladder]
-                [--relative] [--time] [--sender client|server] [--panels] [--size WxH]
+                [--pacing] [--relative] [--time] [--sender client|server] [--panels] [--size WxH]
        tcpgraph --sim [-o OUT.svg|OUT.png] [--loss PERCENT] [--rtt MS] [--bandwidth MBIT]
                 [--bytes N] [--cc NAME] [--seed N] [--pcap FILE] [--ladder]";
 
@@ -46,6 +58,7 @@ struct Args {
     port: Option<u16>,
     out: Option<String>,
     ladder: bool,
+    pacing: bool,
     relative: bool,
     time: bool,
     sender: Option<Side>,
@@ -88,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-o" | "--out" => a.out = Some(value("-o")?),
             "--ladder" => a.ladder = true,
+            "--pacing" => a.pacing = true,
             "--relative" => a.relative = true,
             "--time" => a.time = true,
             "--panels" => a.panels = true,
@@ -212,9 +226,18 @@ fn from_file(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     show(args, conv)
 }
 
-/// Prints the ladder and/or writes the graph of one conversation.
+/// Prints the ladder, the pacing of each side's data and/or writes the graph of one
+/// conversation.
 fn show(args: &Args, conv: &Conversation) -> Result<(), Box<dyn std::error::Error>> {
-    if args.ladder || args.out.is_none() {
+    if args.pacing {
+        for side in [Side::Client, Side::Server] {
+            let p = Pacing::of(conv, side, BURST_GAP, IDLE_GAP);
+            if p.data_segments > 0 {
+                println!("{p}");
+            }
+        }
+    }
+    if args.ladder || (args.out.is_none() && !args.pacing) {
         let ladder = Ladder::new(conv).relative(args.relative).time(args.time);
         let mut out = std::io::stdout().lock();
         let printed = writeln!(out, "client {}  server {}", conv.client, conv.server)

@@ -13,7 +13,8 @@
 //! 2. its [`Conversation`]s ([`Capture::conversations`]), one per connection, each with a
 //!    client (the side that sent the SYN) and a server;
 //! 3. [`Conversation::segments`]: every packet with its relative numbers and annotations;
-//! 4. [`ladder::Ladder`] or [`graph::TimeSequence`].
+//! 4. [`ladder::Ladder`] or [`graph::TimeSequence`]; [`pacing::Pacing`] for how one side's
+//!    data left (spacing, bursts, idle time, ACKs back).
 //!
 //! ```no_run
 //! use rawtcp::inspect::{graph::TimeSequence, Capture};
@@ -36,6 +37,7 @@
 mod analysis;
 pub mod graph;
 pub mod ladder;
+pub mod pacing;
 mod pcap;
 
 pub use analysis::{Retransmission, Segment, Side};

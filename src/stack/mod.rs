@@ -99,7 +99,7 @@ pub type IsnFn = Arc<dyn Fn(SocketAddr, SocketAddr) -> u32 + Send + Sync>;
 /// "Receiving where you wait" in the README); each of these is a case where they could not,
 /// and the reactor's task (or thread) had to run. On a runtime of several workers, a
 /// reactor woken while an application task runs is a second runnable task, which another
-/// worker takes up: a flow whose reactor is woken often runs on two cores in turn.
+/// worker may take up: a flow whose reactor is woken often can run on two cores in turn.
 ///
 /// ```
 /// # async fn demo() -> std::io::Result<()> {
@@ -117,8 +117,8 @@ pub struct ReactorWakes {
     /// woken as well.
     pub backstops: u64,
     /// A connection had more to send than the calling task sends itself: a write on a
-    /// connection with data already in flight or queued, or more segments due than one
-    /// inline batch holds.
+    /// connection with data already in flight or queued, more segments due than one inline
+    /// batch holds, or a changed setting that may let something go.
     pub transmit_passes: u64,
     /// A timer was armed earlier than the reactor's next deadline.
     pub timers: u64,
