@@ -7,6 +7,7 @@
 //! sudo target/release/examples/wire_loss --loss 0,1,5 --size 20M --reps 5 --max-time 60
 //! sudo target/release/examples/wire_loss --datapath udp --loss 0 --size 50M   # UDP encapsulation
 //! sudo target/release/examples/wire_loss --datapath tun --loss 0 --size 50M   # behind a TUN device
+//! sudo target/release/examples/wire_loss --loss 1 --reps 1 --capture /tmp/wl.pcap   # then: tcpgraph /tmp/wl.pcap --port 8080 --pacing
 //! ```
 //!
 //! It creates two network namespaces joined by a veth pair (names carry this process's id),
@@ -46,7 +47,10 @@
 //!
 //! It prints a table: goodput of each stack (median, min–max, failed downloads) and the ratio
 //! rawtcp / kernel per loss rate, then how much goodput each stack keeps under loss (median at
-//! N % / median at 0 %). Exit status: 0 when every download completed byte-exact, 1 when some
+//! N % / median at 0 %). With `--capture FILE`, `tcpdump` in namespace B records the
+//! headers of every segment of every download (needs `tcpdump`); `tcpgraph FILE --port 8080
+//! --pacing` (or `--port 8081`, the kernel's server) then shows how each server's data left.
+//! Exit status: 0 when every download completed byte-exact, 1 when some
 //! failed (or the run was interrupted), 2 when the set-up failed. The namespaces, processes
 //! and nftables table are removed on every exit path, Ctrl-C and SIGTERM included.
 
@@ -70,7 +74,9 @@ const USAGE: &str =
   --loss      loss rates in per cent of the servers' segments (resolution 0.1 %)
   --size      bytes per download; suffixes k, M, G, Ki, Mi, Gi
   --reps      downloads per server and loss rate
-  --max-time  seconds allowed per download (curl --max-time)";
+  --max-time  seconds allowed per download (curl --max-time)
+  --capture   FILE: tcpdump in curl's namespace writes every download's segments there
+              (headers only; read with tcpgraph FILE --port 8080 --pacing)";
 
 const ADDR_A: &str = "10.96.0.1";
 const ADDR_B: &str = "10.96.0.2";
@@ -102,6 +108,8 @@ struct Args {
     size: u64,
     reps: u32,
     max_time: u32,
+    /// Where `tcpdump` in namespace B writes a capture of every download (`--capture`).
+    capture: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -112,6 +120,7 @@ fn parse_args() -> Result<Args, String> {
         size: 20_000_000,
         reps: 5,
         max_time: 60,
+        capture: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -143,6 +152,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--reps" => args.reps = parse_in(&value()?, "--reps", 1..=1000)?,
             "--max-time" => args.max_time = parse_in(&value()?, "--max-time", 1..=3600)?,
+            "--capture" => args.capture = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -191,11 +201,13 @@ fn stop_on_signals() -> Result<(), String> {
 }
 
 /// What this program needs on `datapath` and does not have, if anything.
-fn missing_requirements(datapath: &str) -> Option<String> {
+fn missing_requirements(datapath: &str, capture: bool) -> Option<String> {
     let tun_tools: &[&str] = if datapath == "tun" { &["sysctl"] } else { &[] };
+    let capture_tools: &[&str] = if capture { &["tcpdump"] } else { &[] };
     let mut missing: Vec<&str> = ["ip", "nft", "ethtool", "curl"]
         .iter()
         .chain(tun_tools)
+        .chain(capture_tools)
         .copied()
         .filter(|t| !on_path(t))
         .collect();
@@ -690,6 +702,57 @@ fn print_kept(rows: &[Row]) {
     }
 }
 
+/// `tcpdump` in namespace B writing every TCP segment's headers (128 bytes of each packet)
+/// to a file, from before the first download to the end; `tcpgraph FILE --port 8080
+/// --pacing` then shows how each server's data left. Stopped with SIGTERM when dropped, so
+/// that it writes out what it holds.
+struct Tcpdump {
+    child: Child,
+}
+
+impl Tcpdump {
+    fn start(wire: &Wire, path: &Path) -> Result<Tcpdump, String> {
+        let _ = std::fs::remove_file(path);
+        let child = wire
+            .exec(&wire.b, "tcpdump")
+            .args(["-i", "any", "-s", "128", "-B", "16384", "-w"])
+            .arg(path)
+            .arg("tcp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("tcpdump: {e}"))?;
+        let mut dump = Tcpdump { child };
+        // tcpdump creates the file once it listens.
+        let start = Instant::now();
+        while !path.exists() {
+            if let Ok(Some(status)) = dump.child.try_wait() {
+                return Err(format!("tcpdump ended at once ({status})"));
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err("tcpdump did not start within 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        println!(
+            "capture: tcpdump in {} writing {} (read it with: tcpgraph {} --port {RAWTCP_PORT} --pacing, or --port {KERNEL_PORT})",
+            wire.b,
+            path.display(),
+            path.display()
+        );
+        Ok(dump)
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        // `ip netns exec` runs tcpdump in its own process: the child is tcpdump.
+        let _ = run(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        // Killed after 5 s without an end.
+        let _ = wait_bounded(&mut self.child, Duration::from_secs(5));
+    }
+}
+
 /// Runs every download of one loss rate, kernel and rawtcp alternately.
 fn measure(wire: &Wire, servers: [&Server; 2], loss: f64, args: &Args) -> Row {
     let mut row = Row {
@@ -766,6 +829,11 @@ fn run_all(args: &Args) -> Result<Vec<Row>, String> {
     if args.datapath == "tun" {
         println!("tun device {} offloads: {}", wire.tun, wire.tun_offloads());
     }
+    // Dropped before the wire (declared after it), so that tcpdump ends cleanly.
+    let _capture = match &args.capture {
+        Some(path) => Some(Tcpdump::start(&wire, path)?),
+        None => None,
+    };
     let rule = LossRule::new(&wire);
     let mut rows = Vec::new();
     for &loss in &args.losses {
@@ -787,7 +855,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(missing) = missing_requirements(&args.datapath) {
+    if let Some(missing) = missing_requirements(&args.datapath, args.capture.is_some()) {
         eprintln!("{missing}");
         return ExitCode::from(2);
     }
