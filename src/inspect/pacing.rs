@@ -243,13 +243,14 @@ mod tests {
         assert!(p.to_string().contains("8 segments"));
     }
 
-    /// Sequence numbers that wrap past 2^32 still count as new data.
+    /// A segment whose end wraps past 2^32 (numerically below the highest end before it)
+    /// is still new data.
     #[test]
     fn new_data_across_the_wrap() {
         let conv = conversation(vec![
-            packet(0, true, u32::MAX - 499, 1000),
+            packet(0, true, u32::MAX - 1099, 1000),
             packet(10, false, 1, 0),
-            packet(15, true, 500, 1000),
+            packet(15, true, u32::MAX - 99, 1000),
         ]);
         let p = Pacing::of(
             &conv,
