@@ -912,7 +912,8 @@ async fn bulk_with_the_kernel(offload: bool) -> (u64, u64) {
 /// As root, in a network namespace of the test's own: a stack on the device and the
 /// kernel's TCP move 16 MiB each way, byte-exact, with the offloads on and off. On, the
 /// stack's segments leave in trains and the kernel's arrive as large segments (the
-/// device's average packet is far above the MTU both ways); off, no packet exceeds it.
+/// device's average packet is over three times the MTU both ways); off, no packet exceeds
+/// it.
 #[test]
 fn offloads_move_large_segments_both_ways() {
     const TEST: &str = "offloads_move_large_segments_both_ways";
@@ -920,8 +921,12 @@ fn offloads_move_large_segments_both_ways() {
         Some("netns") => {
             let rt = netns_runtime();
             let (out, into) = rt.block_on(bulk_with_the_kernel(true));
-            assert!(out > 8_000, "trains out: {out} B per packet");
-            assert!(into > 8_000, "large segments in: {into} B per packet");
+            // Three times the MTU on average: trains (or the kernel's large segments) that
+            // plain packets cannot reach. The stack's trains are as long as the segments
+            // it has due back to back, which the machine's speed moves: 12,000-14,000 B
+            // out in most runs on a 2-core machine, 7,000-7,200 B in about one in twenty.
+            assert!(out > 3 * 1500, "trains out: {out} B per packet");
+            assert!(into > 3 * 1500, "large segments in: {into} B per packet");
             let (out, into) = rt.block_on(bulk_with_the_kernel(false));
             assert!(out <= 1500 && into <= 1500, "{out} {into}");
         }
