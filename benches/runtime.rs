@@ -307,11 +307,7 @@ fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
 
 /// Why the reactor was asked to run, in words.
 fn wakes(w: &rawtcp::ReactorWakes) -> String {
-    format!(
-        "wake-ups asked for: arrivals nobody waited for {}, backstops {}, transmit passes {}, \
-         timers {}, leftovers {}, housekeeping {}",
-        w.arrivals, w.backstops, w.transmit_passes, w.timers, w.leftovers, w.housekeeping
-    )
+    format!("wake-ups asked for: {w}")
 }
 
 /// Reads `BULK` bytes at a time and answers each with one byte, until the end of the stream.

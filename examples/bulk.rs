@@ -227,20 +227,10 @@ async fn run_rawtcp(bytes: u64, mss: Option<u16>) -> io::Result<f64> {
         "  stack: packets in {}  out {}  malformed {}  resets sent {}  SYNs dropped {}  connections {}",
         st.packets_in, st.packets_out, st.malformed, st.resets_sent, st.syn_dropped, st.connections
     );
-    let w = st.reactor_wakes;
     println!(
-        "  reactor: polled {} times; wake-ups asked for: arrivals nobody waited for {}, \
-         backstops {}, transmit passes {}, timers {}, leftovers {}, housekeeping {}; \
-         writes sent by the writer {}, receive batches taken by a waiting task {}",
-        st.reactor_polls,
-        w.arrivals,
-        w.backstops,
-        w.transmit_passes,
-        w.timers,
-        w.leftovers,
-        w.housekeeping,
-        st.inline_transmits,
-        st.inline_receives
+        "  reactor: polled {} times; wake-ups asked for: {}; writes sent by the writer {}, \
+         receive batches taken by a waiting task {}",
+        st.reactor_polls, st.reactor_wakes, st.inline_transmits, st.inline_receives
     );
     if let Some(udp) = udp.filter(|_| stack.shard_count() == 1) {
         let UdpStats {

@@ -60,8 +60,8 @@ pub struct Batch {
     /// Each packet's carrier address, for datapaths that carry packets inside another
     /// protocol (UDP): where a received packet came from, where a sent one must go.
     carriers: Vec<Option<SocketAddr>>,
-    /// Each packet's attached payload (see [`attached`](Batch::attached)); empty pieces
-    /// for a packet that lies whole in its slot.
+    /// Each packet's attached payload (see [`attached`](Batch::attached)); `None` for a
+    /// packet that lies whole in its slot.
     attached: Vec<Option<Box<Pieces>>>,
     slot_size: usize,
     capacity: usize,

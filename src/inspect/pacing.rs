@@ -101,14 +101,15 @@ impl Pacing {
             }
             bursts.push(run);
         }
+        let idle = gaps.iter().filter(|g| **g > idle_gap).sum();
         Pacing {
             side,
             data_segments: data_times.len(),
             acks,
-            median_spacing: median(gaps.clone()),
-            median_burst: median(bursts.clone()).unwrap_or(0),
+            median_spacing: median(gaps),
             bursts: bursts.len(),
-            idle: gaps.iter().filter(|g| **g > idle_gap).sum(),
+            median_burst: median(bursts).unwrap_or(0),
+            idle,
             span: match (data_times.first(), data_times.last()) {
                 (Some(a), Some(b)) => b.saturating_sub(*a),
                 _ => Duration::ZERO,
@@ -185,6 +186,16 @@ mod tests {
         }
     }
 
+    /// `side`'s pacing with a 10 µs burst gap and a 30 µs idle gap.
+    fn pacing(conv: &Conversation, side: Side) -> Pacing {
+        Pacing::of(
+            conv,
+            side,
+            Duration::from_micros(10),
+            Duration::from_micros(30),
+        )
+    }
+
     fn conversation(packets: Vec<Packet>) -> Conversation {
         Conversation {
             number: 1,
@@ -213,12 +224,7 @@ mod tests {
             packet(200, true, 1000, mss),
             packet(210, true, 6000, mss),
         ]);
-        let p = Pacing::of(
-            &conv,
-            Side::Server,
-            Duration::from_micros(10),
-            Duration::from_micros(30),
-        );
+        let p = pacing(&conv, Side::Server);
         assert_eq!(p.data_segments, 8);
         assert_eq!(p.acks, 2);
         // Gaps 1, 1, 52, 1, 1, 144, 10: the median is 1 µs.
@@ -231,12 +237,7 @@ mod tests {
         // From the ACK at 50 to new data at 54, and from 90 past the retransmission at
         // 200 to new data at 210.
         assert_eq!(p.median_ack_to_data, Some(Duration::from_micros(120)));
-        let client = Pacing::of(
-            &conv,
-            Side::Client,
-            Duration::from_micros(10),
-            Duration::from_micros(30),
-        );
+        let client = pacing(&conv, Side::Client);
         assert_eq!(client.data_segments, 0);
         assert_eq!(client.median_spacing, None);
         assert_eq!(client.median_burst, 0);
@@ -252,12 +253,7 @@ mod tests {
             packet(10, false, 1, 0),
             packet(15, true, u32::MAX - 99, 1000),
         ]);
-        let p = Pacing::of(
-            &conv,
-            Side::Server,
-            Duration::from_micros(10),
-            Duration::from_micros(30),
-        );
+        let p = pacing(&conv, Side::Server);
         assert_eq!(p.median_ack_to_data, Some(Duration::from_micros(5)));
     }
 }

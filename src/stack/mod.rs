@@ -106,6 +106,7 @@ pub type IsnFn = Arc<dyn Fn(SocketAddr, SocketAddr) -> u32 + Send + Sync>;
 /// let stack = rawtcp::Stack::builder().build()?;
 /// let w = stack.stats().reactor_wakes;
 /// println!("{} arrivals no task waited for, {} transmit passes", w.arrivals, w.transmit_passes);
+/// println!("all of them: {w}");
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -129,6 +130,22 @@ pub struct ReactorWakes {
     /// give back, connections lingering in their close, segments waiting for room in the
     /// datapath, a new listening socket to ask.
     pub housekeeping: u64,
+}
+
+impl fmt::Display for ReactorWakes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arrivals nobody waited for {}, backstops {}, transmit passes {}, timers {}, \
+             leftovers {}, housekeeping {}",
+            self.arrivals,
+            self.backstops,
+            self.transmit_passes,
+            self.timers,
+            self.leftovers,
+            self.housekeeping
+        )
+    }
 }
 
 impl ReactorWakes {
