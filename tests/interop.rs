@@ -102,6 +102,31 @@ impl Net {
         Net { b: a.clone(), a, n }
     }
 
+    /// RSTs the kernel of namespace `ns` has sent (`Tcp: OutRsts`, IPv4 and IPv6 alike).
+    fn kernel_rsts(&self, ns: &str) -> u64 {
+        let out = self
+            .cmd(ns, "cat")
+            .arg("/proc/net/snmp")
+            .output()
+            .expect("cat");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (
+            tcp.next().expect("Tcp names"),
+            tcp.next().expect("Tcp values"),
+        );
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "OutRsts")
+            .expect("OutRsts");
+        values
+            .split_whitespace()
+            .nth(at)
+            .expect("value")
+            .parse()
+            .expect("number")
+    }
+
     fn addr_a(&self) -> String {
         format!("10.99.{}.1", self.n)
     }
@@ -224,11 +249,15 @@ const RAW: [(&str, &str); 1] = [("RAWTCP_DATAPATH", "raw")];
 
 /// Runs the rawtcp HTTP server at `listen` in namespace `server_ns` with `env`, and has
 /// curl in `client_ns` fetch 10 MB from it; checks every byte.
+/// Over the raw datapath (server and curl in different namespaces), the server namespace's
+/// kernel must not answer rawtcp's segments with RSTs of its own: its socket holding the port
+/// drops them (`datapath::raw`), where a socket only bound sent one RST per segment received.
 fn curl_10_mb(net: &Net, server_ns: &str, client_ns: &str, listen: &str, env: &[(&str, &str)]) {
     let server = example("http_server");
     let _srv = net.spawn(server_ns, server.to_str().unwrap(), &[listen], env);
     let url = format!("http://{listen}");
     net.wait_http(client_ns, &format!("{url}/"));
+    let rsts_before = net.kernel_rsts(server_ns);
     let out = tmp(&format!("curl-{}.bin", net.n));
     net.run(
         client_ns,
@@ -246,6 +275,10 @@ fn curl_10_mb(net: &Net, server_ns: &str, client_ns: &str, listen: &str, env: &[
     );
     check_pattern(&out, 10_000_000);
     let _ = std::fs::remove_file(out);
+    if server_ns != client_ns {
+        let sent = net.kernel_rsts(server_ns) - rsts_before;
+        assert_eq!(sent, 0, "the server namespace's kernel sent {sent} RSTs");
+    }
 }
 
 /// TUN settings for the stack at 10.98.N.2 behind a device whose host side is 10.98.N.1.

@@ -7,11 +7,14 @@
 //!   destination port the stack owns, so the host's other TCP traffic is never copied into
 //!   the process. IPv6 raw sockets deliver segments without their IPv6 header; the header is
 //!   rebuilt from the source address and the `IPV6_PKTINFO` destination.
-//! - **Ports.** Each port the stack uses is reserved by binding an ordinary kernel TCP socket to
-//!   it (never listening), so no other program on the host takes it and conflicts show up as
-//!   `AddrInUse`.
-//! - **What it changes on the host.** The kernel has no connection for rawtcp's ports and would
-//!   answer their segments with RST. The datapath creates an nftables table
+//! - **Ports.** Each port the stack uses is reserved by an ordinary kernel TCP socket bound to
+//!   it, so no other program on the host takes it and conflicts show up as `AddrInUse`. The
+//!   socket listens behind a socket filter that drops everything: the kernel's TCP finds it
+//!   for every segment to the port and drops the segment there without answering (the raw
+//!   sockets have already had their copy).
+//! - **What it changes on the host.** Without that listener the kernel would answer every
+//!   segment to rawtcp's ports with a RST. As a backstop (a segment arriving while a port is
+//!   being claimed or given back) the datapath creates an nftables table
 //!   `inet rawtcp_<pid>_<n>` with a set of the ports it owns and one rule in the output hook
 //!   that drops RSTs *the kernel* sends from those ports; rawtcp's own packets carry the
 //!   socket mark `0x72617774` and pass. Ports enter the set when bound and leave it when
@@ -747,7 +750,11 @@ impl Datapath for RawDatapath {
                 return Ok(local);
             }
         }
-        // An ordinary kernel socket, bound but never listening, holds the port.
+        // An ordinary kernel socket holds the port. It listens behind a filter that drops
+        // everything: the kernel then finds a socket for every segment to the port and drops
+        // it there (the raw sockets already have their copy), where a socket that is only
+        // bound leaves the segment to no one and the kernel answers it with a RST (RFC 9293,
+        // section 3.10.7.1) for the nftables rule to drop, one per segment rawtcp receives.
         let reservation = Socket::new(
             Domain::for_address(local),
             Type::STREAM,
@@ -756,7 +763,9 @@ impl Datapath for RawDatapath {
         if local.is_ipv6() {
             reservation.set_only_v6(true)?;
         }
+        reservation.attach_filter(&filter(&[], false, (0, 1)))?;
         reservation.bind(&SockAddr::from(local))?;
+        reservation.listen(1)?;
         let claimed = reservation
             .local_addr()?
             .as_socket()
