@@ -10,18 +10,104 @@
 //!
 //! Errors (`EPOLLERR`, the ICMP errors the UDP datapath reads from the error queue) are
 //! reported by epoll whatever the interest, and tokio turns them into `Ready::ERROR`.
+//!
+//! A socket's readiness is polled through a [`Watch`], which remembers whether the
+//! `Pending` it last saw still holds. A datapath with several sockets, woken because one of
+//! them has something, then skips the others instead of asking tokio about each again.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 
+/// What a [`Watch`] registers in place of its caller's waker: it notes the wake, then
+/// passes it on.
+#[derive(Debug, Default)]
+struct Flag {
+    /// A poll through the watch answered `Pending` and registered this flag.
+    armed: AtomicBool,
+    /// Woken since the watch last cleared it.
+    fired: AtomicBool,
+    /// The caller's waker, woken in turn.
+    outer: Mutex<Option<Waker>>,
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::SeqCst);
+        let outer = self.outer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = outer.as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Polls one source of readiness (a socket's, a future's) with a waker of its own, which
+/// wakes the caller's in turn, and so knows whether the `Pending` it last saw still holds:
+/// nothing woke it since, and the caller's waker is the one it passes wakes on to. Polling
+/// the source again could then only give `Pending` once more, and the caller may skip it.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    flag: Arc<Flag>,
+    waker: Waker,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        Watch { flag, waker }
+    }
+}
+
+impl Watch {
+    /// Polls the source with `poll`, handing it a context whose waker is this watch's, and
+    /// remembers whether it answered `Pending`.
+    pub(crate) fn poll<T>(
+        &self,
+        cx: &Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        // Cleared before the poll: a wake from here on either shows in the poll's answer
+        // (the readiness was set before the wake) or sets `fired` again.
+        self.flag.armed.store(false, Ordering::SeqCst);
+        self.flag.fired.store(false, Ordering::SeqCst);
+        {
+            let mut outer = self.flag.outer.lock().unwrap_or_else(|p| p.into_inner());
+            if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *outer = Some(cx.waker().clone());
+            }
+        }
+        let answer = poll(&mut Context::from_waker(&self.waker));
+        if answer.is_pending() {
+            self.flag.armed.store(true, Ordering::SeqCst);
+        }
+        answer
+    }
+
+    /// Whether the last poll answered `Pending`, nothing has woken the watch since, and a
+    /// wake would reach `waker`: polling again now would answer `Pending` too.
+    pub(crate) fn holds(&self, waker: &Waker) -> bool {
+        if !self.flag.armed.load(Ordering::SeqCst) || self.flag.fired.load(Ordering::SeqCst) {
+            return false;
+        }
+        let outer = self.flag.outer.lock().unwrap_or_else(|p| p.into_inner());
+        outer.as_ref().is_some_and(|w| w.will_wake(waker))
+    }
+}
+
 /// A non-blocking datagram socket in tokio's reactor, for readability and errors only.
 #[derive(Debug)]
-pub(crate) struct RecvSocket(AsyncFd<std::net::UdpSocket>);
+pub(crate) struct RecvSocket(AsyncFd<std::net::UdpSocket>, Watch);
 
 impl RecvSocket {
     /// Registers `sock` (set non-blocking here) with the current runtime's reactor.
@@ -34,14 +120,23 @@ impl RecvSocket {
         // promise; this crate forbids `unsafe`, hence the deprecated twin.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(sock, Interest::READABLE)?;
-        Ok(RecvSocket(fd))
+        Ok(RecvSocket(fd, Watch::default()))
     }
 
     /// `Ready` once tokio's reactor saw the socket readable (the readiness is kept until an
     /// operation through [`try_io`](Self::try_io) meets `WouldBlock`); registers the waker
-    /// otherwise.
+    /// otherwise (through the socket's [`Watch`]: every poll of its readiness goes through
+    /// here, so tokio's one reader slot always holds the watch's waker).
     pub(crate) fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_read_ready(cx).map_ok(drop)
+        self.1
+            .poll(cx, |cx| self.0.poll_read_ready(cx))
+            .map_ok(drop)
+    }
+
+    /// Whether the socket's last [`poll_recv_ready`](Self::poll_recv_ready) answered
+    /// `Pending` and still holds for `waker` (see [`Watch::holds`]): nothing arrived since.
+    pub(crate) fn still_pending(&self, waker: &Waker) -> bool {
+        self.1.holds(waker)
     }
 
     /// One `recvfrom`, clearing the readiness when it finds nothing.
@@ -120,6 +215,51 @@ mod tests {
         let tokios = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let events = epoll_events(tokios.as_raw_fd()).expect("registered with an epoll");
         assert_eq!(events & EPOLLOUT, EPOLLOUT, "events {events:#x}");
+    }
+
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A socket's `Pending` holds until a datagram arrives, and only for the waker a wake
+    /// would reach; the arrival wakes the caller's waker through the watch.
+    #[tokio::test]
+    async fn a_pending_holds_until_something_arrives() {
+        let sock = RecvSocket::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+        let count = Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let other = Waker::from(Arc::new(Count(Default::default())));
+        assert!(!sock.still_pending(&waker), "never polled");
+        assert!(sock
+            .poll_recv_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert!(sock.still_pending(&waker));
+        assert!(!sock.still_pending(&other), "a wake would not reach it");
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.send_to(b"hello", sock.local_addr().unwrap()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the arrival woke no one"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(!sock.still_pending(&waker), "something arrived");
+        assert!(sock
+            .poll_recv_ready(&mut Context::from_waker(&waker))
+            .is_ready());
+        let mut buf = [0u8; 16];
+        assert_eq!(sock.try_recv_from(&mut buf).unwrap().0, 5);
+        assert!(sock.try_recv_from(&mut buf).is_err());
+        assert!(sock
+            .poll_recv_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        assert!(sock.still_pending(&waker), "drained and registered again");
     }
 
     #[tokio::test]

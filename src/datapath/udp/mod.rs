@@ -82,7 +82,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 
-use crate::datapath::registered::RecvSocket;
+use crate::datapath::registered::{RecvSocket, Watch};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use super::{Batch, BindKind, Datapath};
@@ -140,6 +140,9 @@ pub struct UdpDatapath {
     /// Waits for ICMP errors queued on the shared sockets (`IP_RECVERR`): a datagram to a
     /// UDP port nobody bound means a TCP port nobody listens on.
     refusals: Mutex<[Option<ErrorWait>; 2]>,
+    /// The waits of `refusals`, polled through watches: a wait whose `Pending` holds is
+    /// not polled again.
+    refusal_watches: [Watch; 2],
     /// The runtime whose reactor watches this datapath's sockets.
     runtime: tokio::runtime::Handle,
     /// Listener and reservation sockets.
@@ -265,6 +268,7 @@ impl UdpDatapath {
             v4: Arc::new(v4),
             v6: v6.map(Arc::new),
             refusals: Mutex::new([None, None]),
+            refusal_watches: Default::default(),
             runtime: tokio::runtime::Handle::current(),
             registry: RwLock::new(Registry::default()),
             gso: AtomicBool::new(trains),
@@ -342,11 +346,17 @@ impl UdpDatapath {
                     registered = true;
                     break;
                 }
+                let watch = &self.refusal_watches[i];
+                if waits[i].is_some() && watch.holds(cx.waker()) {
+                    // No error arrived since the wait last answered `Pending`.
+                    registered = true;
+                    break;
+                }
                 let wait = waits[i].get_or_insert_with(|| {
                     let s = sock.clone();
                     Box::pin(async move { s.ready(Interest::ERROR).await })
                 });
-                if wait.as_mut().poll(cx).is_pending() {
+                if watch.poll(cx, |cx| wait.as_mut().poll(cx)).is_pending() {
                     registered = true;
                     break;
                 }
@@ -770,6 +780,10 @@ impl Datapath for UdpDatapath {
             let Some(sock) = self.receiving_socket(&registry, index) else {
                 continue;
             };
+            if sock.0.still_pending(cx.waker()) {
+                // Nothing arrived on it since it last answered `Pending`.
+                continue;
+            }
             match self.drain(cx, sock, index, batch, &mut budget, &mut tally) {
                 Drain::Pending => {}
                 Drain::Full => break,
