@@ -158,22 +158,26 @@ impl ConnHandle {
         cx: &mut Context<'_>,
         attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        Self::wait_inline_as(shared, cx, true, attempt)
+        Self::wait_inline_as(shared, cx, true, None, attempt)
     }
 
     /// [`wait_inline`](Self::wait_inline), queued to receive only when `queue` says so (an
     /// accept, on a stack that hands arrivals to accepts: see
-    /// [`Shared::accept_receives`]); it receives what is there either way.
+    /// [`Shared::accept_receives`]); it receives what is there either way. `reading` names
+    /// the connection `attempt` reads: data delivered to it does not wake this task, which
+    /// polls `attempt` again after any delivery (see `reactor::Out::reading`).
     pub fn wait_inline_as<T>(
         shared: &Shared,
         cx: &mut Context<'_>,
         queue: bool,
+        reading: Option<ConnId>,
         mut attempt: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
         let mut result = attempt(cx);
         if result.is_pending() {
+            let reading = reading.map(|id| (id, cx.waker()));
             // Both run: `|` does not stop at the first.
-            if shared.receive_inline() | shared.receive_handed_over() {
+            if shared.receive_inline_for(reading) | shared.receive_handed_over() {
                 result = attempt(cx);
             }
         }
@@ -193,7 +197,9 @@ impl ConnHandle {
         buf: &mut ReadBuf<'_>,
         peek: bool,
     ) -> Poll<io::Result<()>> {
-        Self::wait_inline(&self.shared, cx, |cx| self.poll_read_once(cx, buf, peek))
+        Self::wait_inline_as(&self.shared, cx, true, Some(self.id), |cx| {
+            self.poll_read_once(cx, buf, peek)
+        })
     }
 
     fn poll_read_once(
@@ -216,7 +222,7 @@ impl ConnHandle {
                 }
                 Err(proto::Error::WouldBlock) => {
                     let held = clock::waker(&self.shared, cx);
-                    e.readers.register(held.as_ref().unwrap_or(cx.waker()));
+                    e.register_reader(held.as_ref().unwrap_or(cx.waker()), !peek);
                     Poll::Pending
                 }
                 Err(err) => Poll::Ready(Err(err.into())),
@@ -409,7 +415,7 @@ impl ConnHandle {
         let held = clock::waker(shared, cx);
         let waker = held.as_ref().unwrap_or(cx.waker());
         if interest.is_readable() || interest.is_error() || is_priority(interest) {
-            e.readers.register(waker);
+            e.register_reader(waker, false);
         }
         if interest.is_writable() || interest.is_error() {
             e.writers.register(waker);

@@ -132,7 +132,7 @@ impl TcpListener {
         for k in 0..n {
             let (shared, key) = &self.parts[(start + k) % n];
             let queue = shared.accept_receives();
-            let accepted = ConnHandle::wait_inline_as(shared, cx, queue, |cx| {
+            let accepted = ConnHandle::wait_inline_as(shared, cx, queue, None, |cx| {
                 shared.poll_accept(*key, |waiters| {
                     let held = super::clock::waker(shared, cx);
                     waiters.register(held.as_ref().unwrap_or(cx.waker()));

@@ -360,7 +360,7 @@ impl Shared {
         if reactor::emit_into(self, inner, id, now, &mut tx) {
             inner.mark_dirty(id);
         }
-        reactor::settle(inner, id);
+        reactor::settle(inner, id, None);
         inner.wake_reactor_for_timers();
         Deferred {
             order: self.send_order(&tx),
@@ -504,6 +504,13 @@ impl Shared {
     /// connections then owe (ACKs, data the window now allows) is sent. Does nothing when
     /// another task or the reactor is receiving. Returns whether any packet was delivered.
     pub fn receive_inline(&self) -> bool {
+        self.receive_inline_for(None)
+    }
+
+    /// [`receive_inline`](Self::receive_inline) by a task that reads connection `id`,
+    /// registered with `waker`, and polls that read again when this returns true: data
+    /// delivered to it does not wake the task (see `reactor::Out::reading`).
+    pub fn receive_inline_for(&self, reading: Option<(table::ConnId, &Waker)>) -> bool {
         if self.nothing_to_receive() {
             return false;
         }
@@ -533,6 +540,9 @@ impl Shared {
                 inner.stats.inline_receives += 1;
                 let sent_before = inner.stats.packets_out;
                 let mut out = reactor::Out::new(self, &mut tx);
+                if let Some((id, waker)) = reading {
+                    out.reading(id, waker);
+                }
                 reactor::deliver(&mut inner, &mut rx, &mut out, now);
                 out.transmit_dirty(&mut inner, now);
                 // The reactor keeps the timers, the RSTs of poisoned connections and the

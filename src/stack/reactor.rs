@@ -21,7 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// Packets per receive or send batch.
 const BATCH: usize = 64;
@@ -198,11 +198,26 @@ impl Drop for Reactor {
 pub(crate) struct Out<'a> {
     shared: &'a Shared,
     pub batch: &'a mut Batch,
+    /// The connection whose reader is the task delivering these packets, and that task's
+    /// waker (see [`reading`](Self::reading)).
+    reader: Option<(ConnId, &'a Waker)>,
 }
 
 impl<'a> Out<'a> {
     pub fn new(shared: &'a Shared, batch: &'a mut Batch) -> Out<'a> {
-        Out { shared, batch }
+        Out {
+            shared,
+            batch,
+            reader: None,
+        }
+    }
+
+    /// Packets are delivered by the task that reads connection `id` (registered with
+    /// `waker`) and polls that read again once they are delivered: data for it does not
+    /// wake `waker` (see [`settle`]). Woken from within its own poll, the task was polled a
+    /// second time for nothing, once per packet of a ping-pong.
+    pub fn reading(&mut self, id: ConnId, waker: &'a Waker) {
+        self.reader = Some((id, waker));
     }
 
     /// Sends what the batch holds, in its place in the order of sends (see
@@ -246,7 +261,8 @@ impl<'a> Out<'a> {
             None => return false,
         }
         let more = self.emit_due(inner, id, now, budget);
-        settle(inner, id);
+        let reader = self.reader.filter(|(r, _)| *r == id).map(|(_, w)| w);
+        settle(inner, id, reader);
         more
     }
 
@@ -709,16 +725,17 @@ fn store_accepted(
     }
 }
 
-/// After a connection was touched: wake waiters, report it to the endpoint (which moves it
+/// After a connection was touched: wake waiters (but `reader`, the task delivering while it
+/// reads this connection: see [`Out::reading`]), report it to the endpoint (which moves it
 /// through its listener's queues, or has it forgotten once finished), schedule its timer.
-pub(crate) fn settle(inner: &mut Inner, id: ConnId) {
+pub(crate) fn settle(inner: &mut Inner, id: ConnId, reader: Option<&Waker>) {
     {
         let Some(mut e) = inner.table.get(id) else {
             return;
         };
         let mut waiting = Waiting::default();
         if e.conn.can_recv() {
-            waiting.readers = e.readers.take();
+            waiting.readers = e.take_readers(reader);
         }
         let handshake_over = !matches!(e.conn.state(), State::SynSent | State::SynReceived);
         if e.conn.can_send() || (handshake_over && !e.handshake_seen) {

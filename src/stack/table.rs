@@ -113,6 +113,24 @@ impl WakerSet {
         std::mem::take(self)
     }
 
+    /// Registers `waker`; whether it is now the first, newly kept (and not one kept
+    /// already).
+    fn register_first(&mut self, waker: &Waker) -> bool {
+        let newly = self.first.is_none();
+        self.register(waker);
+        newly
+    }
+
+    /// Whether the first waker kept is `waker`'s task's.
+    fn first_is(&self, waker: &Waker) -> bool {
+        self.first.as_ref().is_some_and(|w| w.will_wake(waker))
+    }
+
+    /// Takes the first waker out (its task learns some other way).
+    fn forget_first(&mut self) {
+        self.first = None;
+    }
+
     pub fn wake_all(&mut self) {
         if let Some(w) = self.first.take() {
             w.wake();
@@ -164,6 +182,9 @@ pub(crate) struct Entry {
     pub error_taken: bool,
     /// Whether waiters were told that the handshake ended.
     pub(in crate::stack) handshake_seen: bool,
+    /// The first of `readers` was registered by plain reads alone (see
+    /// [`register_reader`](Self::register_reader)).
+    pub(in crate::stack) reads_alone: bool,
     /// Where the datapath must carry this connection's packets (the UDP address the peer
     /// speaks from), learned only from segments the connection accepted.
     pub(in crate::stack) route: Option<SocketAddr>,
@@ -221,6 +242,31 @@ impl Entry {
         }
     }
 
+    /// Registers `waker` to be woken when the connection becomes readable, by a plain read
+    /// (`read`: `AsyncRead::poll_read`, in which one task at a time can be, as it takes the
+    /// stream or its read half mutably) or another wait (a peek, `readable`, `ready`).
+    pub(crate) fn register_reader(&mut self, waker: &Waker, read: bool) {
+        if self.readers.register_first(waker) {
+            self.reads_alone = read;
+        } else if !read && self.readers.first_is(waker) {
+            // The same task waits in some other way as well (`join!` of a read and a
+            // `ready`, say), which a wake left out would miss.
+            self.reads_alone = false;
+        }
+    }
+
+    /// The readers, taken out to be woken, but for `reader`'s task when it registered the
+    /// first by plain reads alone: that task polls its read again itself (see
+    /// `reactor::Out::reading`). Another wait of the same task (a `ready` beside the read,
+    /// in one `join!`) keeps its wake.
+    pub(crate) fn take_readers(&mut self, reader: Option<&Waker>) -> WakerSet {
+        let mut readers = self.readers.take();
+        if self.reads_alone && reader.is_some_and(|w| readers.first_is(w)) {
+            readers.forget_first();
+        }
+        readers
+    }
+
     /// Every task waiting on the connection, taken out (see [`Waiting`]).
     pub(crate) fn take_waiting(&mut self) -> Waiting {
         Waiting {
@@ -256,6 +302,7 @@ impl Entry {
             zero_linger: false,
             error_taken: false,
             handshake_seen: false,
+            reads_alone: false,
             route: None,
             buffer_memory: 0,
             forgotten: false,
@@ -387,6 +434,72 @@ mod tests {
         let conn = Connection::connect(Config::default(), local, remote, SeqNum(1), Instant::ZERO);
         t.put(id, Entry::new(conn, 64));
         id
+    }
+
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn counted() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(Default::default()));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn entry() -> Entry {
+        let (local, remote) = (
+            "10.0.0.1:1000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        Entry::new(
+            Connection::connect(Config::default(), local, remote, SeqNum(1), Instant::ZERO),
+            64,
+        )
+    }
+
+    /// Wakes what `take_readers` leaves for `reader`; how often `waker`'s task was woken.
+    fn woken(e: &mut Entry, reader: &Waker, count: &Count) -> usize {
+        e.take_readers(Some(reader)).wake_all();
+        count.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The delivering task's own wake is left out only where plain reads alone registered
+    /// it: a `ready` of the same task, before or after the read, keeps it, and so does
+    /// another task's read.
+    #[test]
+    fn a_readers_own_wake_is_left_out_only_for_reads_alone() {
+        let (count, w) = counted();
+        let mut e = entry();
+        e.register_reader(&w, true);
+        e.register_reader(&w, true);
+        assert_eq!(woken(&mut e, &w, &count), 0, "reads alone");
+        e.register_reader(&w, true);
+        e.register_reader(&w, false);
+        assert_eq!(woken(&mut e, &w, &count), 1, "a ready after the read");
+        e.register_reader(&w, false);
+        e.register_reader(&w, true);
+        assert_eq!(woken(&mut e, &w, &count), 2, "a ready before the read");
+        e.register_reader(&w, true);
+        assert_eq!(
+            woken(&mut e, &w, &count),
+            2,
+            "reads alone again, once taken"
+        );
+        let (other_count, other) = counted();
+        e.register_reader(&other, true);
+        e.register_reader(&w, true);
+        assert_eq!(woken(&mut e, &w, &count), 3, "the first is another task's");
+        assert_eq!(other_count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        e.register_reader(&w, true);
+        e.take_readers(None).wake_all();
+        assert_eq!(
+            count.0.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "no reader named"
+        );
     }
 
     fn forget(t: &mut Table, id: ConnId) -> Cell {
