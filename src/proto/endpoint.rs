@@ -1034,9 +1034,44 @@ fn tuple_of(slots: &Slots, index: u32) -> Option<(SocketAddr, SocketAddr)> {
         .map(|m| (m.local, m.remote))
 }
 
+/// The hash of a 4-tuple under `hasher` (a keyed SipHash, so that a peer cannot choose
+/// tuples that collide): the tuple packed into one write, as SipHash's cost is mostly per
+/// call. Hashing the tuple field by field (its derived `Hash`: a family tag, an address and
+/// a port, each a call of its own) cost about 500 instructions a packet, a quarter of that
+/// packed. Equal tuples pack alike; tuples that differ only in an IPv6 flow label or scope
+/// share a hash, and the comparison tells them apart.
+fn route_hash(
+    hasher: &std::collections::hash_map::RandomState,
+    tuple: (SocketAddr, SocketAddr),
+) -> u64 {
+    use std::hash::Hasher;
+    let mut h = hasher.build_hasher();
+    match tuple {
+        (SocketAddr::V4(l), SocketAddr::V4(r)) => h.write_u128(
+            u128::from(l.ip().to_bits()) << 64
+                | u128::from(r.ip().to_bits()) << 32
+                | u128::from(l.port()) << 16
+                | u128::from(r.port()),
+        ),
+        (l, r) => {
+            let v6 = |a: SocketAddr| match a.ip() {
+                IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
+                IpAddr::V6(ip) => ip.octets(),
+            };
+            let mut key = [0u8; 36];
+            key[..16].copy_from_slice(&v6(l));
+            key[16..32].copy_from_slice(&v6(r));
+            key[32..34].copy_from_slice(&l.port().to_be_bytes());
+            key[34..].copy_from_slice(&r.port().to_be_bytes());
+            h.write(&key);
+        }
+    }
+    h.finish()
+}
+
 impl Routes {
     fn hash(&self, tuple: (SocketAddr, SocketAddr)) -> u64 {
-        self.hasher.hash_one(tuple)
+        route_hash(&self.hasher, tuple)
     }
 
     fn get(&self, slots: &Slots, tuple: (SocketAddr, SocketAddr)) -> Option<u32> {
@@ -1057,7 +1092,7 @@ impl Routes {
             // The slot a stale entry names may hold another tuple by now; `remove` keeps
             // that from happening, and an entry that does not match is just not this one.
             |&i| i == index || tuple_of(slots, i) == Some(tuple),
-            |&i| tuple_of(slots, i).map_or(0, |t| hasher.hash_one(t)),
+            |&i| tuple_of(slots, i).map_or(0, |t| route_hash(hasher, t)),
         ) {
             hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = index,
             hashbrown::hash_table::Entry::Vacant(e) => {
@@ -1079,5 +1114,45 @@ pub fn unspecified_like(addr: SocketAddr) -> IpAddr {
     match addr {
         SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Every field of the tuple reaches the packed hash: tuples that differ in one field
+    /// alone (either address, either port, in either family) hash apart, and a tuple
+    /// hashes alike every time.
+    #[test]
+    fn the_packed_route_hash_sees_every_field() {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let t = |l: String, r: String| (l.parse::<SocketAddr>().unwrap(), r.parse().unwrap());
+        let s = |x: &str| x.to_string();
+        let tuples: HashSet<(SocketAddr, SocketAddr)> = (0..200u16)
+            .flat_map(|i| {
+                let (hi, lo) = (i >> 8, i & 255);
+                [
+                    t(format!("10.0.{hi}.{lo}:80"), s("10.1.0.1:4000")),
+                    t(s("10.0.0.1:80"), format!("10.1.{hi}.{lo}:4000")),
+                    t(format!("10.0.0.1:{}", 1000 + i), s("10.1.0.1:4000")),
+                    t(s("10.0.0.1:80"), format!("10.1.0.1:{}", 1000 + i)),
+                    t(format!("[fd00::{i:x}]:80"), s("[fd01::1]:4000")),
+                    t(s("[fd00::1]:80"), format!("[fd01::{i:x}]:4000")),
+                    t(format!("[fd00::1]:{}", 1000 + i), s("[fd01::1]:4000")),
+                    t(s("[fd00::1]:80"), format!("[fd01::1]:{}", 1000 + i)),
+                ]
+            })
+            .collect();
+        let hashes: HashSet<u64> = tuples.iter().map(|&x| route_hash(&hasher, x)).collect();
+        assert_eq!(
+            hashes.len(),
+            tuples.len(),
+            "tuples that differ hashed alike"
+        );
+        for &x in &tuples {
+            assert_eq!(route_hash(&hasher, x), route_hash(&hasher, x));
+        }
     }
 }

@@ -171,6 +171,9 @@ pub struct UdpDatapath {
     offers: [super::mmsg::Offer; 8],
 }
 
+/// Up to this many listeners, [`Registry::sender`] looks through them rather than hash.
+const SCAN_LISTENERS: usize = 8;
+
 /// The sockets claimed through [`Datapath::bind`].
 #[derive(Default)]
 struct Registry {
@@ -190,10 +193,19 @@ impl Registry {
     }
 
     /// The listener socket that sends packets from `ip:port`: bound there exactly, or at the
-    /// unspecified address of the family and `port`.
+    /// unspecified address of the family and `port`. Up to [`SCAN_LISTENERS`] listeners it
+    /// compares their addresses in turn instead of hashing: asked for every packet sent, the
+    /// map's keyed hash cost about 200 instructions a lookup, and a connection's own port
+    /// (no listener's) missed twice.
     fn sender(&self, ip: IpAddr, port: u16) -> Option<&RecvSocket> {
-        if self.by_addr.is_empty() {
-            return None;
+        if self.listeners.len() <= SCAN_LISTENERS {
+            let at = |ip: IpAddr| {
+                self.listeners
+                    .iter()
+                    .find(|(k, _)| *k == (ip, port))
+                    .map(|(_, s)| &**s)
+            };
+            return at(ip).or_else(|| at(unspecified(ip)));
         }
         self.by_addr
             .get(&(ip, port))

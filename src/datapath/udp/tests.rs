@@ -179,6 +179,47 @@ async fn listen_port_zero_returns_the_kernels_port() {
     assert_eq!(sock.local_addr().unwrap(), s);
 }
 
+/// The sending socket of an address is the same whether the listeners are few enough to
+/// be looked through or many enough to be hashed: bound exactly, else bound to the
+/// unspecified address of the port, else none.
+#[tokio::test]
+async fn the_sending_socket_is_found_among_few_listeners_and_many() {
+    for count in [1, SCAN_LISTENERS, SCAN_LISTENERS + 3] {
+        let dp = UdpDatapath::new().unwrap();
+        let exact: Vec<SocketAddr> = (0..count)
+            .map(|_| dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap())
+            .collect();
+        let any = dp
+            .bind(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+                BindKind::Listen,
+            )
+            .unwrap();
+        let registry = read(&dp.registry);
+        for s in &exact {
+            let sock = registry.sender(LO4, s.port()).expect("an exact listener");
+            assert_eq!(sock.local_addr().unwrap(), *s, "{count} listeners");
+        }
+        let sock = registry
+            .sender(LO4, any.port())
+            .expect("the unspecified listener");
+        assert_eq!(
+            sock.local_addr().unwrap().port(),
+            any.port(),
+            "{count} listeners"
+        );
+        assert!(sock.local_addr().unwrap().ip().is_unspecified());
+        let free = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(
+            registry.sender(LO4, free.port()).is_none(),
+            "{count} listeners"
+        );
+    }
+}
+
 #[tokio::test]
 async fn connect_reservations_are_distinct_and_released() {
     let a = UdpDatapath::new().unwrap();
