@@ -483,11 +483,6 @@ impl RawDatapath {
         batch: &mut Batch,
         reads: &mut usize,
     ) -> Poll<io::Result<()>> {
-        if sock.still_pending(cx.waker()) {
-            // Nothing arrived on it since it last answered `Pending` (the IPv6 socket of a
-            // stack that speaks IPv4, say): tokio is not asked again.
-            return Poll::Pending;
-        }
         let mut got = false;
         // What the next `recvmmsg` offers room for, and what this drain took (see
         // `mmsg::Offer`).

@@ -12,8 +12,9 @@
 //! reported by epoll whatever the interest, and tokio turns them into `Ready::ERROR`.
 //!
 //! A socket's readiness is polled through a [`Watch`], which remembers whether the
-//! `Pending` it last saw still holds. A datapath with several sockets, woken because one of
-//! them has something, then skips the others instead of asking tokio about each again.
+//! `Pending` it last saw still holds and then answers `Pending` itself. A datapath with
+//! several sockets, woken because one of them has something, does not ask tokio about each
+//! of the others again.
 
 use std::future::Future;
 use std::io;
@@ -51,10 +52,11 @@ impl Wake for Flag {
     }
 }
 
-/// Polls one source of readiness (a socket's, a future's) with a waker of its own, which
-/// wakes the caller's in turn, and so knows whether the `Pending` it last saw still holds:
-/// nothing woke it since, and the caller's waker is the one it passes wakes on to. Polling
-/// the source again could then only give `Pending` once more, and the caller may skip it.
+/// Polls one source of readiness (a socket's, a future's: always the same one, or a new one
+/// only after the last answered `Ready`) with a waker of its own, which wakes the caller's
+/// in turn, and so knows whether the `Pending` it last saw still holds: nothing woke it
+/// since, and the caller's waker is the one it passes wakes on to. Polling the source
+/// again could then only give `Pending` once more, and the watch answers so without it.
 #[derive(Debug)]
 pub(crate) struct Watch {
     flag: Arc<Flag>,
@@ -71,12 +73,16 @@ impl Default for Watch {
 
 impl Watch {
     /// Polls the source with `poll`, handing it a context whose waker is this watch's, and
-    /// remembers whether it answered `Pending`.
+    /// remembers whether it answered `Pending`; answers `Pending` without polling while the
+    /// last `Pending` holds for `cx`'s waker (see [`holds`](Self::holds)).
     pub(crate) fn poll<T>(
         &self,
         cx: &Context<'_>,
         poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
+        if self.holds(cx.waker()) {
+            return Poll::Pending;
+        }
         // Cleared before the poll: a wake from here on either shows in the poll's answer
         // (the readiness was set before the wake) or sets `fired` again.
         self.flag.armed.store(false, Ordering::SeqCst);
@@ -96,7 +102,7 @@ impl Watch {
 
     /// Whether the last poll answered `Pending`, nothing has woken the watch since, and a
     /// wake would reach `waker`: polling again now would answer `Pending` too.
-    pub(crate) fn holds(&self, waker: &Waker) -> bool {
+    fn holds(&self, waker: &Waker) -> bool {
         if !self.flag.armed.load(Ordering::SeqCst) || self.flag.fired.load(Ordering::SeqCst) {
             return false;
         }
@@ -126,17 +132,12 @@ impl RecvSocket {
     /// `Ready` once tokio's reactor saw the socket readable (the readiness is kept until an
     /// operation through [`try_io`](Self::try_io) meets `WouldBlock`); registers the waker
     /// otherwise (through the socket's [`Watch`]: every poll of its readiness goes through
-    /// here, so tokio's one reader slot always holds the watch's waker).
+    /// here, so tokio's one reader slot always holds the watch's waker). While nothing
+    /// arrived since its last `Pending`, answers `Pending` without asking tokio.
     pub(crate) fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.1
             .poll(cx, |cx| self.0.poll_read_ready(cx))
             .map_ok(drop)
-    }
-
-    /// Whether the socket's last [`poll_recv_ready`](Self::poll_recv_ready) answered
-    /// `Pending` and still holds for `waker` (see [`Watch::holds`]): nothing arrived since.
-    pub(crate) fn still_pending(&self, waker: &Waker) -> bool {
-        self.1.holds(waker)
     }
 
     /// One `recvfrom`, clearing the readiness when it finds nothing.
@@ -233,12 +234,12 @@ mod tests {
         let count = Arc::new(Count(Default::default()));
         let waker = Waker::from(count.clone());
         let other = Waker::from(Arc::new(Count(Default::default())));
-        assert!(!sock.still_pending(&waker), "never polled");
+        assert!(!sock.1.holds(&waker), "never polled");
         assert!(sock
             .poll_recv_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        assert!(sock.still_pending(&waker));
-        assert!(!sock.still_pending(&other), "a wake would not reach it");
+        assert!(sock.1.holds(&waker));
+        assert!(!sock.1.holds(&other), "a wake would not reach it");
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.send_to(b"hello", sock.local_addr().unwrap()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -249,7 +250,7 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        assert!(!sock.still_pending(&waker), "something arrived");
+        assert!(!sock.1.holds(&waker), "something arrived");
         assert!(sock
             .poll_recv_ready(&mut Context::from_waker(&waker))
             .is_ready());
@@ -259,7 +260,35 @@ mod tests {
         assert!(sock
             .poll_recv_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        assert!(sock.still_pending(&waker), "drained and registered again");
+        assert!(sock.1.holds(&waker), "drained and registered again");
+    }
+
+    /// While its last `Pending` holds, a watch answers `Pending` without polling the
+    /// source; a wake, or another caller's waker, has it poll again.
+    #[test]
+    fn a_holding_watch_does_not_poll_its_source() {
+        let watch = Watch::default();
+        let waker = Waker::from(Arc::new(Count(Default::default())));
+        let other = Waker::from(Arc::new(Count(Default::default())));
+        let polls = std::cell::Cell::new(0);
+        let pending = |cx: &mut Context<'_>| {
+            polls.set(polls.get() + 1);
+            let _ = cx;
+            Poll::<()>::Pending
+        };
+        let cx = Context::from_waker(&waker);
+        assert!(watch.poll(&cx, pending).is_pending());
+        assert!(watch.poll(&cx, pending).is_pending());
+        assert_eq!(polls.get(), 1, "polled while its Pending held");
+        assert!(watch
+            .poll(&Context::from_waker(&other), pending)
+            .is_pending());
+        assert_eq!(polls.get(), 2, "another waker's poll must reach the source");
+        watch.waker.wake_by_ref();
+        assert!(watch
+            .poll(&Context::from_waker(&other), pending)
+            .is_pending());
+        assert_eq!(polls.get(), 3, "a wake must let the next poll through");
     }
 
     #[tokio::test]

@@ -358,12 +358,9 @@ impl UdpDatapath {
                     registered = true;
                     break;
                 }
+                // A new wait follows only one that answered `Ready`, so the watch's
+                // `Pending` is always that of the wait it polls.
                 let watch = &self.refusal_watches[i];
-                if waits[i].is_some() && watch.holds(cx.waker()) {
-                    // No error arrived since the wait last answered `Pending`.
-                    registered = true;
-                    break;
-                }
                 let wait = waits[i].get_or_insert_with(|| {
                     let s = sock.clone();
                     Box::pin(async move { s.ready(Interest::ERROR).await })
@@ -792,10 +789,6 @@ impl Datapath for UdpDatapath {
             let Some(sock) = self.receiving_socket(&registry, index) else {
                 continue;
             };
-            if sock.0.still_pending(cx.waker()) {
-                // Nothing arrived on it since it last answered `Pending`.
-                continue;
-            }
             match self.drain(cx, sock, index, batch, &mut budget, &mut tally) {
                 Drain::Pending => {}
                 Drain::Full => break,
