@@ -191,6 +191,11 @@ impl ConnHandle {
         result
     }
 
+    /// [`until_ready`] on this connection's stack.
+    pub async fn until_ready<T>(&self, poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> T {
+        until_ready(&self.shared, poll).await
+    }
+
     fn poll_read_inner(
         &self,
         cx: &mut Context<'_>,
@@ -565,6 +570,49 @@ impl Drop for ConnHandle {
     fn drop(&mut self) {
         self.shared.detach(self.id);
     }
+}
+
+/// Awaits `poll` (which waits inline: see [`ConnHandle::wait_inline`]) as one of the stack's
+/// futures: `accept`, `ready`, `peek`, `connect`. Dropped before it completes (an aborted
+/// task, a `select!` branch that lost), its task leaves the stack's receive queue
+/// (`Shared::wait_given_up`), so that no packet is handed to a task that no longer waits for
+/// it. A `read` through `AsyncRead` has no future of the stack's to tell it has been given
+/// up: a hand-over to it wakes the reactor as well once it is a millisecond old, and its
+/// watchdog takes up what is left within 10 ms.
+pub(crate) async fn until_ready<T>(
+    shared: &Shared,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> T {
+    /// The waker of the last poll that left the task waiting.
+    struct Waiting<'a> {
+        shared: &'a Shared,
+        waker: Option<std::task::Waker>,
+    }
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            if let Some(w) = &self.waker {
+                self.shared.wait_given_up(w);
+            }
+        }
+    }
+    let mut waiting = Waiting {
+        shared,
+        waker: None,
+    };
+    std::future::poll_fn(|cx| {
+        let r = poll(cx);
+        if r.is_ready() {
+            waiting.waker = None;
+        } else if !waiting
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            waiting.waker = Some(cx.waker().clone());
+        }
+        r
+    })
+    .await
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

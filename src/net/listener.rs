@@ -6,7 +6,6 @@ use crate::stack::table::ListenerKey;
 use crate::stack::Shared;
 use crate::Stack;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -107,7 +106,8 @@ impl TcpListener {
     /// Cancel safe: a connection is taken from the accept queue only by the poll that
     /// returns it, so dropping the future (in a `select!` branch that lost) loses none.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        poll_fn(|cx| self.poll_accept(cx)).await
+        // Every part is a shard of one stack: leaving the receive queue of one leaves all.
+        super::handle::until_ready(&self.parts[0].0, |cx| self.poll_accept(cx)).await
     }
 
     /// Polls for the next connection: `Ready` with it when one is queued, otherwise

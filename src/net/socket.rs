@@ -8,7 +8,6 @@ use crate::proto::{Config, Keepalive};
 use crate::Stack;
 use nix::errno::Errno;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
@@ -300,7 +299,7 @@ impl TcpSocket {
         let handle = ConnHandle::new(shared, (id, cell), local, addr, linger);
         // If this future is dropped, or the handshake fails, dropping the handle closes the
         // connection and releases the port.
-        poll_fn(|cx| handle.poll_connected(cx)).await?;
+        handle.until_ready(|cx| handle.poll_connected(cx)).await?;
         Ok(TcpStream::from_handle(handle))
     }
 

@@ -248,7 +248,9 @@ impl TcpStream {
     /// Cancel safe: dropping the future before it completes loses nothing, and a later call
     /// sees the same readiness.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        poll_fn(|cx| self.h.poll_ready(cx, interest)).await
+        self.h
+            .until_ready(|cx| self.h.poll_ready(cx, interest))
+            .await
     }
 
     /// Waits until a read would not block: data, end of stream, or an error.
@@ -537,7 +539,7 @@ impl TcpStream {
     /// `buf` is untouched.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut rb = ReadBuf::new(buf);
-        poll_fn(|cx| self.h.poll_peek(cx, &mut rb)).await
+        self.h.until_ready(|cx| self.h.poll_peek(cx, &mut rb)).await
     }
 
     /// The congestion-control algorithm in use (Linux's `TCP_CONGESTION`; CUBIC unless

@@ -625,6 +625,15 @@ impl Shared {
         }
     }
 
+    /// The task of `waker` gave a wait on the stack up before it ended (see
+    /// [`RxWake::forget`](rx::RxWake::forget)): it leaves the receive queue of every shard.
+    pub fn wait_given_up(&self, waker: &Waker) {
+        self.rx_wake.forget(waker);
+        for s in self.live_siblings() {
+            s.rx_wake.forget(waker);
+        }
+    }
+
     /// The other shards of the stack that still exist (none for a stack of one).
     fn live_siblings(&self) -> impl Iterator<Item = Arc<Shared>> + '_ {
         self.siblings

@@ -245,6 +245,27 @@ impl RxWake {
         }
     }
 
+    /// The task of `waker` gave its wait up (the future that waited was dropped before it
+    /// completed: an aborted task, a `select!` branch that lost): it leaves the queue. Left
+    /// in it, it could be handed packets within the millisecond in which it still counts as
+    /// waiting, and they waited for the watchdog. Packets handed over and not taken up yet,
+    /// perhaps to it, wake the reactor.
+    ///
+    /// Another wait of the same task, still pending, loses its place with it: it queues
+    /// again when next polled, and until then is woken through its connection.
+    pub fn forget(&self, waker: &Waker) {
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            let mut q = lock(&self.waiters);
+            q.retain(|e| !e.waker.will_wake(waker));
+            self.queued.store(q.len(), Ordering::SeqCst);
+        }
+        // Checked after leaving: a hand-over to it set `handed_over` before it let the
+        // queue's lock go.
+        if self.handed_over() {
+            self.wake_reactor(Cause::Backstop);
+        }
+    }
+
     /// Whether packets were handed to a waiting task that has not received yet.
     pub fn handed_over(&self) -> bool {
         self.handed_over.load(Ordering::SeqCst)
@@ -499,6 +520,40 @@ mod tests {
         // Marking a task that is not queued changes nothing.
         rx.done(&bw);
         assert_eq!(rx.waiting(), 0);
+    }
+
+    /// A task that gave its wait up leaves the queue: the next hand-over goes to the task
+    /// behind it. One that gives up after packets were handed over, perhaps to it, wakes the
+    /// reactor to take them up.
+    #[test]
+    fn a_task_that_gave_up_leaves_the_queue() {
+        let (rx, reactor) = never_stale();
+        let (a, aw) = counter();
+        let (b, bw) = counter();
+        rx.wait(&aw);
+        rx.wait(&bw);
+        rx.watch(true);
+        rx.forget(&aw);
+        assert_eq!(rx.waiting(), 1);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            0,
+            "nothing was handed over"
+        );
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 0);
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 0, "a fresh waiter got it");
+        // B was handed the packets and gives up before it took them up.
+        rx.forget(&bw);
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
+        rx.receiving();
+        rx.forget(&bw);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            1,
+            "nothing left to take up"
+        );
     }
 
     /// A datapath that answered `Pending` is trusted until it wakes the stack, or gains a
