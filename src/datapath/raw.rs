@@ -482,7 +482,11 @@ impl RawDatapath {
         v6: bool,
         batch: &mut Batch,
         reads: &mut usize,
+        drained: &mut bool,
     ) -> Poll<io::Result<()>> {
+        // Left false on every way out but the socket found empty, its waker registered.
+        let was_drained = std::mem::take(drained);
+        let mut pending = false;
         let mut got = false;
         // What the next `recvmmsg` offers room for, and what this drain took (see
         // `mmsg::Offer`).
@@ -495,7 +499,10 @@ impl RawDatapath {
             match sock.poll_recv_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => break,
+                Poll::Pending => {
+                    pending = true;
+                    break;
+                }
             }
             #[cfg(target_os = "linux")]
             if !v6 && self.batched_recv.load(Ordering::Relaxed) {
@@ -558,6 +565,7 @@ impl RawDatapath {
         } else {
             offer.learn(took);
         }
+        *drained = was_drained && pending;
         if got {
             Poll::Ready(Ok(()))
         } else {
@@ -825,13 +833,20 @@ impl Datapath for RawDatapath {
 
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
         let mut reads = 0;
-        let v4 = self.poll_socket(cx, &self.sockets.v4, false, batch, &mut reads);
+        let mut drained = true;
+        let v4 = self.poll_socket(cx, &self.sockets.v4, false, batch, &mut reads, &mut drained);
         let v6 = match &self.sockets.v6 {
-            Some(fd) => self.poll_socket(cx, fd, true, batch, &mut reads),
+            Some(fd) => self.poll_socket(cx, fd, true, batch, &mut reads, &mut drained),
             None => Poll::Pending,
         };
         match (v4, v6) {
-            (Poll::Ready(Ok(())), _) | (_, Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            (Poll::Ready(Ok(())), _) | (_, Poll::Ready(Ok(()))) => {
+                if drained {
+                    // Both sockets were found empty, their wakers registered.
+                    batch.set_drained();
+                }
+                Poll::Ready(Ok(()))
+            }
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
             _ => Poll::Pending,
         }

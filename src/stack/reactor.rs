@@ -479,8 +479,16 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: boo
             break;
         }
         let seen = shared.rx_wake.wakes();
+        rx.batch.take_drained();
         match shared.datapath.poll_recv(&mut cx, &mut rx.batch) {
-            Poll::Ready(Ok(())) => received = true,
+            Poll::Ready(Ok(())) => {
+                received = true;
+                if rx.batch.take_drained() {
+                    // Nothing more waits, and the waker is registered: as a `Pending`.
+                    shared.rx_wake.arm(seen);
+                    break;
+                }
+            }
             Poll::Ready(Err(e)) => {
                 tracing::warn!(error = %e, "datapath receive failed");
                 break;

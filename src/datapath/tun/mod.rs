@@ -548,6 +548,9 @@ impl Datapath for TunDatapath {
                 }
                 Poll::Pending => {
                     if batch.len() > start {
+                        // The device read empty and the other shards' hand-overs were
+                        // taken, both with the waker registered.
+                        batch.set_drained();
                         return Poll::Ready(Ok(()));
                     }
                     return Poll::Pending;

@@ -345,13 +345,16 @@ impl UdpDatapath {
     /// listener would send (RFC 9293 §3.10.7.1), appended to `batch`; returns how many.
     ///
     /// The kernel queues the datagram that drew the ICMP error; it holds the IP packet (at
-    /// least its headers) whose TCP segment found nobody listening.
-    fn poll_refusals(&self, cx: &mut Context<'_>, batch: &mut Batch) -> usize {
+    /// least its headers) whose TCP segment found nobody listening. Also says whether every
+    /// wait for errors ended `Pending` (the waker registered), which a drained datapath needs.
+    fn poll_refusals(&self, cx: &mut Context<'_>, batch: &mut Batch) -> (usize, bool) {
         let mut waits = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         let mut added = 0;
+        let mut all_pending = true;
         for (i, sock) in [Some(&self.v4), self.v6.as_ref()].into_iter().enumerate() {
             let Some(sock) = sock else { continue };
             let mut registered = false;
+            let mut pending = false;
             for _ in 0..RECV_BUDGET {
                 if batch.is_full() {
                     // The errors wait in their queue; the caller makes room and asks again.
@@ -367,6 +370,7 @@ impl UdpDatapath {
                 });
                 if watch.poll(cx, |cx| wait.as_mut().poll(cx)).is_pending() {
                     registered = true;
+                    pending = true;
                     break;
                 }
                 waits[i] = None;
@@ -395,8 +399,9 @@ impl UdpDatapath {
                 // wake the caller, so ask to be polled again rather than leave them.
                 cx.waker().wake_by_ref();
             }
+            all_pending &= pending;
         }
-        added
+        (added, all_pending)
     }
 
     /// [`drain_socket`](Self::drain_socket), marking the socket heard when it delivered.
@@ -776,7 +781,7 @@ impl Datapath for UdpDatapath {
             // Nothing can be added; the caller must make room first.
             return Poll::Ready(Ok(()));
         }
-        let refused = self.poll_refusals(cx, batch);
+        let (refused, mut drained) = self.poll_refusals(cx, batch);
         let registry = read(&self.registry);
         let total = self.receiving_sockets(&registry);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % total;
@@ -791,14 +796,19 @@ impl Datapath for UdpDatapath {
             };
             match self.drain(cx, sock, index, batch, &mut budget, &mut tally) {
                 Drain::Pending => {}
-                Drain::Full => break,
+                Drain::Full => {
+                    drained = false;
+                    break;
+                }
                 Drain::Budget => {
                     spent = true;
+                    drained = false;
                     break;
                 }
                 Drain::Error(e) => {
                     tracing::debug!("udp datapath: receive failed: {e}");
                     error.get_or_insert(e);
+                    drained = false;
                 }
             }
         }
@@ -806,6 +816,10 @@ impl Datapath for UdpDatapath {
         let received = tally.received;
         tally.record(&self.counters);
         if received > 0 || refused > 0 {
+            if drained {
+                // Every socket and error queue answered `Pending` on the way.
+                batch.set_drained();
+            }
             Poll::Ready(Ok(()))
         } else if let Some(e) = error {
             Poll::Ready(Err(e))

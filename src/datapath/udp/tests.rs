@@ -457,6 +457,59 @@ async fn pending_when_idle_and_woken_by_a_datagram() {
     assert_eq!(got.get(0), &p[..]);
 }
 
+/// A receive that says the datapath is drained leaves the waker registered everywhere, as
+/// a `Pending` would: the next datagram wakes it without another call. One that stopped
+/// with the batch full does not say so.
+#[tokio::test]
+async fn drained_only_when_every_socket_was_found_empty() {
+    let dp = UdpDatapath::new().unwrap();
+    let s = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let _other = dp.bind(SocketAddr::new(LO4, 0), BindKind::Listen).unwrap();
+    let flag = Arc::new(Flag(AtomicBool::new(false)));
+    let waker = Waker::from(Arc::clone(&flag));
+    let mut cx = Context::from_waker(&waker);
+    let mut got = Batch::new(2, 2048);
+    assert!(dp.poll_recv(&mut cx, &mut got).is_pending());
+    let from = std::net::UdpSocket::bind((LO4, 0)).unwrap();
+    let f = from.local_addr().unwrap();
+    async fn woken(flag: &Flag) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while !flag.0.swap(false, Ordering::SeqCst) {
+            assert!(tokio::time::Instant::now() < deadline, "never woken");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    from.send_to(&packet(f, s, 1, b"one"), s).unwrap();
+    woken(&flag).await;
+    assert!(dp.poll_recv(&mut cx, &mut got).is_ready());
+    assert_eq!(got.len(), 1);
+    assert!(got.take_drained(), "one datagram, taken: drained");
+    assert!(!got.take_drained(), "taken once");
+    // Registered: the next datagram wakes the waker.
+    from.send_to(&packet(f, s, 2, b"two"), s).unwrap();
+    woken(&flag).await;
+    got.clear();
+    for i in 3..6 {
+        from.send_to(&packet(f, s, i, b"more"), s).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(dp.poll_recv(&mut cx, &mut got).is_ready());
+    assert!(got.is_full());
+    assert!(
+        !got.take_drained(),
+        "stopped with the batch full: more waits"
+    );
+    got.clear();
+    assert!(dp.poll_recv(&mut cx, &mut got).is_ready());
+    assert_eq!(got.len(), 2);
+    assert!(
+        !got.take_drained(),
+        "full again, as it happens, with nothing left"
+    );
+    got.clear();
+    assert!(dp.poll_recv(&mut cx, &mut got).is_pending());
+}
+
 #[tokio::test]
 async fn a_busy_socket_does_not_starve_another() {
     let dp = UdpDatapath::new().unwrap();
