@@ -142,8 +142,8 @@ impl Batch {
     /// Tells the stack that the [`Datapath::poll_recv`] that is adding packets also found
     /// every source empty and registered the waker with each, as the `Pending` of one more
     /// call would have: the stack does not ask again until the waker is woken. That
-    /// second call, answered `Pending`, cost about a tenth of a 64-byte round trip's
-    /// instructions over UDP. A datapath that does not say so is asked until it answers
+    /// second call, answered `Pending`, cost about 5 % of the instructions a task spends on
+    /// each packet of a 64-byte ping-pong over UDP. A datapath that does not say so is asked until it answers
     /// `Pending`. Cleared by [`clear`](Self::clear) and by [`take_drained`](Self::take_drained).
     pub fn set_drained(&mut self) {
         self.drained = true;

@@ -574,9 +574,9 @@ impl Drop for ConnHandle {
 
 /// Awaits `poll` (which waits inline: see [`ConnHandle::wait_inline`]) as one of the stack's
 /// futures: `accept`, `ready`, `peek`, `connect`. Dropped before it completes (an aborted
-/// task, a `select!` branch that lost), its task leaves the stack's receive queue
-/// (`Shared::wait_given_up`), so that no packet is handed to a task that no longer waits for
-/// it. A `read` through `AsyncRead` has no future of the stack's to tell it has been given
+/// task, a `select!` branch that lost), its task is marked in the stack's receive queue as
+/// no longer waiting (`Shared::wait_given_up`), so that packets handed to it wake the
+/// reactor too rather than wait for a task that may never take them up. A `read` through `AsyncRead` has no future of the stack's to tell it has been given
 /// up: a hand-over to it wakes the reactor as well once it is a millisecond old, and its
 /// watchdog takes up what is left within 10 ms.
 pub(crate) async fn until_ready<T>(

@@ -106,7 +106,7 @@ impl TcpListener {
     /// Cancel safe: a connection is taken from the accept queue only by the poll that
     /// returns it, so dropping the future (in a `select!` branch that lost) loses none.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        // Every part is a shard of one stack: leaving the receive queue of one leaves all.
+        // Every part is a shard of one stack: giving the wait up on one gives it up on all.
         super::handle::until_ready(&self.parts[0].0, |cx| self.poll_accept(cx)).await
     }
 

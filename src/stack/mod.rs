@@ -626,7 +626,8 @@ impl Shared {
     }
 
     /// The task of `waker` gave a wait on the stack up before it ended (see
-    /// [`RxWake::forget`](rx::RxWake::forget)): it leaves the receive queue of every shard.
+    /// [`RxWake::forget`](rx::RxWake::forget)): on every shard, a hand-over to it wakes the
+    /// reactor too.
     pub fn wait_given_up(&self, waker: &Waker) {
         self.rx_wake.forget(waker);
         for s in self.live_siblings() {

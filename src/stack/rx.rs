@@ -246,21 +246,19 @@ impl RxWake {
     }
 
     /// The task of `waker` gave its wait up (the future that waited was dropped before it
-    /// completed: an aborted task, a `select!` branch that lost): it leaves the queue. Left
-    /// in it, it could be handed packets within the millisecond in which it still counts as
+    /// completed: an aborted task, a `select!` branch that lost): it is marked done, as a
+    /// task whose wait ended is, so that a hand-over to it wakes the reactor too. Unmarked,
+    /// it could be handed packets within the millisecond in which it still counts as
     /// waiting, and they waited for the watchdog. Packets handed over and not taken up yet,
-    /// perhaps to it, wake the reactor.
+    /// perhaps to it, wake the reactor now.
     ///
-    /// Another wait of the same task, still pending, loses its place with it: it queues
-    /// again when next polled, and until then is woken through its connection.
+    /// It keeps its place, as a done task does: a task that drops one wait of a `select!`
+    /// and waits again at once asks again in its place, and a ping-pong between two such
+    /// tasks keeps its order (see the module's notes on taking done tasks out).
     pub fn forget(&self, waker: &Waker) {
-        if self.queued.load(Ordering::SeqCst) != 0 {
-            let mut q = lock(&self.waiters);
-            q.retain(|e| !e.waker.will_wake(waker));
-            self.queued.store(q.len(), Ordering::SeqCst);
-        }
-        // Checked after leaving: a hand-over to it set `handed_over` before it let the
-        // queue's lock go.
+        self.done(waker);
+        // Checked after marking: a hand-over to it either found it marked (and woke the
+        // reactor) or set `handed_over` before it let the queue's lock go.
         if self.handed_over() {
             self.wake_reactor(Cause::Backstop);
         }
@@ -522,11 +520,11 @@ mod tests {
         assert_eq!(rx.waiting(), 0);
     }
 
-    /// A task that gave its wait up leaves the queue: the next hand-over goes to the task
-    /// behind it. One that gives up after packets were handed over, perhaps to it, wakes the
-    /// reactor to take them up.
+    /// A task that gave its wait up keeps its place but is marked done: a hand-over to it
+    /// wakes the reactor too. One that gives up after packets were handed over, perhaps to
+    /// it, wakes the reactor to take them up.
     #[test]
-    fn a_task_that_gave_up_leaves_the_queue() {
+    fn a_task_that_gave_up_is_marked_done() {
         let (rx, reactor) = never_stale();
         let (a, aw) = counter();
         let (b, bw) = counter();
@@ -534,26 +532,41 @@ mod tests {
         rx.wait(&bw);
         rx.watch(true);
         rx.forget(&aw);
-        assert_eq!(rx.waiting(), 1);
+        assert_eq!(rx.waiting(), 2, "it keeps its place");
         assert_eq!(
             reactor.0.load(Ordering::SeqCst),
             0,
             "nothing was handed over"
         );
         Waker::from(rx.clone()).wake_by_ref();
-        assert_eq!(a.0.load(Ordering::SeqCst), 0);
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            1,
+            "handed to a task that gave up: the reactor too"
+        );
+        rx.receiving();
+        Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(b.0.load(Ordering::SeqCst), 1);
-        assert_eq!(reactor.0.load(Ordering::SeqCst), 0, "a fresh waiter got it");
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 1, "a fresh waiter alone");
         // B was handed the packets and gives up before it took them up.
         rx.forget(&bw);
-        assert_eq!(reactor.0.load(Ordering::SeqCst), 1);
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 2);
         rx.receiving();
         rx.forget(&bw);
         assert_eq!(
             reactor.0.load(Ordering::SeqCst),
-            1,
+            2,
             "nothing left to take up"
         );
+        // A task that gave up and asks again is waiting again, in its place.
+        rx.wait(&aw);
+        rx.wait(&bw);
+        rx.forget(&aw);
+        rx.wait(&aw);
+        Waker::from(rx.clone()).wake_by_ref();
+        assert_eq!(a.0.load(Ordering::SeqCst), 2);
+        assert_eq!(reactor.0.load(Ordering::SeqCst), 2, "asked again: not done");
     }
 
     /// A datapath that answered `Pending` is trusted until it wakes the stack, or gains a
