@@ -145,6 +145,8 @@ impl Batch {
     /// second call, answered `Pending`, cost about 5 % of the instructions a task spends on
     /// each packet of a 64-byte ping-pong over UDP. A datapath that does not say so is asked until it answers
     /// `Pending`. Cleared by [`clear`](Self::clear) and by [`take_drained`](Self::take_drained).
+    /// A datapath that fills one batch from several inner ones calls `take_drained` after
+    /// each and says drained only if every one did.
     pub fn set_drained(&mut self) {
         self.drained = true;
     }

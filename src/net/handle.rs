@@ -608,7 +608,11 @@ pub(crate) async fn until_ready<T>(
             .as_ref()
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            waiting.waker = Some(cx.waker().clone());
+            // Polled with another waker (the future moved to another task): the wait
+            // queued under the old one is given up.
+            if let Some(old) = waiting.waker.replace(cx.waker().clone()) {
+                waiting.shared.wait_given_up(&old);
+            }
         }
         r
     })

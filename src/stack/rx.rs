@@ -233,15 +233,20 @@ impl RxWake {
 
     /// The wait of `waker`'s task ended (what it waited for came): it keeps its place, but
     /// until it asks again a hand-over to it wakes the reactor too.
-    pub fn done(&self, waker: &Waker) {
+    /// Returns whether the task was queued (and is now marked).
+    pub fn done(&self, waker: &Waker) -> bool {
         // A hand-over empties the queue only after setting `handed_over`, which the caller
         // checks next: nothing is missed by not looking at an empty queue.
         if self.queued.load(Ordering::SeqCst) == 0 {
-            return;
+            return false;
         }
         let mut q = lock(&self.waiters);
-        if let Some(entry) = q.iter_mut().find(|e| e.waker.will_wake(waker)) {
-            entry.done = true;
+        match q.iter_mut().find(|e| e.waker.will_wake(waker)) {
+            Some(entry) => {
+                entry.done = true;
+                true
+            }
+            None => false,
         }
     }
 
@@ -256,10 +261,11 @@ impl RxWake {
     /// and waits again at once asks again in its place, and a ping-pong between two such
     /// tasks keeps its order (see the module's notes on taking done tasks out).
     pub fn forget(&self, waker: &Waker) {
-        self.done(waker);
-        // Checked after marking: a hand-over to it either found it marked (and woke the
-        // reactor) or set `handed_over` before it let the queue's lock go.
-        if self.handed_over() {
+        // Found and marked, it was not handed anything since it last asked (a hand-over
+        // takes it out of the queue), and a hand-over from now on wakes the reactor itself.
+        // Not found, it may have been handed the packets that wait: `handed_over` was set
+        // before the hand-over let the queue's lock go.
+        if !self.done(waker) && self.handed_over() {
             self.wake_reactor(Cause::Backstop);
         }
     }
@@ -567,6 +573,15 @@ mod tests {
         Waker::from(rx.clone()).wake_by_ref();
         assert_eq!(a.0.load(Ordering::SeqCst), 2);
         assert_eq!(reactor.0.load(Ordering::SeqCst), 2, "asked again: not done");
+        // Packets handed to A, not taken up yet; B, still queued, gives up: they were not
+        // B's, and the reactor is left alone.
+        assert!(rx.handed_over());
+        rx.forget(&bw);
+        assert_eq!(
+            reactor.0.load(Ordering::SeqCst),
+            2,
+            "handed to another task"
+        );
     }
 
     /// A datapath that answered `Pending` is trusted until it wakes the stack, or gains a
