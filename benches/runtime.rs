@@ -33,7 +33,8 @@
 //! (MB/s, microseconds per round trip, connections per second), rawtcp's retransmission
 //! counters, the stack's counters of who did the work (the reactor's polls and why it was
 //! woken, `StackStats::reactor_wakes`), and for `connections` the median, 99th percentile
-//! and maximum time of one connection and how many took over 100 ms. Each batch of
+//! and maximum time of one connection, how many took over 100 ms, and how many TIME-WAIT
+//! sockets the kernel held when it began (they slow the kernel's connects). Each batch of
 //! iterations must finish within 60 seconds.
 
 use criterion::measurement::WallTime;
@@ -433,6 +434,10 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
             (addr, server)
         });
         let samples = record.of(imp);
+        // The kernel's connects slow down with the TIME-WAIT sockets earlier runs left
+        // (tokio's side only: rawtcp keeps its own in its table), so the figure is printed
+        // beside the result.
+        let kernel_tw_before = kernel_time_wait();
         // How long each connection took, warm-up included.
         let mut each: Vec<Duration> = Vec::new();
         group.bench_function(imp.name(), |b| {
@@ -472,9 +477,11 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
             each.last(),
         ) {
             let slow = each.iter().filter(|t| **t > SLOW_CONNECTION).count();
+            let tw = kernel_tw_before.map_or_else(|| "unknown".to_string(), |n| n.to_string());
             println!(
                 "{name}/{}: {} connections (warm-up included): median {median:.2?}, \
-                 p99 {p99:.2?}, max {max:.2?}; {slow} took over {SLOW_CONNECTION:?}",
+                 p99 {p99:.2?}, max {max:.2?}; {slow} took over {SLOW_CONNECTION:?}; \
+                 kernel TIME-WAIT sockets at the start: {tw}",
                 imp.name(),
                 each.len()
             );
@@ -500,6 +507,15 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
         st.syn_dropped,
         st.malformed
     );
+}
+
+/// The kernel's TCP sockets in TIME-WAIT (`tw` in `/proc/net/sockstat`), where Linux says.
+fn kernel_time_wait() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let tcp = stat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = tcp.split_whitespace();
+    words.find(|w| *w == "tw")?;
+    words.next()?.parse().ok()
 }
 
 /// Parallel flows in `flows_8`.
