@@ -271,9 +271,8 @@ mod tests {
         let waker = Waker::from(Arc::new(Count(Default::default())));
         let other = Waker::from(Arc::new(Count(Default::default())));
         let polls = std::cell::Cell::new(0);
-        let pending = |cx: &mut Context<'_>| {
+        let pending = |_: &mut Context<'_>| {
             polls.set(polls.get() + 1);
-            let _ = cx;
             Poll::<()>::Pending
         };
         let cx = Context::from_waker(&waker);

@@ -576,9 +576,10 @@ impl Drop for ConnHandle {
 /// futures: `accept`, `ready`, `peek`, `connect`. Dropped before it completes (an aborted
 /// task, a `select!` branch that lost), its task is marked in the stack's receive queue as
 /// no longer waiting (`Shared::wait_given_up`), so that packets handed to it wake the
-/// reactor too rather than wait for a task that may never take them up. A `read` through `AsyncRead` has no future of the stack's to tell it has been given
-/// up: a hand-over to it wakes the reactor as well once it is a millisecond old, and its
-/// watchdog takes up what is left within 10 ms.
+/// reactor too rather than wait for a task that may never take them up. A `read` through
+/// `AsyncRead` has no future of the stack's to tell it has been given up: a hand-over to it
+/// wakes the reactor as well once it is a millisecond old, and its watchdog takes up what
+/// is left within 10 ms.
 pub(crate) async fn until_ready<T>(
     shared: &Shared,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,

@@ -613,25 +613,26 @@ impl Shared {
     pub fn wait_ended(&self, waker: &Waker) {
         // `done` first, then the hand-over: a hand-over either finds the task marked (and
         // wakes the reactor too) or is seen here (see `RxWake::wake_by_ref`).
-        let end = |shard: &Shared| {
+        self.on_every_shard(|shard| {
             shard.rx_wake.done(waker);
             if shard.rx_wake.handed_over() {
                 shard.receive_inline();
             }
-        };
-        end(self);
-        for s in self.live_siblings() {
-            end(&s);
-        }
+        });
     }
 
     /// The task of `waker` gave a wait on the stack up before it ended (see
     /// [`RxWake::forget`](rx::RxWake::forget)): on every shard, a hand-over to it wakes the
     /// reactor too.
     pub fn wait_given_up(&self, waker: &Waker) {
-        self.rx_wake.forget(waker);
+        self.on_every_shard(|shard| shard.rx_wake.forget(waker));
+    }
+
+    /// Runs `f` on this shard, then on each other shard of the stack that still exists.
+    fn on_every_shard(&self, f: impl Fn(&Shared)) {
+        f(self);
         for s in self.live_siblings() {
-            s.rx_wake.forget(waker);
+            f(&s);
         }
     }
 

@@ -479,7 +479,6 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: boo
             break;
         }
         let seen = shared.rx_wake.wakes();
-        rx.batch.take_drained();
         match shared.datapath.poll_recv(&mut cx, &mut rx.batch) {
             Poll::Ready(Ok(())) => {
                 received = true;

@@ -232,8 +232,8 @@ impl RxWake {
     }
 
     /// The wait of `waker`'s task ended (what it waited for came): it keeps its place, but
-    /// until it asks again a hand-over to it wakes the reactor too.
-    /// Returns whether the task was queued (and is now marked).
+    /// until it asks again a hand-over to it wakes the reactor too. Returns whether the task
+    /// was queued (and is now marked).
     pub fn done(&self, waker: &Waker) -> bool {
         // A hand-over empties the queue only after setting `handed_over`, which the caller
         // checks next: nothing is missed by not looking at an empty queue.

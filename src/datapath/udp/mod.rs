@@ -794,21 +794,18 @@ impl Datapath for UdpDatapath {
             let Some(sock) = self.receiving_socket(&registry, index) else {
                 continue;
             };
-            match self.drain(cx, sock, index, batch, &mut budget, &mut tally) {
+            let drain = self.drain(cx, sock, index, batch, &mut budget, &mut tally);
+            drained &= matches!(drain, Drain::Pending);
+            match drain {
                 Drain::Pending => {}
-                Drain::Full => {
-                    drained = false;
-                    break;
-                }
+                Drain::Full => break,
                 Drain::Budget => {
                     spent = true;
-                    drained = false;
                     break;
                 }
                 Drain::Error(e) => {
                     tracing::debug!("udp datapath: receive failed: {e}");
                     error.get_or_insert(e);
-                    drained = false;
                 }
             }
         }
