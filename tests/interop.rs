@@ -317,6 +317,93 @@ fn curl_fetches_10_mb_from_rawtcp_over_raw_ipv6() {
     curl_10_mb(&net, &net.a, &net.b, &listen, &RAW);
 }
 
+/// The packet counters of namespace `ns`'s nftables table `inet count`, in rule order.
+fn counters(net: &Net, ns: &str) -> Vec<u64> {
+    let out = net.run(
+        ns,
+        "nft",
+        &["list", "table", "inet", "count"],
+        &[],
+        Duration::from_secs(10),
+    );
+    out.split("counter packets ")
+        .skip(1)
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a packet count")
+        })
+        .collect()
+}
+
+/// Trains (runs of segments the raw datapath hands to a packet socket in one call, cut by
+/// the kernel) leave as the same segments a raw socket would send: with offloads off, every
+/// packet curl's namespace receives is at most the link's MTU, and the download is exact,
+/// over IPv4 and IPv6. The server namespace's output hook, which packet sockets bypass, sees
+/// only the segments sent alone: far fewer than arrive. With `RAWTCP_RAW_TRAINS=off` it sees
+/// every one.
+#[test]
+fn trains_leave_as_real_segments() {
+    if !runnable_with("trains_leave_as_real_segments", &["ethtool"]) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let net = Net::veth();
+    let tag = net.a.trim_start_matches("rta").to_string();
+    for (ns, dev) in [(&net.a, format!("va{tag}")), (&net.b, format!("vb{tag}"))] {
+        net.run(
+            ns,
+            "ethtool",
+            &["-K", &dev, "tso", "off", "gso", "off", "gro", "off"],
+            &[],
+            Duration::from_secs(10),
+        );
+    }
+    sh(&format!(
+        "printf '%s\\n' 'table inet count {{' \\
+           'chain out {{ type filter hook output priority 0; policy accept;' \\
+           'meta nfproto ipv4 tcp sport 8080 counter' 'meta nfproto ipv6 tcp sport 8080 counter' '}}' '}}' \\
+           | ip netns exec {} nft -f -",
+        net.a
+    ));
+    sh(&format!(
+        "printf '%s\\n' 'table inet count {{' \\
+           'chain in {{ type filter hook input priority 0; policy accept;' \\
+           'meta nfproto ipv4 tcp sport 8080 counter' 'meta nfproto ipv6 tcp sport 8080 counter' \\
+           'tcp sport 8080 meta length > 1500 counter' '}}' '}}' \\
+           | ip netns exec {} nft -f -",
+        net.b
+    ));
+    let v4 = format!("{}:8080", net.addr_a());
+    let v6 = format!("[fd99:{}::1]:8080", net.n);
+    let off = [("RAWTCP_DATAPATH", "raw"), ("RAWTCP_RAW_TRAINS", "off")];
+    for (family, listen, env) in [(0, &v4, &RAW[..]), (1, &v6, &RAW[..]), (0, &v4, &off[..])] {
+        let (out0, in0) = (counters(&net, &net.a), counters(&net, &net.b));
+        curl_10_mb(&net, &net.a, &net.b, listen, env);
+        let (out1, in1) = (counters(&net, &net.a), counters(&net, &net.b));
+        let sent_alone = out1[family] - out0[family];
+        let arrived = in1[family] - in0[family];
+        let trains = env.len() == 1;
+        eprintln!(
+            "{listen} trains {trains}: {arrived} segments arrived, {sent_alone} passed the output hook"
+        );
+        assert!(arrived > 6_000, "{arrived} segments for 10 MB");
+        assert_eq!(in1[2], 0, "{} packets over the MTU arrived", in1[2]);
+        if trains {
+            assert!(
+                sent_alone * 2 < arrived,
+                "trains carried too few segments: {sent_alone} of {arrived} passed the output hook"
+            );
+        } else {
+            assert!(
+                sent_alone >= arrived,
+                "without trains every segment passes the output hook: {sent_alone} of {arrived}"
+            );
+        }
+    }
+}
+
 #[test]
 fn rawtcp_client_fetches_10_mb_from_python_over_raw() {
     if !runnable("rawtcp_client_fetches_10_mb_from_python_over_raw") {

@@ -937,7 +937,7 @@ fn random_offset() -> u16 {
 }
 
 mod config;
-mod offload;
+pub(in crate::datapath) mod offload;
 mod preflight;
 #[cfg(test)]
 mod tests;

@@ -37,13 +37,15 @@ use crate::wire::{TcpFlags, IPPROTO_TCP};
 use std::net::IpAddr;
 
 /// Bytes of the virtio-net header in front of every packet (`sizeof(struct virtio_net_hdr)`).
-pub(super) const HDR_LEN: usize = 10;
+pub(in crate::datapath) const HDR_LEN: usize = 10;
 /// Segments one train carries at most.
-pub(super) const MAX_TRAIN: usize = 64;
+pub(in crate::datapath) const MAX_TRAIN: usize = 64;
 /// Largest packet the device takes or gives (an IPv4 total length; IPv6 payload length).
 const MAX_PACKET: usize = 65_535;
 /// The largest IP and TCP headers (IPv6 40 or IPv4 60, TCP 60).
 const MAX_HEADERS: usize = 60 + 60;
+/// The largest link-layer header written before a train's IP header (Ethernet).
+pub(in crate::datapath) const MAX_LINK_HEADER: usize = 14;
 
 const F_NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
@@ -202,7 +204,7 @@ impl Shape {
 /// of one connection, back to back in sequence, with equal headers (see `Shape`), all with
 /// the first's payload size but possibly the last (which is not larger), within
 /// [`MAX_TRAIN`] segments and 64 KiB. 1 when the first cannot lead a train.
-pub(super) fn train_len<'a>(packets: impl IntoIterator<Item = &'a [u8]>) -> usize {
+pub(in crate::datapath) fn train_len<'a>(packets: impl IntoIterator<Item = &'a [u8]>) -> usize {
     let mut packets = packets.into_iter();
     let Some(first) = packets.next() else {
         return 0;
@@ -235,37 +237,52 @@ pub(super) fn train_len<'a>(packets: impl IntoIterator<Item = &'a [u8]>) -> usiz
     count
 }
 
-/// The headers written in front of a train's payloads: the virtio-net header, then the
-/// first segment's IP and TCP headers with the train's length, the last one's PSH and FIN,
-/// and the TCP checksum left partial for the kernel.
-pub(super) struct TrainHeader {
-    bytes: [u8; HDR_LEN + MAX_HEADERS],
+/// The headers written in front of a train's payloads: the virtio-net header, then (on a
+/// packet socket) the link-layer header, then the first segment's IP and TCP headers with the
+/// train's length, the last one's PSH and FIN, and the TCP checksum left partial for the
+/// kernel.
+pub(in crate::datapath) struct TrainHeader {
+    bytes: [u8; HDR_LEN + MAX_LINK_HEADER + MAX_HEADERS],
     len: usize,
 }
 
 impl TrainHeader {
-    /// For the train `packets` (two or more, as [`train_len`] found them).
+    /// For the train `packets` (two or more, as [`train_len`] found them), written to a TUN
+    /// device (no link-layer header).
     pub fn new(packets: &[&[u8]]) -> Option<TrainHeader> {
+        Self::with_link(packets, &[])
+    }
+
+    /// For the train `packets` behind the link-layer header `link` (at most
+    /// [`MAX_LINK_HEADER`] bytes), as a packet socket with `PACKET_VNET_HDR` takes it: the
+    /// virtio-net header's offsets (`hdr_len`, `csum_start`) then count from the link
+    /// header's first byte.
+    pub fn with_link(packets: &[&[u8]], link: &[u8]) -> Option<TrainHeader> {
+        if link.len() > MAX_LINK_HEADER {
+            return None;
+        }
         let (first, last) = (packets.first()?, packets.last()?);
         let shape = Shape::of(first)?;
         let (ip, tcp) = (shape.ip_len, shape.tcp_len);
         let headers = shape.headers();
         let payload: usize = packets.iter().map(|p| p.len() - headers).sum();
         let gso_size = u16::try_from(first.len() - headers).ok()?;
+        let l = link.len();
         let mut out = TrainHeader {
-            bytes: [0; HDR_LEN + MAX_HEADERS],
-            len: HDR_LEN + headers,
+            bytes: [0; HDR_LEN + MAX_LINK_HEADER + MAX_HEADERS],
+            len: HDR_LEN + l + headers,
         };
         let vnet = VnetHeader {
             flags: F_NEEDS_CSUM,
             gso_type: if shape.v4 { GSO_TCPV4 } else { GSO_TCPV6 },
-            hdr_len: headers as u16,
+            hdr_len: (l + headers) as u16,
             gso_size,
-            csum_start: ip as u16,
+            csum_start: (l + ip) as u16,
             csum_offset: TCP_CHECKSUM_AT as u16,
         };
         out.bytes[..HDR_LEN].copy_from_slice(&vnet.bytes());
-        let h = &mut out.bytes[HDR_LEN..HDR_LEN + headers];
+        out.bytes[HDR_LEN..HDR_LEN + l].copy_from_slice(link);
+        let h = &mut out.bytes[HDR_LEN + l..HDR_LEN + l + headers];
         h.copy_from_slice(&first[..headers]);
         let view = PacketView::new(first).ok()?;
         let (src, dst): (IpAddr, IpAddr) = (view.src(), view.dst());
@@ -391,6 +408,32 @@ mod tests {
     fn payloads(packets: &[Vec<u8>]) -> Vec<u8> {
         let hl = 40;
         packets.iter().flat_map(|p| p[hl..].to_vec()).collect()
+    }
+
+    /// Behind a link-layer header (a packet socket's train), the virtio-net offsets count
+    /// from the link header's first byte, and what follows it is the TUN train's header.
+    #[test]
+    fn a_train_behind_a_link_header_counts_its_offsets_from_it() {
+        let packets = run(&[1460, 1460, 900], &[ACK, ACK, ACK | PSH]);
+        let refs: Vec<&[u8]> = packets.iter().map(|p| p.as_slice()).collect();
+        let plain = TrainHeader::new(&refs).unwrap();
+        let eth = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00];
+        let linked = TrainHeader::with_link(&refs, &eth).unwrap();
+        let (a, b) = (
+            VnetHeader::parse(plain.bytes()),
+            VnetHeader::parse(linked.bytes()),
+        );
+        assert_eq!(
+            (b.hdr_len, b.csum_start),
+            (a.hdr_len + 14, a.csum_start + 14)
+        );
+        assert_eq!(
+            (b.gso_type, b.gso_size, b.csum_offset),
+            (a.gso_type, a.gso_size, a.csum_offset)
+        );
+        assert_eq!(&linked.bytes()[HDR_LEN..HDR_LEN + 14], &eth);
+        assert_eq!(&linked.bytes()[HDR_LEN + 14..], &plain.bytes()[HDR_LEN..]);
+        assert!(TrainHeader::with_link(&refs, &[0; MAX_LINK_HEADER + 1]).is_none());
     }
 
     #[test]

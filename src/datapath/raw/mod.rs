@@ -20,9 +20,18 @@
 //!   socket mark `0x72617774` and pass. Ports enter the set when bound and leave it when
 //!   released; the table is deleted when the datapath is dropped, and tables left by processes
 //!   that no longer exist are removed when the next one starts.
+//! - **Trains.** Runs of one connection's back-to-back segments leave in one system call
+//!   through an `AF_PACKET` socket with a virtio-net header, and the kernel cuts them back
+//!   into the same segments before the device (see `trains`: they skip the host's IP output
+//!   path; `RAWTCP_RAW_TRAINS=off` sends every segment through the raw socket instead).
 //! - **Privilege.** Raw sockets need `CAP_NET_RAW`, the socket mark and nftables
 //!   `CAP_NET_ADMIN` (run as root), and the `nft` tool must be installed. Without any of them
 //!   [`RawDatapath::new`] fails at once with an error naming what is missing.
+
+#[cfg(target_os = "linux")]
+mod route;
+#[cfg(target_os = "linux")]
+mod trains;
 
 use super::registered::RecvSocket as Registered;
 use super::{route_source, Batch, BindKind, Datapath, ShardSet};
@@ -62,6 +71,8 @@ pub struct RawStats {
     pub dropped_send: u64,
     /// Packets too short to carry TCP, or otherwise unusable.
     pub malformed: u64,
+    /// Trains sent through the packet socket (their segments count in `sent`).
+    pub trains: u64,
 }
 
 #[derive(Default)]
@@ -70,6 +81,7 @@ struct Counters {
     sent: AtomicU64,
     dropped_send: AtomicU64,
     malformed: AtomicU64,
+    trains: AtomicU64,
 }
 
 /// Complete IP packets over raw sockets; see the module documentation.
@@ -92,6 +104,10 @@ pub struct RawDatapath {
     offers: [super::mmsg::Offer; 2],
     /// Whether sends go out with `sendmmsg` (cleared where the call is missing).
     batched_send: std::sync::atomic::AtomicBool,
+    /// The packet socket that sends trains of segments (see `trains`); `None` where it
+    /// could not be made or `RAWTCP_RAW_TRAINS=off`.
+    #[cfg(target_os = "linux")]
+    trains: Option<trains::Trains>,
 }
 
 /// One datapath's raw sockets, with its place among the shards of a stack: its filters let
@@ -420,7 +436,88 @@ impl RawDatapath {
             #[cfg(target_os = "linux")]
             offers: Default::default(),
             batched_send: std::sync::atomic::AtomicBool::new(true),
+            #[cfg(target_os = "linux")]
+            trains: Self::train_socket(),
         })
+    }
+
+    /// The packet socket for trains, unless `RAWTCP_RAW_TRAINS` turns them off or it cannot
+    /// be made (then every segment goes through the raw socket, as it would anyway).
+    #[cfg(target_os = "linux")]
+    fn train_socket() -> Option<trains::Trains> {
+        if let Ok(v) = std::env::var("RAWTCP_RAW_TRAINS") {
+            match super::switch(&v) {
+                Some(false) => return None,
+                Some(true) => {}
+                None => {
+                    tracing::warn!(value = %v, "RAWTCP_RAW_TRAINS: expected on or off; trains stay on")
+                }
+            }
+        }
+        match trains::Trains::new() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "rawtcp raw datapath: no packet socket for trains; every segment is sent alone");
+                None
+            }
+        }
+    }
+
+    /// Whether runs of segments leave as trains through a packet socket (on by default;
+    /// `RAWTCP_RAW_TRAINS=off` turns it off). A train is cut back into its segments by the
+    /// kernel on its way to the device, so the wire carries the same segments either way;
+    /// what differs is the host path: trains skip the IP output path, so netfilter's
+    /// `output` and `postrouting` hooks, conntrack and NAT do not see them (see the
+    /// `trains` module).
+    pub fn trains(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            self.trains.as_ref().is_some_and(|t| t.on())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            false
+        }
+    }
+
+    /// Turns trains on or off (see [`trains`](Self::trains)); on only where the packet socket
+    /// exists. Shards split from this datapath later take the setting.
+    pub fn set_trains(&self, on: bool) {
+        #[cfg(target_os = "linux")]
+        if let Some(t) = &self.trains {
+            t.set_on(on);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = on;
+    }
+
+    /// How many packets from `batch[i]` on may leave as one train: `Some` for two or more,
+    /// when trains are on.
+    #[cfg(target_os = "linux")]
+    fn train_at(&self, batch: &Batch, i: usize) -> Option<usize> {
+        if !self.trains.as_ref().is_some_and(|t| t.on()) {
+            return None;
+        }
+        let count = super::tun::offload::train_len((i..batch.len()).map(|j| batch.get(j)));
+        (count >= 2).then_some(count)
+    }
+
+    /// Sends `batch[i..i + count]` to `dst` as one train.
+    #[cfg(target_os = "linux")]
+    fn send_train(&self, batch: &Batch, i: usize, count: usize, dst: IpAddr) -> trains::Sent {
+        let Some(t) = &self.trains else {
+            return trains::Sent::NoPath;
+        };
+        let mut packets = [&[][..]; super::tun::offload::MAX_TRAIN];
+        for (k, p) in packets.iter_mut().take(count).enumerate() {
+            *p = batch.get(i + k);
+        }
+        let sent = t.send(dst, &packets[..count]);
+        if matches!(sent, trains::Sent::Done) {
+            self.stats.sent.fetch_add(count as u64, Ordering::Relaxed);
+            self.stats.trains.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// The name of the nftables table this datapath manages.
@@ -435,6 +532,7 @@ impl RawDatapath {
             sent: self.stats.sent.load(Ordering::Relaxed),
             dropped_send: self.stats.dropped_send.load(Ordering::Relaxed),
             malformed: self.stats.malformed.load(Ordering::Relaxed),
+            trains: self.stats.trains.load(Ordering::Relaxed),
         }
     }
 
@@ -672,6 +770,27 @@ impl RawDatapath {
     }
 }
 
+/// A few destinations that have no path for trains, asked about once per `send`.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct Pathless {
+    addrs: [Option<IpAddr>; 4],
+    next: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Pathless {
+    fn has(&self, ip: IpAddr) -> bool {
+        self.addrs.contains(&Some(ip))
+    }
+
+    /// Remembers `ip`, forgetting the oldest when full (its next train only asks again).
+    fn add(&mut self, ip: IpAddr) {
+        self.addrs[self.next % self.addrs.len()] = Some(ip);
+        self.next += 1;
+    }
+}
+
 impl Datapath for RawDatapath {
     fn name(&self) -> &'static str {
         "raw"
@@ -852,20 +971,40 @@ impl Datapath for RawDatapath {
         }
     }
 
-    /// Runs of packets of one family leave in one `sendmmsg` each (up to 64), read straight
-    /// from the batch's slots (one `sendto` each where the call is missing).
+    /// Runs of back-to-back segments of one connection leave as trains through the packet
+    /// socket where the destination has a path for them (see `trains`); other runs of
+    /// packets of one family leave in one `sendmmsg` each (up to 64), read straight from the
+    /// batch's slots (one `sendto` each where the call is missing).
     fn send(&self, batch: &Batch) -> io::Result<usize> {
         let mut i = 0;
+        // Destinations found without a path for trains in this call: their segments join
+        // `sendmmsg` runs instead of breaking them at every train they could start.
+        #[cfg(target_os = "linux")]
+        let mut pathless = Pathless::default();
         while i < batch.len() {
             let Some((v6, dst)) = self.destination(batch.get(i)) else {
                 i += 1;
                 continue;
             };
+            #[cfg(target_os = "linux")]
+            if !pathless.has(dst.ip()) {
+                if let Some(count) = self.train_at(batch, i) {
+                    match self.send_train(batch, i, count, dst.ip()) {
+                        trains::Sent::Done => {
+                            i += count;
+                            continue;
+                        }
+                        trains::Sent::NoRoom => return Ok(i),
+                        trains::Sent::NoPath => pathless.add(dst.ip()),
+                    }
+                }
+            }
             let fd = match (v6, &self.sockets.v6) {
                 (true, Some(fd)) => fd,
                 _ => &self.sockets.v4,
             };
-            // The run: this packet and those after it of the same family.
+            // The run: this packet and those after it of the same family, up to one that
+            // starts a train.
             let mut packets = [&[][..]; SEND_RUN];
             let mut dsts = [dst; SEND_RUN];
             packets[0] = batch.get(i);
@@ -874,6 +1013,10 @@ impl Datapath for RawDatapath {
                 let packet = batch.get(i + count);
                 match PacketView::new(packet) {
                     Ok(v) if v.is_ipv4() != v6 => {
+                        #[cfg(target_os = "linux")]
+                        if !pathless.has(v.dst()) && self.train_at(batch, i + count).is_some() {
+                            break;
+                        }
                         packets[count] = packet;
                         dsts[count] = SocketAddr::new(v.dst(), 0);
                         count += 1;
@@ -916,12 +1059,9 @@ impl Datapath for RawDatapath {
             None => None,
         };
         let place = (index, count.max(1));
-        Ok(Arc::new(Self::with_sockets(
-            v4,
-            v6,
-            Arc::clone(&self.claims),
-            place,
-        )?))
+        let shard = Self::with_sockets(v4, v6, Arc::clone(&self.claims), place)?;
+        shard.set_trains(self.trains());
+        Ok(Arc::new(shard))
     }
 }
 
