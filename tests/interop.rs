@@ -756,7 +756,9 @@ fn rawtcp_client_fetches_10_mb_from_python_over_tun() {
         ],
         &[],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Python may take a while to start on a loaded machine: ask until it answers (on
+    // loopback, which it also listens on) rather than guess a delay.
+    net.wait_http(&net.a, "http://127.0.0.1:8000/");
     let out = tmp("tun-client.bin");
     let client = example("http_client");
     let said = net.run(

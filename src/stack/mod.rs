@@ -229,6 +229,10 @@ pub struct StackStats {
     /// or a wake-up meant for something else, found them left. Near zero in a healthy
     /// exchange.
     pub watchdog_rescues: u64,
+    /// Rounds of the reactor's busy polling ([`StackBuilder::busy_poll`]) that found
+    /// packets waiting: each took them without the wake-up a sleeping reactor would have
+    /// needed.
+    pub busy_polled: u64,
     /// Segments the datapath had no room for at first (a full socket buffer or device
     /// queue), kept and sent again a moment later rather than lost.
     pub send_deferred: u64,
@@ -266,6 +270,10 @@ pub(crate) struct Shared {
     /// readiness ([`Datapath::recv_now`]): the reactor runs on a thread of its own, whose
     /// runtime alone learns of arrivals.
     pub(in crate::stack) direct_rx: bool,
+    /// How long the reactor keeps asking the datapath after its last work before it sleeps
+    /// (see [`StackBuilder::busy_poll`]); `None` where it does not (not `direct_rx`, a
+    /// datapath that cannot be asked without readiness, or set to 0).
+    pub(in crate::stack) busy_poll: Option<std::time::Duration>,
     /// The datapath gives an address back quickly
     /// ([`Capabilities::quick_unbind`](datapath::Capabilities::quick_unbind)): a task that
     /// receives for the stack releases the addresses of the connections it finished
@@ -1060,6 +1068,7 @@ pub struct StackBuilder {
     limits: Option<Limits>,
     max_buffer_memory: Option<usize>,
     shards: Option<usize>,
+    busy_poll: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -1181,6 +1190,25 @@ impl StackBuilder {
         self
     }
 
+    /// How long a reactor on a thread of its own keeps asking the datapath for packets
+    /// after its last work, before it sleeps until the next readiness event (default
+    /// [`DEFAULT_BUSY_POLL`], 50 µs; `RAWTCP_BUSY_POLL=<microseconds>` sets it, 0 turns it
+    /// off), as Linux's `net.core.busy_poll` does for a socket. A reactor that sleeps is
+    /// woken by the kernel when the next packet arrives, and on a virtual machine that
+    /// wake-up alone can take tens of microseconds: longer than a round trip on a fast
+    /// path, and paid on every ACK of a flow whose window is small (a lossy one, say). It
+    /// applies only where the datapath can be asked without readiness
+    /// ([`Capabilities::receive_now`](datapath::Capabilities::receive_now): UDP and raw on
+    /// Linux) and to reactors with a thread of their own
+    /// ([`dedicated_thread`](Self::dedicated_thread), as the default stack's): spent on an
+    /// application's runtime, it would hold up the application's tasks. The reactor yields
+    /// its core between asks, so other runnable threads there go first; an idle stack does not
+    /// spin at all.
+    pub fn busy_poll(mut self, window: std::time::Duration) -> Self {
+        self.busy_poll = Some(window);
+        self
+    }
+
     /// Bounds on connections in TIME-WAIT and on connections the application let go that
     /// are still closing (defaults: [`Limits::default`]), as Linux's `tcp_max_tw_buckets`
     /// and `tcp_max_orphans`.
@@ -1201,10 +1229,15 @@ impl StackBuilder {
             limits,
             max_buffer_memory,
             shards,
+            busy_poll,
         } = self;
         if let Some(path) = pcap.or_else(capture::path_from_env) {
             tap = Some(capture::pcap_tap(path, tap)?);
         }
+        let busy_poll = match busy_poll {
+            Some(d) => d,
+            None => busy_poll_from_env()?,
+        };
         let settings = Settings {
             config,
             tap,
@@ -1212,6 +1245,7 @@ impl StackBuilder {
             syn_cookies,
             limits,
             max_buffer_memory,
+            busy_poll,
         };
         let count = match shards {
             Some(n) => shards::Count::Exactly(n.max(1)),
@@ -1273,6 +1307,7 @@ impl StackBuilder {
             table.endpoint.set_limits(limits);
         }
         let rx_wake = Arc::new(rx::RxWake::default());
+        let datapath_receives_now = datapath.capabilities().receive_now;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 table,
@@ -1308,6 +1343,8 @@ impl StackBuilder {
             rx_waker: Waker::from(rx_wake.clone()),
             rx_wake,
             direct_rx: dedicated,
+            busy_poll: (dedicated && datapath_receives_now && !settings.busy_poll.is_zero())
+                .then_some(settings.busy_poll),
             place,
             siblings: OnceLock::new(),
             origin: {
@@ -1341,6 +1378,33 @@ struct Settings {
     syn_cookies: Option<SynCookieMode>,
     limits: Option<Limits>,
     max_buffer_memory: Option<usize>,
+    busy_poll: std::time::Duration,
+}
+
+/// The default of [`StackBuilder::busy_poll`].
+pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// `RAWTCP_BUSY_POLL` (microseconds), else [`DEFAULT_BUSY_POLL`].
+fn busy_poll_from_env() -> io::Result<std::time::Duration> {
+    parse_busy_poll(std::env::var("RAWTCP_BUSY_POLL").ok().as_deref())
+}
+
+/// A `RAWTCP_BUSY_POLL` value: microseconds, 0 to 1,000,000 (unset or blank: the default).
+fn parse_busy_poll(value: Option<&str>) -> io::Result<std::time::Duration> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_BUSY_POLL),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&us| us <= 1_000_000)
+            .map(std::time::Duration::from_micros)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("RAWTCP_BUSY_POLL={v}: expected microseconds, 0 to 1000000"),
+                )
+            }),
+    }
 }
 
 fn default_datapath() -> io::Result<Arc<dyn Datapath>> {
@@ -1386,6 +1450,7 @@ impl Stack {
             limits: None,
             max_buffer_memory: None,
             shards: None,
+            busy_poll: None,
         }
     }
 
@@ -1481,6 +1546,28 @@ impl Shared {
             send_deferred: backlog.deferred,
             send_dropped: backlog.overflow,
             ..inner.stats.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn busy_poll_setting_reads_microseconds() {
+        assert_eq!(parse_busy_poll(None).unwrap(), DEFAULT_BUSY_POLL);
+        assert_eq!(parse_busy_poll(Some(" ")).unwrap(), DEFAULT_BUSY_POLL);
+        assert_eq!(parse_busy_poll(Some("0")).unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_busy_poll(Some(" 200 ")).unwrap(),
+            Duration::from_micros(200)
+        );
+        for bad in ["-1", "50us", "1000001", "x"] {
+            let e = parse_busy_poll(Some(bad)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert!(e.to_string().contains("RAWTCP_BUSY_POLL"), "{e}");
         }
     }
 }

@@ -42,6 +42,10 @@ pub(crate) struct Reactor {
     sleeping_until: Option<Instant>,
     /// When a hand-over last needed the watchdog (see [`super::rx`]).
     watched_at: Option<Instant>,
+    /// When a round last received or sent something (read only with busy polling).
+    active_at: Option<std::time::Instant>,
+    /// The next round asks the datapath without readiness: a busy-polling round.
+    polling: bool,
 }
 
 impl Reactor {
@@ -52,6 +56,8 @@ impl Reactor {
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             sleeping_until: None,
             watched_at: None,
+            active_at: None,
+            polling: false,
         }
     }
 }
@@ -63,7 +69,7 @@ impl Future for Reactor {
         let this = self.get_mut();
         let shared = this.shared.clone();
         for _ in 0..ROUNDS_PER_POLL {
-            {
+            let sent_before = {
                 let mut inner = shared.lock();
                 if inner.shutdown {
                     this.shut_down(&mut inner);
@@ -78,7 +84,8 @@ impl Future for Reactor {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => inner.reactor = Some(cx.waker().clone()),
                 }
-            }
+                inner.stats.packets_out
+            };
             shared.rx_wake.set_reactor(cx.waker());
             if shared.backlogged.load(std::sync::atomic::Ordering::SeqCst) {
                 // Segments the datapath had no room for, and no task sent since.
@@ -87,9 +94,12 @@ impl Future for Reactor {
             // Receive everything waiting, up to one batch, unless an application task is
             // receiving for the stack right now (it registers for what comes next).
             let mut rx = shared.try_rx();
+            // A busy-polling round takes what waits without asking tokio, whose readiness
+            // is learnt only when this thread parks.
+            let direct = std::mem::take(&mut this.polling);
             let (received, full) = rx
                 .as_deref_mut()
-                .map_or((false, false), |rx| receive(&shared, rx, false, false));
+                .map_or((false, false), |rx| receive(&shared, rx, direct, false));
             // The reactor runs on the stack's runtime.
             let now = shared.now_here();
             let next = {
@@ -123,10 +133,17 @@ impl Future for Reactor {
                     next = Some(next.map_or(retry, |t| t.min(retry)));
                 }
                 inner.reactor_deadline = next;
+                if direct && received {
+                    inner.stats.busy_polled += 1;
+                }
+                let sent = guard.stats.packets_out != sent_before || !this.tx.is_empty();
                 shared.unlock_and_send(guard, &mut this.tx);
-                (next, unbind)
+                (next, unbind, sent)
             };
-            let (next, unbind) = next;
+            let (next, unbind, sent) = next;
+            if shared.busy_poll.is_some() && (received || sent) {
+                this.active_at = Some(std::time::Instant::now());
+            }
             // Outside the lock: releasing a port may run a tool (the raw datapath's nft).
             for a in unbind {
                 shared.datapath.unbind(a);
@@ -151,11 +168,17 @@ impl Future for Reactor {
                         this.sleeping_until = None;
                         continue;
                     }
+                    if this.keep_polling() {
+                        continue;
+                    }
                     return Poll::Pending;
                 }
                 None => {
                     this.sleeping_until = None;
                     if received || !this.shared.lock().dirty.is_empty() {
+                        continue;
+                    }
+                    if this.keep_polling() {
                         continue;
                     }
                     return Poll::Pending;
@@ -165,6 +188,25 @@ impl Future for Reactor {
         // Busy: let other tasks run, then come back.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl Reactor {
+    /// Whether to go round again instead of sleeping: busy polling (see
+    /// [`StackBuilder::busy_poll`](super::StackBuilder::busy_poll)) while the last work is
+    /// more recent than its window. Yields the core first, so that any other thread
+    /// runnable there goes ahead.
+    fn keep_polling(&mut self) -> bool {
+        let (Some(window), Some(at)) = (self.shared.busy_poll, self.active_at) else {
+            return false;
+        };
+        if at.elapsed() >= window {
+            self.active_at = None;
+            return false;
+        }
+        std::thread::yield_now();
+        self.polling = true;
+        true
     }
 }
 

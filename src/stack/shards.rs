@@ -407,6 +407,7 @@ impl StackStats {
             reactor_polls,
             reactor_wakes,
             watchdog_rescues,
+            busy_polled,
             send_deferred,
             send_dropped,
             connections,
@@ -432,6 +433,7 @@ impl StackStats {
         self.reactor_polls += reactor_polls;
         self.reactor_wakes.add(reactor_wakes);
         self.watchdog_rescues += watchdog_rescues;
+        self.busy_polled += busy_polled;
         self.send_deferred += send_deferred;
         self.send_dropped += send_dropped;
         self.connections += connections;
@@ -452,6 +454,7 @@ mod tests {
             syn_cookies: None,
             limits: None,
             max_buffer_memory: None,
+            busy_poll: super::super::DEFAULT_BUSY_POLL,
         }
     }
 

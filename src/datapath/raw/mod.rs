@@ -754,6 +754,61 @@ impl RawDatapath {
         r.map(|emptied| (kept, came, !emptied))
     }
 
+    /// Receives what waits on the sockets now, readiness aside (see
+    /// [`Datapath::recv_now`]): IPv4 by `recvmmsg`, IPv6 one at a time.
+    fn take_waiting(&self, batch: &mut Batch) -> bool {
+        let mut reads = 0;
+        let mut got = false;
+        #[cfg(target_os = "linux")]
+        if self.batched_recv.load(Ordering::Relaxed) {
+            let fd = self.sockets.v4.as_raw_fd();
+            while !batch.is_full() && reads < MAX_READS {
+                let want = (MAX_READS - reads).min(batch.capacity() - batch.len());
+                let (mut kept, mut malformed) = (0, 0);
+                let r = super::mmsg::recv_into(fd, false, batch, want, |batch, d| {
+                    if d.len < 20 || d.truncated {
+                        malformed += 1;
+                    } else {
+                        batch.commit_received(d.slot, d.len, None);
+                        kept += 1;
+                    }
+                });
+                self.stats.malformed.fetch_add(malformed, Ordering::Relaxed);
+                self.stats
+                    .received
+                    .fetch_add(kept as u64, Ordering::Relaxed);
+                got |= kept > 0;
+                match r {
+                    Ok((came, room)) => {
+                        reads += came;
+                        if came < room {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(v6) = &self.sockets.v6 {
+            while reads < MAX_READS {
+                let Some(slot) = batch.next_slot() else { break };
+                match Self::recv_v6(v6, slot) {
+                    Ok(n) if n >= 40 + 20 => {
+                        batch.commit(n);
+                        self.stats.received.fetch_add(1, Ordering::Relaxed);
+                        got = true;
+                    }
+                    Ok(_) => {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => break,
+                }
+                reads += 1;
+            }
+        }
+        got
+    }
+
     /// The smallest MTU among the interfaces that are up, loopback aside; 1500 if none.
     fn smallest_mtu() -> usize {
         let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
@@ -827,7 +882,7 @@ impl Datapath for RawDatapath {
             } else {
                 1
             },
-            receive_now: false,
+            receive_now: cfg!(target_os = "linux"),
             shards: true,
             replies_reach_the_shard: false,
             verify_checksums: true,
@@ -948,6 +1003,11 @@ impl Datapath for RawDatapath {
                 tracing::warn!(error = %e, "rawtcp raw datapath: could not release port {port}");
             }
         }
+    }
+
+    /// IPv4 by `recvmmsg`, IPv6 one at a time, each socket until it is found empty.
+    fn recv_now(&self, batch: &mut Batch) -> bool {
+        self.take_waiting(batch)
     }
 
     fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut Batch) -> Poll<io::Result<()>> {
