@@ -77,7 +77,7 @@ pub use tokio::net::lookup_host;
 pub use proto::TcpInfo;
 pub use stack::{
     ConnectionEntry, Connections, Direction, Holder, IsnFn, Limits, ListenerEntry, ReactorWakes,
-    Stack, StackBuilder, StackStats, SynCookieMode, Tap, TapEvent,
+    Stack, StackBuilder, StackStats, SynCookieMode, Tap, TapEvent, DEFAULT_BUSY_POLL,
 };
 /// Everything that names socket addresses for [`TcpListener::bind`], [`TcpStream::connect`]
 /// and [`Stack::bind`]/[`Stack::connect`]: tokio's own trait, re-exported, so that code

@@ -513,8 +513,10 @@ pub trait Datapath: Send + Sync + 'static {
     /// registering readiness; returns whether any was added. For a task about to wait
     /// whose stack learns of arrivals on another thread (a reactor on a thread of its own,
     /// whose runtime polls the sockets): what the task's own peer just sent is taken at once
-    /// instead of after two wake-ups between threads. Costs a system call per socket when
-    /// nothing is there. The default receives nothing.
+    /// instead of after two wake-ups between threads; and for a reactor that busy polls
+    /// ([`StackBuilder::busy_poll`](crate::StackBuilder::busy_poll)), whose runtime learns of
+    /// readiness only when its thread sleeps. Costs a system call per socket when nothing is
+    /// there. The default receives nothing (and [`Capabilities::receive_now`] says so).
     fn recv_now(&self, batch: &mut Batch) -> bool {
         let _ = batch;
         false

@@ -69,7 +69,7 @@ impl Future for Reactor {
         let this = self.get_mut();
         let shared = this.shared.clone();
         for _ in 0..ROUNDS_PER_POLL {
-            let sent_before = {
+            {
                 let mut inner = shared.lock();
                 if inner.shutdown {
                     this.shut_down(&mut inner);
@@ -84,8 +84,7 @@ impl Future for Reactor {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => inner.reactor = Some(cx.waker().clone()),
                 }
-                inner.stats.packets_out
-            };
+            }
             shared.rx_wake.set_reactor(cx.waker());
             if shared.backlogged.load(std::sync::atomic::Ordering::SeqCst) {
                 // Segments the datapath had no room for, and no task sent since.
@@ -105,6 +104,9 @@ impl Future for Reactor {
             let next = {
                 let mut guard = shared.lock();
                 let inner = &mut *guard;
+                // The reactor's own sends (the lock is held from here to the send): an
+                // application task's do not keep it polling.
+                let sent_before = inner.stats.packets_out;
                 let mut out = Out::new(&shared, &mut this.tx);
                 if let Some(rx) = rx.as_deref_mut() {
                     deliver(inner, rx, &mut out, now);

@@ -443,18 +443,21 @@ impl RawDatapath {
 
     /// The packet socket for trains, unless `RAWTCP_RAW_TRAINS` turns them off or it cannot
     /// be made (then every segment goes through the raw socket, as it would anyway).
+    /// Unset, trains go where the host does not bar them (see `trains`: IPsec policies,
+    /// strict conntrack); `on` lets conntrack's tracking not bar them.
     #[cfg(target_os = "linux")]
     fn train_socket() -> Option<trains::Trains> {
+        let mut forced = false;
         if let Ok(v) = std::env::var("RAWTCP_RAW_TRAINS") {
             match super::switch(&v) {
                 Some(false) => return None,
-                Some(true) => {}
+                Some(true) => forced = true,
                 None => {
                     tracing::warn!(value = %v, "RAWTCP_RAW_TRAINS: expected on or off; trains stay on")
                 }
             }
         }
-        match trains::Trains::new() {
+        match trains::Trains::new(forced) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(error = %e, "rawtcp raw datapath: no packet socket for trains; every segment is sent alone");
@@ -639,13 +642,7 @@ impl RawDatapath {
             match r {
                 Ok(n) => {
                     *reads += 1;
-                    if n < 20 {
-                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    batch.commit(n);
-                    self.stats.received.fetch_add(1, Ordering::Relaxed);
-                    got = true;
+                    got |= self.keep_read(batch, n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -759,13 +756,13 @@ impl RawDatapath {
     fn take_waiting(&self, batch: &mut Batch) -> bool {
         let mut reads = 0;
         let mut got = false;
-        #[cfg(target_os = "linux")]
-        if self.batched_recv.load(Ordering::Relaxed) {
-            let fd = self.sockets.v4.as_raw_fd();
-            while !batch.is_full() && reads < MAX_READS {
+        let v4 = &self.sockets.v4;
+        while !batch.is_full() && reads < MAX_READS {
+            #[cfg(target_os = "linux")]
+            if self.batched_recv.load(Ordering::Relaxed) {
                 let want = (MAX_READS - reads).min(batch.capacity() - batch.len());
                 let (mut kept, mut malformed) = (0, 0);
-                let r = super::mmsg::recv_into(fd, false, batch, want, |batch, d| {
+                let r = super::mmsg::recv_into(v4.as_raw_fd(), false, batch, want, |batch, d| {
                     if d.len < 20 || d.truncated {
                         malformed += 1;
                     } else {
@@ -779,34 +776,49 @@ impl RawDatapath {
                     .fetch_add(kept as u64, Ordering::Relaxed);
                 got |= kept > 0;
                 match r {
-                    Ok((came, room)) => {
-                        reads += came;
-                        if came < room {
-                            break;
-                        }
+                    Ok((came, room)) if came < room => break,
+                    Ok((came, _)) => reads += came,
+                    Err(e) if e.raw_os_error() == Some(nix::libc::ENOSYS) => {
+                        self.batched_recv.store(false, Ordering::Relaxed);
                     }
                     Err(_) => break,
                 }
+                continue;
+            }
+            let Some(slot) = batch.next_slot() else { break };
+            match (&*SockRef::from(v4)).read(slot) {
+                Ok(n) => {
+                    reads += 1;
+                    got |= self.keep_read(batch, n);
+                }
+                Err(_) => break,
             }
         }
         if let Some(v6) = &self.sockets.v6 {
             while reads < MAX_READS {
                 let Some(slot) = batch.next_slot() else { break };
                 match Self::recv_v6(v6, slot) {
-                    Ok(n) if n >= 40 + 20 => {
-                        batch.commit(n);
-                        self.stats.received.fetch_add(1, Ordering::Relaxed);
-                        got = true;
-                    }
-                    Ok(_) => {
-                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    Ok(n) => {
+                        reads += 1;
+                        got |= self.keep_read(batch, n);
                     }
                     Err(_) => break,
                 }
-                reads += 1;
             }
         }
         got
+    }
+
+    /// Keeps the `n` bytes just read into `batch`'s next slot, or counts them malformed
+    /// when too short to carry TCP; whether they were kept.
+    fn keep_read(&self, batch: &mut Batch, n: usize) -> bool {
+        if n < 20 {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        batch.commit(n);
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// The smallest MTU among the interfaces that are up, loopback aside; 1500 if none.

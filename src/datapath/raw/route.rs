@@ -21,6 +21,12 @@ const RTM_GETNEIGH: u16 = 30;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+const RTA_MARK: u16 = 16;
+const XFRM_MSG_NEWSPDINFO: u16 = 0x24;
+const XFRM_MSG_GETSPDINFO: u16 = 0x25;
+/// `XFRMA_SPD_INFO`: `struct xfrmu_spdinfo` (in, out, forward policy counts, then the
+/// per-socket ones).
+const XFRMA_SPD_INFO: u16 = 1;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 /// `RTN_UNICAST`: a route that leaves through a device (not local, not a blackhole).
@@ -51,11 +57,21 @@ pub(super) struct Rtnl {
 }
 
 impl Rtnl {
+    /// A route netlink socket.
     pub fn new() -> io::Result<Rtnl> {
+        Self::with_protocol(nix::libc::NETLINK_ROUTE)
+    }
+
+    /// An IPsec (xfrm) netlink socket, for [`ipsec_policies`](Self::ipsec_policies).
+    pub fn xfrm() -> io::Result<Rtnl> {
+        Self::with_protocol(nix::libc::NETLINK_XFRM)
+    }
+
+    fn with_protocol(protocol: i32) -> io::Result<Rtnl> {
         let sock = Socket::new(
             Domain::from(nix::libc::AF_NETLINK),
             Type::RAW,
-            Some(Protocol::from(nix::libc::NETLINK_ROUTE)),
+            Some(Protocol::from(protocol)),
         )?;
         // The kernel answers at once; a bound on the wait keeps a lost answer from stalling
         // the sender that asked.
@@ -73,8 +89,22 @@ impl Rtnl {
         let mut body = [0u8; RTMSG];
         body[0] = family;
         body[1] = bits;
-        let answer = self.ask(RTM_GETROUTE, &body, &[(RTA_DST, &octets(dst))])?;
+        // The raw socket's packets carry rawtcp's mark, which policy routing may match: ask
+        // for the route such a packet takes.
+        let mark = super::MARK.to_ne_bytes();
+        let answer = self.ask(
+            RTM_GETROUTE,
+            &body,
+            &[(RTA_DST, &octets(dst)), (RTA_MARK, &mark)],
+        )?;
         Ok(answer.and_then(|m| parse_route(&m, dst)))
+    }
+
+    /// How many outbound IPsec policies the kernel holds (`XFRM_MSG_GETSPDINFO`, as
+    /// `ip xfrm policy count` asks), on an xfrm socket ([`xfrm`](Self::xfrm)).
+    pub fn ipsec_policies(&mut self) -> io::Result<u32> {
+        let answer = self.ask(XFRM_MSG_GETSPDINFO, &0u32.to_ne_bytes(), &[])?;
+        Ok(answer.map_or(0, |m| parse_spd_outbound(&m)))
     }
 
     /// The hardware address of `ip`'s neighbour entry on interface `ifindex`, when the entry
@@ -227,6 +257,17 @@ fn parse_route((kind, m): &(u16, Vec<u8>), dst: IpAddr) -> Option<Route> {
     })
 }
 
+/// A `XFRM_MSG_NEWSPDINFO` answer (after its 4-byte flags): the outbound policy count.
+fn parse_spd_outbound((kind, m): &(u16, Vec<u8>)) -> u32 {
+    if *kind != XFRM_MSG_NEWSPDINFO {
+        return 0;
+    }
+    attributes(m, 4)
+        .find(|&(t, _)| t == XFRMA_SPD_INFO)
+        .and_then(|(_, v)| v.get(4..8))
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// A `RTM_NEWNEIGH` answer: the hardware address, when the entry is usable and Ethernet's.
 fn parse_neighbour((kind, m): &(u16, Vec<u8>)) -> Option<[u8; 6]> {
     if *kind != RTM_NEWNEIGH || m.len() < NDMSG {
@@ -305,6 +346,26 @@ mod tests {
         assert_eq!(entry(0x04), Some(mac)); // STALE
         assert_eq!(entry(0x01), None); // INCOMPLETE
         assert_eq!(entry(0x20), None); // FAILED
+    }
+
+    #[test]
+    fn the_outbound_ipsec_policy_count_is_read() {
+        let mut info = Vec::new();
+        for count in [3u32, 2, 0, 0, 0, 0] {
+            info.extend_from_slice(&count.to_ne_bytes());
+        }
+        let raw = answer(
+            XFRM_MSG_NEWSPDINFO,
+            4,
+            &0u32.to_ne_bytes(),
+            &[(XFRMA_SPD_INFO, &info)],
+        );
+        let (kind, _, payload) = messages(&raw).next().unwrap();
+        assert_eq!(parse_spd_outbound(&(kind, payload.to_vec())), 2);
+        // Another answer, or one without the attribute: none counted.
+        let raw = answer(XFRM_MSG_NEWSPDINFO, 4, &0u32.to_ne_bytes(), &[]);
+        let (kind, _, payload) = messages(&raw).next().unwrap();
+        assert_eq!(parse_spd_outbound(&(kind, payload.to_vec())), 0);
     }
 
     #[test]

@@ -20,11 +20,15 @@
 //! before (and a raw send is what makes the kernel resolve the neighbour).
 //!
 //! **What a train skips.** Packets of a packet socket enter the device's queue directly:
-//! they pass the qdisc (so `tc` shaping still applies) and packet taps (`tcpdump` sees them),
-//! but not the IP output path, so the host's netfilter `output` and `postrouting` hooks,
-//! conntrack and NAT never see them (rawtcp's own nftables rule only concerns the kernel's
-//! RSTs). Where such rules must see every segment, set `RAWTCP_RAW_TRAINS=off` or call
-//! [`RawDatapath::set_trains`](super::RawDatapath::set_trains).
+//! they pass the qdisc (so `tc` shaping still applies) and packet taps (`tcpdump` sees the
+//! cut segments where the kernel cuts, the whole train on a device with TSO), but not the
+//! IP output path, so the host's netfilter `output` and `postrouting` hooks, conntrack, NAT
+//! and IPsec never see them (rawtcp's own nftables rule only concerns the kernel's RSTs).
+//! So trains stay off while the host holds outbound IPsec policies, or while conntrack
+//! tracks connections in the namespace strictly (see `Cache::barred`); where other rules
+//! must see every segment, set `RAWTCP_RAW_TRAINS=off` or call
+//! [`RawDatapath::set_trains`](super::RawDatapath::set_trains). The cut segments carry the
+//! IPv4 identification counting up from the first one's, as the kernel's own TSO does.
 
 use super::route::{Route, Rtnl};
 use crate::datapath::tun::offload::{TrainHeader, HDR_LEN};
@@ -77,6 +81,18 @@ struct Known {
 struct Cache {
     rtnl: Option<Rtnl>,
     paths: HashMap<IpAddr, Known>,
+    /// The host's interfaces that may carry trains (Ethernet, not VLAN), by index, and
+    /// when they were read: one `getifaddrs` per [`FRESH`], not one per destination.
+    links: HashMap<u32, LinkAddr>,
+    links_until: Option<Instant>,
+    /// Whether the host is in a state where trains must not go (IPsec policies, conntrack
+    /// tracking connections strictly), and until when that answer holds.
+    barred: Option<(bool, Instant)>,
+    /// `RAWTCP_RAW_TRAINS=on`: conntrack does not bar trains (IPsec still does).
+    forced: bool,
+    /// The kernel cannot answer a neighbour question (`RTM_GETNEIGH` for one address came
+    /// with Linux 5.0): no trains, and no more questions.
+    unanswerable: bool,
 }
 
 /// A packet socket that sends trains, and what it knows of the destinations.
@@ -98,7 +114,9 @@ pub(super) enum Sent {
 
 impl Trains {
     /// The packet socket, or why there is none (no `CAP_NET_RAW`, no `PACKET_VNET_HDR`).
-    pub fn new() -> io::Result<Trains> {
+    /// `forced` (`RAWTCP_RAW_TRAINS=on`): trains go even where conntrack tracks
+    /// connections (see [`Cache::barred`]).
+    pub fn new(forced: bool) -> io::Result<Trains> {
         // Protocol 0: the socket sends and never receives, so no arrival is copied to it.
         let sock = socket(
             AddressFamily::Packet,
@@ -115,7 +133,10 @@ impl Trains {
         let _ = setsockopt(&sock, sockopt::Mark, &super::MARK);
         Ok(Trains {
             sock,
-            cache: Mutex::new(Cache::default()),
+            cache: Mutex::new(Cache {
+                forced,
+                ..Cache::default()
+            }),
             on: AtomicBool::new(true),
         })
     }
@@ -170,13 +191,15 @@ impl Trains {
         match r {
             Ok(n) if n == len => Sent::Done,
             Ok(n) => {
+                // What left, left: sending the segments again would duplicate them (TCP
+                // repairs whatever is missing). No more trains from a kernel that does this.
                 tracing::warn!(
                     sent = n,
                     len,
                     "raw datapath: a train was cut short; trains off"
                 );
                 self.set_on(false);
-                Sent::NoPath
+                Sent::Done
             }
             Err(e) if crate::datapath::no_room(&io::Error::from(e)) => Sent::NoRoom,
             Err(e @ (nix::errno::Errno::EINVAL | nix::errno::Errno::EOPNOTSUPP)) => {
@@ -187,18 +210,25 @@ impl Trains {
                 Sent::NoPath
             }
             Err(e) => {
-                // The interface went down or away: ask again next time, and send these
-                // through the raw socket, whose own error (if any) decides.
+                // The interface went down or away, or a filter refused: no trains to `dst`
+                // until the kernel is asked again, and these go through the raw socket,
+                // whose own error (if any) decides.
                 tracing::debug!(error = %e, %dst, "raw datapath: a train failed");
-                self.forget(dst);
+                self.no_path_for_now(dst);
                 Sent::NoPath
             }
         }
     }
 
-    fn forget(&self, dst: IpAddr) {
+    fn no_path_for_now(&self, dst: IpAddr) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.paths.remove(&dst);
+        cache.paths.insert(
+            dst,
+            Known {
+                path: None,
+                until: Instant::now() + FRESH,
+            },
+        );
     }
 
     /// The path to `dst`, from the cache while fresh, else from the kernel.
@@ -210,7 +240,11 @@ impl Trains {
                 return k.path;
             }
         }
-        let path = cache.look_up(dst);
+        let path = if cache.barred(now) {
+            None
+        } else {
+            cache.look_up(dst, now)
+        };
         if cache.paths.len() >= 4096 {
             cache.paths.retain(|_, k| k.until > now);
         }
@@ -226,8 +260,44 @@ impl Trains {
 }
 
 impl Cache {
+    /// Whether the host bars trains now (asked once per [`FRESH`]):
+    /// - IPsec: outbound xfrm policies exist. The route a train takes comes from a lookup
+    ///   that applies no IPsec policy, so a segment a policy would encrypt could leave in the
+    ///   clear. Trains stay off while any policy exists (as `ip xfrm policy count` shows).
+    /// - conntrack: the namespace tracks connections (`nf_conntrack_count` above zero)
+    ///   and not liberally (`nf_conntrack_tcp_be_liberal` 0). Conntrack sees the raw
+    ///   socket's segments (they pass the IP output path) but not the trains', so the peer's
+    ///   ACKs for train data would look out of window to it, be marked INVALID, and be
+    ///   dropped by the common "drop invalid" rule before the raw socket gets them.
+    ///   `RAWTCP_RAW_TRAINS=on` sends trains anyway.
+    fn barred(&mut self, now: Instant) -> bool {
+        if let Some((barred, until)) = self.barred {
+            if until > now {
+                return barred;
+            }
+        }
+        let conntrack = !self.forced && strict_conntrack();
+        let ipsec = match Rtnl::xfrm().and_then(|mut x| x.ipsec_policies()) {
+            Ok(n) => n > 0,
+            // No xfrm in this kernel: no policy can exist.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPROTONOSUPPORT) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "raw datapath: cannot count IPsec policies; no trains");
+                true
+            }
+        };
+        if conntrack || ipsec {
+            tracing::debug!(conntrack, ipsec, "raw datapath: trains barred for now");
+        }
+        self.barred = Some((conntrack || ipsec, now + FRESH));
+        conntrack || ipsec
+    }
+
     /// Asks the kernel how `dst` is reached: an Ethernet interface and a resolved next hop.
-    fn look_up(&mut self, dst: IpAddr) -> Option<Path> {
+    fn look_up(&mut self, dst: IpAddr, now: Instant) -> Option<Path> {
+        if self.unanswerable {
+            return None;
+        }
         if self.rtnl.is_none() {
             match Rtnl::new() {
                 Ok(r) => self.rtnl = Some(r),
@@ -246,6 +316,11 @@ impl Cache {
         });
         let (ifindex, mac) = match asked {
             Ok(found) => found?,
+            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => {
+                tracing::warn!(error = %e, "raw datapath: the kernel answers no neighbour questions (Linux 5.0 or later needed); no trains");
+                self.unanswerable = true;
+                return None;
+            }
             Err(e) => {
                 // A socket that lost its way (a timed-out answer): a new one next time.
                 tracing::debug!(error = %e, %dst, "raw datapath: route question failed");
@@ -253,7 +328,11 @@ impl Cache {
                 return None;
             }
         };
-        let link = ethernet_link(ifindex)?;
+        if self.links_until.is_none_or(|t| t <= now) {
+            self.links = ethernet_links();
+            self.links_until = Some(now + FRESH);
+        }
+        let link = *self.links.get(&ifindex)?;
         let mut macs = [0u8; 12];
         macs[..6].copy_from_slice(&mac);
         macs[6..].copy_from_slice(&link.addr()?);
@@ -261,16 +340,34 @@ impl Cache {
     }
 }
 
-/// Interface `ifindex`'s link-layer address, when it is an Ethernet interface.
-fn ethernet_link(ifindex: u32) -> Option<LinkAddr> {
-    let addrs = nix::ifaddrs::getifaddrs().ok()?;
-    for ifa in addrs {
-        let Some(link) = ifa.address.as_ref().and_then(|a| a.as_link_addr()) else {
-            continue;
-        };
-        if link.ifindex() == ifindex as usize {
-            return (link.hatype() == ARPHRD_ETHER && link.halen() == 6).then_some(*link);
-        }
-    }
-    None
+/// Whether conntrack tracks connections in this network namespace, strictly (see
+/// [`Cache::barred`]).
+fn strict_conntrack() -> bool {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    read("nf_conntrack_count").is_some_and(|n| n > 0)
+        && read("nf_conntrack_tcp_be_liberal") != Some(1)
+}
+
+/// The interfaces trains may leave by, by index: Ethernet ones whose link-layer header is
+/// Ethernet's 14 bytes. A VLAN device is left out: on a lower device without VLAN offload
+/// its header is 18 bytes, and a packet socket places the IP header after the device's
+/// header length, where a 14-byte header would put it 4 bytes off.
+fn ethernet_links() -> HashMap<u32, LinkAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return HashMap::new();
+    };
+    addrs
+        .filter_map(|ifa| {
+            let link = *ifa.address.as_ref()?.as_link_addr()?;
+            let vlan =
+                std::fs::read_to_string(format!("/sys/class/net/{}/uevent", ifa.interface_name))
+                    .map_or(true, |u| u.lines().any(|l| l == "DEVTYPE=vlan"));
+            let ifindex = u32::try_from(link.ifindex()).ok()?;
+            (link.hatype() == ARPHRD_ETHER && link.halen() == 6 && !vlan).then_some((ifindex, link))
+        })
+        .collect()
 }
