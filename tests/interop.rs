@@ -174,6 +174,26 @@ impl Net {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Waits until a TCP connection to `host:port` from namespace `ns` is accepted (a
+    /// server that serves each connection and goes on listening: the probe closes at once).
+    fn wait_tcp(&self, ns: &str, host: &str, port: u16) {
+        let start = Instant::now();
+        let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
+        while start.elapsed() < Duration::from_secs(10) {
+            let ok = self
+                .cmd(ns, "timeout")
+                .args(["1", "bash", "-c", &probe])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{host}:{port} never accepted a connection from {ns}");
+    }
+
     /// Waits until `url` answers from namespace `ns`.
     fn wait_http(&self, ns: &str, url: &str) {
         let start = Instant::now();
@@ -496,7 +516,7 @@ fn client_echoes_through_socat(env: &[(&str, &str)]) {
         ],
         &[],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    net.wait_tcp(&net.b, &net.addr_b(), 7000);
     let verify = example("echo_verify");
     let said = net.run(
         &net.a,
@@ -518,7 +538,7 @@ fn socat_echoes_10_mb_through_a_rawtcp_echo_server_over_raw() {
     let server = example("echo_server");
     let listen = format!("{}:7001", net.addr_a());
     let _srv = net.spawn(&net.a, server.to_str().unwrap(), &[&listen], &RAW);
-    std::thread::sleep(Duration::from_millis(500));
+    net.wait_tcp(&net.b, &net.addr_a(), 7001);
     let input = tmp("socat-in.bin");
     let output = tmp("socat-out.bin");
     let data: Vec<u8> = (0..10_000_000u32)
