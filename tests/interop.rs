@@ -177,12 +177,30 @@ impl Net {
     /// Waits until a TCP connection to `host:port` from namespace `ns` is accepted (a
     /// server that serves each connection and goes on listening: the probe closes at once).
     fn wait_tcp(&self, ns: &str, host: &str, port: u16) {
-        let start = Instant::now();
         let probe = format!("exec 3<>/dev/tcp/{host}/{port}");
+        self.wait_until(
+            ns,
+            &format!("{host}:{port}"),
+            "timeout",
+            &["1", "bash", "-c", &probe],
+        );
+    }
+
+    /// Waits until `url` answers from namespace `ns`.
+    fn wait_http(&self, ns: &str, url: &str) {
+        let args = ["-s", "-o", "/dev/null", "--max-time", "1", "-g", url];
+        self.wait_until(ns, url, "curl", &args);
+    }
+
+    /// Runs `program args` in namespace `ns` until it succeeds (each try bounded to about a
+    /// second), for at most 10 seconds; panics naming `what` if it never does.
+    fn wait_until(&self, ns: &str, what: &str, program: &str, args: &[&str]) {
+        let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             let ok = self
-                .cmd(ns, "timeout")
-                .args(["1", "bash", "-c", &probe])
+                .cmd(ns, program)
+                .args(args)
+                .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
@@ -191,24 +209,7 @@ impl Net {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{host}:{port} never accepted a connection from {ns}");
-    }
-
-    /// Waits until `url` answers from namespace `ns`.
-    fn wait_http(&self, ns: &str, url: &str) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            let ok = self
-                .cmd(ns, "curl")
-                .args(["-s", "-o", "/dev/null", "--max-time", "1", "-g", url])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{url} never answered from {ns}");
+        panic!("{what} never answered from {ns}");
     }
 }
 
