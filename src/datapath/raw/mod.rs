@@ -511,10 +511,7 @@ impl RawDatapath {
         let Some(t) = &self.trains else {
             return trains::Sent::NoPath;
         };
-        let mut packets = [&[][..]; super::tun::offload::MAX_TRAIN];
-        for (k, p) in packets.iter_mut().take(count).enumerate() {
-            *p = batch.get(i + k);
-        }
+        let packets = super::tun::offload::train_packets(batch, i, count);
         let sent = t.send(dst, &packets[..count]);
         if matches!(sent, trains::Sent::Done) {
             self.stats.sent.fetch_add(count as u64, Ordering::Relaxed);
@@ -728,27 +725,40 @@ impl RawDatapath {
         let want = (MAX_READS - *reads)
             .min(batch.capacity() - batch.len())
             .min(room);
-        let mut came = 0;
-        let (mut kept, mut malformed) = (0, 0);
+        let (mut kept, mut came) = (0, 0);
         let r = super::mmsg::clearing_readiness(sock, || {
-            let (got, room) =
-                super::mmsg::recv_into(sock.as_raw_fd(), false, batch, want, |batch, d| {
-                    if d.len < 20 || d.truncated {
-                        malformed += 1;
-                    } else {
-                        batch.commit_received(d.slot, d.len, None);
-                        kept += 1;
-                    }
-                })?;
+            let (k, got, room) = self.recv_v4_run(sock.as_raw_fd(), batch, want)?;
             *reads += got;
-            came = got;
+            (kept, came) = (k, got);
             Ok((got, room))
+        });
+        r.map(|emptied| (kept, came, !emptied))
+    }
+
+    /// One `recvmmsg` of up to `want` IPv4 packets from `fd` into `batch`, each kept when
+    /// it can carry TCP and counted malformed otherwise; how many were kept, how many came,
+    /// and how many there was room for.
+    #[cfg(target_os = "linux")]
+    fn recv_v4_run(
+        &self,
+        fd: std::os::fd::RawFd,
+        batch: &mut Batch,
+        want: usize,
+    ) -> io::Result<(usize, usize, usize)> {
+        let (mut kept, mut malformed) = (0, 0);
+        let r = super::mmsg::recv_into(fd, false, batch, want, |batch, d| {
+            if d.len < 20 || d.truncated {
+                malformed += 1;
+            } else {
+                batch.commit_received(d.slot, d.len, None);
+                kept += 1;
+            }
         });
         self.stats.malformed.fetch_add(malformed, Ordering::Relaxed);
         self.stats
             .received
             .fetch_add(kept as u64, Ordering::Relaxed);
-        r.map(|emptied| (kept, came, !emptied))
+        r.map(|(came, room)| (kept, came, room))
     }
 
     /// Receives what waits on the sockets now, readiness aside (see
@@ -761,23 +771,14 @@ impl RawDatapath {
             #[cfg(target_os = "linux")]
             if self.batched_recv.load(Ordering::Relaxed) {
                 let want = (MAX_READS - reads).min(batch.capacity() - batch.len());
-                let (mut kept, mut malformed) = (0, 0);
-                let r = super::mmsg::recv_into(v4.as_raw_fd(), false, batch, want, |batch, d| {
-                    if d.len < 20 || d.truncated {
-                        malformed += 1;
-                    } else {
-                        batch.commit_received(d.slot, d.len, None);
-                        kept += 1;
+                match self.recv_v4_run(v4.as_raw_fd(), batch, want) {
+                    Ok((kept, came, room)) => {
+                        got |= kept > 0;
+                        if came < room {
+                            break;
+                        }
+                        reads += came;
                     }
-                });
-                self.stats.malformed.fetch_add(malformed, Ordering::Relaxed);
-                self.stats
-                    .received
-                    .fetch_add(kept as u64, Ordering::Relaxed);
-                got |= kept > 0;
-                match r {
-                    Ok((came, room)) if came < room => break,
-                    Ok((came, _)) => reads += came,
                     Err(e) if e.raw_os_error() == Some(nix::libc::ENOSYS) => {
                         self.batched_recv.store(false, Ordering::Relaxed);
                     }

@@ -31,12 +31,12 @@
 //! IPv4 identification counting up from the first one's, as the kernel's own TSO does.
 
 use super::route::{Route, Rtnl};
-use crate::datapath::tun::offload::{TrainHeader, HDR_LEN};
+use crate::datapath::tun::offload::TrainHeader;
 use nix::sys::socket::{
     sendmsg, setsockopt, socket, sockopt, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType,
 };
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,15 +162,7 @@ impl Trains {
         let Some(header) = TrainHeader::with_link(packets, &eth) else {
             return Sent::NoPath;
         };
-        let headers = header.bytes().len() - HDR_LEN - eth.len();
-        let mut iov = [IoSlice::new(&[]); crate::datapath::tun::offload::MAX_TRAIN + 1];
-        iov[0] = IoSlice::new(header.bytes());
-        let mut len = header.bytes().len();
-        for (slot, p) in iov[1..].iter_mut().zip(packets) {
-            let payload = p.get(headers..).unwrap_or_default();
-            *slot = IoSlice::new(payload);
-            len += payload.len();
-        }
+        let (iov, len) = header.slices(packets);
         let iov = &iov[..=packets.len()];
         let mut r = sendmsg(
             self.sock.as_raw_fd(),

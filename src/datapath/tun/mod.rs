@@ -612,13 +612,7 @@ impl Datapath for TunDatapath {
             } else {
                 1
             };
-            let train = (count > 1).then(|| {
-                let mut packets = [&[][..]; offload::MAX_TRAIN];
-                for (k, p) in packets.iter_mut().take(count).enumerate() {
-                    *p = batch.get(i + k);
-                }
-                (packets, count)
-            });
+            let train = (count > 1).then(|| (offload::train_packets(batch, i, count), count));
             let written = match &train {
                 Some((packets, count)) => self.write_train(&packets[..*count]),
                 None => self.write_one(packet),
@@ -863,15 +857,7 @@ impl TunDatapath {
     fn write_train(&self, packets: &[&[u8]]) -> io::Result<()> {
         let header = offload::TrainHeader::new(packets)
             .ok_or_else(|| io::Error::from_raw_os_error(EINVAL))?;
-        let headers = header.bytes().len() - offload::HDR_LEN;
-        let mut iov = [IoSlice::new(&[]); offload::MAX_TRAIN + 1];
-        iov[0] = IoSlice::new(header.bytes());
-        let mut len = header.bytes().len();
-        for (slot, p) in iov[1..].iter_mut().zip(packets) {
-            let payload = p.get(headers..).unwrap_or_default();
-            *slot = IoSlice::new(payload);
-            len += payload.len();
-        }
+        let (iov, len) = header.slices(packets);
         self.write_all_of(&iov[..=packets.len()], len)
     }
 

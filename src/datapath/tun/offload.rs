@@ -34,6 +34,7 @@ use crate::wire::checksum;
 use crate::wire::ip::refill_ipv4_checksum;
 use crate::wire::view::{PacketView, TcpView};
 use crate::wire::{TcpFlags, IPPROTO_TCP};
+use std::io::IoSlice;
 use std::net::IpAddr;
 
 /// Bytes of the virtio-net header in front of every packet (`sizeof(struct virtio_net_hdr)`).
@@ -244,6 +245,8 @@ pub(in crate::datapath) fn train_len<'a>(packets: impl IntoIterator<Item = &'a [
 pub(in crate::datapath) struct TrainHeader {
     bytes: [u8; HDR_LEN + MAX_LINK_HEADER + MAX_HEADERS],
     len: usize,
+    /// Where each segment's payload starts in its packet (its IP and TCP headers' length).
+    payload_at: usize,
 }
 
 impl TrainHeader {
@@ -271,6 +274,7 @@ impl TrainHeader {
         let mut out = TrainHeader {
             bytes: [0; HDR_LEN + MAX_LINK_HEADER + MAX_HEADERS],
             len: HDR_LEN + l + headers,
+            payload_at: headers,
         };
         let vnet = VnetHeader {
             flags: F_NEEDS_CSUM,
@@ -310,6 +314,34 @@ impl TrainHeader {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
+
+    /// The train as one vectored write: these headers, then each of `packets`' payloads
+    /// read in place (the first `packets.len() + 1` slices), and the bytes in all.
+    pub fn slices<'a>(&'a self, packets: &[&'a [u8]]) -> ([IoSlice<'a>; MAX_TRAIN + 1], usize) {
+        let mut iov = [IoSlice::new(&[]); MAX_TRAIN + 1];
+        iov[0] = IoSlice::new(self.bytes());
+        let mut len = self.len;
+        for (slot, p) in iov[1..].iter_mut().zip(packets) {
+            let payload = p.get(self.payload_at..).unwrap_or_default();
+            *slot = IoSlice::new(payload);
+            len += payload.len();
+        }
+        (iov, len)
+    }
+}
+
+/// The `count` packets of `batch` from `i` on (a run [`train_len`] found), as a train's
+/// writer takes them.
+pub(in crate::datapath) fn train_packets(
+    batch: &crate::datapath::Batch,
+    i: usize,
+    count: usize,
+) -> [&[u8]; MAX_TRAIN] {
+    let mut packets = [&[][..]; MAX_TRAIN];
+    for (k, p) in packets.iter_mut().take(count).enumerate() {
+        *p = batch.get(i + k);
+    }
+    packets
 }
 
 /// The header in front of a packet that travels alone, its checksums complete.
