@@ -554,6 +554,18 @@ pub trait Datapath: Send + Sync + 'static {
         false
     }
 
+    /// Whether a packet that arrived from `carrier` (see [`Batch::carrier`]) is known to
+    /// be intact without its TCP checksum, so that the stack need not verify it. The UDP
+    /// datapath says so for datagrams from a loopback address: they never left the host's
+    /// memory, and the kernel moved them whole. The checksum is no defence against a
+    /// stranger, who can compute it as easily as a peer; what keeps a stranger's segment
+    /// out is the connection's own acceptance test (RFC 9293 §3.10.7.4), which every
+    /// packet still passes. The default is `false`: every packet is verified.
+    fn carrier_verified(&self, carrier: SocketAddr) -> bool {
+        let _ = carrier;
+        false
+    }
+
     /// What this datapath can do, in one place (see [`Capabilities`]). The default derives
     /// it from the hooks above and assumes one packet per system call each way, no
     /// receiving without readiness and no shards; a datapath that does better says so.
@@ -566,6 +578,7 @@ pub trait Datapath: Send + Sync + 'static {
             replies_reach_the_shard: false,
             verify_checksums: self.verify_checksums(),
             partial_checksums: self.partial_checksums(),
+            loopback_carriers_verified: false,
             quick_unbind: false,
             pending_holds: false,
             sends_attached: false,
@@ -700,6 +713,9 @@ pub struct Capabilities {
     pub verify_checksums: bool,
     /// [`Datapath::partial_checksums`].
     pub partial_checksums: bool,
+    /// Whether [`Datapath::carrier_verified`] holds for carriers at loopback addresses
+    /// (the UDP datapath: the kernel moved those datagrams from memory to memory).
+    pub loopback_carriers_verified: bool,
     /// Whether [`Datapath::unbind`] is quick (it runs no external tool), so that a task
     /// that finished a connection may give its address back itself instead of waking the
     /// reactor to do it.

@@ -105,6 +105,15 @@ pub struct Config {
     /// ([`Capabilities::sends_attached`](crate::datapath::Capabilities::sends_attached))
     /// and segments are large enough to leave that way.
     pub send_sums: bool,
+    /// Offer the peer to leave checksums partial ([`TcpOptions::partial_checksums`]): set
+    /// by a stack for a connection whose packets arrive by a carrier its datapath vouches
+    /// for ([`Datapath::carrier_verified`]: a UDP datagram from loopback). When both SYNs
+    /// carry the offer, neither side sums the payloads it sends, nor verifies what arrives
+    /// by that carrier. Off by default.
+    ///
+    /// [`TcpOptions::partial_checksums`]: crate::wire::TcpOptions::partial_checksums
+    /// [`Datapath::carrier_verified`]: crate::datapath::Datapath::carrier_verified
+    pub partial_checksums: bool,
 }
 
 impl Default for Config {
@@ -131,6 +140,7 @@ impl Default for Config {
             keepalive: None,
             congestion: Algorithm::default(),
             send_sums: false,
+            partial_checksums: false,
         }
     }
 }
@@ -165,6 +175,7 @@ impl Config {
             && self.timestamps == o.timestamps
             && self.keepalive == o.keepalive
             && self.send_sums == o.send_sums
+            && self.partial_checksums == o.partial_checksums
     }
 }
 

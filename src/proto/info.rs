@@ -110,4 +110,8 @@ pub struct TcpInfo {
     pub sack: bool,
     /// Whether timestamps were negotiated.
     pub timestamps: bool,
+    /// Whether partial checksums were negotiated (both SYNs carried
+    /// [`TcpOptions::partial_checksums`](crate::wire::TcpOptions::partial_checksums)): the
+    /// segments this side sends carry only the pseudo-header sum.
+    pub partial_checksums: bool,
 }

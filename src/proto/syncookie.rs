@@ -165,14 +165,16 @@ impl SynCookies {
         }
     }
 
-    /// `syn` as a cookie can carry it: the MSS rounded down to [`MSS_TABLE`] and, without
-    /// timestamps, no window scale and no SACK-permitted. The SYN+ACK carrying a cookie must
+    /// `syn` as a cookie can carry it: the MSS rounded down to [`MSS_TABLE`], no
+    /// partial-checksum offer and, without timestamps, no window scale and no
+    /// SACK-permitted. The SYN+ACK carrying a cookie must
     /// answer this SYN, not the original, or the two ends would disagree on the options
     /// (RFC 7323 §2.2: scaling is on only if both SYNs carry it).
     pub fn clamp(syn: &TcpRepr) -> TcpRepr {
         let mut s = *syn;
         let peer_mss = syn.options.mss.unwrap_or(536);
         s.options.mss = MSS_TABLE.get(mss_index(peer_mss) as usize).copied();
+        s.options.partial_checksums = false;
         if s.options.timestamps.is_none() {
             s.options.window_scale = None;
             s.options.sack_permitted = false;
@@ -385,6 +387,15 @@ mod tests {
                     assert_eq!(replay.options.window_scale, scale);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_cookie_drops_the_partial_checksum_offer() {
+        for ts in [false, true] {
+            let mut s = syn(1460, Some(7), true, ts);
+            s.options.partial_checksums = true;
+            assert!(!SynCookies::clamp(&s).options.partial_checksums);
         }
     }
 

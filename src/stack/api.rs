@@ -180,7 +180,7 @@ impl Shared {
                 return Err(io::ErrorKind::AddrInUse.into());
             };
             let iss = self.isn(&inner, local, remote);
-            let cfg = self.config_for(config, remote.ip());
+            let cfg = self.config_for(config, remote.ip(), remote);
             let conn = Connection::connect(cfg, local, remote, iss, self.now());
             inner.table.put(
                 id,

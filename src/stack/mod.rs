@@ -287,6 +287,11 @@ pub(crate) struct Shared {
     /// packet instead of copied into it ([`Capabilities::sends_attached`](datapath::Capabilities::sends_attached),
     /// and no tap, which is shown whole packets).
     pub(in crate::stack) sends_attached: bool,
+    /// Whether connections whose carrier the datapath vouches for offer partial checksums
+    /// (`Config::partial_checksums`): the datapath can vouch for loopback carriers, no tap
+    /// or capture is set (they are shown full checksums), and `RAWTCP_PARTIAL_CHECKSUMS` is
+    /// not `off`.
+    pub(in crate::stack) partial_checksums: bool,
     /// This shard's index and the stack's number of shards ((0, 1) for a stack of one).
     pub(in crate::stack) place: (usize, usize),
     /// The other shards of the stack (none for a stack of one), set once they all exist.
@@ -721,7 +726,17 @@ impl Shared {
 
     /// The connection settings for a peer: the stack's template with the MSS the datapath
     /// allows towards `remote` (RFC 9293 §3.7.1: MTU minus IP and TCP headers).
-    pub(in crate::stack) fn config_for(&self, template: &Config, remote: IpAddr) -> Config {
+    ///
+    /// `carrier` is where the peer's packets come from: the remote address itself, or for
+    /// a connection a SYN asked for, the carrier that SYN arrived by. The connection offers
+    /// partial checksums (`Config::partial_checksums`, whatever the template says) only
+    /// where the datapath vouches for that carrier.
+    pub(in crate::stack) fn config_for(
+        &self,
+        template: &Config,
+        remote: IpAddr,
+        carrier: SocketAddr,
+    ) -> Config {
         let ip_header = if remote.is_ipv4() { 20 } else { 40 };
         let mtu = self.datapath.mtu(remote);
         let mss = mtu.saturating_sub(ip_header + 20).clamp(64, 65_535 - 60) as u16;
@@ -732,6 +747,7 @@ impl Shared {
             // checksummed from sums kept as the bytes are written.
             send_sums: template.send_sums
                 || (self.sends_attached && usize::from(mss) >= crate::proto::recv::SHARE_MIN),
+            partial_checksums: self.partial_checksums && self.datapath.carrier_verified(carrier),
             ..template.clone()
         }
     }
@@ -1246,6 +1262,7 @@ impl StackBuilder {
             limits,
             max_buffer_memory,
             busy_poll,
+            partial_checksums: partial_checksums_from_env()?,
         };
         let count = match shards {
             Some(n) => shards::Count::Exactly(n.max(1)),
@@ -1335,6 +1352,9 @@ impl StackBuilder {
             pending_holds: datapath.capabilities().pending_holds,
             // A tap (or a capture) is shown whole packets.
             sends_attached: datapath.capabilities().sends_attached && settings.tap.is_none(),
+            partial_checksums: settings.partial_checksums
+                && datapath.capabilities().loopback_carriers_verified
+                && settings.tap.is_none(),
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),
@@ -1379,6 +1399,8 @@ struct Settings {
     limits: Option<Limits>,
     max_buffer_memory: Option<usize>,
     busy_poll: std::time::Duration,
+    /// `RAWTCP_PARTIAL_CHECKSUMS` is not `off`.
+    partial_checksums: bool,
 }
 
 /// The default of [`StackBuilder::busy_poll`].
@@ -1404,6 +1426,25 @@ fn parse_busy_poll(value: Option<&str>) -> io::Result<std::time::Duration> {
                     format!("RAWTCP_BUSY_POLL={v}: expected microseconds, 0 to 1000000"),
                 )
             }),
+    }
+}
+
+/// `RAWTCP_PARTIAL_CHECKSUMS`: `off` keeps full checksums on every segment even where the
+/// carrier vouches for its packets; unset, blank or `on`, partial checksums are offered there.
+fn partial_checksums_from_env() -> io::Result<bool> {
+    parse_partial_checksums(std::env::var("RAWTCP_PARTIAL_CHECKSUMS").ok().as_deref())
+}
+
+/// A `RAWTCP_PARTIAL_CHECKSUMS` value (unset or blank: on).
+fn parse_partial_checksums(value: Option<&str>) -> io::Result<bool> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(true),
+        Some(v) => datapath::switch(v).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("RAWTCP_PARTIAL_CHECKSUMS={v}: expected on or off"),
+            )
+        }),
     }
 }
 
@@ -1554,6 +1595,18 @@ impl Shared {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn partial_checksum_setting_reads_on_and_off() {
+        assert!(parse_partial_checksums(None).unwrap());
+        assert!(parse_partial_checksums(Some(" ")).unwrap());
+        assert!(parse_partial_checksums(Some("on")).unwrap());
+        assert!(!parse_partial_checksums(Some("OFF")).unwrap());
+        assert!(!parse_partial_checksums(Some("0")).unwrap());
+        let e = parse_partial_checksums(Some("maybe")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("RAWTCP_PARTIAL_CHECKSUMS"));
+    }
 
     #[test]
     fn busy_poll_setting_reads_microseconds() {

@@ -417,6 +417,20 @@ pub(crate) fn emit_into(
     );
     let ip_len = if remote.is_ipv4() { 20 } else { 40 };
     let room = ip_len + TCP_MAX_HEADER_LEN;
+    // Both SYNs offered partial checksums: the payload is not summed (see
+    // `Config::partial_checksums`).
+    let partial = entry.conn.partial_checksums();
+    // The headers of a packet whose payload lies behind them: with the payload's `sum`, or
+    // with the checksum left partial (`None`).
+    let headers = |head: &mut [u8], repr: &TcpRepr, payload_len: usize, sum: Option<u16>| {
+        let (src, dst) = (local.ip(), remote.ip());
+        match sum {
+            Some(sum) => {
+                wire::ip::emit_tcp_headers_summed(src, dst, ttl, repr, head, (payload_len, sum))
+            }
+            None => wire::ip::emit_tcp_headers_partial(src, dst, ttl, repr, head, payload_len),
+        }
+    };
     // A large payload stays in the send buffer, attached to its packet, where the datapath
     // sends a packet from several places.
     let share_min = if shared.sends_attached {
@@ -437,15 +451,8 @@ pub(crate) fn emit_into(
             Ok(Some((t, Some((pieces, sum))))) => {
                 let start = room - t.repr.header_len() - ip_len;
                 let head = &mut slot[start..room];
-                let emitted = wire::ip::emit_tcp_headers_summed(
-                    local.ip(),
-                    remote.ip(),
-                    ttl,
-                    &t.repr,
-                    head,
-                    (t.payload_len, sum),
-                )
-                .and_then(|len| with_traffic_class(head, len, tos));
+                let emitted = headers(head, &t.repr, t.payload_len, (!partial).then_some(sum))
+                    .and_then(|len| with_traffic_class(head, len, tos));
                 match emitted {
                     Ok(len) => {
                         tx.commit_attached(start, len, pieces, route);
@@ -466,9 +473,12 @@ pub(crate) fn emit_into(
         };
         let start = room - t.repr.header_len() - ip_len;
         let packet = &mut slot[start..room + t.payload_len];
-        let emitted =
+        let emitted = if partial {
+            headers(&mut packet[..room - start], &t.repr, t.payload_len, None).map(|_| packet.len())
+        } else {
             wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet)
-                .and_then(|len| with_traffic_class(packet, len, tos));
+        }
+        .and_then(|len| with_traffic_class(packet, len, tos));
         match emitted {
             Ok(len) => {
                 if let Some(tap) = &shared.tap {
@@ -548,6 +558,13 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: boo
         if partial {
             wire::complete_partial_checksum(rx.batch.get_mut(i));
         }
+        // A carrier the datapath vouches for (a UDP datagram from loopback) brought the
+        // packet intact: summing its bytes again would prove nothing.
+        let verify = verify
+            && !rx
+                .batch
+                .carrier(i)
+                .is_some_and(|c| shared.datapath.carrier_verified(c));
         rx.parsed.push(Parsed::of(rx.batch.get(i), verify));
     }
     (received, rx.batch.is_full())
@@ -695,7 +712,8 @@ fn handle_packet(
         Route::SynCookie { listener, iss } => {
             // RFC 4987 §3.6: the SYN+ACK carries the state; nothing is kept.
             let l = inner.table.listeners.get(&listener)?;
-            let cfg = shared.config_for(&l.config, remote.ip());
+            // A cookie's SYN+ACK never offers partial checksums (the cookie cannot hold it).
+            let cfg = shared.config_for(&l.config, remote.ip(), remote);
             let (ttl, tos) = (l.ttl, l.tos);
             if let Some(syn_ack) = Connection::cookie_syn_ack(cfg, local, remote, &tcp, iss, now) {
                 emit(
@@ -756,7 +774,7 @@ fn store_accepted(
     make: impl FnOnce(crate::proto::Config) -> Option<Connection>,
 ) -> bool {
     let made = inner.table.listeners.get(&accept.listener).and_then(|l| {
-        let conn = make(shared.config_for(&l.config, remote.ip()))?;
+        let conn = make(shared.config_for(&l.config, remote.ip(), carrier.unwrap_or(remote)))?;
         Some(Entry {
             route: carrier,
             tos: l.tos,

@@ -455,6 +455,7 @@ mod tests {
             limits: None,
             max_buffer_memory: None,
             busy_poll: super::super::DEFAULT_BUSY_POLL,
+            partial_checksums: true,
         }
     }
 

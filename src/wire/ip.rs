@@ -564,6 +564,35 @@ pub fn emit_tcp_headers_summed(
     Ok(headers.len())
 }
 
+/// [`emit_tcp_headers_summed`] with the TCP checksum left *partial*: the field holds the
+/// folded pseudo-header sum only, as a kernel that offloads checksumming leaves it
+/// (`CHECKSUM_PARTIAL`), and the payload is not read. For a connection whose peer agreed that
+/// its carrier guarantees integrity ([`TcpOptions::partial_checksums`](crate::wire::TcpOptions::partial_checksums)); any receiver that
+/// must verify completes it with [`complete_partial_checksum`], and capture tools show it as
+/// they show offloaded segments.
+///
+/// # Errors
+///
+/// As [`emit_tcp_headers_for`].
+pub fn emit_tcp_headers_partial(
+    src: IpAddr,
+    dst: IpAddr,
+    hop_limit: u8,
+    tcp: &TcpRepr,
+    headers: &mut [u8],
+    payload_len: usize,
+) -> Result<usize, WireError> {
+    let n = emit_tcp_headers_summed(src, dst, hop_limit, tcp, headers, (payload_len, 0))?;
+    let ip_len = n - tcp.header_len();
+    let length = u32::try_from(tcp.header_len() + payload_len).map_err(|_| WireError::BadLength)?;
+    let partial = checksum::fold(checksum::pseudo_header(src, dst, IPPROTO_TCP, length));
+    headers
+        .get_mut(ip_len + 16..ip_len + 18)
+        .ok_or(WireError::BufferTooSmall)?
+        .copy_from_slice(&partial.to_be_bytes());
+    Ok(n)
+}
+
 /// Sets the traffic class of an IP packet already written: the IPv4 type-of-service byte
 /// (DSCP and ECN, RFC 2474 §3 and RFC 3168 §5), whose header checksum is then recomputed,
 /// or the IPv6 traffic class (RFC 8200 §7). The headers [`emit_tcp_packet`] and
@@ -1287,6 +1316,34 @@ mod tests {
         for len in 0..60 {
             let mut junk = vec![0x45u8; len];
             let _ = complete_partial_checksum(&mut junk);
+        }
+    }
+
+    #[test]
+    fn partial_headers_complete_to_the_full_packet() {
+        for (src, dst) in [("10.7.0.2", "10.7.0.1"), ("fd00::2", "fd00::1")] {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let tcp = TcpRepr {
+                src_port: 5000,
+                dst_port: 80,
+                seq: 7,
+                flags: TcpFlags::ACK | TcpFlags::PSH,
+                ..TcpRepr::default()
+            };
+            let payload = b"odd-length payload";
+            let mut buf = [0u8; 200];
+            let n = emit_tcp_packet(src, dst, 64, &tcp, payload, &mut buf).unwrap();
+            let full = buf[..n].to_vec();
+            let head = n - payload.len();
+            let mut p = vec![0u8; n];
+            p[head..].copy_from_slice(payload);
+            let h = emit_tcp_headers_partial(src, dst, 64, &tcp, &mut p[..head], payload.len());
+            assert_eq!(h, Ok(head));
+            assert_ne!(p, full);
+            assert!(parse_tcp_packet(&p, true).is_err());
+            assert!(parse_tcp_packet(&p, false).is_ok());
+            assert!(complete_partial_checksum(&mut p));
+            assert_eq!(p, full);
         }
     }
 

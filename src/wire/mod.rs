@@ -34,7 +34,8 @@ pub use ip::{
     parse_tcp_packet, IpRepr, Ipv4Repr, Ipv6Repr, IPPROTO_TCP,
 };
 pub use tcp::{
-    Ladder, SackBlocks, TcpFlags, TcpOptions, TcpRepr, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN,
+    Ladder, SackBlocks, TcpFlags, TcpOptions, TcpRepr, PARTIAL_CHECKSUMS_EXID, TCP_HEADER_LEN,
+    TCP_MAX_HEADER_LEN,
 };
 
 use std::fmt;

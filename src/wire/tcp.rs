@@ -29,7 +29,15 @@ mod kind {
     pub const SACK_PERMITTED: u8 = 4;
     pub const SACK: u8 = 5;
     pub const TIMESTAMPS: u8 = 8;
+    /// An experimental option (RFC 6994 §3): kind 253, then a 16-bit experiment identifier.
+    pub const EXPERIMENT: u8 = 253;
 }
+
+/// The experiment identifier (RFC 6994 §3) of rawtcp's partial-checksum option (see
+/// [`TcpOptions::partial_checksums`]): "RT". Not registered with IANA; RFC 6994 §4 lets an
+/// experiment use an identifier it picks, and a stack that does not know it skips the
+/// option by its length.
+pub const PARTIAL_CHECKSUMS_EXID: u16 = 0x5254;
 
 /// The TCP control bits (RFC 9293 §3.1, RFC 3168 for ECE and CWR).
 ///
@@ -253,6 +261,13 @@ pub struct TcpOptions {
     pub sack: SackBlocks,
     /// Timestamps (kind 8, RFC 7323 §3): `(TSval, TSecr)`.
     pub timestamps: Option<(u32, u32)>,
+    /// rawtcp's partial-checksum option, only meaningful on SYN: an experimental option
+    /// (kind 253, length 4, identifier [`PARTIAL_CHECKSUMS_EXID`], RFC 6994) by which a
+    /// rawtcp endpoint says that the carrier bringing it the peer's segments already
+    /// guarantees their integrity (a UDP datagram between two processes of one host), so
+    /// the peer may leave each segment's checksum *partial*, as a kernel that offloads
+    /// checksumming does: the folded pseudo-header sum only. Used when both SYNs carry it.
+    pub partial_checksums: bool,
 }
 
 impl TcpOptions {
@@ -265,7 +280,8 @@ impl TcpOptions {
             (false, false) => 0,
         };
         let ws = if self.window_scale.is_some() { 4 } else { 0 };
-        mss + ts_sack_ok + ws
+        let partial = if self.partial_checksums { 4 } else { 0 };
+        mss + ts_sack_ok + ws + partial
     }
 
     /// How many SACK blocks are emitted: those held, clamped to what fits after the other
@@ -286,7 +302,7 @@ impl TcpOptions {
     /// group NOP-padded to 4-byte alignment:
     ///
     /// MSS; SACK-permitted and timestamps, or NOP NOP timestamps, or NOP NOP SACK-permitted;
-    /// NOP window scale; NOP NOP SACK. Returns the bytes written.
+    /// NOP window scale; partial checksums; NOP NOP SACK. Returns the bytes written.
     fn write(&self, out: &mut [u8]) -> Result<usize, WireError> {
         let mut w = Writer { out, at: 0 };
         if let Some(mss) = self.mss {
@@ -309,6 +325,10 @@ impl TcpOptions {
         }
         if let Some(shift) = self.window_scale {
             w.put(&[kind::NOP, kind::WINDOW_SCALE, 3, shift])?;
+        }
+        if self.partial_checksums {
+            w.put(&[kind::EXPERIMENT, 4])?;
+            w.put(&PARTIAL_CHECKSUMS_EXID.to_be_bytes())?;
         }
         let n = self.emitted_sack_blocks();
         if n > 0 {
@@ -381,6 +401,10 @@ impl TcpOptions {
                         u32::from_be_bytes([a, b, c, d]),
                         u32::from_be_bytes([e, f, g, h]),
                     ));
+                }
+                // Another experiment's identifier, or a longer body: not ours, skipped.
+                kind::EXPERIMENT if body == PARTIAL_CHECKSUMS_EXID.to_be_bytes() => {
+                    opts.partial_checksums = true;
                 }
                 _ => {}
             }
@@ -705,6 +729,7 @@ pub(crate) mod tests {
                 sack_permitted: true,
                 sack: SackBlocks::new(),
                 timestamps: Some((0x005e_7a1f, 0)),
+                partial_checksums: false,
             },
         }
     }
@@ -745,6 +770,51 @@ pub(crate) mod tests {
         let mut buf = [0u8; 60];
         let n = repr.emit(&mut buf, &[], A, B).unwrap();
         assert_eq!(buf[..n], LINUX_SYN);
+    }
+
+    #[test]
+    fn partial_checksum_option_round_trips_and_foreign_experiments_are_skipped() {
+        let mut repr = TcpRepr {
+            flags: TcpFlags::SYN,
+            options: TcpOptions {
+                mss: Some(65_000),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamps: Some((5, 0)),
+                partial_checksums: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut buf = [0u8; 60];
+        let n = repr.emit(&mut buf, &[], A, B).unwrap();
+        assert_eq!(n, 20 + 24);
+        assert_eq!(&buf[40..44], &[253, 4, 0x52, 0x54]);
+        let (back, _) = TcpRepr::parse(&buf[..n], A, B, true).unwrap();
+        assert_eq!(back, repr);
+
+        // The same kind with another identifier, or a longer body, is another experiment.
+        for foreign in [
+            [253u8, 4, 0x12, 0x34, 1, 1, 1, 1],
+            [253, 6, 0x52, 0x54, 0, 0, 1, 1],
+        ] {
+            let mut seg = [0u8; 28];
+            seg[12] = 7 << 4;
+            seg[20..].copy_from_slice(&foreign);
+            let (parsed, _) = TcpRepr::parse(&seg, A, B, false).unwrap();
+            assert!(!parsed.options.partial_checksums, "{foreign:?}");
+        }
+
+        // With every other option and SACK blocks, the option still fits and SACK gives way.
+        repr.flags = TcpFlags::ACK;
+        repr.options.sack.push(1, 2);
+        repr.options.sack.push(3, 4);
+        repr.options.sack.push(5, 6);
+        let n = repr.emit(&mut buf, &[], A, B).unwrap();
+        assert!(n <= 60);
+        let (back, _) = TcpRepr::parse(&buf[..n], A, B, true).unwrap();
+        assert!(back.options.partial_checksums);
+        assert_eq!(back.options.sack.len(), 1);
     }
 
     #[test]
@@ -1105,28 +1175,33 @@ pub(crate) mod tests {
             any::<bool>(),
             any::<Option<(u32, u32)>>(),
             proptest::collection::vec(any::<(u32, u32)>(), 0..=4),
+            any::<bool>(),
         )
-            .prop_map(|(mss, window_scale, sack_permitted, timestamps, blocks)| {
-                let fixed = 4 * usize::from(mss.is_some())
-                    + if timestamps.is_some() {
-                        12
-                    } else {
-                        4 * usize::from(sack_permitted)
+            .prop_map(
+                |(mss, window_scale, sack_permitted, timestamps, blocks, partial)| {
+                    let fixed = 4 * usize::from(mss.is_some())
+                        + 4 * usize::from(partial)
+                        + if timestamps.is_some() {
+                            12
+                        } else {
+                            4 * usize::from(sack_permitted)
+                        }
+                        + 4 * usize::from(window_scale.is_some());
+                    let room = (40 - fixed - 4) / 8;
+                    let mut sack = SackBlocks::new();
+                    for &(l, r) in blocks.iter().take(room) {
+                        sack.push(l, r);
                     }
-                    + 4 * usize::from(window_scale.is_some());
-                let room = (40 - fixed - 4) / 8;
-                let mut sack = SackBlocks::new();
-                for &(l, r) in blocks.iter().take(room) {
-                    sack.push(l, r);
-                }
-                TcpOptions {
-                    mss,
-                    window_scale,
-                    sack_permitted,
-                    sack,
-                    timestamps,
-                }
-            })
+                    TcpOptions {
+                        mss,
+                        window_scale,
+                        sack_permitted,
+                        sack,
+                        timestamps,
+                        partial_checksums: partial,
+                    }
+                },
+            )
     }
 
     /// Arbitrary headers whose options all fit.

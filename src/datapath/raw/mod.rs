@@ -900,6 +900,7 @@ impl Datapath for RawDatapath {
             replies_reach_the_shard: false,
             verify_checksums: true,
             partial_checksums: true,
+            loopback_carriers_verified: false,
             // Unbinding: nft runs to take the port out of the filter.
             quick_unbind: false,
             pending_holds: true,

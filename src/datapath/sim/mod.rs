@@ -328,6 +328,7 @@ impl Datapath for SimDatapath {
             replies_reach_the_shard: false,
             verify_checksums: self.verify_checksums(),
             partial_checksums: false,
+            loopback_carriers_verified: false,
             // Unbinding: the simulated host's port table.
             quick_unbind: true,
             // Packets become due by the clock, and its timer may fire a little after.

@@ -668,6 +668,7 @@ impl Datapath for TunDatapath {
             replies_reach_the_shard: false,
             verify_checksums: true,
             partial_checksums: false,
+            loopback_carriers_verified: false,
             // Unbinding: the port table in memory.
             quick_unbind: true,
             pending_holds: true,

@@ -738,6 +738,20 @@ impl Datapath for UdpDatapath {
         }
     }
 
+    /// A datagram from a loopback address (IPv4 127.0.0.0/8, `::1`, or either mapped) was
+    /// moved by the kernel from one buffer of this host to another: it cannot have been
+    /// damaged on the way, and its TCP checksum need not be verified. One from any other
+    /// address is verified as a packet from a wire, since a sender may have sent it with no
+    /// UDP checksum (IPv4 allows zero).
+    fn carrier_verified(&self, carrier: SocketAddr) -> bool {
+        match carrier.ip() {
+            IpAddr::V4(ip) => ip.is_loopback(),
+            IpAddr::V6(ip) => {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        }
+    }
+
     /// `recvmmsg` and `UDP_SEGMENT` trains (when on) of up to 64 datagrams, receiving
     /// without readiness, shards.
     fn capabilities(&self) -> super::Capabilities {
@@ -753,6 +767,8 @@ impl Datapath for UdpDatapath {
             replies_reach_the_shard: true,
             verify_checksums: true,
             partial_checksums: false,
+            // A datagram from a loopback address never left memory.
+            loopback_carriers_verified: true,
             // Unbinding: a reservation socket closed.
             quick_unbind: true,
             pending_holds: true,

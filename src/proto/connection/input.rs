@@ -102,6 +102,11 @@ impl Connection {
         }
         self.sack_ok = self.cfg.sack && opts.sack_permitted;
         self.ts_ok = self.cfg.timestamps && opts.timestamps.is_some();
+        self.partial_ok = self.cfg.partial_checksums && opts.partial_checksums;
+        if self.partial_ok {
+            // Segments leave with the pseudo-header sum only: no sums of the payload.
+            self.send_buf.forget_sums();
+        }
         if let Some((tsval, _)) = opts.timestamps {
             self.ts_recent = tsval;
         }

@@ -347,6 +347,8 @@ pub struct Connection {
     wscale_ok: bool,
     sack_ok: bool,
     ts_ok: bool,
+    /// Both SYNs carried the partial-checksum offer (`Config::partial_checksums`).
+    partial_ok: bool,
     ts_recent: u32,
     ts_offset: u32,
     last_ack_sent: SeqNum,
@@ -509,6 +511,7 @@ impl Connection {
             wscale_ok: false,
             sack_ok: false,
             ts_ok: false,
+            partial_ok: false,
             ts_recent: 0,
             ts_offset: ts_offset(local, remote),
             last_ack_sent: SeqNum(0),
@@ -630,6 +633,13 @@ impl Connection {
     /// The peer's address and port.
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// Whether both SYNs offered partial checksums (`Config::partial_checksums`): the
+    /// segments this connection sends may then carry the pseudo-header sum only
+    /// ([`emit_tcp_headers_partial`](crate::wire::ip::emit_tcp_headers_partial)).
+    pub fn partial_checksums(&self) -> bool {
+        self.partial_ok
     }
 
     /// The settings this connection runs with.
@@ -916,6 +926,7 @@ impl Connection {
             recv_wscale: self.rcv_wscale,
             sack: self.sack_ok,
             timestamps: self.ts_ok,
+            partial_checksums: self.partial_ok,
         }
     }
 

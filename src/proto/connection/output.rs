@@ -462,7 +462,13 @@ impl Connection {
         };
         if len >= payload.share_min {
             if let Some(pieces) = self.send_buf.pieces(offset, len) {
-                payload.pieces = Some((Box::new(pieces), self.send_buf.range_sum(offset, len)));
+                // With partial checksums the payload is never summed (the sum is unused).
+                let sum = if self.partial_ok {
+                    0
+                } else {
+                    self.send_buf.range_sum(offset, len)
+                };
+                payload.pieces = Some((Box::new(pieces), sum));
                 return transmit;
             }
         }
@@ -507,6 +513,11 @@ impl Connection {
                 options.window_scale = Some(self.rcv_wscale);
             }
             options.sack_permitted = if active { self.cfg.sack } else { self.sack_ok };
+            options.partial_checksums = if active {
+                self.cfg.partial_checksums
+            } else {
+                self.partial_ok
+            };
             if active && self.cfg.timestamps {
                 options.timestamps = Some((tsval, 0));
             } else if !active && self.ts_ok {
