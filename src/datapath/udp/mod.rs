@@ -6,7 +6,10 @@
 //! by a TCP segment) as its payload, nothing more. The TCP endpoints are the *inner* IP
 //! addresses and TCP ports; UDP is only the carrier that moves the packet from one process to
 //! another. The checksums inside the packet are those of real TCP/IP, and the stack verifies
-//! them as it would for packets from a wire.
+//! them as it would for packets from a wire, except for datagrams from a loopback address,
+//! which the kernel moved whole within the host ([`Datapath::carrier_verified`]); between
+//! two rawtcp endpoints that both vouch for their carrier, segments leave with the
+//! checksum left partial (`Config::partial_checksums`).
 //!
 //! # Listeners
 //!
@@ -39,7 +42,7 @@
 //!
 //! Every packet received carries the UDP address it came from as its carrier. The stack
 //! remembers it for a connection only once a segment from it was accepted — its checksum
-//! verified, and then taken by the connection as in-window with an acceptable ACK, or as the
+//! verified (or its carrier vouched for), and then taken by the connection as in-window with an acceptable ACK, or as the
 //! SYN a listener answers — and gives it back with that connection's packets, so that a
 //! reply to a client reaches the client's shared socket rather than its reservation. The
 //! datapath itself keeps no map of peers: a stranger's datagram claiming a connection's
