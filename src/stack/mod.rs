@@ -19,6 +19,7 @@ mod api;
 mod backlog;
 mod capture;
 mod connections;
+mod order;
 mod reactor;
 mod rx;
 mod shards;
@@ -37,7 +38,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use table::{ConnId, Table};
@@ -214,6 +215,10 @@ pub struct StackStats {
     /// reactor, as the kernel sends from inside the system call: an idle connection's write,
     /// its SYN at `connect`, its FIN at `shutdown` or close, a window update after a read.
     pub inline_transmits: u64,
+    /// Of `inline_transmits`, those whose task found the order of sends taken (another
+    /// task in the middle of a send) and handed its segments to that task to send after its
+    /// own, instead of waiting for it.
+    pub sends_handed_over: u64,
     /// Batches of arriving packets an application task received and delivered for the
     /// stack while it waited, instead of the reactor (which saves a hand-off between tasks
     /// per segment, as the kernel delivers in the interrupt that brings it).
@@ -256,6 +261,10 @@ pub(crate) struct Shared {
     /// segments under the lock and sends them after releasing it, and held until they are
     /// sent (see [`Shared::send_order`]).
     pub(in crate::stack) tx_order: Mutex<backlog::Backlog>,
+    /// Batches handed over by inline transmits that found `tx_order` taken (see [`order`]).
+    pub(in crate::stack) handoff: order::Handoff,
+    /// The next place in the order of sends, drawn under the stack's lock.
+    pub(in crate::stack) tickets: AtomicU64,
     /// The send order's backlog holds packets (see [`backlog`]): the reactor offers them
     /// again within [`backlog::RETRY`].
     pub(in crate::stack) backlogged: AtomicBool,
@@ -375,11 +384,37 @@ impl Shared {
         }
         reactor::settle(inner, id, None);
         inner.wake_reactor_for_timers();
-        Deferred {
-            order: self.send_order(&tx),
-            shared: self,
-            batch: tx,
+        if tx.is_empty() {
+            return Deferred {
+                shared: self,
+                batch: Some(tx),
+                order: None,
+            };
         }
+        let ticket = self.ticket();
+        match order::Order::try_take(self, ticket) {
+            Some(order) => Deferred {
+                shared: self,
+                batch: Some(tx),
+                order: Some(order),
+            },
+            None => {
+                // Someone is sending: they send this after their own (see [`order`]).
+                inner.stats.sends_handed_over += 1;
+                self.handoff.push(ticket, tx);
+                Deferred {
+                    shared: self,
+                    batch: None,
+                    order: None,
+                }
+            }
+        }
+    }
+
+    /// The next place in the order of sends; drawn with the stack's lock held, so places
+    /// follow the order segments were built in.
+    fn ticket(&self) -> u64 {
+        self.tickets.fetch_add(1, Ordering::Relaxed)
     }
 
     /// For segments built under the stack's lock and sent after it is released: a place in
@@ -391,11 +426,8 @@ impl Shared {
     /// closed meanwhile (seen in a connect-and-close loop). Whoever holds the stack's lock
     /// takes this next; it is released once the batch is sent, and the stack's lock is free
     /// meanwhile, so the system call still happens outside it.
-    pub(in crate::stack) fn send_order(
-        &self,
-        batch: &datapath::Batch,
-    ) -> Option<MutexGuard<'_, backlog::Backlog>> {
-        (!batch.is_empty()).then(|| unpoisoned(&self.tx_order))
+    pub(in crate::stack) fn send_order(&self, batch: &datapath::Batch) -> Option<order::Order<'_>> {
+        (!batch.is_empty()).then(|| order::Order::take(self, self.ticket()))
     }
 
     /// Sends `batch` (emptying it) in its place in the order of sends, the stack's lock
@@ -434,6 +466,21 @@ impl Shared {
     /// has no room for waits there (see [`backlog`]).
     pub(in crate::stack) fn send_batch(
         &self,
+        order: &mut order::Order<'_>,
+        batch: &mut datapath::Batch,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        // What was handed over before this batch was built goes first.
+        order.send_earlier();
+        self.send_held(order, batch);
+    }
+
+    /// [`send_batch`](Self::send_batch) once what goes before it has gone: the backlog
+    /// first, then `batch` (emptied).
+    pub(in crate::stack) fn send_held(
+        &self,
         order: &mut backlog::Backlog,
         batch: &mut datapath::Batch,
     ) {
@@ -461,7 +508,7 @@ impl Shared {
 
     /// Offers what waits in the backlog again (the reactor, when no task sent meanwhile).
     pub(in crate::stack) fn retry_backlog(&self) {
-        let mut order = unpoisoned(&self.tx_order);
+        let mut order = order::Order::take(self, u64::MAX);
         if !order.is_empty() {
             let _clock = self.runtime.enter();
             order.retry(&*self.datapath);
@@ -771,8 +818,9 @@ impl Shared {
 /// released.
 pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
-    batch: Box<datapath::Batch>,
-    order: Option<MutexGuard<'a, backlog::Backlog>>,
+    /// `None` when it was handed over to whoever held the send order.
+    batch: Option<Box<datapath::Batch>>,
+    order: Option<order::Order<'a>>,
 }
 
 impl Deferred<'_> {
@@ -781,13 +829,19 @@ impl Deferred<'_> {
     pub fn send(self) {
         let Deferred {
             shared,
-            mut batch,
+            batch,
             order,
         } = self;
-        if let Some(mut order) = order {
-            shared.send_batch(&mut order, &mut batch);
+        match (batch, order) {
+            (Some(mut batch), Some(mut order)) => {
+                shared.send_batch(&mut order, &mut batch);
+                drop(order);
+                shared.recycle(batch);
+            }
+            (Some(batch), None) => shared.recycle(batch),
+            // Handed over: sent by the order's holder, or here if it let go meanwhile.
+            (None, _) => order::after_handing_over(shared),
         }
-        shared.recycle(batch);
     }
 }
 
@@ -1358,6 +1412,8 @@ impl StackBuilder {
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),
+            handoff: order::Handoff::default(),
+            tickets: AtomicU64::new(0),
             backlogged: AtomicBool::new(false),
             rx: Mutex::new(reactor::rx_state()),
             rx_waker: Waker::from(rx_wake.clone()),
@@ -1566,7 +1622,7 @@ impl Shared {
     pub(crate) fn stats(&self) -> StackStats {
         let inner = self.lock();
         // Taken after the stack's lock, as every sender takes it.
-        let backlog = unpoisoned(&self.tx_order);
+        let backlog = order::Order::take(self, u64::MAX);
         let ep = inner.table.endpoint.stats();
         let mut reactor_wakes = inner.stats.reactor_wakes;
         self.rx_wake.add_caused(&mut reactor_wakes);
