@@ -214,3 +214,46 @@ async fn a_tapped_stack_shows_full_checksums() {
     assert_eq!(exchange(&tapped, &plain).await, (false, false));
     assert!(checked.load(Ordering::Relaxed) > 50);
 }
+
+/// A SYN with a wrong checksum, sent from a plain UDP socket on loopback to a listener: a
+/// stack that trusts loopback carriers answers it (the checksum is not looked at); one
+/// built with `partial_checksums(false)` verifies it, counts it malformed and says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turned_off_every_arrival_is_verified() {
+    use rawtcp::wire::{emit_tcp_packet, TcpFlags, TcpRepr};
+    for trust in [true, false] {
+        let stack = Stack::builder()
+            .datapath(UdpDatapath::new().expect("udp datapath"))
+            .shards(1)
+            .partial_checksums(trust)
+            .build()
+            .expect("stack");
+        let listener = stack.bind("127.0.0.1:0").await.expect("bind");
+        let to = listener.local_addr().expect("addr");
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let from = udp.local_addr().expect("udp addr");
+        let syn = TcpRepr {
+            src_port: from.port(),
+            dst_port: to.port(),
+            seq: 1000,
+            flags: TcpFlags::SYN,
+            window: 65_535,
+            ..TcpRepr::default()
+        };
+        let mut packet = [0u8; 64];
+        let n = emit_tcp_packet(from.ip(), to.ip(), 64, &syn, &[], &mut packet).expect("emit");
+        packet[20 + 16] ^= 0x5a; // the TCP checksum, wrong
+        let before = stack.stats().malformed;
+        udp.send_to(&packet[..n], to).await.expect("send");
+        let mut reply = [0u8; 1500];
+        let answered = tokio::time::timeout(Duration::from_millis(500), udp.recv_from(&mut reply))
+            .await
+            .is_ok();
+        assert_eq!(answered, trust, "trusting loopback: {trust}");
+        if !trust {
+            assert_eq!(stack.stats().malformed, before + 1);
+        }
+    }
+}

@@ -560,7 +560,9 @@ pub trait Datapath: Send + Sync + 'static {
     /// memory, and the kernel moved them whole. The checksum is no defence against a
     /// stranger, who can compute it as easily as a peer; what keeps a stranger's segment
     /// out is the connection's own acceptance test (RFC 9293 §3.10.7.4), which every
-    /// packet still passes. The default is `false`: every packet is verified.
+    /// packet still passes. The default is `false`: every packet is verified. A stack set
+    /// with `RAWTCP_PARTIAL_CHECKSUMS=off` verifies every packet whatever this says (for a
+    /// host where a local relay forwards datagrams from elsewhere to loopback).
     fn carrier_verified(&self, carrier: SocketAddr) -> bool {
         let _ = carrier;
         false

@@ -107,9 +107,10 @@ pub struct Config {
     pub send_sums: bool,
     /// Offer the peer to leave checksums partial ([`TcpOptions::partial_checksums`]): set
     /// by a stack for a connection whose packets arrive by a carrier its datapath vouches
-    /// for ([`Datapath::carrier_verified`]: a UDP datagram from loopback). When both SYNs
-    /// carry the offer, neither side sums the payloads it sends, nor verifies what arrives
-    /// by that carrier. Off by default.
+    /// for ([`Datapath::carrier_verified`]: a UDP datagram from loopback), whatever a
+    /// template says. When both SYNs carry the offer, neither side sums the payloads it
+    /// sends. (Whether an arrival is verified does not depend on it: the stack decides that
+    /// packet by packet, from its carrier.) Off by default.
     ///
     /// [`TcpOptions::partial_checksums`]: crate::wire::TcpOptions::partial_checksums
     /// [`Datapath::carrier_verified`]: crate::datapath::Datapath::carrier_verified

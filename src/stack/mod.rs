@@ -301,6 +301,9 @@ pub(crate) struct Shared {
     /// or capture is set (they are shown full checksums), and `RAWTCP_PARTIAL_CHECKSUMS` is
     /// not `off`.
     pub(in crate::stack) partial_checksums: bool,
+    /// Whether arrivals by a carrier the datapath vouches for skip the TCP checksum
+    /// ([`Datapath::carrier_verified`]): unless `RAWTCP_PARTIAL_CHECKSUMS` is `off`.
+    pub(in crate::stack) trust_carriers: bool,
     /// This shard's index and the stack's number of shards ((0, 1) for a stack of one).
     pub(in crate::stack) place: (usize, usize),
     /// The other shards of the stack (none for a stack of one), set once they all exist.
@@ -1139,6 +1142,7 @@ pub struct StackBuilder {
     max_buffer_memory: Option<usize>,
     shards: Option<usize>,
     busy_poll: Option<std::time::Duration>,
+    partial_checksums: Option<bool>,
 }
 
 impl fmt::Debug for StackBuilder {
@@ -1279,6 +1283,22 @@ impl StackBuilder {
         self
     }
 
+    /// Whether to leave out TCP checksums where the datapath vouches for the carrier (on by
+    /// default; `RAWTCP_PARTIAL_CHECKSUMS=off` sets the default to off): arrivals by such a
+    /// carrier (a UDP datagram from loopback) are not summed, and connections to a peer
+    /// that agrees send partial checksums (see [`Config::partial_checksums`]). Off, every
+    /// segment carries a full checksum and every arrival is verified.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let stack = rawtcp::Stack::builder().partial_checksums(false).build()?;
+    /// # drop(stack); Ok(()) }
+    /// ```
+    pub fn partial_checksums(mut self, on: bool) -> Self {
+        self.partial_checksums = Some(on);
+        self
+    }
+
     /// Bounds on connections in TIME-WAIT and on connections the application let go that
     /// are still closing (defaults: [`Limits::default`]), as Linux's `tcp_max_tw_buckets`
     /// and `tcp_max_orphans`.
@@ -1300,6 +1320,7 @@ impl StackBuilder {
             max_buffer_memory,
             shards,
             busy_poll,
+            partial_checksums,
         } = self;
         if let Some(path) = pcap.or_else(capture::path_from_env) {
             tap = Some(capture::pcap_tap(path, tap)?);
@@ -1316,7 +1337,10 @@ impl StackBuilder {
             limits,
             max_buffer_memory,
             busy_poll,
-            partial_checksums: partial_checksums_from_env()?,
+            partial_checksums: match partial_checksums {
+                Some(on) => on,
+                None => partial_checksums_from_env()?,
+            },
         };
         let count = match shards {
             Some(n) => shards::Count::Exactly(n.max(1)),
@@ -1409,6 +1433,7 @@ impl StackBuilder {
             partial_checksums: settings.partial_checksums
                 && datapath.capabilities().loopback_carriers_verified
                 && settings.tap.is_none(),
+            trust_carriers: settings.partial_checksums,
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),
@@ -1485,8 +1510,9 @@ fn parse_busy_poll(value: Option<&str>) -> io::Result<std::time::Duration> {
     }
 }
 
-/// `RAWTCP_PARTIAL_CHECKSUMS`: `off` keeps full checksums on every segment even where the
-/// carrier vouches for its packets; unset, blank or `on`, partial checksums are offered there.
+/// `RAWTCP_PARTIAL_CHECKSUMS`: `off` keeps full checksums on every segment and verifies every
+/// arrival, even where the carrier vouches for its packets; unset, blank or `on`, arrivals by
+/// such a carrier are not summed and partial checksums are offered there.
 fn partial_checksums_from_env() -> io::Result<bool> {
     parse_partial_checksums(std::env::var("RAWTCP_PARTIAL_CHECKSUMS").ok().as_deref())
 }
@@ -1548,6 +1574,7 @@ impl Stack {
             max_buffer_memory: None,
             shards: None,
             busy_poll: None,
+            partial_checksums: None,
         }
     }
 

@@ -419,7 +419,7 @@ pub(crate) fn emit_into(
     let room = ip_len + TCP_MAX_HEADER_LEN;
     // Both SYNs offered partial checksums: the payload is not summed (see
     // `Config::partial_checksums`).
-    let partial = entry.conn.partial_checksums();
+    let unsummed = entry.conn.partial_checksums();
     // The headers of a packet whose payload lies behind them: with the payload's `sum`, or
     // with the checksum left partial (`None`).
     let headers = |head: &mut [u8], repr: &TcpRepr, payload_len: usize, sum: Option<u16>| {
@@ -451,7 +451,7 @@ pub(crate) fn emit_into(
             Ok(Some((t, Some((pieces, sum))))) => {
                 let start = room - t.repr.header_len() - ip_len;
                 let head = &mut slot[start..room];
-                let emitted = headers(head, &t.repr, t.payload_len, (!partial).then_some(sum))
+                let emitted = headers(head, &t.repr, t.payload_len, (!unsummed).then_some(sum))
                     .and_then(|len| with_traffic_class(head, len, tos));
                 match emitted {
                     Ok(len) => {
@@ -473,7 +473,7 @@ pub(crate) fn emit_into(
         };
         let start = room - t.repr.header_len() - ip_len;
         let packet = &mut slot[start..room + t.payload_len];
-        let emitted = if partial {
+        let emitted = if unsummed {
             headers(&mut packet[..room - start], &t.repr, t.payload_len, None).map(|_| packet.len())
         } else {
             wire::emit_tcp_headers_in_place(local.ip(), remote.ip(), ttl, &t.repr, packet)
@@ -561,10 +561,11 @@ pub(crate) fn receive(shared: &Shared, rx: &mut RxState, direct: bool, task: boo
         // A carrier the datapath vouches for (a UDP datagram from loopback) brought the
         // packet intact: summing its bytes again would prove nothing.
         let verify = verify
-            && !rx
-                .batch
-                .carrier(i)
-                .is_some_and(|c| shared.datapath.carrier_verified(c));
+            && !(shared.trust_carriers
+                && rx
+                    .batch
+                    .carrier(i)
+                    .is_some_and(|c| shared.datapath.carrier_verified(c)));
         rx.parsed.push(Parsed::of(rx.batch.get(i), verify));
     }
     (received, rx.batch.is_full())
@@ -712,8 +713,9 @@ fn handle_packet(
         Route::SynCookie { listener, iss } => {
             // RFC 4987 §3.6: the SYN+ACK carries the state; nothing is kept.
             let l = inner.table.listeners.get(&listener)?;
-            // A cookie's SYN+ACK never offers partial checksums (the cookie cannot hold it).
-            let cfg = shared.config_for(&l.config, remote.ip(), remote);
+            // A cookie's SYN+ACK never offers partial checksums (the cookie cannot hold it);
+            // the same settings as the connection its ACK makes (`store_accepted`).
+            let cfg = shared.config_for(&l.config, remote.ip(), carrier.unwrap_or(remote));
             let (ttl, tos) = (l.ttl, l.tos);
             if let Some(syn_ack) = Connection::cookie_syn_ack(cfg, local, remote, &tcp, iss, now) {
                 emit(

@@ -34,9 +34,10 @@ mod kind {
 }
 
 /// The experiment identifier (RFC 6994 §3) of rawtcp's partial-checksum option (see
-/// [`TcpOptions::partial_checksums`]): "RT". Not registered with IANA; RFC 6994 §4 lets an
-/// experiment use an identifier it picks, and a stack that does not know it skips the
-/// option by its length.
+/// [`TcpOptions::partial_checksums`]): "RT". Not registered with IANA, as RFC 6994 §3 asks of
+/// an experiment deployed on the Internet: this one never leaves a host, as it is offered
+/// only in SYNs carried in UDP between processes of one host. A stack that does not know it
+/// skips the option by its length (RFC 9293 §3.1).
 pub const PARTIAL_CHECKSUMS_EXID: u16 = 0x5254;
 
 /// The TCP control bits (RFC 9293 §3.1, RFC 3168 for ECE and CWR).
@@ -525,7 +526,8 @@ impl TcpRepr {
     /// the pseudo-header of `src` and `dst` (RFC 9293 §3.1) and all of `segment`.
     ///
     /// Options are laid out NOP-padded to 4-byte alignment: MSS; SACK-permitted with
-    /// timestamps (or either alone after two NOPs); NOP and window scale; two NOPs and SACK.
+    /// timestamps (or either alone after two NOPs); NOP and window scale; the
+    /// partial-checksum option (kind 253, four bytes); two NOPs and SACK.
     /// SACK blocks beyond what fits in the 40 option bytes are left out (RFC 2018 §3), so
     /// three fit beside timestamps and four without. Reserved bits are sent as zero.
     ///
