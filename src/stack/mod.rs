@@ -217,7 +217,8 @@ pub struct StackStats {
     pub inline_transmits: u64,
     /// Of `inline_transmits`, those whose task found the order of sends taken (another
     /// task in the middle of a send) and handed its segments to that task to send after its
-    /// own, instead of waiting for it.
+    /// own, instead of waiting for it (a few are sent by their own task after all, when the
+    /// holder let go just then).
     pub sends_handed_over: u64,
     /// Batches of arriving packets an application task received and delivered for the
     /// stack while it waited, instead of the reactor (which saves a hand-off between tasks
@@ -259,7 +260,8 @@ pub(crate) struct Shared {
     pub(in crate::stack) tx_pool: Mutex<Vec<Box<datapath::Batch>>>,
     /// The order of sends: taken, while the stack is still locked, by every task that built
     /// segments under the lock and sends them after releasing it, and held until they are
-    /// sent (see [`Shared::send_order`]).
+    /// sent (see [`Shared::send_order`]); an inline transmit that finds it taken hands its
+    /// segments over to the holder instead (see [`order`]).
     pub(in crate::stack) tx_order: Mutex<backlog::Backlog>,
     /// Batches handed over by inline transmits that found `tx_order` taken (see [`order`]).
     pub(in crate::stack) handoff: order::Handoff,
@@ -819,6 +821,7 @@ impl Shared {
 /// Segments an application task built under the stack's lock, with their place in the
 /// order of sends ([`Shared::send_order`]): sent by [`send`](Self::send) once the lock is
 /// released.
+#[must_use = "the segments are sent (or a batch handed over is made sure of) by `send`"]
 pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
     /// `None` when it was handed over to whoever held the send order.

@@ -44,7 +44,9 @@ impl Handoff {
         self.waiting.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Whether anything waits (a hint; see the module's notes for when it is exact).
+    /// Whether nothing waits. Exact once every push is over; a push under way may be missed,
+    /// which is why its task tries the order after pushing (`after_handing_over`) and a
+    /// holder looks again after letting go, with a fence before each look.
     pub fn is_empty(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) == 0
     }
@@ -73,7 +75,7 @@ pub(crate) struct Order<'a> {
 
 impl<'a> Order<'a> {
     /// Takes the send order, waiting for it, for a batch with `ticket` (`u64::MAX` for a
-    /// holder that sends nothing of its own, or nothing newer than what waits).
+    /// holder that sends no batch of its own: only the backlog, or nothing).
     pub fn take(shared: &'a Shared, ticket: u64) -> Order<'a> {
         Order {
             shared,
@@ -131,6 +133,11 @@ impl Drop for Order<'_> {
         let Some(mut guard) = self.guard.take() else {
             return;
         };
+        if std::thread::panicking() {
+            // Sending others' batches while unwinding risks a second panic (an abort): they
+            // wait for the next holder, or the reactor's next round.
+            return;
+        }
         loop {
             drain(self.shared, &mut guard, u64::MAX);
             drop(guard);
@@ -253,5 +260,15 @@ mod tests {
         assert_eq!(seen(), [3, 5, 7, 9]);
         drop(idle);
         assert_eq!(seen(), [3, 5, 7, 9, 11]);
+        // A holder unwinding from a panic sends nothing more; the next one does.
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _holder = Order::take(shared, u64::MAX);
+            shared.handoff.push(13, batch_of(13));
+            panic!("a send that panics");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(seen(), [3, 5, 7, 9, 11]);
+        after_handing_over(shared);
+        assert_eq!(seen(), [3, 5, 7, 9, 11, 13]);
     }
 }
