@@ -19,7 +19,6 @@ mod api;
 mod backlog;
 mod capture;
 mod connections;
-mod order;
 mod reactor;
 mod rx;
 mod shards;
@@ -38,7 +37,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use table::{ConnId, Table};
@@ -215,11 +214,6 @@ pub struct StackStats {
     /// reactor, as the kernel sends from inside the system call: an idle connection's write,
     /// its SYN at `connect`, its FIN at `shutdown` or close, a window update after a read.
     pub inline_transmits: u64,
-    /// Of `inline_transmits`, those whose task found the order of sends taken (another
-    /// task in the middle of a send) and handed its segments to that task to send after its
-    /// own, instead of waiting for it (a few are sent by their own task after all, when the
-    /// holder let go just then).
-    pub sends_handed_over: u64,
     /// Batches of arriving packets an application task received and delivered for the
     /// stack while it waited, instead of the reactor (which saves a hand-off between tasks
     /// per segment, as the kernel delivers in the interrupt that brings it).
@@ -260,13 +254,8 @@ pub(crate) struct Shared {
     pub(in crate::stack) tx_pool: Mutex<Vec<Box<datapath::Batch>>>,
     /// The order of sends: taken, while the stack is still locked, by every task that built
     /// segments under the lock and sends them after releasing it, and held until they are
-    /// sent (see [`Shared::send_order`]); an inline transmit that finds it taken hands its
-    /// segments over to the holder instead (see [`order`]).
+    /// sent (see [`Shared::send_order`]).
     pub(in crate::stack) tx_order: Mutex<backlog::Backlog>,
-    /// Batches handed over by inline transmits that found `tx_order` taken (see [`order`]).
-    pub(in crate::stack) handoff: order::Handoff,
-    /// The next place in the order of sends, drawn under the stack's lock.
-    pub(in crate::stack) tickets: AtomicU64,
     /// The send order's backlog holds packets (see [`backlog`]): the reactor offers them
     /// again within [`backlog::RETRY`].
     pub(in crate::stack) backlogged: AtomicBool,
@@ -389,37 +378,11 @@ impl Shared {
         }
         reactor::settle(inner, id, None);
         inner.wake_reactor_for_timers();
-        if tx.is_empty() {
-            return Deferred {
-                shared: self,
-                batch: Some(tx),
-                order: None,
-            };
+        Deferred {
+            order: self.send_order(&tx),
+            shared: self,
+            batch: tx,
         }
-        let ticket = self.ticket();
-        match order::Order::try_take(self, ticket) {
-            Some(order) => Deferred {
-                shared: self,
-                batch: Some(tx),
-                order: Some(order),
-            },
-            None => {
-                // Someone is sending: they send this after their own (see [`order`]).
-                inner.stats.sends_handed_over += 1;
-                self.handoff.push(ticket, tx);
-                Deferred {
-                    shared: self,
-                    batch: None,
-                    order: None,
-                }
-            }
-        }
-    }
-
-    /// The next place in the order of sends; drawn with the stack's lock held, so places
-    /// follow the order segments were built in.
-    fn ticket(&self) -> u64 {
-        self.tickets.fetch_add(1, Ordering::Relaxed)
     }
 
     /// For segments built under the stack's lock and sent after it is released: a place in
@@ -431,8 +394,11 @@ impl Shared {
     /// closed meanwhile (seen in a connect-and-close loop). Whoever holds the stack's lock
     /// takes this next; it is released once the batch is sent, and the stack's lock is free
     /// meanwhile, so the system call still happens outside it.
-    pub(in crate::stack) fn send_order(&self, batch: &datapath::Batch) -> Option<order::Order<'_>> {
-        (!batch.is_empty()).then(|| order::Order::take(self, self.ticket()))
+    pub(in crate::stack) fn send_order(
+        &self,
+        batch: &datapath::Batch,
+    ) -> Option<MutexGuard<'_, backlog::Backlog>> {
+        (!batch.is_empty()).then(|| unpoisoned(&self.tx_order))
     }
 
     /// Sends `batch` (emptying it) in its place in the order of sends, the stack's lock
@@ -471,21 +437,6 @@ impl Shared {
     /// has no room for waits there (see [`backlog`]).
     pub(in crate::stack) fn send_batch(
         &self,
-        order: &mut order::Order<'_>,
-        batch: &mut datapath::Batch,
-    ) {
-        if batch.is_empty() {
-            return;
-        }
-        // What was handed over before this batch was built goes first.
-        order.send_earlier();
-        self.send_held(order, batch);
-    }
-
-    /// [`send_batch`](Self::send_batch) once what goes before it has gone: the backlog
-    /// first, then `batch` (emptied).
-    pub(in crate::stack) fn send_held(
-        &self,
         order: &mut backlog::Backlog,
         batch: &mut datapath::Batch,
     ) {
@@ -513,7 +464,7 @@ impl Shared {
 
     /// Offers what waits in the backlog again (the reactor, when no task sent meanwhile).
     pub(in crate::stack) fn retry_backlog(&self) {
-        let mut order = order::Order::take(self, u64::MAX);
+        let mut order = unpoisoned(&self.tx_order);
         if !order.is_empty() {
             let _clock = self.runtime.enter();
             order.retry(&*self.datapath);
@@ -821,12 +772,10 @@ impl Shared {
 /// Segments an application task built under the stack's lock, with their place in the
 /// order of sends ([`Shared::send_order`]): sent by [`send`](Self::send) once the lock is
 /// released.
-#[must_use = "the segments are sent (or a batch handed over is made sure of) by `send`"]
 pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
-    /// `None` when it was handed over to whoever held the send order.
-    batch: Option<Box<datapath::Batch>>,
-    order: Option<order::Order<'a>>,
+    batch: Box<datapath::Batch>,
+    order: Option<MutexGuard<'a, backlog::Backlog>>,
 }
 
 impl Deferred<'_> {
@@ -835,19 +784,13 @@ impl Deferred<'_> {
     pub fn send(self) {
         let Deferred {
             shared,
-            batch,
+            mut batch,
             order,
         } = self;
-        match (batch, order) {
-            (Some(mut batch), Some(mut order)) => {
-                shared.send_batch(&mut order, &mut batch);
-                drop(order);
-                shared.recycle(batch);
-            }
-            (Some(batch), None) => shared.recycle(batch),
-            // Handed over: sent by the order's holder, or here if it let go meanwhile.
-            (None, _) => order::after_handing_over(shared),
+        if let Some(mut order) = order {
+            shared.send_batch(&mut order, &mut batch);
         }
+        shared.recycle(batch);
     }
 }
 
@@ -1440,8 +1383,6 @@ impl StackBuilder {
             datapath,
             tx_pool: Mutex::new(Vec::new()),
             tx_order: Mutex::default(),
-            handoff: order::Handoff::default(),
-            tickets: AtomicU64::new(0),
             backlogged: AtomicBool::new(false),
             rx: Mutex::new(reactor::rx_state()),
             rx_waker: Waker::from(rx_wake.clone()),
@@ -1652,7 +1593,7 @@ impl Shared {
     pub(crate) fn stats(&self) -> StackStats {
         let inner = self.lock();
         // Taken after the stack's lock, as every sender takes it.
-        let backlog = order::Order::take(self, u64::MAX);
+        let backlog = unpoisoned(&self.tx_order);
         let ep = inner.table.endpoint.stats();
         let mut reactor_wakes = inner.stats.reactor_wakes;
         self.rx_wake.add_caused(&mut reactor_wakes);

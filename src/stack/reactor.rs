@@ -90,11 +90,6 @@ impl Future for Reactor {
                 // Segments the datapath had no room for, and no task sent since.
                 shared.retry_backlog();
             }
-            if !shared.handoff.is_empty() {
-                // Batches handed over whose holder let go without sending them (it was
-                // unwinding from a panic): sent now, if no one holds the order.
-                super::order::after_handing_over(&shared);
-            }
             // Receive everything waiting, up to one batch, unless an application task is
             // receiving for the stack right now (it registers for what comes next).
             let mut rx = shared.try_rx();

@@ -403,7 +403,6 @@ impl StackStats {
             orphans,
             listen_overflows,
             inline_transmits,
-            sends_handed_over,
             inline_receives,
             reactor_polls,
             reactor_wakes,
@@ -430,7 +429,6 @@ impl StackStats {
         self.orphans += orphans;
         self.listen_overflows += listen_overflows;
         self.inline_transmits += inline_transmits;
-        self.sends_handed_over += sends_handed_over;
         self.inline_receives += inline_receives;
         self.reactor_polls += reactor_polls;
         self.reactor_wakes.add(reactor_wakes);
