@@ -377,12 +377,9 @@ impl SendBuffer {
     /// a whole block lies in the range and from the bytes themselves at its ends (and
     /// everywhere, for a buffer without sums).
     pub fn range_sum(&self, offset: usize, len: usize) -> u16 {
-        let Store::Chunks(Some(chunks)) = &self.store else {
+        let (Store::Chunks(Some(chunks)), false) = (&self.store, self.sums_off) else {
             return self.sum_bytes(offset, len);
         };
-        if self.sums_off {
-            return self.sum_bytes(offset, len);
-        }
         let start = chunks.base + offset as u64;
         let end = start + len as u64;
         let mut total = 0u16;
