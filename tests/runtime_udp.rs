@@ -652,3 +652,66 @@ async fn large_segments_kept_where_they_arrived_read_intact() {
     );
     drop(writer.await.unwrap());
 }
+
+/// The receive window each end of one connection between `server` and `client` advertises
+/// once data has gone both ways; `lock` sets both ends' receive buffer to that size first
+/// (`TcpSocket::set_recv_buffer_size`).
+async fn windows(server: &Stack, client: &Stack, lock: Option<u32>) -> (u32, u32) {
+    let ls = server.socket_v4().unwrap();
+    if let Some(size) = lock {
+        ls.set_recv_buffer_size(size).unwrap();
+    }
+    ls.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = ls.listen(8).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cs = client.socket_v4().unwrap();
+    if let Some(size) = lock {
+        cs.set_recv_buffer_size(size).unwrap();
+    }
+    let (c, s) = tokio::join!(cs.connect(addr), listener.accept());
+    let (mut c, (mut s, _)) = (c.unwrap(), s.unwrap());
+    let mut byte = [0u8; 1];
+    c.write_all(b"x").await.unwrap();
+    s.read_exact(&mut byte).await.unwrap();
+    s.write_all(b"y").await.unwrap();
+    c.read_exact(&mut byte).await.unwrap();
+    let (ci, si) = (c.info().unwrap(), s.info().unwrap());
+    // What each end advertises is what the other was told (within the window scale's
+    // rounding).
+    assert!(ci.recv_window.abs_diff(si.send_window) < 1 << ci.recv_wscale);
+    assert!(si.recv_window.abs_diff(ci.send_window) < 1 << si.recv_wscale);
+    (ci.recv_window, si.recv_window)
+}
+
+/// Between two stacks on one host (UDP from loopback), each end advertises at most
+/// `LOCAL_RECV_BUFFER`: a larger window only grows a queue in the socket buffers there. A
+/// receive buffer the application set is used as given, as is the configured one where the
+/// stack was told (`partial_checksums(false)`, as `RAWTCP_PARTIAL_CHECKSUMS=off`) that
+/// loopback may bring packets from elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_one_host_get_the_local_window() {
+    use rawtcp::proto::LOCAL_RECV_BUFFER;
+    let configured = rawtcp::proto::Config::default().recv_buffer as u32;
+    assert!(configured > LOCAL_RECV_BUFFER as u32);
+    let (server, client) = (udp_stack(), udp_stack());
+    let (c, s) = windows(&server, &client, None).await;
+    for w in [c, s] {
+        assert!(
+            w <= LOCAL_RECV_BUFFER as u32 && w > LOCAL_RECV_BUFFER as u32 / 2,
+            "window {w} on loopback"
+        );
+    }
+    let (c, s) = windows(&server, &client, Some(configured)).await;
+    for w in [c, s] {
+        assert!(w > LOCAL_RECV_BUFFER as u32, "locked window {w}");
+    }
+    let relayed = || udp_stack_with(Stack::builder().partial_checksums(false));
+    let (server, client) = (relayed(), relayed());
+    let (c, s) = windows(&server, &client, None).await;
+    for w in [c, s] {
+        assert!(
+            w > LOCAL_RECV_BUFFER as u32,
+            "window {w} with loopback not trusted"
+        );
+    }
+}
