@@ -473,12 +473,8 @@ impl TcpSocket {
             .min(u32::MAX as usize) as u32)
     }
 
-    /// The receive buffer size (`SO_RCVBUF`): the window advertised (and the window scale
-    /// chosen from it). Kept as given (the kernel doubles it), and locked, as `SO_RCVBUF`
-    /// locks it on Linux: the stack uses this size for any peer, where it would otherwise
-    /// give a peer on the same host at most
-    /// [`LOCAL_RECV_BUFFER`](crate::proto::LOCAL_RECV_BUFFER)
-    /// ([`Config::recv_buffer_locked`](crate::proto::Config::recv_buffer_locked)).
+    /// The receive buffer size (`SO_RCVBUF`): the largest window advertised (and the window
+    /// scale chosen from it). Kept as given (the kernel doubles it).
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -488,10 +484,7 @@ impl TcpSocket {
     /// # Ok(()) }
     /// ```
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
-        let mut opts = self.opts_checked()?;
-        opts.config.recv_buffer = (size as usize).max(1);
-        // A size the application chose is the window, as `SO_RCVBUF` locks it on Linux.
-        opts.config.recv_buffer_locked = true;
+        self.opts_checked()?.config.recv_buffer = (size as usize).max(1);
         Ok(())
     }
 

@@ -26,18 +26,6 @@ impl Default for Keepalive {
     }
 }
 
-/// The most receive window a stack gives a connection whose peer is on the same host
-/// (packets that never leave the host's memory: UDP from loopback, see
-/// [`Datapath::carrier_verified`](crate::datapath::Datapath::carrier_verified), unless
-/// `RAWTCP_PARTIAL_CHECKSUMS=off` says a local relay may bring them from elsewhere),
-/// unless the application set the size ([`Config::recv_buffer_locked`]): 256 KiB, which still
-/// allows 2.6 GB/s at a 100 µs round trip, ten times loopback's. A larger window there
-/// only lets the flight grow into a queue in the socket buffers, where each byte waits
-/// long enough to fall out of the CPU's cache before it is copied again: with 1 MiB, bulk
-/// transfer between two rawtcp stacks over UDP on loopback ran at 0.68–0.90 of
-/// `tokio::net`, with 256 KiB at 1.01–1.26, in the same runs.
-pub const LOCAL_RECV_BUFFER: usize = 256 << 10;
-
 /// Settings for one connection. The defaults follow Linux where RFCs leave a choice.
 ///
 /// ```
@@ -57,15 +45,8 @@ pub struct Config {
     pub mss: u16,
     /// Send buffer size in bytes: how much written data may wait for acknowledgment.
     pub send_buffer: usize,
-    /// Receive buffer size in bytes: the largest receive window advertised. A stack gives
-    /// a connection to a peer on the same host at most [`LOCAL_RECV_BUFFER`] unless
-    /// [`recv_buffer_locked`](Self::recv_buffer_locked).
+    /// Receive buffer size in bytes: the largest receive window advertised.
     pub recv_buffer: usize,
-    /// The application chose `recv_buffer` (as `SO_RCVBUF` locks the size on Linux): a
-    /// stack uses it as given, for every peer. Set by
-    /// [`TcpSocket::set_recv_buffer_size`](crate::TcpSocket::set_recv_buffer_size); off by
-    /// default.
-    pub recv_buffer_locked: bool,
     /// RTO before any RTT sample (RFC 6298 §2.1: 1 s).
     pub initial_rto: Duration,
     /// Lower bound on the RTO (Linux: 200 ms).
@@ -142,7 +123,6 @@ impl Default for Config {
             mss: 1460,
             send_buffer: 1 << 20,
             recv_buffer: 1 << 20,
-            recv_buffer_locked: false,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(60),
@@ -179,7 +159,6 @@ impl Config {
             && self.mss == o.mss
             && self.send_buffer == o.send_buffer
             && self.recv_buffer == o.recv_buffer
-            && self.recv_buffer_locked == o.recv_buffer_locked
             && self.initial_rto == o.initial_rto
             && self.min_rto == o.min_rto
             && self.max_rto == o.max_rto

@@ -22,7 +22,7 @@ mod seq;
 pub mod syncookie;
 mod time;
 
-pub use config::{Config, Keepalive, LOCAL_RECV_BUFFER};
+pub use config::{Config, Keepalive};
 pub use connection::{
     Connection, RetransmitCause, Sample, SegmentKind, SharedPayload, State, Transmit,
 };

@@ -744,18 +744,8 @@ impl Shared {
         let mtu = self.datapath.mtu(remote);
         let mss = mtu.saturating_sub(ip_header + 20).clamp(64, 65_535 - 60) as u16;
         let mss = mss.min(template.mss.max(64));
-        // A peer on this host needs no more window than that (see `LOCAL_RECV_BUFFER`):
-        // one whose carrier the datapath vouches for, unless `RAWTCP_PARTIAL_CHECKSUMS=off`
-        // said that a local relay may bring packets from elsewhere to loopback.
-        let local = self.trust_carriers && self.datapath.carrier_verified(carrier);
-        let recv_buffer = if local && !template.recv_buffer_locked {
-            template.recv_buffer.min(crate::proto::LOCAL_RECV_BUFFER)
-        } else {
-            template.recv_buffer
-        };
         Config {
             mss,
-            recv_buffer,
             // Segments large enough to leave from the send buffer without a copy are
             // checksummed from sums kept as the bytes are written.
             send_sums: template.send_sums
