@@ -27,7 +27,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rawtcp::datapath::udp::{UdpDatapath, UdpStats};
-use rawtcp::datapath::{self, Batch, BindKind, Datapath};
+use rawtcp::datapath::{self, Batch, BindKind, Capabilities, Datapath};
 use rawtcp::proto::Config;
 use rawtcp::{Stack, TcpInfo};
 use std::io;
@@ -514,6 +514,28 @@ impl Datapath for Shared {
     }
     fn verify_checksums(&self) -> bool {
         self.0.verify_checksums()
+    }
+    // Everything else the datapath says of itself is passed on too, so that a stack of one
+    // shard (which uses this wrapper itself) runs as it would on the bare datapath: the
+    // trait's defaults would turn off its receive without readiness, its batching
+    // capabilities and its trust in loopback carriers (partial checksums).
+    fn local_ip_via(&self, device: &[u8], remote: IpAddr) -> io::Result<IpAddr> {
+        self.0.local_ip_via(device, remote)
+    }
+    fn recv_now(&self, batch: &mut Batch) -> bool {
+        self.0.recv_now(batch)
+    }
+    fn owns(&self, local: SocketAddr) -> bool {
+        self.0.owns(local)
+    }
+    fn partial_checksums(&self) -> bool {
+        self.0.partial_checksums()
+    }
+    fn carrier_verified(&self, carrier: SocketAddr) -> bool {
+        self.0.carrier_verified(carrier)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
     }
     /// With `RAWTCP_SHARDS`: the shards' datapaths are split from this one (their counters
     /// are their own, not shown).
