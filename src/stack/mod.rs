@@ -772,6 +772,7 @@ impl Shared {
 /// Segments an application task built under the stack's lock, with their place in the
 /// order of sends ([`Shared::send_order`]): sent by [`send`](Self::send) once the lock is
 /// released.
+#[must_use = "the segments built are sent only by `send`; dropped, they are lost"]
 pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
     batch: Box<datapath::Batch>,
