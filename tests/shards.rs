@@ -412,3 +412,27 @@ async fn a_task_keeps_to_its_shard_and_tasks_take_turns() {
     server.abort();
     no_strays(&sent);
 }
+
+/// Sharded listeners at port 0 each get a port of their own, also across stacks: the
+/// kernel's choice for a `SO_REUSEPORT` socket may be a port where another group of the
+/// same user is, which would join the two groups (and steer one stack's segments to the
+/// other's sockets), so a group's port is never left to that choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_listeners_at_port_zero_never_share_a_port() {
+    let (env, _) = env();
+    const EACH: usize = 300;
+    let mut ports = HashSet::new();
+    let mut held = Vec::new();
+    for _ in 0..EACH {
+        for stack in [&env.server, &env.client] {
+            let l = stack.bind(env.bind).await.expect("bind at port 0");
+            let port = l.local_addr().unwrap().port();
+            assert!(
+                ports.insert(port),
+                "port {port} given to two sharded listeners (after {} binds)",
+                ports.len()
+            );
+            held.push(l);
+        }
+    }
+}

@@ -19,8 +19,9 @@
 //! outgoing connection needs no steering here: its packets leave through its shard's own
 //! shared socket, and the peer answers there.
 //!
-//! A group is opened only at an address nobody holds (a plain socket is bound there first,
-//! and let go), so a second sharded stack gets `AddrInUse` as any other would. A process of
+//! A group is opened only at an address nobody holds (its first socket is bound there plain,
+//! and joins `SO_REUSEPORT` only then), so a second sharded stack gets `AddrInUse` as any
+//! other would, and port 0 never lands on another group's port. A process of
 //! the same user that joins the group later with `SO_REUSEPORT` of its own gets sockets
 //! after this stack's, which are never chosen: it receives nothing and takes nothing away.
 
@@ -133,30 +134,40 @@ impl Member {
 
     /// Opens every shard's socket at `local`, shard 0's first (its port, when `local` asks
     /// for port 0, is everyone's), and attaches the steering program.
+    ///
+    /// Shard 0's socket is bound without `SO_REUSEPORT`, which is set on it only once it is
+    /// bound; the others join it at its port. Bound plain, it fails with `AddrInUse` where
+    /// anyone holds the address, and port 0 gets a port nobody holds. Bound with
+    /// `SO_REUSEPORT` from the start, port 0 could get the port of another group of the same
+    /// user (the kernel's search for a free port passes over the sockets a reuseport socket
+    /// could join): the two groups became one, and each stack's steering program sent
+    /// segments to the other's sockets. Seen as `AddrInUse` from the next shard's bind and as
+    /// RSTs between two sharded stacks of one process (`tests/shards.rs`).
     fn open_group(&self, local: SocketAddr) -> io::Result<(u16, Group)> {
         let what = |e| context(e, &format!("udp datapath: listener at {local}"));
-        if local.port() != 0 {
-            // `SO_REUSEPORT` would join another stack's group at this address (of this user)
-            // without a word: a plain socket finds out whether anyone holds it.
-            drop(open(local, super::RESERVATION_BUFFER, false).map_err(what)?);
-        }
-        let first = open(local, SOCKET_BUFFER, true).map_err(what)?;
+        let first = open(local, SOCKET_BUFFER, false).map_err(what)?;
+        first.set_reuse_port(true).map_err(what)?;
         let port = bound_port(&first)?;
-        steer(&first, self.count).map_err(|e| {
-            context(
-                e,
-                "udp datapath: cannot attach the shard steering program (SO_ATTACH_REUSEPORT_CBPF)",
-            )
-        })?;
-        let mut sockets = vec![Slot::Opened(first)];
+        let mut sockets = vec![first];
         for _ in 1..self.count {
             let s = open(SocketAddr::new(local.ip(), port), SOCKET_BUFFER, true).map_err(what)?;
-            sockets.push(Slot::Opened(s));
+            sockets.push(s);
+        }
+        // The group exists once a second socket joined (the kernel then gives shard 0's
+        // socket its group too), so the program goes on through the last one. A lone socket
+        // receives everything anyway.
+        if let Some(last) = sockets.last().filter(|_| self.count > 1) {
+            steer(last, self.count).map_err(|e| {
+                context(
+                    e,
+                    "udp datapath: cannot attach the shard steering program (SO_ATTACH_REUSEPORT_CBPF)",
+                )
+            })?;
         }
         Ok((
             port,
             Group {
-                sockets,
+                sockets: sockets.into_iter().map(Slot::Opened).collect(),
                 held: vec![false; self.count],
             },
         ))
