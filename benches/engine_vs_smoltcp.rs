@@ -411,6 +411,7 @@ fn rawtcp_config(mtu: usize, cc: Cc) -> Config {
     Config {
         mss: u16::try_from(mtu - 40).expect("MSS fits 16 bits"),
         send_buffer: BUFFER,
+        send_buffer_max: BUFFER, // smoltcp's buffers are fixed: the same work
         recv_buffer: BUFFER,
         nodelay: true,
         delayed_ack: Duration::ZERO,

@@ -313,6 +313,7 @@ async fn transfer(
     let config = Config {
         mss: u16::MAX, // what the MTU allows
         send_buffer: buffer,
+        send_buffer_max: buffer, // the buffer chosen for the path, fixed
         recv_buffer: buffer,
         congestion: cc.clone(),
         ..Config::default()

@@ -460,11 +460,12 @@ fn peek_then_read() {
     assert_eq!(c.read_all(), b"hello");
 }
 
-/// The send buffer bounds what the application may queue.
+/// The send buffer bounds what the application may queue (here one that does not grow).
 #[test]
 fn send_buffer_full_would_block() {
     let cfg = Config {
         send_buffer: 3000,
+        send_buffer_max: 3000,
         ..plain()
     };
     let mut c = established(cfg, 65535);
@@ -475,6 +476,61 @@ fn send_buffer_full_would_block() {
     c.input(&from_server("ACK", 2001, 1561, 65535), &[]);
     assert!(c.conn.can_send());
     assert_eq!(c.conn.send_capacity(), 1460);
+}
+
+/// The send buffer grows when an ACK finds both windows beyond it, on a path whose
+/// bandwidth-delay product is more than half the buffer: to twice the smaller window, up
+/// to `send_buffer_max`. Not while the stack is short of buffer memory, not past the
+/// maximum, not where the peer's window is within it, not where the buffer already holds
+/// twice the product, and not once the application fixed the size.
+#[test]
+fn send_buffer_grows_when_both_windows_exceed_it() {
+    const RTT: Duration = Duration::from_millis(50);
+    // Connected after a 50 ms handshake; `sent` bytes in flight, acknowledged `acked` of
+    // them after `rtt`, with the peer's window `window`.
+    let run = |window: u16, setup: &dyn Fn(&mut Endpoint), acked: u32, rtt: Duration| {
+        let cfg = Config {
+            send_buffer: 3000,
+            send_buffer_max: 12_000,
+            ..plain()
+        };
+        let mut c = Endpoint::client(cfg, 100);
+        c.drain();
+        c.advance(RTT);
+        let mut synack = from_server("SYN+ACK", 2000, 101, window);
+        synack.options.mss = Some(1460);
+        c.input(&synack, &[]);
+        c.drain();
+        setup(&mut c);
+        let sent = c.conn.send(&[0; 5000]).unwrap();
+        assert!(sent <= 3000);
+        c.drain();
+        assert_eq!(c.conn.info().send_buffer, 3000);
+        c.advance(rtt);
+        c.input(&from_server("ACK", 2001, 101 + acked, window), &[]);
+        c
+    };
+    let none = |_: &mut Endpoint| {};
+    // 3,000 bytes a 50 ms round trip: a product of 3,000. The initial window (10 segments)
+    // and the peer's 65,535 both exceed the buffer, and twice the smaller is past the
+    // maximum.
+    let c = run(65535, &none, 3000, RTT);
+    assert_eq!(c.conn.send_buffer_size(), 12_000);
+    assert_eq!(c.conn.info().send_buffer, 12_000);
+    assert_eq!(c.conn.send_capacity(), 12_000);
+    // A peer window of 2,500 holds the flight below the buffer: it stays.
+    let c = run(2500, &none, 2500, RTT);
+    assert_eq!(c.conn.send_buffer_size(), 3000);
+    // The same bytes in a twentieth of the round trip: the product is 150 bytes, and the
+    // buffer already holds many times that.
+    let c = run(65535, &none, 3000, RTT / 20);
+    assert_eq!(c.conn.send_buffer_size(), 3000);
+    // Short of memory: it stays.
+    let c = run(65535, &|c| c.conn.set_memory_pressure(true), 3000, RTT);
+    assert_eq!(c.conn.send_buffer_size(), 3000);
+    // Fixed by the application: it stays.
+    let c = run(65535, &|c| c.conn.set_send_buffer_size(3000), 3000, RTT);
+    assert_eq!(c.conn.send_buffer_size(), 3000);
 }
 
 /// Early retransmit (RFC 5827): with two segments outstanding and nothing new to send, the

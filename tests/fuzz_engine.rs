@@ -740,7 +740,14 @@ impl Case {
                     c.snd_max()
                 ));
             }
-            if c.send_queue() > s.cfg.send_buffer {
+            // The buffer may have grown by itself, never past its ceiling.
+            let buffer = c.send_buffer_size();
+            if buffer < s.cfg.send_buffer || buffer > s.cfg.send_buffer.max(s.cfg.send_buffer_max) {
+                self.fail(&format!(
+                    "side {i}: send buffer of {buffer} out of its bounds"
+                ));
+            }
+            if c.send_queue() > buffer {
                 self.fail(&format!("side {i}: send queue over its buffer"));
             }
             if c.recv_queue() > s.cfg.recv_buffer {
@@ -754,7 +761,7 @@ impl Case {
                     c.rcv_wnd()
                 ));
             }
-            if c.buffer_memory() > 2 * (s.cfg.send_buffer + s.cfg.recv_buffer) + 8192 {
+            if c.buffer_memory() > 2 * (buffer + s.cfg.recv_buffer) + 8192 {
                 self.fail(&format!(
                     "side {i}: {} bytes of buffer memory",
                     c.buffer_memory()

@@ -443,7 +443,9 @@ impl TcpSocket {
     }
 
     /// The send buffer size (`SO_SNDBUF`): how much written data may wait for
-    /// acknowledgment before writes stop being ready. Kept as given (the kernel doubles it).
+    /// acknowledgment before writes stop being ready. Kept as given (the kernel doubles it),
+    /// and fixed: as in Linux, a socket whose buffer was set does not grow it by itself
+    /// (see [`Config::send_buffer_max`](crate::proto::Config::send_buffer_max)).
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -453,7 +455,9 @@ impl TcpSocket {
     /// # Ok(()) }
     /// ```
     pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
-        self.opts_checked()?.config.send_buffer = (size as usize).max(1);
+        let config = &mut self.opts_checked()?.config;
+        config.send_buffer = (size as usize).max(1);
+        config.send_buffer_max = config.send_buffer;
         Ok(())
     }
 

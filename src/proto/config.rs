@@ -43,8 +43,20 @@ pub struct Config {
     /// The MSS advertised in our SYN and the largest payload we send: the datapath's MTU
     /// minus the IP and TCP headers (RFC 9293 §3.7.1).
     pub mss: u16,
-    /// Send buffer size in bytes: how much written data may wait for acknowledgment.
+    /// Send buffer size in bytes: how much written data may wait for acknowledgment, at
+    /// first. It grows from there while the path would carry more than it holds (see
+    /// `send_buffer_max`).
     pub send_buffer: usize,
+    /// The most the send buffer grows to by itself (Linux's `tcp_wmem[2]`, 4 MiB). A
+    /// connection whose congestion window and peer's window both exceed its send buffer,
+    /// on a path whose bandwidth-delay product is more than half the buffer, is held back
+    /// by the buffer alone: the buffer then grows to twice what the two windows allow (as
+    /// Linux's `tcp_sndbuf_expand`), up to this size, unless the stack is short of buffer
+    /// memory. At or below `send_buffer` the size is fixed, as a socket's `SO_SNDBUF`
+    /// fixes it ([`TcpSocket::set_send_buffer_size`] sets both).
+    ///
+    /// [`TcpSocket::set_send_buffer_size`]: crate::TcpSocket::set_send_buffer_size
+    pub send_buffer_max: usize,
     /// Receive buffer size in bytes: the largest receive window advertised.
     pub recv_buffer: usize,
     /// RTO before any RTT sample (RFC 6298 §2.1: 1 s).
@@ -122,6 +134,7 @@ impl Default for Config {
         Config {
             mss: 1460,
             send_buffer: 1 << 20,
+            send_buffer_max: 4 << 20,
             recv_buffer: 1 << 20,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
@@ -158,6 +171,7 @@ impl Config {
         same_cc
             && self.mss == o.mss
             && self.send_buffer == o.send_buffer
+            && self.send_buffer_max == o.send_buffer_max
             && self.recv_buffer == o.recv_buffer
             && self.initial_rto == o.initial_rto
             && self.min_rto == o.min_rto

@@ -114,4 +114,8 @@ pub struct TcpInfo {
     /// [`TcpOptions::partial_checksums`](crate::wire::TcpOptions::partial_checksums)): the
     /// segments this side sends carry only the pseudo-header sum.
     pub partial_checksums: bool,
+    /// The send buffer's size now: what was configured, or more where it grew because
+    /// the windows outran it ([`Config::send_buffer_max`](super::Config::send_buffer_max);
+    /// Linux's `sk_sndbuf`, `ss -m`'s `tb`).
+    pub send_buffer: u32,
 }

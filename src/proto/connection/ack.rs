@@ -267,6 +267,9 @@ impl Connection {
             self.cc.on_ack(now, &ev);
             self.cwnd_blocked = false;
         }
+        if advanced {
+            self.tune_send_buffer();
+        }
 
         // RFC 6298 §5.2 and §5.3.
         if advanced {

@@ -843,10 +843,51 @@ impl Connection {
         }
     }
 
-    /// Changes the send buffer size.
+    /// Changes the send buffer size, and fixes it there (`SO_SNDBUF`: no growth by itself,
+    /// see [`Config::send_buffer_max`]).
     pub fn set_send_buffer_size(&mut self, size: usize) {
-        self.update_config(|c| c.send_buffer = size);
+        self.update_config(|c| {
+            c.send_buffer = size;
+            c.send_buffer_max = size;
+        });
         self.send_buf.set_capacity(size);
+    }
+
+    /// The send buffer's size now: the configured one, or more where it grew.
+    pub fn send_buffer_size(&self) -> usize {
+        self.send_buf.capacity()
+    }
+
+    /// Grows the send buffer where it alone holds the flight back, as an ACK makes room
+    /// (after Linux's `tcp_sndbuf_expand`): when the congestion window and the peer's window
+    /// both exceed it, to twice the smaller of the two, up to [`Config::send_buffer_max`],
+    /// so that the application can write the next window while this one is in flight.
+    ///
+    /// Unlike Linux, only while the buffer is less than twice the path's bandwidth-delay
+    /// product (the latest delivery rate times the least RTT): a flight beyond that only
+    /// waits in queues, and on a path of a few tens of microseconds a buffer grown to 4 MiB
+    /// would hold data that goes cold in the cache before it is sent (see the README's "The
+    /// flight and the caches"). Where the buffer is the limit, the flight fills it and the
+    /// product comes to about the buffer's size. Never under buffer-memory pressure.
+    fn tune_send_buffer(&mut self) {
+        let cap = self.send_buf.capacity();
+        let max = self.cfg.send_buffer_max;
+        if cap >= max || self.memory_pressure {
+            return;
+        }
+        let reach = self.cc.window().min(self.snd_wnd) as usize;
+        if reach <= cap {
+            return;
+        }
+        let Some(min_rtt) = self.rtt.min_rtt() else {
+            return;
+        };
+        let bdp = u128::from(self.delivery_rate) * min_rtt.as_nanos() / 1_000_000_000;
+        if (cap as u128) < bdp * 2 {
+            let to = reach.saturating_mul(2).min(max);
+            tracing::debug!(local = %self.local, remote = %self.remote, from = cap, to, bdp = bdp as u64, "send buffer grown");
+            self.send_buf.set_capacity(to);
+        }
     }
 
     /// How many readable bytes precede the end of the peer's urgent data, if urgent data is
@@ -927,6 +968,7 @@ impl Connection {
             sack: self.sack_ok,
             timestamps: self.ts_ok,
             partial_checksums: self.partial_ok,
+            send_buffer: self.send_buf.capacity().min(u32::MAX as usize) as u32,
         }
     }
 
