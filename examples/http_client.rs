@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     rawtcp::Stack::default_stack()?;
     let start = Instant::now();
     let stream = rawtcp::TcpStream::connect((host_for_connect, port)).await?;
+    let connected = start.elapsed().as_secs_f64();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -76,11 +77,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let secs = start.elapsed().as_secs_f64();
     let line = format!(
-        "status {} bytes {} in {:.6} s ({:.1} MB/s)",
+        "status {} bytes {} in {:.6} s ({:.1} MB/s), connected in {:.6} s",
         status.as_u16(),
         total,
         secs,
-        total as f64 / secs / 1e6
+        total as f64 / secs / 1e6,
+        connected
     );
     if to_stdout {
         eprintln!("{line}");

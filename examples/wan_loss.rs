@@ -47,6 +47,11 @@
 //!   the `i % 251` pattern as they arrive, and the time is curl's `time_total` (connection
 //!   set-up included). SIZE is capped, under loss, to what the Mathis bound carries in
 //!   `--budget` seconds (at least 1 MB), so a slow row stays short.
+//! * **`--receiver`.** The receiving stacks compared instead of the sending ones: both
+//!   columns download from the kernel's server, the kernel column with curl, the rawtcp
+//!   column with `examples/http_client.rs` on rawtcp's raw datapath in namespace B (its
+//!   status line gives the total and connect times). The bridge's per-server rows then count
+//!   both columns under the kernel's port.
 //!
 //! It prints per congestion control a table: RTT, loss, size, the Mathis bound
 //! (MSS/RTT × sqrt(3/2)/sqrt(p), MSS 1448, the configured RTT), each stack's goodput
@@ -90,6 +95,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const USAGE: &str =
     "usage: wan_loss [--cc cubic,bbr] [--rtt 20] [--loss 0,0.1,1,5] [--size 20M] [--reps 3]
                 [--max-time 60] [--budget 15] [--rate 0] [--queue-ms Q] [--seed N] [--rt]
+                [--receiver]
   --cc        congestion controls, each run in turn on BOTH servers: cubic, bbr, reno
   --rtt       round-trip times in ms added by the bridge (half each way)
   --loss      loss rates in per cent of the servers' TCP frames (A to B only)
@@ -102,7 +108,10 @@ const USAGE: &str =
   --queue-ms  drop-tail queue of the bottleneck, in ms at --rate (default max(RTT, 20))
   --seed      seed of the bridge's loss generator (default: from the clock)
   --rt        run the bridge at real-time priority (chrt -f 20): steadier delays, but at
-              high rates it takes CPU from the user-space servers (rawtcp) first";
+              high rates it takes CPU from the user-space servers (rawtcp) first
+  --receiver  compare the receiving stacks instead: both columns download from the
+              kernel's server, the kernel column with curl, the rawtcp column with
+              examples/http_client on rawtcp's raw datapath in namespace B";
 
 const NET_A: &str = "10.98.1";
 const NET_B: &str = "10.98.2";
@@ -168,6 +177,9 @@ struct Args {
     seed: u64,
     /// Run the bridge at real-time priority (`chrt -f`).
     rt: bool,
+    /// `--receiver`: the rawtcp column's downloads are made by this `http_client` (rawtcp,
+    /// raw datapath, in namespace B) from the kernel's server.
+    receiver: Option<std::path::PathBuf>,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -185,6 +197,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
         rt: false,
+        receiver: None,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
@@ -218,6 +231,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 args.queue_ms = Some(parse_one(&value()?, "--queue-ms", 0.1..=10_000.0)?)
             }
             "--rt" => args.rt = true,
+            "--receiver" => args.receiver = Some(example_binary("http_client")?),
             "--seed" => {
                 let v = value()?;
                 args.seed = v.parse().map_err(|_| format!("bad --seed {v:?}"))?;
@@ -1206,18 +1220,38 @@ struct Done {
     connect: f64,
 }
 
-/// One download of `size` bytes from `url` by curl in namespace B, or why it failed.
-fn download(wan: &Wan, url: &str, size: u64, max_time: u32) -> Result<Done, String> {
-    let mut child = wan
-        .exec(&wan.b, "curl")
-        .args(["-sS", "--fail", "--max-time", &max_time.to_string()])
-        .args([
-            "-w",
-            "%{stderr}time_total=%{time_total}\\ntime_connect=%{time_connect}\\n",
-            "-o",
-            "-",
-        ])
-        .arg(format!("{url}/bytes/{size}"))
+/// One download of `size` bytes from `url` in namespace B, by curl or (`rawtcp`) by
+/// `examples/http_client.rs` on rawtcp's raw datapath, or why it failed.
+fn download(
+    wan: &Wan,
+    url: &str,
+    size: u64,
+    max_time: u32,
+    rawtcp: Option<&Path>,
+) -> Result<Done, String> {
+    let url = format!("{url}/bytes/{size}");
+    let mut cmd = match rawtcp {
+        None => {
+            let mut c = wan.exec(&wan.b, "curl");
+            c.args(["-sS", "--fail", "--max-time", &max_time.to_string()])
+                .args([
+                    "-w",
+                    "%{stderr}time_total=%{time_total}\\ntime_connect=%{time_connect}\\n",
+                    "-o",
+                    "-",
+                ])
+                .arg(url);
+            c
+        }
+        Some(client) => {
+            // It says `status 200 bytes N in T s (R MB/s), connected in C s`; the bound
+            // on its time is `wait_bounded`'s below.
+            let mut c = wan.exec(&wan.b, &client.to_string_lossy());
+            c.env("RAWTCP_DATAPATH", "raw").arg(url).args(["-o", "-"]);
+            c
+        }
+    };
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1247,11 +1281,27 @@ fn download(wan: &Wan, url: &str, size: u64, max_time: u32) -> Result<Done, Stri
     }
 }
 
-/// curl's `name=seconds` lines, and the rest of what it said.
+/// curl's `name=seconds` lines (or http_client's status line, read as the same two
+/// times), and the rest of what it said.
 fn split_times(stderr: &str) -> (HashMap<String, f64>, String) {
     let mut times = HashMap::new();
     let mut rest = Vec::new();
     for line in stderr.lines() {
+        if let Some(said) = line.strip_prefix("status 200 bytes ") {
+            let total = said
+                .split_once(" in ")
+                .and_then(|(_, t)| t.split_once(" s"));
+            let connect = said
+                .split_once("connected in ")
+                .and_then(|(_, t)| t.split_once(" s"));
+            if let (Some((total, _)), Some((connect, _))) = (total, connect) {
+                if let (Ok(total), Ok(connect)) = (total.trim().parse(), connect.trim().parse()) {
+                    times.insert("time_total".to_string(), total);
+                    times.insert("time_connect".to_string(), connect);
+                    continue;
+                }
+            }
+        }
         match line.split_once('=') {
             Some((k, v)) if k.starts_with("time_") => {
                 if let Ok(t) = v.trim().parse() {
@@ -1572,7 +1622,12 @@ fn measure(
             } else {
                 &mut r.rawtcp
             };
-            match download(wan, &server.url, size, args.max_time) {
+            // With --receiver, rawtcp's column downloads from the kernel's server too.
+            let (url, client) = match (&args.receiver, name) {
+                (Some(client), "rawtcp") => (&servers[0].url, Some(client.as_path())),
+                _ => (&server.url, None),
+            };
+            match download(wan, url, size, args.max_time, client) {
                 Ok(d) => {
                     let mbps = size as f64 / d.total.max(1e-6) / 1e6;
                     eprintln!(
@@ -1661,6 +1716,13 @@ fn run_all(args: &Args) -> Result<Vec<(String, Vec<Row>)>, String> {
         binary.display(),
         binary.display()
     );
+    if let Some(client) = &args.receiver {
+        println!(
+            "--receiver: the rawtcp column is RAWTCP_DATAPATH=raw {} -o - in {}, downloading from the kernel's server (so the bridge's per-server rows count both columns under the kernel's port)",
+            client.display(),
+            wan.b
+        );
+    }
     let mut all = Vec::new();
     for cc in &args.ccs {
         if stopped() {

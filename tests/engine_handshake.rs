@@ -187,7 +187,17 @@ fn option_negotiation() {
     let mut c = Endpoint::client(cfg.clone(), 100);
     let o = syn_options(&mut c);
     assert_eq!(o.mss, Some(1400));
-    assert_eq!(o.window_scale, Some(5), "1 MiB needs a shift of 5");
+    assert_eq!(
+        o.window_scale,
+        Some(7),
+        "1 MiB that may grow to 6 MiB (recv_buffer_max) needs a shift of 7"
+    );
+    let fixed = Config {
+        recv_buffer_max: 1 << 20,
+        ..cfg.clone()
+    };
+    let o = syn_options(&mut Endpoint::client(fixed, 100));
+    assert_eq!(o.window_scale, Some(5), "1 MiB fixed needs a shift of 5");
     assert!(o.sack_permitted);
     assert_eq!(o.timestamps.map(|t| t.1), Some(0), "TSecr is zero on a SYN");
 
@@ -218,7 +228,7 @@ fn option_negotiation() {
     };
     s.input(&syn, &[]);
     let synack = syn_options(&mut s);
-    assert_eq!(synack.window_scale, Some(5));
+    assert_eq!(synack.window_scale, Some(7));
     assert!(synack.sack_permitted);
     assert_eq!(
         synack.timestamps.map(|t| t.1),
@@ -253,8 +263,8 @@ fn window_scaling_applies_after_the_syn() {
     let ack = c.drain().remove(0).0;
     assert_eq!(
         ack.window,
-        ((1u32 << 20) >> 5) as u16,
-        "our window, scaled by 5"
+        ((1u32 << 20) >> 7) as u16,
+        "our window, scaled by 7 (room for the 6 MiB it may grow to)"
     );
     let mut upd = seg("ACK", 2001, 101);
     (upd.src_port, upd.dst_port) = (80, 40000);

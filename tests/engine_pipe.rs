@@ -283,6 +283,28 @@ fn bandwidth_limited_path_retransmits_nothing() {
     assert!(out.elapsed < floor * 3 / 2, "{out}");
 }
 
+/// A transfer of `bytes` from a client to a server with these settings over `link`, clean
+/// and without a retransmission.
+fn lossless(link: Link, bytes: u64, client_cfg: Config, server_cfg: Config) -> Outcome {
+    let mut opts = Opts::new(7, bytes).link(link);
+    opts.client_cfg = client_cfg;
+    opts.server_cfg = server_cfg;
+    let out = transfer(&opts);
+    assert_clean(&out);
+    assert_counters(&out);
+    assert_eq!(out.retransmissions(), 0, "{out}");
+    out
+}
+
+/// A receive buffer of `size` that does not grow by itself (`SO_RCVBUF`).
+fn fixed_recv(size: usize) -> Config {
+    Config {
+        recv_buffer: size,
+        recv_buffer_max: size,
+        ..Config::default()
+    }
+}
+
 /// A long path whose receiver advertises more than the sender's buffer holds: the send
 /// buffer grows by itself (Linux's `tcp_sndbuf_expand`) up to `send_buffer_max`, and the
 /// flight with it; a fixed buffer (`SO_SNDBUF`) keeps the flight at its size. Against a
@@ -290,35 +312,20 @@ fn bandwidth_limited_path_retransmits_nothing() {
 /// path whose flight beyond its bandwidth-delay product only queues.
 #[test]
 fn send_buffer_grows_on_a_long_path_unless_fixed() {
-    let long = Link::delayed(Duration::from_millis(25));
-    let run_on = |link: Link, client_cfg: Config, recv_buffer: usize| {
-        let mut opts = Opts::new(7, 16 * MB).link(link);
-        opts.client_cfg = client_cfg;
-        opts.server_cfg = Config {
-            recv_buffer,
-            ..Config::default()
-        };
-        let out = transfer(&opts);
-        assert_clean(&out);
-        assert_counters(&out);
-        assert_eq!(out.retransmissions(), 0, "{out}");
-        out
-    };
-    let run =
-        |client_cfg: Config, recv_buffer: usize| run_on(long.clone(), client_cfg, recv_buffer);
+    let long = || Link::delayed(Duration::from_millis(25));
     let fixed = Config {
         send_buffer_max: 1 << 20,
         ..Config::default()
     };
-    let grown = run(Config::default(), 8 << 20);
-    let held = run(fixed, 8 << 20);
-    let level = run(Config::default(), 1 << 20);
+    let grown = lossless(long(), 16 * MB, Config::default(), fixed_recv(8 << 20));
+    let held = lossless(long(), 16 * MB, fixed, fixed_recv(8 << 20));
+    let level = lossless(long(), 16 * MB, Config::default(), fixed_recv(1 << 20));
     // 12.5 MB/s and 2 ms: a product of 25 kB, and the rest of a 1 MiB flight queued.
     let short = Link {
         bandwidth: Some(12_500_000),
         ..Link::delayed(Duration::from_millis(1))
     };
-    let queued = run_on(short, Config::default(), 8 << 20);
+    let queued = lossless(short, 16 * MB, Config::default(), fixed_recv(8 << 20));
     assert_eq!(queued.client.info.send_buffer, 1 << 20, "{queued}");
     assert_eq!(grown.client.info.send_buffer, 4 << 20, "{grown}");
     assert_eq!(held.client.info.send_buffer, 1 << 20, "{held}");
@@ -333,6 +340,56 @@ fn send_buffer_grows_on_a_long_path_unless_fixed() {
         grown.elapsed,
         held.elapsed
     );
+}
+
+/// The receive buffer grows by itself on a long path where the reader keeps up (dynamic
+/// right-sizing, up to `recv_buffer_max`), the sender's buffer after it, and the transfer
+/// takes a fraction of the time a fixed 1 MiB window (`SO_RCVBUF`) gives it. Nothing grows
+/// on a path under a millisecond, on a slow link whose reader gets 25 kB a round trip, or
+/// for a reader slower than the path.
+#[test]
+fn recv_buffer_grows_on_a_long_path_unless_fixed() {
+    let long = || Link::delayed(Duration::from_millis(25));
+    let tuned = lossless(long(), 32 * MB, Config::default(), Config::default());
+    let held = lossless(long(), 32 * MB, Config::default(), fixed_recv(1 << 20));
+    println!(
+        "32 MB over 50 ms: tuned {:?} (receive buffer {} B), fixed 1 MiB {:?}",
+        tuned.elapsed, tuned.server.info.recv_buffer, held.elapsed
+    );
+    assert_eq!(held.server.info.recv_buffer, 1 << 20, "{held}");
+    assert_eq!(held.client.info.send_buffer, 1 << 20, "{held}");
+    assert!(
+        tuned.server.info.recv_buffer > 4 << 20,
+        "{}: {tuned}",
+        tuned.server.info.recv_buffer
+    );
+    assert_eq!(tuned.client.info.send_buffer, 4 << 20, "{tuned}");
+    assert!(held.elapsed >= Duration::from_millis(32 * 50), "{held}");
+    assert!(
+        tuned.elapsed < held.elapsed / 2,
+        "tuned {:?}, held {:?}",
+        tuned.elapsed,
+        held.elapsed
+    );
+
+    let ideal = lossless(Link::ideal(), 32 * MB, Config::default(), Config::default());
+    assert_eq!(ideal.server.info.recv_buffer, 1 << 20, "{ideal}");
+    let slow_link = Link {
+        bandwidth: Some(12_500_000),
+        ..Link::delayed(Duration::from_millis(1))
+    };
+    let slow = lossless(slow_link, 16 * MB, Config::default(), Config::default());
+    assert_eq!(slow.server.info.recv_buffer, 1 << 20, "{slow}");
+
+    // 64 kB every 100 ms, 32 kB a round trip: the window is what fills.
+    let mut opts = Opts::new(7, 4 * MB).link(long());
+    opts.slow_reader = Some(SlowReader {
+        bytes: 64 << 10,
+        every: Duration::from_millis(100),
+    });
+    let out = transfer(&opts);
+    assert_clean(&out);
+    assert_eq!(out.server.info.recv_buffer, 1 << 20, "{out}");
 }
 
 /// Equal options give equal runs, segment for segment.

@@ -750,18 +750,27 @@ impl Case {
             if c.send_queue() > buffer {
                 self.fail(&format!("side {i}: send queue over its buffer"));
             }
-            if c.recv_queue() > s.cfg.recv_buffer {
+            // Likewise the receive buffer.
+            let info = c.info();
+            let recv_buffer = info.recv_buffer as usize;
+            if recv_buffer < s.cfg.recv_buffer
+                || recv_buffer > s.cfg.recv_buffer.max(s.cfg.recv_buffer_max)
+            {
+                self.fail(&format!(
+                    "side {i}: receive buffer of {recv_buffer} out of its bounds"
+                ));
+            }
+            if c.recv_queue() > recv_buffer {
                 self.fail(&format!("side {i}: receive queue over its buffer"));
             }
             // The window never promises more than the buffer (rounded up to the scale).
-            let info = c.info();
-            if u64::from(c.rcv_wnd()) > s.cfg.recv_buffer as u64 + (1u64 << info.recv_wscale) {
+            if u64::from(c.rcv_wnd()) > recv_buffer as u64 + (1u64 << info.recv_wscale) {
                 self.fail(&format!(
                     "side {i}: window {} beyond the buffer",
                     c.rcv_wnd()
                 ));
             }
-            if c.buffer_memory() > 2 * (buffer + s.cfg.recv_buffer) + 8192 {
+            if c.buffer_memory() > 2 * (buffer + recv_buffer) + 8192 {
                 self.fail(&format!(
                     "side {i}: {} bytes of buffer memory",
                     c.buffer_memory()

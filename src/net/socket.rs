@@ -478,7 +478,9 @@ impl TcpSocket {
     }
 
     /// The receive buffer size (`SO_RCVBUF`): the largest window advertised (and the window
-    /// scale chosen from it). Kept as given (the kernel doubles it).
+    /// scale chosen from it). Kept as given (the kernel doubles it), and fixed: as in
+    /// Linux, a socket whose buffer was set does not grow it by itself (see
+    /// [`Config::recv_buffer_max`](crate::proto::Config::recv_buffer_max)).
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -488,7 +490,9 @@ impl TcpSocket {
     /// # Ok(()) }
     /// ```
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
-        self.opts_checked()?.config.recv_buffer = (size as usize).max(1);
+        let config = &mut self.opts_checked()?.config;
+        config.recv_buffer = (size as usize).max(1);
+        config.recv_buffer_max = config.recv_buffer;
         Ok(())
     }
 

@@ -57,8 +57,19 @@ pub struct Config {
     ///
     /// [`TcpSocket::set_send_buffer_size`]: crate::TcpSocket::set_send_buffer_size
     pub send_buffer_max: usize,
-    /// Receive buffer size in bytes: the largest receive window advertised.
+    /// Receive buffer size in bytes: the largest receive window advertised, at first. It
+    /// grows from there where the application reads more than half of it per round trip
+    /// of a millisecond or more (see `recv_buffer_max`).
     pub recv_buffer: usize,
+    /// The most the receive buffer grows to by itself (Linux's `tcp_rmem[2]`, 6 MiB): once
+    /// per round trip (measured from timestamps, on paths of a millisecond or more) the
+    /// buffer grows to twice what the application read in it, plus 16 segments, as
+    /// Linux's dynamic right-sizing. The window scale is chosen at the handshake for
+    /// the larger of the two sizes. At or below `recv_buffer` the size is fixed, as a
+    /// socket's `SO_RCVBUF` fixes it ([`TcpSocket::set_recv_buffer_size`] sets both).
+    ///
+    /// [`TcpSocket::set_recv_buffer_size`]: crate::TcpSocket::set_recv_buffer_size
+    pub recv_buffer_max: usize,
     /// RTO before any RTT sample (RFC 6298 §2.1: 1 s).
     pub initial_rto: Duration,
     /// Lower bound on the RTO (Linux: 200 ms).
@@ -136,6 +147,7 @@ impl Default for Config {
             send_buffer: 1 << 20,
             send_buffer_max: 4 << 20,
             recv_buffer: 1 << 20,
+            recv_buffer_max: 6 << 20,
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(60),
@@ -173,6 +185,7 @@ impl Config {
             && self.send_buffer == o.send_buffer
             && self.send_buffer_max == o.send_buffer_max
             && self.recv_buffer == o.recv_buffer
+            && self.recv_buffer_max == o.recv_buffer_max
             && self.initial_rto == o.initial_rto
             && self.min_rto == o.min_rto
             && self.max_rto == o.max_rto

@@ -118,4 +118,9 @@ pub struct TcpInfo {
     /// the windows outran it ([`Config::send_buffer_max`](super::Config::send_buffer_max);
     /// Linux's `sk_sndbuf`, `ss -m`'s `tb`).
     pub send_buffer: u32,
+    /// The receive buffer's size now, the most the window offers: what was configured, or
+    /// more where reads outran it on a long path
+    /// ([`Config::recv_buffer_max`](super::Config::recv_buffer_max); Linux's `sk_rcvbuf`,
+    /// `ss -m`'s `rb`).
+    pub recv_buffer: u32,
 }

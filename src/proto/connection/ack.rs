@@ -148,6 +148,7 @@ impl Connection {
             // first one acknowledged is the one they were waiting for (as Linux's
             // `tcp_remove_reno_sacks`).
             let segments = acked.div_ceil(mss.max(1));
+            let segments = u16::try_from(segments).unwrap_or(u16::MAX);
             self.dupacks = self.dupacks.saturating_sub(segments.saturating_sub(1));
         }
 
@@ -199,7 +200,7 @@ impl Connection {
             if duplicate {
                 // A duplicate ACK (RFC 5681 §2): one segment left the network (RFC 6937 §3
                 // counts it as one SMSS delivered).
-                self.dupacks += 1;
+                self.dupacks = self.dupacks.saturating_add(1);
                 delivered += mss.min(self.flight_size());
             }
             newly_lost += self.dupack_detect_loss(ack, advanced);
@@ -336,7 +337,7 @@ impl Connection {
         match self.recovery {
             Recovery::Open
                 if self.dupacks > 0
-                    && self.dupacks >= self.dupthresh()
+                    && u32::from(self.dupacks) >= self.dupthresh()
                     && self.recover.is_none_or(|r| ack - 1u32 > r) =>
             {
                 self.sent.mark_lost(self.snd_una)

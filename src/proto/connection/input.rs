@@ -356,9 +356,12 @@ impl Connection {
         // the genuine peer's segments from then on. Nor does a segment left of the window,
         // taken for its acknowledgment only.
         if self.ts_ok && !stale_ack {
-            if let Some((tsval, _)) = seg.options.timestamps {
+            if let Some((tsval, tsecr)) = seg.options.timestamps {
                 if seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
                     self.ts_recent = tsval;
+                }
+                if !payload.is_empty() && text_allowed {
+                    self.sample_recv_rtt(now, tsecr);
                 }
             }
         }

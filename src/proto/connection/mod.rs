@@ -332,8 +332,10 @@ pub struct Connection {
     read_closed: bool,
     /// The application dropped the connection (see [`Connection::orphan`]).
     orphaned: bool,
-    /// Zero-window probes sent since the application let go, answered or not.
-    orphan_probes: u32,
+    /// Zero-window probes sent since the application let go, answered or not. (This and
+    /// the other counters of attempts are `u16`, saturating: a limit set above 65,535 is
+    /// never reached, and the two bytes each saves keep an idle connection under 2 KiB.)
+    orphan_probes: u16,
     /// The driver is short of buffer memory: hold no out-of-order data, grow no buffer.
     memory_pressure: bool,
     /// Starts of the most recently received out-of-order segments, newest first: the SACK
@@ -359,11 +361,11 @@ pub struct Connection {
     /// The SYN's send time while it is the only thing in flight (its RTT sample).
     syn_sent_at: Option<Instant>,
     /// Consecutive retransmission timeouts without progress.
-    retries: u32,
+    retries: u16,
     /// Since when the oldest unacknowledged data has waited (RFC 5482 user timeout).
     unacked_since: Option<Instant>,
     /// Unanswered zero-window or keepalive probes.
-    probes_out: u32,
+    probes_out: u16,
     last_send: Instant,
 
     // Loss detection and recovery (RFC 6675, RFC 8985, RFC 6937).
@@ -377,7 +379,7 @@ pub struct Connection {
     recovery: Recovery,
     /// Duplicate ACKs counted without SACK (RFC 5681 §2), each standing for one segment that
     /// left the network (as Linux's `tcp_add_reno_sack`).
-    dupacks: u32,
+    dupacks: u16,
     /// The last loss response, while it may still prove spurious.
     undo: Option<Undo>,
     /// RFC 6582 `recover`: the highest sequence number sent when loss was last detected.
@@ -420,6 +422,14 @@ pub struct Connection {
     /// The latest time the driver passed in: an application call, which has no clock,
     /// arms timers from it.
     now_hint: Instant,
+    /// Receive-buffer tuning (see [`tune_recv_buffer`](Self::tune_recv_buffer)): the least
+    /// round trip measured from the timestamps the peer's data echoes, in milliseconds
+    /// (`u16::MAX`: none yet), and where the current measuring period began: when, in
+    /// milliseconds of the timestamp clock, and how many bytes the application had read
+    /// (both wrap; a period is far shorter).
+    rcv_rtt_ms: u16,
+    rcv_period_ms: u32,
+    rcv_period_read: u32,
     /// An application call armed a timer: the driver should look at `poll_timeout` again.
     timer_changed: bool,
     /// A reply outside the connection's sequence space (RST to a bad ACK).
@@ -462,7 +472,10 @@ impl Connection {
     fn new(cfg: Config, local: SocketAddr, remote: SocketAddr, iss: SeqNum, now: Instant) -> Self {
         let rcv_wscale = if cfg.window_scaling {
             let mut s = 0u8;
-            while s < 14 && (cfg.recv_buffer.min(MAX_WINDOW) >> s) > 65_535 {
+            // Room for the window the buffer may grow to (RFC 7323 §2.2: the scale is fixed
+            // at the handshake).
+            let most = cfg.recv_buffer.max(cfg.recv_buffer_max).min(MAX_WINDOW);
+            while s < 14 && (most >> s) > 65_535 {
                 s += 1;
             }
             s
@@ -546,6 +559,9 @@ impl Connection {
             rst_now: false,
             accepted: false,
             now_hint: now,
+            rcv_rtt_ms: u16::MAX,
+            rcv_period_ms: now.as_millis() as u32,
+            rcv_period_read: 0,
             timer_changed: false,
             reply: None,
             error: None,
@@ -969,6 +985,7 @@ impl Connection {
             timestamps: self.ts_ok,
             partial_checksums: self.partial_ok,
             send_buffer: self.send_buf.capacity().min(u32::MAX as usize) as u32,
+            recv_buffer: self.recv_buf.capacity().min(u32::MAX as usize) as u32,
         }
     }
 
@@ -989,7 +1006,7 @@ impl Connection {
         if self.sack_ok {
             pipe
         } else {
-            pipe.saturating_sub(self.dupacks.saturating_mul(self.snd_mss))
+            pipe.saturating_sub(u32::from(self.dupacks).saturating_mul(self.snd_mss))
         }
     }
 
@@ -1069,6 +1086,7 @@ impl Connection {
         let n = self.peek(buf)?;
         self.recv_buf.consume(n);
         if n > 0 {
+            self.tune_recv_buffer(n);
             self.check_window_update();
             self.note_idle_memory();
         }
@@ -1099,7 +1117,9 @@ impl Connection {
     /// Discards up to `n` readable bytes (for callers that read straight from
     /// [`peek`](Self::peek)).
     pub fn consume(&mut self, n: usize) {
+        let before = self.recv_buf.readable();
         self.recv_buf.consume(n);
+        self.tune_recv_buffer(before - self.recv_buf.readable());
         self.check_window_update();
         self.note_idle_memory();
     }
@@ -1255,6 +1275,73 @@ impl Connection {
         self.timers = Timers::default();
     }
 
+    /// Samples the round trip from a data segment's timestamp echo (RFC 7323 §4.1): the
+    /// time since we sent the TSval it echoes, which the peer took from our latest ACK
+    /// (Linux's `tcp_rcv_rtt_measure_ts`). Only the least is kept: a stale echo (a sender
+    /// that was idle) only ever measures more.
+    pub(super) fn sample_recv_rtt(&mut self, now: Instant, tsecr: u32) {
+        if tsecr == 0 {
+            return;
+        }
+        let sent = tsecr.wrapping_sub(self.ts_offset);
+        let rtt = (now.as_millis() as u32).wrapping_sub(sent);
+        // A TSecr from the future, or from over a minute ago, is no measurement (nor
+        // anything a genuine peer echoes).
+        if rtt < 60_000 && (rtt as u16) < self.rcv_rtt_ms {
+            self.rcv_rtt_ms = rtt as u16;
+        }
+    }
+
+    /// Receive-buffer auto-tuning, after Linux's dynamic right-sizing
+    /// (`tcp_rcv_space_adjust`): once per measured round trip, the bytes the application
+    /// read in it (scaled to one round trip where reads were further apart) show the rate
+    /// the path delivers and the reader keeps up with; a window of
+    /// twice that (plus 16 segments) lets the sender double its flight in the next round
+    /// trip. Where that exceeds the buffer, the buffer grows to it, up to
+    /// [`Config::recv_buffer_max`] and what the window scale can express. Never under
+    /// buffer-memory pressure, never smaller.
+    ///
+    /// Only on paths of a millisecond or more (the timestamp clock's tick): on a shorter
+    /// one a 1 MiB window already covers more than a gigabyte a second, and a larger
+    /// flight would only wait in queues, its bytes going cold in the cache (see the
+    /// README's "The flight and the caches"). A slow reader reads little per round trip
+    /// and grows nothing; the window is all the slack it needs.
+    fn tune_recv_buffer(&mut self, read: usize) {
+        self.rcv_period_read = self.rcv_period_read.wrapping_add(read as u32);
+        let rtt = u32::from(self.rcv_rtt_ms);
+        if rtt == 0 || self.rcv_rtt_ms == u16::MAX {
+            return;
+        }
+        let now = self.now_hint.as_millis() as u32;
+        let elapsed = now.wrapping_sub(self.rcv_period_ms);
+        if elapsed < rtt {
+            return;
+        }
+        // Read per round trip: a reader that took its bytes in one gulp after a pause
+        // (where Linux counts the gulp whole) shows the rate it really keeps.
+        let copied =
+            (u64::from(self.rcv_period_read) * u64::from(rtt) / u64::from(elapsed)) as usize;
+        self.rcv_period_ms = now;
+        self.rcv_period_read = 0;
+        let max = self
+            .cfg
+            .recv_buffer_max
+            .min(MAX_WINDOW)
+            .min(0xffff_usize << self.rcv_wscale);
+        let cap = self.recv_buf.capacity();
+        if cap >= max || self.memory_pressure {
+            return;
+        }
+        let want = copied
+            .saturating_mul(2)
+            .saturating_add(16 * self.rcv_mss as usize);
+        if want > cap {
+            let to = want.min(max);
+            tracing::debug!(local = %self.local, remote = %self.remote, from = cap, to, rtt_ms = rtt, "receive buffer grown");
+            self.recv_buf.set_capacity(to);
+        }
+    }
+
     /// After the application read: announce a window that opened substantially (RFC 9293
     /// §3.8.6.2.2 receiver SWS avoidance, with Linux's "at least doubled" rule).
     fn check_window_update(&mut self) {
@@ -1344,9 +1431,9 @@ impl Connection {
     fn on_retransmit_timeout(&mut self, now: Instant) {
         match self.state {
             State::SynSent | State::SynReceived => {
-                self.retries += 1;
+                self.retries = self.retries.saturating_add(1);
                 self.stats.timeouts += 1;
-                if self.retries > self.cfg.syn_retries {
+                if u32::from(self.retries) > self.cfg.syn_retries {
                     self.fail(Error::TimedOut);
                     return;
                 }
@@ -1358,14 +1445,14 @@ impl Connection {
             s if s.is_synchronized() && self.snd_max > self.snd_una => {
                 let first = self.retries == 0;
                 let start = self.unacked_since.unwrap_or(now);
-                self.retries += 1;
+                self.retries = self.retries.saturating_add(1);
                 self.stats.timeouts += 1;
                 // With a zero window the retransmission is a window probe (RFC 9293
                 // §3.8.6.1): the peer is alive as long as it answers, so only unanswered
                 // probes count towards giving up.
                 let zero_window = self.snd_wnd == 0;
                 if zero_window {
-                    self.probes_out += 1;
+                    self.probes_out = self.probes_out.saturating_add(1);
                     if self.orphan_probe_limit_reached() {
                         self.fail(Error::TimedOut);
                         return;
@@ -1376,7 +1463,7 @@ impl Connection {
                 // that delivers, however slowly, resets the clock with every ACK.
                 let gave_up = match self.cfg.user_timeout {
                     Some(limit) => now - start >= limit,
-                    None if zero_window => self.probes_out > self.cfg.max_retries,
+                    None if zero_window => u32::from(self.probes_out) > self.cfg.max_retries,
                     None => now - start >= self.give_up_after(),
                 };
                 if gave_up {
@@ -1397,8 +1484,8 @@ impl Connection {
         if !self.orphaned {
             return false;
         }
-        self.orphan_probes += 1;
-        self.orphan_probes > self.cfg.orphan_retries
+        self.orphan_probes = self.orphan_probes.saturating_add(1);
+        u32::from(self.orphan_probes) > self.cfg.orphan_retries
     }
 
     fn on_persist_timeout(&mut self, now: Instant) {
@@ -1408,8 +1495,10 @@ impl Connection {
         if self.snd_wnd == 0 {
             // RFC 9293 §3.8.6.1: probe the zero window, backing off, giving up only after as
             // many unanswered probes as data retransmissions.
-            self.probes_out += 1;
-            if self.probes_out > self.cfg.max_retries || self.orphan_probe_limit_reached() {
+            self.probes_out = self.probes_out.saturating_add(1);
+            if u32::from(self.probes_out) > self.cfg.max_retries
+                || self.orphan_probe_limit_reached()
+            {
                 self.fail(Error::TimedOut);
                 return;
             }
@@ -1435,11 +1524,11 @@ impl Connection {
             self.timers.keepalive = Some(now + ka.idle);
             return;
         }
-        if self.probes_out >= ka.retries {
+        if u32::from(self.probes_out) >= ka.retries {
             self.fail(Error::TimedOut);
             return;
         }
-        self.probes_out += 1;
+        self.probes_out = self.probes_out.saturating_add(1);
         self.probe_now = true;
         self.timers.keepalive = Some(now + ka.interval);
     }
