@@ -413,6 +413,7 @@ fn rawtcp_config(mtu: usize, cc: Cc) -> Config {
         send_buffer: BUFFER,
         send_buffer_max: BUFFER, // smoltcp's buffers are fixed: the same work
         recv_buffer: BUFFER,
+        recv_buffer_max: BUFFER,
         nodelay: true,
         delayed_ack: Duration::ZERO,
         timestamps: false,

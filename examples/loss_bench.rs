@@ -313,8 +313,9 @@ async fn transfer(
     let config = Config {
         mss: u16::MAX, // what the MTU allows
         send_buffer: buffer,
-        send_buffer_max: buffer, // the buffer chosen for the path, fixed
+        send_buffer_max: buffer, // the buffers chosen for the path, fixed
         recv_buffer: buffer,
+        recv_buffer_max: buffer,
         congestion: cc.clone(),
         ..Config::default()
     };

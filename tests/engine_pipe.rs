@@ -390,6 +390,20 @@ fn recv_buffer_grows_on_a_long_path_unless_fixed() {
     let out = transfer(&opts);
     assert_clean(&out);
     assert_eq!(out.server.info.recv_buffer, 1 << 20, "{out}");
+
+    // A small buffer and a reader far slower still: 200 bytes every 100 ms keep 4,000.
+    let mut opts = Opts::new(7, 20_000).link(long());
+    opts.server_cfg = Config {
+        recv_buffer: 4000,
+        ..Config::default()
+    };
+    opts.slow_reader = Some(SlowReader {
+        bytes: 200,
+        every: Duration::from_millis(100),
+    });
+    let out = transfer(&opts);
+    assert_clean(&out);
+    assert_eq!(out.server.info.recv_buffer, 4000, "{out}");
 }
 
 /// Equal options give equal runs, segment for segment.

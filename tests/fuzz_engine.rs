@@ -143,7 +143,7 @@ impl Tally {
 
 fn random_config(rng: &mut Rng) -> Config {
     let sizes = [600usize, 1000, 4096, 65_536, 300_000];
-    Config {
+    let mut cfg = Config {
         mss: [64u16, 100, 536, 1460, 9000][rng.below(5) as usize],
         send_buffer: sizes[rng.below(5) as usize],
         recv_buffer: sizes[rng.below(5) as usize],
@@ -164,7 +164,17 @@ fn random_config(rng: &mut Rng) -> Config {
         congestion: [Algorithm::NewReno, Algorithm::Cubic, Algorithm::Bbr][rng.below(3) as usize]
             .clone(),
         ..Config::default()
-    }
+    };
+    // Buffers that may grow to the default maximum, to a few times their size, or not at
+    // all (which keeps the small window scales the maximum would otherwise raise).
+    let max = |size: usize, default: usize, pick: u64| match pick {
+        0 => size,
+        1 => size * 4,
+        _ => default,
+    };
+    cfg.send_buffer_max = max(cfg.send_buffer, cfg.send_buffer_max, rng.below(3));
+    cfg.recv_buffer_max = max(cfg.recv_buffer, cfg.recv_buffer_max, rng.below(3));
+    cfg
 }
 
 impl Case {

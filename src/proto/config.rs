@@ -62,9 +62,9 @@ pub struct Config {
     /// of a millisecond or more (see `recv_buffer_max`).
     pub recv_buffer: usize,
     /// The most the receive buffer grows to by itself (Linux's `tcp_rmem[2]`, 6 MiB): once
-    /// per round trip (measured from timestamps, on paths of a millisecond or more) the
-    /// buffer grows to twice what the application read in it, plus 16 segments, as
-    /// Linux's dynamic right-sizing. The window scale is chosen at the handshake for
+    /// per round trip (measured from timestamps, on paths of about a millisecond or more)
+    /// where the application read more than half the buffer in it, the buffer grows to
+    /// twice what was read, plus 16 segments, as Linux's dynamic right-sizing. The window scale is chosen at the handshake for
     /// the larger of the two sizes. At or below `recv_buffer` the size is fixed, as a
     /// socket's `SO_RCVBUF` fixes it ([`TcpSocket::set_recv_buffer_size`] sets both).
     ///

@@ -148,8 +148,8 @@ impl Connection {
             // first one acknowledged is the one they were waiting for (as Linux's
             // `tcp_remove_reno_sacks`).
             let segments = acked.div_ceil(mss.max(1));
-            let segments = u16::try_from(segments).unwrap_or(u16::MAX);
-            self.dupacks = self.dupacks.saturating_sub(segments.saturating_sub(1));
+            let stood_for = u16::try_from(segments.saturating_sub(1)).unwrap_or(u16::MAX);
+            self.dupacks = self.dupacks.saturating_sub(stood_for);
         }
 
         if advanced && self.send_buf.is_empty() {

@@ -333,8 +333,9 @@ pub struct Connection {
     /// The application dropped the connection (see [`Connection::orphan`]).
     orphaned: bool,
     /// Zero-window probes sent since the application let go, answered or not. (This and
-    /// the other counters of attempts are `u16`, saturating: a limit set above 65,535 is
-    /// never reached, and the two bytes each saves keep an idle connection under 2 KiB.)
+    /// the other counters of attempts are `u16`, saturating, and compared through [`past`],
+    /// which takes a limit above 65,534 as 65,534; the two bytes each saves keep an idle
+    /// connection under 2 KiB.)
     orphan_probes: u16,
     /// The driver is short of buffer memory: hold no out-of-order data, grow no buffer.
     memory_pressure: bool,
@@ -464,6 +465,12 @@ fn ts_offset(local: SocketAddr, remote: SocketAddr) -> u32 {
 
 /// Largest window expressible with the largest shift (RFC 7323 §2.3).
 const MAX_WINDOW: usize = 65_535 << 14;
+
+/// Whether an attempt counter has gone past `limit`. The counters are `u16` and saturate,
+/// so a limit above 65,534 counts as 65,534: a configured limit is always reached.
+fn past(count: u16, limit: u32) -> bool {
+    u32::from(count) > limit.min(u32::from(u16::MAX) - 1)
+}
 
 /// How long emptied buffers keep their storage before giving it back.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -1301,11 +1308,13 @@ impl Connection {
     /// [`Config::recv_buffer_max`] and what the window scale can express. Never under
     /// buffer-memory pressure, never smaller.
     ///
-    /// Only on paths of a millisecond or more (the timestamp clock's tick): on a shorter
-    /// one a 1 MiB window already covers more than a gigabyte a second, and a larger
-    /// flight would only wait in queues, its bytes going cold in the cache (see the
-    /// README's "The flight and the caches"). A slow reader reads little per round trip
-    /// and grows nothing; the window is all the slack it needs.
+    /// Only on paths of about a millisecond or more (the timestamp clock's tick; one of
+    /// 0.9 ms can measure a tick): on a shorter one a 1 MiB window already covers more
+    /// than a gigabyte a second, and a larger flight would only wait in queues, its bytes
+    /// going cold in the cache (see the README's "The flight and the caches"). Without
+    /// timestamps there is no measurement and no tuning (Linux falls back to timing a
+    /// window's worth of data). A reader that took no more than half the buffer in a round
+    /// trip grows nothing; the window is all the slack it needs.
     fn tune_recv_buffer(&mut self, read: usize) {
         self.rcv_period_read = self.rcv_period_read.wrapping_add(read as u32);
         let rtt = u32::from(self.rcv_rtt_ms);
@@ -1332,10 +1341,13 @@ impl Connection {
         if cap >= max || self.memory_pressure {
             return;
         }
+        // Only a reader that took more than half the buffer in a round trip is held back
+        // by it (Linux grows only past its last measurement): a slow reader keeps even a
+        // small buffer.
         let want = copied
             .saturating_mul(2)
             .saturating_add(16 * self.rcv_mss as usize);
-        if want > cap {
+        if copied.saturating_mul(2) > cap && want > cap {
             let to = want.min(max);
             tracing::debug!(local = %self.local, remote = %self.remote, from = cap, to, rtt_ms = rtt, "receive buffer grown");
             self.recv_buf.set_capacity(to);
@@ -1433,7 +1445,7 @@ impl Connection {
             State::SynSent | State::SynReceived => {
                 self.retries = self.retries.saturating_add(1);
                 self.stats.timeouts += 1;
-                if u32::from(self.retries) > self.cfg.syn_retries {
+                if past(self.retries, self.cfg.syn_retries) {
                     self.fail(Error::TimedOut);
                     return;
                 }
@@ -1463,7 +1475,7 @@ impl Connection {
                 // that delivers, however slowly, resets the clock with every ACK.
                 let gave_up = match self.cfg.user_timeout {
                     Some(limit) => now - start >= limit,
-                    None if zero_window => u32::from(self.probes_out) > self.cfg.max_retries,
+                    None if zero_window => past(self.probes_out, self.cfg.max_retries),
                     None => now - start >= self.give_up_after(),
                 };
                 if gave_up {
@@ -1485,7 +1497,7 @@ impl Connection {
             return false;
         }
         self.orphan_probes = self.orphan_probes.saturating_add(1);
-        u32::from(self.orphan_probes) > self.cfg.orphan_retries
+        past(self.orphan_probes, self.cfg.orphan_retries)
     }
 
     fn on_persist_timeout(&mut self, now: Instant) {
@@ -1496,9 +1508,7 @@ impl Connection {
             // RFC 9293 §3.8.6.1: probe the zero window, backing off, giving up only after as
             // many unanswered probes as data retransmissions.
             self.probes_out = self.probes_out.saturating_add(1);
-            if u32::from(self.probes_out) > self.cfg.max_retries
-                || self.orphan_probe_limit_reached()
-            {
+            if past(self.probes_out, self.cfg.max_retries) || self.orphan_probe_limit_reached() {
                 self.fail(Error::TimedOut);
                 return;
             }
@@ -1524,7 +1534,7 @@ impl Connection {
             self.timers.keepalive = Some(now + ka.idle);
             return;
         }
-        if u32::from(self.probes_out) >= ka.retries {
+        if past(self.probes_out.saturating_add(1), ka.retries) {
             self.fail(Error::TimedOut);
             return;
         }
@@ -1565,5 +1575,22 @@ impl Connection {
             at = at.min(start + limit);
         }
         self.timers.retransmit = Some(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past;
+
+    /// A limit is reached at its count plus one, and one beyond what a `u16` counter can
+    /// count is still reached when the counter saturates.
+    #[test]
+    fn attempt_limits_are_always_reached() {
+        assert!(!past(8, 8));
+        assert!(past(9, 8));
+        assert!(!past(0, 0) && past(1, 0));
+        assert!(past(u16::MAX, 100_000));
+        assert!(past(u16::MAX, u32::MAX));
+        assert!(!past(u16::MAX - 1, u32::MAX));
     }
 }
