@@ -1332,11 +1332,7 @@ impl Connection {
             (u64::from(self.rcv_period_read) * u64::from(rtt) / u64::from(elapsed)) as usize;
         self.rcv_period_ms = now;
         self.rcv_period_read = 0;
-        let max = self
-            .cfg
-            .recv_buffer_max
-            .min(MAX_WINDOW)
-            .min(0xffff_usize << self.rcv_wscale);
+        let max = self.cfg.recv_buffer_max.min(self.largest_window());
         let cap = self.recv_buf.capacity();
         if cap >= max || self.memory_pressure {
             return;
@@ -1344,14 +1340,19 @@ impl Connection {
         // Only a reader that took more than half the buffer in a round trip is held back
         // by it (Linux grows only past its last measurement): a slow reader keeps even a
         // small buffer.
-        let want = copied
-            .saturating_mul(2)
-            .saturating_add(16 * self.rcv_mss as usize);
-        if copied.saturating_mul(2) > cap && want > cap {
-            let to = want.min(max);
+        if copied.saturating_mul(2) > cap {
+            let to = copied
+                .saturating_mul(2)
+                .saturating_add(16 * self.rcv_mss as usize)
+                .min(max);
             tracing::debug!(local = %self.local, remote = %self.remote, from = cap, to, rtt_ms = rtt, "receive buffer grown");
             self.recv_buf.set_capacity(to);
         }
+    }
+
+    /// The largest window the window field can express with our scale (RFC 7323 §2.3).
+    fn largest_window(&self) -> usize {
+        MAX_WINDOW.min(0xffff << self.rcv_wscale)
     }
 
     /// After the application read: announce a window that opened substantially (RFC 9293
@@ -1361,8 +1362,7 @@ impl Connection {
             return;
         }
         // Only what the window field can express counts (RFC 7323 §2.3).
-        let max_window = 0xffff_u32 << self.rcv_wscale;
-        let free = (self.recv_buf.window().min(MAX_WINDOW) as u32).min(max_window);
+        let free = self.recv_buf.window().min(self.largest_window()) as u32;
         let current = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
         let threshold = ((self.recv_buf.capacity() / 2) as u32)
             .min(self.rcv_mss)
