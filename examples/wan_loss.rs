@@ -1287,19 +1287,11 @@ fn split_times(stderr: &str) -> (HashMap<String, f64>, String) {
     let mut times = HashMap::new();
     let mut rest = Vec::new();
     for line in stderr.lines() {
-        if let Some(said) = line.strip_prefix("status 200 bytes ") {
-            let total = said
-                .split_once(" in ")
-                .and_then(|(_, t)| t.split_once(" s"));
-            let connect = said
-                .split_once("connected in ")
-                .and_then(|(_, t)| t.split_once(" s"));
-            if let (Some((total, _)), Some((connect, _))) = (total, connect) {
-                if let (Ok(total), Ok(connect)) = (total.trim().parse(), connect.trim().parse()) {
-                    times.insert("time_total".to_string(), total);
-                    times.insert("time_connect".to_string(), connect);
-                    continue;
-                }
+        if line.starts_with("status 200 bytes ") {
+            if let Some((total, Some(connect))) = http_client_times(line) {
+                times.insert("time_total".to_string(), total);
+                times.insert("time_connect".to_string(), connect);
+                continue;
             }
         }
         match line.split_once('=') {

@@ -579,14 +579,11 @@ fn split_time(stderr: &str) -> (Option<f64>, String) {
     let mut time = None;
     let mut rest = Vec::new();
     for line in stderr.lines() {
-        let said = line.strip_prefix("time_total=").or_else(|| {
-            let (_, after) = line.split_once(" in ")?;
-            after
-                .split_once(" s")
-                .map(|(t, _)| t)
-                .filter(|_| line.starts_with("status "))
-        });
-        match said.and_then(|t| t.trim().parse().ok()) {
+        let said = match line.strip_prefix("time_total=") {
+            Some(t) => t.trim().parse().ok(),
+            None => http_client_times(line).map(|(total, _)| total),
+        };
+        match said {
             Some(t) => time = Some(t),
             None => rest.push(line.trim()),
         }

@@ -1,6 +1,7 @@
 //! What the examples that drive namespaces (`wire_loss`, `wan_loss`, `syn_flood`) share:
 //! reading arguments and the command line, checking the host, finding the HTTP server
-//! binary, running tools, and checking a download against the HTTP server's byte pattern.
+//! binary, running tools, reading `http_client`'s times, and checking a download against
+//! the HTTP server's byte pattern.
 //! Included by each with `#[path]`; not an example of its own.
 #![allow(dead_code)]
 
@@ -121,4 +122,22 @@ pub fn read_pattern(mut from: impl Read) -> Result<u64, String> {
         }
         pos += n as u64;
     }
+}
+
+/// The times in `examples/http_client.rs`'s status line (`status 200 bytes N in T s (R MB/s),
+/// connected in C s`), in seconds: the download's total, and the connect time where the
+/// line gives it. `None` for any other line.
+pub fn http_client_times(line: &str) -> Option<(f64, Option<f64>)> {
+    if !line.starts_with("status ") {
+        return None;
+    }
+    let seconds = |after: &str| {
+        let (t, _) = after.split_once(" s")?;
+        t.trim().parse().ok()
+    };
+    let total = seconds(line.split_once(" in ")?.1)?;
+    let connect = line
+        .split_once("connected in ")
+        .and_then(|(_, t)| seconds(t));
+    Some((total, connect))
 }
