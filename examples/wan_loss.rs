@@ -52,6 +52,13 @@
 //!   column with `examples/http_client.rs` on rawtcp's raw datapath in namespace B (its
 //!   status line gives the total and connect times). The bridge's per-server rows then count
 //!   both columns under the kernel's port.
+//! * **`--both`.** rawtcp at both ends against the kernel at both ends: the rawtcp column's
+//!   downloads are made by `http_client` (as with `--receiver`) from rawtcp's server.
+//! * **`--no-timestamps`.** `net.ipv4.tcp_timestamps=0` in namespaces A and B: no kernel end
+//!   offers or accepts TCP timestamps, so no connection of the run has them (rawtcp's ends
+//!   offer them and are refused), as with a peer that does not use them; with `--both`
+//!   rawtcp's two ends still agree on them between themselves. The Mathis column
+//!   keeps its MSS of 1448, 0.8 % under the 1460 such a connection carries.
 //!
 //! It prints per congestion control a table: RTT, loss, size, the Mathis bound
 //! (MSS/RTT × sqrt(3/2)/sqrt(p), MSS 1448, the configured RTT), each stack's goodput
@@ -95,7 +102,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const USAGE: &str =
     "usage: wan_loss [--cc cubic,bbr] [--rtt 20] [--loss 0,0.1,1,5] [--size 20M] [--reps 3]
                 [--max-time 60] [--budget 15] [--rate 0] [--queue-ms Q] [--seed N] [--rt]
-                [--receiver]
+                [--receiver | --both] [--no-timestamps]
   --cc        congestion controls, each run in turn on BOTH servers: cubic, bbr, reno
   --rtt       round-trip times in ms added by the bridge (half each way)
   --loss      loss rates in per cent of the servers' TCP frames (A to B only)
@@ -111,7 +118,13 @@ const USAGE: &str =
               high rates it takes CPU from the user-space servers (rawtcp) first
   --receiver  compare the receiving stacks instead: both columns download from the
               kernel's server, the kernel column with curl, the rawtcp column with
-              examples/http_client on rawtcp's raw datapath in namespace B";
+              examples/http_client on rawtcp's raw datapath in namespace B
+  --both      rawtcp at both ends: the rawtcp column is examples/http_client on rawtcp
+              downloading from rawtcp's server, the kernel column curl from the kernel's
+  --no-timestamps  the kernel in both end namespaces neither offers nor accepts TCP
+              timestamps (net.ipv4.tcp_timestamps=0), so no connection of the run uses
+              them, as with a peer that does not offer them (Windows by default); with
+              --both, rawtcp's two ends still agree on them between themselves";
 
 const NET_A: &str = "10.98.1";
 const NET_B: &str = "10.98.2";
@@ -180,6 +193,10 @@ struct Args {
     /// `--receiver`: the rawtcp column's downloads are made by this `http_client` (rawtcp,
     /// raw datapath, in namespace B) from the kernel's server.
     receiver: Option<std::path::PathBuf>,
+    /// `--both`: that `http_client` downloads from rawtcp's server instead.
+    both: bool,
+    /// `--no-timestamps`: `net.ipv4.tcp_timestamps=0` in namespaces A and B.
+    no_timestamps: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -198,6 +215,8 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             .map_or(1, |d| d.as_nanos() as u64),
         rt: false,
         receiver: None,
+        both: false,
+        no_timestamps: false,
     };
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{USAGE}"));
@@ -232,6 +251,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--rt" => args.rt = true,
             "--receiver" => args.receiver = Some(example_binary("http_client")?),
+            "--both" => {
+                args.receiver = Some(example_binary("http_client")?);
+                args.both = true;
+            }
+            "--no-timestamps" => args.no_timestamps = true,
             "--seed" => {
                 let v = value()?;
                 args.seed = v.parse().map_err(|_| format!("bad --seed {v:?}"))?;
@@ -1614,8 +1638,10 @@ fn measure(
             } else {
                 &mut r.rawtcp
             };
-            // With --receiver, rawtcp's column downloads from the kernel's server too.
+            // With --receiver, rawtcp's column downloads from the kernel's server too; with
+            // --both, from rawtcp's.
             let (url, client) = match (&args.receiver, name) {
+                (Some(client), "rawtcp") if args.both => (&server.url, Some(client.as_path())),
                 (Some(client), "rawtcp") => (&servers[0].url, Some(client.as_path())),
                 _ => (&server.url, None),
             };
@@ -1688,6 +1714,15 @@ fn bridge_config(wan: &Wan, args: &Args, rtt_ms: f64, loss: f64) -> BridgeConfig
 fn run_all(args: &Args) -> Result<Vec<(String, Vec<Row>)>, String> {
     let binary = http_server_binary()?;
     let wan = Wan::create()?;
+    if args.no_timestamps {
+        // Each end's kernel then answers a SYN that offers timestamps without them, and
+        // offers none itself: rawtcp's ends meet a kernel peer either way.
+        for ns in [&wan.a, &wan.b] {
+            run(wan
+                .exec(ns, "sysctl")
+                .args(["-q", "-w", "net.ipv4.tcp_timestamps=0"]))?;
+        }
+    }
     println!(
         "path: {} ({ADDR_A}, servers) <-veth-> {} (user-space bridge, ip_forward={}) <-veth-> {} ({ADDR_B}, curl); tso/gso/gro/tx/rx offloads off on all four ends; MTU 1500",
         wan.a,
@@ -1696,11 +1731,13 @@ fn run_all(args: &Args) -> Result<Vec<(String, Vec<Row>)>, String> {
         wan.b
     );
     println!(
-        "kernel {}; namespace A: tcp_wmem {}, default cc {}; namespace B (curl): tcp_rmem {}; rawtcp send buffer {} B (Config default)",
+        "kernel {}; namespace A: tcp_wmem {}, default cc {}, tcp_timestamps {}; namespace B (curl): tcp_rmem {}, tcp_timestamps {}; rawtcp send buffer {} B (Config default)",
         run(Command::new("uname").arg("-r")).unwrap_or_default().trim(),
         wan.sysctl(&wan.a, "net.ipv4.tcp_wmem"),
         wan.sysctl(&wan.a, "net.ipv4.tcp_congestion_control"),
+        wan.sysctl(&wan.a, "net.ipv4.tcp_timestamps"),
         wan.sysctl(&wan.b, "net.ipv4.tcp_rmem"),
+        wan.sysctl(&wan.b, "net.ipv4.tcp_timestamps"),
         rawtcp::proto::Config::default().send_buffer,
     );
     println!(
@@ -1708,7 +1745,13 @@ fn run_all(args: &Args) -> Result<Vec<(String, Vec<Row>)>, String> {
         binary.display(),
         binary.display()
     );
-    if let Some(client) = &args.receiver {
+    if let (Some(client), true) = (&args.receiver, args.both) {
+        println!(
+            "--both: the rawtcp column is RAWTCP_DATAPATH=raw {} -o - in {}, downloading from rawtcp's server: rawtcp at both ends, the kernel at both ends of the kernel column",
+            client.display(),
+            wan.b
+        );
+    } else if let Some(client) = &args.receiver {
         println!(
             "--receiver: the rawtcp column is RAWTCP_DATAPATH=raw {} -o - in {}, downloading from the kernel's server (so the bridge's per-server rows count both columns under the kernel's port)",
             client.display(),

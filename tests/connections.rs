@@ -84,5 +84,7 @@ async fn the_table_shows_connections_listeners_and_queues() {
         "{text}"
     );
     assert!(text.contains("cubic wscale:"), "{text}");
+    // The accepted side received data whose timestamps measured its round trip.
+    assert!(text.contains("rcv_rtt:"), "{text}");
     assert!(text.contains("(not yet accepted)"), "{text}");
 }

@@ -653,3 +653,94 @@ fn buffers_are_kept_while_busy_and_released_when_idle() {
     c.advance_to(deadline);
     assert_eq!(c.conn.buffer_memory(), 0, "idle: nothing held");
 }
+
+/// Without timestamps the receiving side times a newly offered window (Linux's
+/// `tcp_rcv_rtt_measure`): from the ACK that first offers a right edge to the data that
+/// reaches it. Data within an edge offered before does not end a measurement, the least
+/// sample stands, and the handshake's round trip stands in where it is less.
+#[test]
+fn recv_rtt_without_timestamps_times_a_newly_offered_window() {
+    let cfg = Config {
+        recv_buffer: 4000,
+        recv_buffer_max: 4000,
+        ..plain()
+    };
+    // A client whose SYN was sent again, so the handshake measures nothing (RFC 6298 §3,
+    // Karn), and whose handshake took `handshake` if it was not.
+    let connect = |retransmit_syn: bool, handshake: Duration| {
+        let mut c = Endpoint::client(cfg.clone(), 100);
+        c.drain();
+        if retransmit_syn {
+            c.fire_next();
+            assert_eq!(c.ladder(), ["SYN      S:100 A:0"]);
+        }
+        c.advance(handshake);
+        // A peer that offers timestamps to a side configured without them.
+        let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
+        synack.options.timestamps = Some((77, 0));
+        c.input(&synack, &[]);
+        assert!(!c.conn.info().timestamps);
+        // The handshake's ACK offers the first right edge, 2001 + 4000.
+        assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]);
+        assert_eq!(c.conn.info().recv_window, 4000);
+        c
+    };
+    let data = |c: &mut Endpoint, seq: u32, len: usize| {
+        c.input(&from_server("PSH+ACK", seq, 101, 65535), &vec![7; len]);
+    };
+
+    let mut c = connect(true, Duration::from_millis(5));
+    assert_eq!(c.conn.info().min_rtt, None);
+    c.advance(Duration::from_millis(30));
+    data(&mut c, 2001, 2000);
+    c.drain();
+    // Half the window came: not yet a round trip's worth of evidence.
+    assert_eq!(c.conn.info().recv_rtt, None);
+    c.advance(Duration::from_millis(15));
+    data(&mut c, 4001, 2000);
+    // The edge reached 45 ms after it was offered.
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(45)));
+    c.drain();
+    // Reading offers a new edge now; it fills 30 ms later.
+    assert_eq!(c.read_all().len(), 4000);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:6001"]);
+    c.advance(Duration::from_millis(30));
+    data(&mut c, 6001, 4000);
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(30)));
+    c.drain();
+    // A slower one does not replace it.
+    assert_eq!(c.read_all().len(), 4000);
+    c.drain();
+    c.advance(Duration::from_millis(60));
+    data(&mut c, 10_001, 4000);
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(30)));
+
+    // A handshake that measured 20 ms: a window that took longer gives way to it.
+    let mut c = connect(false, Duration::from_millis(20));
+    assert_eq!(c.conn.info().min_rtt, Some(Duration::from_millis(20)));
+    c.advance(Duration::from_millis(45));
+    data(&mut c, 2001, 4000);
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(20)));
+
+    // With timestamps, only their echoes measure: no window timing.
+    let mut c = Endpoint::client(
+        Config {
+            timestamps: true,
+            ..cfg.clone()
+        },
+        100,
+    );
+    c.drain();
+    c.fire_next();
+    c.drain();
+    let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
+    synack.options.timestamps = Some((1, 0));
+    c.input(&synack, &[]);
+    c.drain();
+    c.advance(Duration::from_millis(45));
+    let mut seg = from_server("PSH+ACK", 2001, 101, 65535);
+    seg.options.timestamps = Some((2, 0));
+    c.input(&seg, &[7; 4000]);
+    assert!(c.conn.info().timestamps);
+    assert_eq!(c.conn.info().recv_rtt, None);
+}

@@ -406,6 +406,72 @@ fn recv_buffer_grows_on_a_long_path_unless_fixed() {
     assert_eq!(out.server.info.recv_buffer, 4000, "{out}");
 }
 
+/// Without timestamps (a peer that does not offer them, as Windows by default) the
+/// receiving side times a newly offered window instead, and the buffer grows on a long
+/// path all the same; a short path and a slow reader still grow nothing.
+#[test]
+fn recv_buffer_grows_without_timestamps() {
+    let long = || Link::delayed(Duration::from_millis(25));
+    let no_ts = |cfg: Config| Config {
+        timestamps: false,
+        ..cfg
+    };
+    let tuned = lossless(
+        long(),
+        32 * MB,
+        no_ts(Config::default()),
+        no_ts(Config::default()),
+    );
+    let held = lossless(
+        long(),
+        32 * MB,
+        no_ts(Config::default()),
+        no_ts(fixed_recv(1 << 20)),
+    );
+    println!(
+        "32 MB over 50 ms without timestamps: tuned {:?} (receive buffer {} B), fixed 1 MiB {:?}",
+        tuned.elapsed, tuned.server.info.recv_buffer, held.elapsed
+    );
+    assert!(!tuned.server.info.timestamps, "{tuned}");
+    assert_eq!(
+        tuned.server.info.recv_rtt,
+        Some(Duration::from_millis(50)),
+        "{tuned}"
+    );
+    assert!(
+        tuned.server.info.recv_buffer > 4 << 20,
+        "{}: {tuned}",
+        tuned.server.info.recv_buffer
+    );
+    assert_eq!(held.server.info.recv_buffer, 1 << 20, "{held}");
+    assert!(
+        tuned.elapsed < held.elapsed / 2,
+        "tuned {:?}, held {:?}",
+        tuned.elapsed,
+        held.elapsed
+    );
+
+    let ideal = lossless(
+        Link::ideal(),
+        32 * MB,
+        no_ts(Config::default()),
+        no_ts(Config::default()),
+    );
+    assert_eq!(ideal.server.info.recv_rtt, Some(Duration::ZERO), "{ideal}");
+    assert_eq!(ideal.server.info.recv_buffer, 1 << 20, "{ideal}");
+
+    let mut opts = Opts::new(7, 4 * MB).link(long());
+    opts.client_cfg = no_ts(Config::default());
+    opts.server_cfg = no_ts(Config::default());
+    opts.slow_reader = Some(SlowReader {
+        bytes: 64 << 10,
+        every: Duration::from_millis(100),
+    });
+    let out = transfer(&opts);
+    assert_clean(&out);
+    assert_eq!(out.server.info.recv_buffer, 1 << 20, "{out}");
+}
+
 /// Equal options give equal runs, segment for segment.
 #[test]
 fn runs_are_deterministic() {

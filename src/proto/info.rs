@@ -123,4 +123,9 @@ pub struct TcpInfo {
     /// ([`Config::recv_buffer_max`](super::Config::recv_buffer_max); Linux's `sk_rcvbuf`,
     /// `ss -m`'s `rb`).
     pub recv_buffer: u32,
+    /// The round trip the receiving side measured, the least seen, to the millisecond:
+    /// from the timestamps the peer's data echoes, or, without timestamps, from the time a
+    /// newly offered window takes to fill (Linux's `tcpi_rcv_rtt`). The receive buffer's
+    /// tuning runs on it. `None` until data measured one.
+    pub recv_rtt: Option<Duration>,
 }

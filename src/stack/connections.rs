@@ -242,6 +242,9 @@ fn details(i: &TcpInfo) -> String {
     if i.reordering_seen {
         d.push("reordering_seen".into());
     }
+    if let Some(r) = i.recv_rtt {
+        d.push(format!("rcv_rtt:{}", ms(r)));
+    }
     if let Some(m) = i.min_rtt {
         d.push(format!("minrtt:{}", ms(m)));
     }

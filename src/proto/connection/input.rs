@@ -107,7 +107,8 @@ impl Connection {
             // Segments leave with the pseudo-header sum only: no sums of the payload.
             self.send_buf.forget_sums();
         }
-        if let Some((tsval, _)) = opts.timestamps {
+        // Without timestamps `ts_recent` times the window instead (`mark_recv_rtt`).
+        if let Some((tsval, _)) = opts.timestamps.filter(|_| self.ts_ok) {
             self.ts_recent = tsval;
         }
         let default_mss = if self.remote.is_ipv4() {
@@ -552,6 +553,7 @@ impl Connection {
             if ins.advanced > 0 {
                 self.rcv_nxt += ins.advanced;
                 self.stats.bytes_received += ins.advanced as u64;
+                self.sample_recv_rtt_by_window();
             }
             if offset > 0 {
                 // Out of order: an immediate duplicate ACK drives the sender's loss

@@ -352,6 +352,10 @@ pub struct Connection {
     ts_ok: bool,
     /// Both SYNs carried the partial-checksum offer (`Config::partial_checksums`).
     partial_ok: bool,
+    /// With timestamps, TS.Recent (RFC 7323 §4.3). Without them it would lie unused, so it
+    /// holds when the window's round-trip timing began instead (see
+    /// [`mark_recv_rtt`](Self::mark_recv_rtt)): milliseconds plus one, 0 while none is
+    /// under way. Sharing it keeps the engine within its memory budget.
     ts_recent: u32,
     ts_offset: u32,
     last_ack_sent: SeqNum,
@@ -431,6 +435,9 @@ pub struct Connection {
     rcv_rtt_ms: u16,
     rcv_period_ms: u32,
     rcv_period_read: u32,
+    /// Without timestamps (see [`sample_recv_rtt_by_window`](Self::sample_recv_rtt_by_window)):
+    /// the right edge whose offer is being timed (when: `ts_recent`).
+    rcv_rtt_edge: SeqNum,
     /// An application call armed a timer: the driver should look at `poll_timeout` again.
     timer_changed: bool,
     /// A reply outside the connection's sequence space (RST to a bad ACK).
@@ -569,6 +576,7 @@ impl Connection {
             rcv_rtt_ms: u16::MAX,
             rcv_period_ms: now.as_millis() as u32,
             rcv_period_read: 0,
+            rcv_rtt_edge: SeqNum(0),
             timer_changed: false,
             reply: None,
             error: None,
@@ -993,6 +1001,8 @@ impl Connection {
             partial_checksums: self.partial_ok,
             send_buffer: self.send_buf.capacity().min(u32::MAX as usize) as u32,
             recv_buffer: self.recv_buf.capacity().min(u32::MAX as usize) as u32,
+            recv_rtt: (self.rcv_rtt_ms != u16::MAX)
+                .then(|| Duration::from_millis(self.rcv_rtt_ms.into())),
         }
     }
 
@@ -1291,9 +1301,48 @@ impl Connection {
             return;
         }
         let sent = tsecr.wrapping_sub(self.ts_offset);
-        let rtt = (now.as_millis() as u32).wrapping_sub(sent);
-        // A TSecr from the future, or from over a minute ago, is no measurement (nor
-        // anything a genuine peer echoes).
+        self.note_recv_rtt((now.as_millis() as u32).wrapping_sub(sent));
+    }
+
+    /// Samples the round trip without timestamps (Linux's `tcp_rcv_rtt_measure`): the time
+    /// from offering a new right edge of the window to receiving the data that reaches it.
+    /// The bytes just below that edge lay beyond every earlier offer, so the peer sent them
+    /// only after our offer reached it: the sample is never less than a round trip (unlike
+    /// Linux's, which starts from the edge offered last, perhaps long before), and about
+    /// one where the window is what limits the sender, the only case the tuning is for.
+    /// Where it measures more (a sender held back by its congestion window), the least
+    /// round trip our own RTT estimator saw (the handshake's, on a connection that only
+    /// receives) stands in: it is a round trip too.
+    fn sample_recv_rtt_by_window(&mut self) {
+        if self.ts_ok || self.ts_recent == 0 || self.rcv_nxt < self.rcv_rtt_edge {
+            return;
+        }
+        let since = self.ts_recent - 1;
+        self.ts_recent = 0;
+        let mut rtt = (self.now_hint.as_millis() as u32).wrapping_sub(since);
+        if let Some(min) = self.rtt.min_rtt() {
+            rtt = rtt.min(u32::try_from(min.as_millis()).unwrap_or(u32::MAX));
+        }
+        self.note_recv_rtt(rtt);
+    }
+
+    /// Starts a measurement of [`sample_recv_rtt_by_window`](Self::sample_recv_rtt_by_window)
+    /// as the window's right edge moves to `edge`, where timestamps do not measure and none
+    /// is under way.
+    fn mark_recv_rtt(&mut self, edge: SeqNum) {
+        if !self.ts_ok && self.ts_recent == 0 {
+            self.rcv_rtt_edge = edge;
+            // A start at the clock's last millisecond (once in 49 days) reads one later.
+            self.ts_recent = (self.now_hint.as_millis() as u32).wrapping_add(1).max(1);
+        }
+    }
+
+    /// Keeps `rtt` (milliseconds) if it is the least receive-side round trip yet: a stale
+    /// echo (a sender that was idle) or a sender slower than its window only ever measure
+    /// more.
+    fn note_recv_rtt(&mut self, rtt: u32) {
+        // One from the future, or from over a minute ago, is no measurement (nor anything
+        // a genuine peer makes us measure).
         if rtt < 60_000 && (rtt as u16) < self.rcv_rtt_ms {
             self.rcv_rtt_ms = rtt as u16;
         }
@@ -1312,9 +1361,10 @@ impl Connection {
     /// 0.9 ms can measure a tick): on a shorter one a 1 MiB window already covers more
     /// than a gigabyte a second, and a larger flight would only wait in queues, its bytes
     /// going cold in the cache (see the README's "The flight and the caches"). Without
-    /// timestamps there is no measurement and no tuning (Linux falls back to timing a
-    /// window's worth of data). A reader that took no more than half the buffer in a round
-    /// trip grows nothing; the window is all the slack it needs.
+    /// timestamps the round trip is timed by a window's worth of data instead
+    /// ([`sample_recv_rtt_by_window`](Self::sample_recv_rtt_by_window)). A reader that
+    /// took no more than half the buffer in a round trip grows nothing; the window is all
+    /// the slack it needs.
     fn tune_recv_buffer(&mut self, read: usize) {
         self.rcv_period_read = self.rcv_period_read.wrapping_add(read as u32);
         let rtt = u32::from(self.rcv_rtt_ms);

@@ -627,6 +627,7 @@ impl Connection {
         }
         let edge = self.rcv_nxt + (scaled << shift);
         if edge > self.rcv_adv {
+            self.mark_recv_rtt(edge);
             self.rcv_adv = edge;
         }
         scaled as u16
