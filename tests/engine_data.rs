@@ -744,3 +744,77 @@ fn recv_rtt_without_timestamps_times_a_newly_offered_window() {
     assert!(c.conn.info().timestamps);
     assert_eq!(c.conn.info().recv_rtt, None);
 }
+
+/// The window's timing starts only from an edge no earlier offer reached: an ACK that
+/// offers again an edge offered while another measurement ran starts none, since the peer
+/// may have sent up to that edge already (Linux's timing, from the edge offered last,
+/// would measure 29 ms below).
+#[test]
+fn recv_rtt_without_timestamps_never_times_an_edge_offered_before() {
+    let cfg = Config {
+        recv_buffer: 4000,
+        recv_buffer_max: 4000,
+        ..plain()
+    };
+    let mut c = Endpoint::client(cfg, 100);
+    c.drain();
+    c.fire_next(); // the SYN again: the handshake measures nothing
+    c.drain();
+    c.advance(Duration::from_millis(5));
+    c.input(&from_server("SYN+ACK", 2000, 101, 65535), &[]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]); // offers 6001
+    let data = |c: &mut Endpoint, seq: u32| {
+        c.input(&from_server("PSH+ACK", seq, 101, 65535), &[7; 1000]);
+    };
+    c.advance(Duration::from_millis(30));
+    data(&mut c, 2001);
+    data(&mut c, 3001);
+    c.drain();
+    assert_eq!(c.read_all().len(), 2000);
+    // Offers 8001 while 6001 is being timed.
+    assert_eq!(c.ladder(), ["ACK      S:101 A:4001"]);
+    assert_eq!(c.conn.info().recv_window, 4000);
+    c.advance(Duration::from_millis(1));
+    // Sent under the offer of 6001, which is reached 31 ms after it.
+    data(&mut c, 4001);
+    data(&mut c, 5001);
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(31)));
+    // This ACK offers 8001 again: the peer may be sending up to it already.
+    assert_eq!(c.ladder(), ["ACK      S:101 A:6001"]);
+    c.advance(Duration::from_millis(29));
+    // Sent under the offer of 8001, made 30 ms ago.
+    data(&mut c, 6001);
+    data(&mut c, 7001);
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(31)));
+}
+
+/// A passive open that went back to LISTEN (a RST in SYN-RECEIVED) and then took a SYN
+/// without timestamps starts its window timing from nothing: not from the first SYN's
+/// TSval, which would have ended a measurement that never began with a value the peer
+/// chose.
+#[test]
+fn recv_rtt_without_timestamps_after_a_return_to_listen() {
+    let cfg = Config {
+        recv_buffer: 4000,
+        recv_buffer_max: 4000,
+        timestamps: true,
+        ..plain()
+    };
+    let mut s = Endpoint::server(cfg, 2000);
+    let mut syn = seg("SYN", 100, 0);
+    syn.options.timestamps = Some((44, 0));
+    s.input(&syn, &[]);
+    s.drain();
+    s.input(&seg("RST", 101, 0), &[]);
+    assert_eq!(s.conn.state(), State::Listen);
+    s.input(&seg("SYN", 500, 0), &[]);
+    s.drain();
+    s.advance(Duration::from_millis(40));
+    s.input(&seg("ACK", 501, 2001), &[]);
+    assert_eq!(s.conn.state(), State::Established);
+    assert!(!s.conn.info().timestamps);
+    s.advance(Duration::from_millis(5));
+    s.input(&seg("PSH+ACK", 501, 2001), &[7; 1000]);
+    // Nothing timed yet: no edge was offered since the handshake's.
+    assert_eq!(s.conn.info().recv_rtt, None);
+}

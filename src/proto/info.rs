@@ -125,7 +125,8 @@ pub struct TcpInfo {
     pub recv_buffer: u32,
     /// The round trip the receiving side measured, the least seen, to the millisecond:
     /// from the timestamps the peer's data echoes, or, without timestamps, from the time a
-    /// newly offered window takes to fill (Linux's `tcpi_rcv_rtt`). The receive buffer's
+    /// newly offered window takes to fill, or the handshake's round trip where that is
+    /// less (Linux's `tcpi_rcv_rtt`). The receive buffer's
     /// tuning runs on it. `None` until data measured one.
     pub recv_rtt: Option<Duration>,
 }

@@ -107,10 +107,13 @@ impl Connection {
             // Segments leave with the pseudo-header sum only: no sums of the payload.
             self.send_buf.forget_sums();
         }
-        // Without timestamps `ts_recent` times the window instead (`mark_recv_rtt`).
-        if let Some((tsval, _)) = opts.timestamps.filter(|_| self.ts_ok) {
-            self.ts_recent = tsval;
-        }
+        // Without timestamps `ts_recent` times the window instead (`mark_recv_rtt`), from
+        // nothing: not from a TSval or a mark of an earlier handshake that went back to
+        // LISTEN.
+        self.ts_recent = opts
+            .timestamps
+            .filter(|_| self.ts_ok)
+            .map_or(0, |(tsval, _)| tsval);
         let default_mss = if self.remote.is_ipv4() {
             DEFAULT_MSS_V4
         } else {

@@ -1307,7 +1307,8 @@ impl Connection {
     /// Samples the round trip without timestamps (Linux's `tcp_rcv_rtt_measure`): the time
     /// from offering a new right edge of the window to receiving the data that reaches it.
     /// The bytes just below that edge lay beyond every earlier offer, so the peer sent them
-    /// only after our offer reached it: the sample is never less than a round trip (unlike
+    /// only after our offer reached it: from a peer that keeps to the window the sample is
+    /// never less than a round trip (unlike
     /// Linux's, which starts from the edge offered last, perhaps long before), and about
     /// one where the window is what limits the sender, the only case the tuning is for.
     /// Where it measures more (a sender held back by its congestion window), the least
@@ -1327,10 +1328,12 @@ impl Connection {
     }
 
     /// Starts a measurement of [`sample_recv_rtt_by_window`](Self::sample_recv_rtt_by_window)
-    /// as the window's right edge moves to `edge`, where timestamps do not measure and none
-    /// is under way.
+    /// as the window's right edge moves to `edge` (from `rcv_adv`, the largest offered
+    /// before), where timestamps do not measure and none is under way.
     fn mark_recv_rtt(&mut self, edge: SeqNum) {
-        if !self.ts_ok && self.ts_recent == 0 {
+        // A peer that sent past the edge offered before (accepted where the buffer had
+        // room) may already have sent up to the new one: no measurement then.
+        if !self.ts_ok && self.ts_recent == 0 && self.rcv_nxt <= self.rcv_adv {
             self.rcv_rtt_edge = edge;
             // A start at the clock's last millisecond (once in 49 days) reads one later.
             self.ts_recent = (self.now_hint.as_millis() as u32).wrapping_add(1).max(1);
