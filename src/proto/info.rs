@@ -126,7 +126,7 @@ pub struct TcpInfo {
     /// The round trip the receiving side measured, the least seen, to the millisecond:
     /// from the timestamps the peer's data echoes, or, without timestamps, from the time a
     /// newly offered window takes to fill, or the handshake's round trip where that is
-    /// less (Linux's `tcpi_rcv_rtt`). The receive buffer's
-    /// tuning runs on it. `None` until data measured one.
+    /// less (Linux's `tcpi_rcv_rtt`). The receive buffer's tuning runs on it. `None` until
+    /// data measured one.
     pub recv_rtt: Option<Duration>,
 }

@@ -1308,9 +1308,9 @@ impl Connection {
     /// from offering a new right edge of the window to receiving the data that reaches it.
     /// The bytes just below that edge lay beyond every earlier offer, so the peer sent them
     /// only after our offer reached it: from a peer that keeps to the window the sample is
-    /// never less than a round trip (unlike
-    /// Linux's, which starts from the edge offered last, perhaps long before), and about
-    /// one where the window is what limits the sender, the only case the tuning is for.
+    /// never less than a round trip (unlike Linux's, which starts from the edge offered
+    /// last, perhaps long before), and about one where the window is what limits the
+    /// sender, the only case the tuning is for.
     /// Where it measures more (a sender held back by its congestion window), the least
     /// round trip our own RTT estimator saw (the handshake's, on a connection that only
     /// receives) stands in: it is a round trip too.
