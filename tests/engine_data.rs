@@ -818,3 +818,39 @@ fn recv_rtt_without_timestamps_after_a_return_to_listen() {
     // Nothing timed yet: no edge was offered since the handshake's.
     assert_eq!(s.conn.info().recv_rtt, None);
 }
+
+/// A peer that sent past the edge offered (accepted where the buffer had room: here the
+/// window field without scaling offers 65,535 of a 100,000-byte buffer) may already have
+/// sent up to the next edge offered: that offer starts no timing.
+#[test]
+fn recv_rtt_without_timestamps_ignores_a_peer_past_the_window() {
+    let cfg = Config {
+        recv_buffer: 100_000,
+        recv_buffer_max: 100_000,
+        ..plain()
+    };
+    let mut c = Endpoint::client(cfg, 100);
+    c.drain();
+    c.fire_next(); // the SYN again: the handshake measures nothing
+    c.drain();
+    c.input(&from_server("SYN+ACK", 2000, 101, 65535), &[]);
+    c.drain(); // offers 2001 + 65,535
+    c.advance(Duration::from_millis(10));
+    for i in 0..7 {
+        c.input(
+            &from_server("PSH+ACK", 2001 + i * 10_000, 101, 65535),
+            &[7; 10_000],
+        );
+    }
+    // The offered edge was reached (and passed) 10 ms after it was offered.
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(10)));
+    c.drain(); // offers 72,001 + 28,000
+    c.advance(Duration::from_millis(1));
+    for i in 0..3 {
+        c.input(
+            &from_server("PSH+ACK", 72_001 + i * 10_000, 101, 65535),
+            &[7; 10_000],
+        );
+    }
+    assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(10)));
+}
