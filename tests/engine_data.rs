@@ -654,6 +654,30 @@ fn buffers_are_kept_while_busy_and_released_when_idle() {
     assert_eq!(c.conn.buffer_memory(), 0, "idle: nothing held");
 }
 
+/// A client with `cfg` (ISN 100) connected to a server with ISN 2000 whose SYN+ACK carries
+/// `peer_ts` and arrives `handshake` after the client's SYN, or, with `syn_again`, after
+/// its SYN was sent a second time, so that the handshake measures no round trip (RFC 6298
+/// §3, Karn). Its ACK, which offers the first right edge of its window, is drained.
+fn receiving_client(
+    cfg: Config,
+    syn_again: bool,
+    handshake: Duration,
+    peer_ts: Option<(u32, u32)>,
+) -> Endpoint {
+    let mut c = Endpoint::client(cfg, 100);
+    c.drain();
+    if syn_again {
+        c.fire_next();
+        assert_eq!(c.ladder(), ["SYN      S:100 A:0"]);
+    }
+    c.advance(handshake);
+    let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
+    synack.options.timestamps = peer_ts;
+    c.input(&synack, &[]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]);
+    c
+}
+
 /// Without timestamps the receiving side times a newly offered window (Linux's
 /// `tcp_rcv_rtt_measure`): from the ACK that first offers a right edge to the data that
 /// reaches it. Data within an edge offered before does not end a measurement, the least
@@ -665,23 +689,11 @@ fn recv_rtt_without_timestamps_times_a_newly_offered_window() {
         recv_buffer_max: 4000,
         ..plain()
     };
-    // A client whose SYN was sent again, so the handshake measures nothing (RFC 6298 §3,
-    // Karn), and whose handshake took `handshake` if it was not.
-    let connect = |retransmit_syn: bool, handshake: Duration| {
-        let mut c = Endpoint::client(cfg.clone(), 100);
-        c.drain();
-        if retransmit_syn {
-            c.fire_next();
-            assert_eq!(c.ladder(), ["SYN      S:100 A:0"]);
-        }
-        c.advance(handshake);
-        // A peer that offers timestamps to a side configured without them.
-        let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
-        synack.options.timestamps = Some((77, 0));
-        c.input(&synack, &[]);
+    // A peer that offers timestamps to a side configured without them; the handshake's
+    // ACK offers the first right edge, 2001 + 4000.
+    let connect = |syn_again: bool, handshake: Duration| {
+        let c = receiving_client(cfg.clone(), syn_again, handshake, Some((77, 0)));
         assert!(!c.conn.info().timestamps);
-        // The handshake's ACK offers the first right edge, 2001 + 4000.
-        assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]);
         assert_eq!(c.conn.info().recv_window, 4000);
         c
     };
@@ -723,20 +735,11 @@ fn recv_rtt_without_timestamps_times_a_newly_offered_window() {
     assert_eq!(c.conn.info().recv_rtt, Some(Duration::from_millis(20)));
 
     // With timestamps, only their echoes measure: no window timing.
-    let mut c = Endpoint::client(
-        Config {
-            timestamps: true,
-            ..cfg.clone()
-        },
-        100,
-    );
-    c.drain();
-    c.fire_next();
-    c.drain();
-    let mut synack = from_server("SYN+ACK", 2000, 101, 65535);
-    synack.options.timestamps = Some((1, 0));
-    c.input(&synack, &[]);
-    c.drain();
+    let ts = Config {
+        timestamps: true,
+        ..cfg.clone()
+    };
+    let mut c = receiving_client(ts, true, Duration::ZERO, Some((1, 0)));
     c.advance(Duration::from_millis(45));
     let mut seg = from_server("PSH+ACK", 2001, 101, 65535);
     seg.options.timestamps = Some((2, 0));
@@ -756,13 +759,8 @@ fn recv_rtt_without_timestamps_never_times_an_edge_offered_before() {
         recv_buffer_max: 4000,
         ..plain()
     };
-    let mut c = Endpoint::client(cfg, 100);
-    c.drain();
-    c.fire_next(); // the SYN again: the handshake measures nothing
-    c.drain();
-    c.advance(Duration::from_millis(5));
-    c.input(&from_server("SYN+ACK", 2000, 101, 65535), &[]);
-    assert_eq!(c.ladder(), ["ACK      S:101 A:2001"]); // offers 6001
+    // The handshake measures nothing; its ACK offers 6001.
+    let mut c = receiving_client(cfg, true, Duration::from_millis(5), None);
     let data = |c: &mut Endpoint, seq: u32| {
         c.input(&from_server("PSH+ACK", seq, 101, 65535), &[7; 1000]);
     };
@@ -829,12 +827,8 @@ fn recv_rtt_without_timestamps_ignores_a_peer_past_the_window() {
         recv_buffer_max: 100_000,
         ..plain()
     };
-    let mut c = Endpoint::client(cfg, 100);
-    c.drain();
-    c.fire_next(); // the SYN again: the handshake measures nothing
-    c.drain();
-    c.input(&from_server("SYN+ACK", 2000, 101, 65535), &[]);
-    c.drain(); // offers 2001 + 65,535
+    // The handshake measures nothing; its ACK offers 2001 + 65,535.
+    let mut c = receiving_client(cfg, true, Duration::ZERO, None);
     c.advance(Duration::from_millis(10));
     for i in 0..7 {
         c.input(

@@ -296,6 +296,26 @@ fn lossless(link: Link, bytes: u64, client_cfg: Config, server_cfg: Config) -> O
     out
 }
 
+/// A 50 ms round trip, 25 ms each way, where a 1 MiB window carries at most 21 MB/s.
+fn long_path() -> Link {
+    Link::delayed(Duration::from_millis(25))
+}
+
+/// 4 MB over [`long_path`] to a reader of 64 kB every 100 ms (32 kB a round trip, so the
+/// window is what fills), both ends with `cfg`.
+fn slow_reader_on_a_long_path(cfg: Config) -> Outcome {
+    let mut opts = Opts::new(7, 4 * MB).link(long_path());
+    opts.client_cfg = cfg.clone();
+    opts.server_cfg = cfg;
+    opts.slow_reader = Some(SlowReader {
+        bytes: 64 << 10,
+        every: Duration::from_millis(100),
+    });
+    let out = transfer(&opts);
+    assert_clean(&out);
+    out
+}
+
 /// A receive buffer of `size` that does not grow by itself (`SO_RCVBUF`).
 fn fixed_recv(size: usize) -> Config {
     Config {
@@ -312,14 +332,13 @@ fn fixed_recv(size: usize) -> Config {
 /// path whose flight beyond its bandwidth-delay product only queues.
 #[test]
 fn send_buffer_grows_on_a_long_path_unless_fixed() {
-    let long = || Link::delayed(Duration::from_millis(25));
     let fixed = Config {
         send_buffer_max: 1 << 20,
         ..Config::default()
     };
-    let grown = lossless(long(), 16 * MB, Config::default(), fixed_recv(8 << 20));
-    let held = lossless(long(), 16 * MB, fixed, fixed_recv(8 << 20));
-    let level = lossless(long(), 16 * MB, Config::default(), fixed_recv(1 << 20));
+    let grown = lossless(long_path(), 16 * MB, Config::default(), fixed_recv(8 << 20));
+    let held = lossless(long_path(), 16 * MB, fixed, fixed_recv(8 << 20));
+    let level = lossless(long_path(), 16 * MB, Config::default(), fixed_recv(1 << 20));
     // 12.5 MB/s and 2 ms: a product of 25 kB, and the rest of a 1 MiB flight queued.
     let short = Link {
         bandwidth: Some(12_500_000),
@@ -349,9 +368,8 @@ fn send_buffer_grows_on_a_long_path_unless_fixed() {
 /// for a reader slower than the path.
 #[test]
 fn recv_buffer_grows_on_a_long_path_unless_fixed() {
-    let long = || Link::delayed(Duration::from_millis(25));
-    let tuned = lossless(long(), 32 * MB, Config::default(), Config::default());
-    let held = lossless(long(), 32 * MB, Config::default(), fixed_recv(1 << 20));
+    let tuned = lossless(long_path(), 32 * MB, Config::default(), Config::default());
+    let held = lossless(long_path(), 32 * MB, Config::default(), fixed_recv(1 << 20));
     println!(
         "32 MB over 50 ms: tuned {:?} (receive buffer {} B), fixed 1 MiB {:?}",
         tuned.elapsed, tuned.server.info.recv_buffer, held.elapsed
@@ -381,18 +399,11 @@ fn recv_buffer_grows_on_a_long_path_unless_fixed() {
     let slow = lossless(slow_link, 16 * MB, Config::default(), Config::default());
     assert_eq!(slow.server.info.recv_buffer, 1 << 20, "{slow}");
 
-    // 64 kB every 100 ms, 32 kB a round trip: the window is what fills.
-    let mut opts = Opts::new(7, 4 * MB).link(long());
-    opts.slow_reader = Some(SlowReader {
-        bytes: 64 << 10,
-        every: Duration::from_millis(100),
-    });
-    let out = transfer(&opts);
-    assert_clean(&out);
+    let out = slow_reader_on_a_long_path(Config::default());
     assert_eq!(out.server.info.recv_buffer, 1 << 20, "{out}");
 
     // A small buffer and a reader far slower still: 200 bytes every 100 ms keep 4,000.
-    let mut opts = Opts::new(7, 20_000).link(long());
+    let mut opts = Opts::new(7, 20_000).link(long_path());
     opts.server_cfg = Config {
         recv_buffer: 4000,
         ..Config::default()
@@ -411,19 +422,18 @@ fn recv_buffer_grows_on_a_long_path_unless_fixed() {
 /// path all the same; a short path and a slow reader still grow nothing.
 #[test]
 fn recv_buffer_grows_without_timestamps() {
-    let long = || Link::delayed(Duration::from_millis(25));
     let no_ts = |cfg: Config| Config {
         timestamps: false,
         ..cfg
     };
     let tuned = lossless(
-        long(),
+        long_path(),
         32 * MB,
         no_ts(Config::default()),
         no_ts(Config::default()),
     );
     let held = lossless(
-        long(),
+        long_path(),
         32 * MB,
         no_ts(Config::default()),
         no_ts(fixed_recv(1 << 20)),
@@ -460,15 +470,7 @@ fn recv_buffer_grows_without_timestamps() {
     assert_eq!(ideal.server.info.recv_rtt, Some(Duration::ZERO), "{ideal}");
     assert_eq!(ideal.server.info.recv_buffer, 1 << 20, "{ideal}");
 
-    let mut opts = Opts::new(7, 4 * MB).link(long());
-    opts.client_cfg = no_ts(Config::default());
-    opts.server_cfg = no_ts(Config::default());
-    opts.slow_reader = Some(SlowReader {
-        bytes: 64 << 10,
-        every: Duration::from_millis(100),
-    });
-    let out = transfer(&opts);
-    assert_clean(&out);
+    let out = slow_reader_on_a_long_path(no_ts(Config::default()));
     assert_eq!(out.server.info.recv_buffer, 1 << 20, "{out}");
 }
 
