@@ -218,6 +218,69 @@ fn default_stack_works_in_a_new_runtime() {
     rt.block_on(exchange());
 }
 
+/// The same as `default_stack_stream_survives_its_runtime` and
+/// `default_stack_listener_survives_its_runtime`, with every step in spawned tasks of
+/// multi-threaded runtimes: such tasks take the readiness of the stack's sockets to their
+/// runtime (see `datapath::registered::Follow`), which is then dropped with it; the next
+/// runtime's tasks must find arrivals again (the old pair, the old listener).
+#[test]
+fn default_stack_tasks_survive_their_runtime() {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let limit = Duration::from_secs(10);
+    let rt1 = runtime();
+    let (listener, mut client, mut server) = rt1
+        .block_on(rt1.spawn(within(limit, "runtime 1", async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accept = tokio::spawn(async move {
+                let (s, _) = listener.accept().await.unwrap();
+                (listener, s)
+            });
+            let mut client = tokio::spawn(TcpStream::connect(addr))
+                .await
+                .unwrap()
+                .unwrap();
+            let (listener, mut server) = accept.await.unwrap();
+            client.write_all(b"one").await.unwrap();
+            let mut buf = [0u8; 3];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"one");
+            (listener, client, server)
+        })))
+        .unwrap();
+    drop(rt1);
+    let rt2 = runtime();
+    rt2.block_on(rt2.spawn(within(limit, "runtime 2", async move {
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 3];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"two");
+            server.write_all(b"three").await.unwrap();
+            server
+        });
+        client.write_all(b"two").await.unwrap();
+        let mut buf = [0u8; 5];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"three");
+        let _server = reader.await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut s = accept.await.unwrap();
+        c.write_all(b"four").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"four");
+    })))
+    .unwrap();
+}
+
 /// A listener bound on a stack whose reactor has already gone idle accepts a connection from
 /// another stack (another process): binding must make the reactor receive on the new address.
 #[tokio::test]

@@ -12,7 +12,7 @@ mod mmsg;
 pub mod pcap;
 mod ports;
 pub mod raw;
-mod registered;
+pub(crate) mod registered;
 pub mod sim;
 #[cfg(target_os = "linux")]
 pub mod tun;

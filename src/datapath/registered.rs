@@ -11,6 +11,10 @@
 //! Errors (`EPOLLERR`, the ICMP errors the UDP datapath reads from the error queue) are
 //! reported by epoll whatever the interest, and tokio turns them into `Ready::ERROR`.
 //!
+//! A socket's registration can move to the runtime of the application task that receives
+//! for a stack whose reactor has a thread of its own ([`Follow`]), and registers again
+//! where it is polled when the runtime it was registered with shuts down.
+//!
 //! A socket's readiness is polled through a [`Watch`], which remembers whether the
 //! `Pending` it last saw still holds and then answers `Pending` itself. A datapath with
 //! several sockets, woken because one of them has something, does not ask tokio about each
@@ -100,6 +104,11 @@ impl Watch {
         answer
     }
 
+    /// The source changed: its last `Pending` no longer holds.
+    pub(crate) fn forget(&self) {
+        self.flag.armed.store(false, Ordering::SeqCst);
+    }
+
     /// Whether the last poll answered `Pending`, nothing has woken the watch since, and a
     /// wake would reach `waker`: polling again now would answer `Pending` too.
     fn holds(&self, waker: &Waker) -> bool {
@@ -112,21 +121,148 @@ impl Watch {
 }
 
 /// A non-blocking datagram socket in tokio's reactor, for readability and errors only.
+///
+/// Its registration may move between runtimes (see [`Follow`]); the socket itself (sends,
+/// addresses) stays put.
 #[derive(Debug)]
-pub(crate) struct RecvSocket(AsyncFd<std::net::UdpSocket>, Watch);
+pub(crate) struct RecvSocket {
+    sock: Arc<std::net::UdpSocket>,
+    reg: Mutex<Arc<Registration>>,
+    watch: Watch,
+}
+
+/// One registration of a [`RecvSocket`]'s descriptor with one runtime's reactor.
+#[derive(Debug)]
+struct Registration {
+    fd: AsyncFd<Descriptor>,
+    /// Made for a [`Follow`]ing caller, on the runtime of the application's tasks.
+    away: bool,
+}
+
+/// The descriptor a registration watches, kept open by the registration itself.
+#[derive(Debug)]
+struct Descriptor(Arc<std::net::UdpSocket>);
+
+impl AsRawFd for Descriptor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Registration {
+    /// Registers `sock` with the current runtime's reactor.
+    fn new(sock: &Arc<std::net::UdpSocket>, away: bool) -> io::Result<Arc<Registration>> {
+        // `with_interest` is deprecated because an `AsyncFd` over a type that does not own
+        // its descriptor could outlive it. `Descriptor` keeps the socket open for as long as
+        // the registration lives, and nothing closes or replaces it while registered, which
+        // is what the unsafe `register_with_interest` asks a caller to promise; this crate
+        // forbids `unsafe`, hence the deprecated twin.
+        #[allow(deprecated)]
+        let fd = AsyncFd::with_interest(Descriptor(sock.clone()), Interest::READABLE)?;
+        Ok(Arc::new(Registration { fd, away }))
+    }
+}
+
+thread_local! {
+    /// The runtime of the application task receiving on this thread, while a [`Follow`]
+    /// guard lives.
+    static FOLLOW: std::cell::RefCell<Option<tokio::runtime::Handle>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Moves the readiness of the sockets a task polls to that task's runtime.
+///
+/// A stack whose reactor has a thread of its own (the default stack's) registers its
+/// sockets with that thread's runtime, whose thread alone then learns of arrivals: each
+/// packet for an application task woke the reactor's thread, which woke the task's (two
+/// wake-ups between threads per packet, where a socket of the application's own has one).
+/// So while an application task receives for such a stack, it holds this guard, and each
+/// socket it polls, still registered where it was made, registers with the task's runtime
+/// instead (and leaves the other, whose thread then sleeps). Once, not back and forth: a
+/// socket away stays with the first runtime that took it while that runtime lives, and
+/// tasks of other runtimes are woken from there. When that runtime shuts down, the
+/// registration reports so and the next poll registers the socket again, with its
+/// caller's runtime (the reactor's, for the reactor or a task without this guard).
+///
+/// Only a task of a multi-threaded runtime takes a socket: a current-thread runtime learns
+/// of arrivals only when its one thread parks, and one whose thread blocks (a test calling
+/// blocking code) would leave every connection of the stack waiting; a runtime's
+/// `block_on` future (`#[tokio::main]`'s own) runs on a thread of its own, woken from the
+/// runtime's workers like any other.
+pub(crate) struct Follow {
+    before: Option<tokio::runtime::Handle>,
+    /// A guard sets the thread-local of the thread it was made on: it must not cross an
+    /// `.await` (the task may resume on another thread), so it is not `Send`.
+    _here: std::marker::PhantomData<*const ()>,
+}
+
+impl Follow {
+    /// The guard for an application task about to receive for the stack, outside the
+    /// stack's runtime; `None` when the caller is not a task of a multi-threaded runtime.
+    pub(crate) fn caller() -> Option<Follow> {
+        let here = Self::runtime()?;
+        Some(Follow {
+            before: FOLLOW.with(|f| f.replace(Some(here))),
+            _here: std::marker::PhantomData,
+        })
+    }
+
+    /// Whether [`caller`](Self::caller) would give a guard.
+    pub(crate) fn would_follow() -> bool {
+        tokio::task::try_id().is_some()
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    }
+
+    /// The caller's runtime, if the caller is a task of a multi-threaded one.
+    fn runtime() -> Option<tokio::runtime::Handle> {
+        tokio::task::try_id()?;
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let before = self.before.take();
+        FOLLOW.with(|f| *f.borrow_mut() = before);
+    }
+}
 
 impl RecvSocket {
     /// Registers `sock` (set non-blocking here) with the current runtime's reactor.
     pub(crate) fn new(sock: std::net::UdpSocket) -> io::Result<RecvSocket> {
         sock.set_nonblocking(true)?;
-        // `with_interest` is deprecated because an `AsyncFd` over a type that does not own
-        // its descriptor could outlive it. `std::net::UdpSocket` owns its descriptor, and
-        // nothing here replaces or closes it while registered (no `get_mut`, no
-        // `into_inner`), which is what the unsafe `register_with_interest` asks a caller to
-        // promise; this crate forbids `unsafe`, hence the deprecated twin.
-        #[allow(deprecated)]
-        let fd = AsyncFd::with_interest(sock, Interest::READABLE)?;
-        Ok(RecvSocket(fd, Watch::default()))
+        let sock = Arc::new(sock);
+        let reg = Registration::new(&sock, false)?;
+        Ok(RecvSocket {
+            sock,
+            reg: Mutex::new(reg),
+            watch: Watch::default(),
+        })
+    }
+
+    /// The registration in use.
+    fn reg(&self) -> Arc<Registration> {
+        self.reg.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the registration `old` (if it is still the one in use) with one on the
+    /// current runtime, or on `to`'s; the watch's `Pending`, which was `old`'s, no longer
+    /// holds.
+    fn register_again(
+        &self,
+        old: &Arc<Registration>,
+        to: Option<&tokio::runtime::Handle>,
+    ) -> io::Result<Arc<Registration>> {
+        let mut reg = self.reg.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::ptr_eq(&reg, old) {
+            let _there = to.map(tokio::runtime::Handle::enter);
+            *reg = Registration::new(&self.sock, to.is_some())?;
+            self.watch.forget();
+        }
+        Ok(reg.clone())
     }
 
     /// `Ready` once tokio's reactor saw the socket readable (the readiness is kept until an
@@ -134,15 +270,35 @@ impl RecvSocket {
     /// otherwise (through the socket's [`Watch`]: every poll of its readiness goes through
     /// here, so tokio's one reader slot always holds the watch's waker). While nothing
     /// arrived since its last `Pending`, answers `Pending` without asking tokio.
+    ///
+    /// Moves the registration to a [`Follow`]ing caller's runtime, and registers again
+    /// where the runtime registered with has shut down.
     pub(crate) fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.1
-            .poll(cx, |cx| self.0.poll_read_ready(cx))
-            .map_ok(drop)
+        let mut reg = self.reg();
+        if !reg.away {
+            let to = FOLLOW.with(|f| f.borrow().clone());
+            if let Some(to) = to {
+                reg = self.register_again(&reg, Some(&to))?;
+            }
+        }
+        match self.watch.poll(cx, |cx| reg.fd.poll_read_ready(cx)) {
+            Poll::Ready(Err(_)) => {
+                // The only error tokio reports here: the runtime is gone.
+                let to = FOLLOW.with(|f| f.borrow().clone());
+                let reg = self.register_again(&reg, to.as_ref())?;
+                self.watch
+                    .poll(cx, |cx| reg.fd.poll_read_ready(cx))
+                    .map_ok(drop)
+            }
+            other => other.map_ok(drop),
+        }
     }
 
     /// One `recvfrom`, clearing the readiness when it finds nothing.
     pub(crate) fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.0.try_io(Interest::READABLE, |s| s.recv_from(buf))
+        self.reg()
+            .fd
+            .try_io(Interest::READABLE, |s| s.0.recv_from(buf))
     }
 
     /// Runs `f`, an operation on the descriptor, if tokio holds the socket ready for
@@ -152,30 +308,37 @@ impl RecvSocket {
         interest: Interest,
         f: impl FnOnce() -> io::Result<R>,
     ) -> io::Result<R> {
-        self.0.try_io(interest, |_| f())
+        self.reg().fd.try_io(interest, |_| f())
     }
 
-    /// Waits until the socket is ready for `interest`; returns the readiness seen.
-    pub(crate) fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + '_ {
-        let ready = self.0.ready(interest);
-        async move { ready.await.map(|guard| guard.ready()) }
+    /// Waits until the socket is ready for `interest`; returns the readiness seen. The
+    /// future holds the registration it waits on: a caller keeping it across polls drops
+    /// it when [`registration`](Self::registration) changes.
+    pub(crate) fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> {
+        let reg = self.reg();
+        async move { reg.fd.ready(interest).await.map(|guard| guard.ready()) }
+    }
+
+    /// Which registration is in use (equal only to itself).
+    pub(crate) fn registration(&self) -> usize {
+        Arc::as_ptr(&self.reg()) as usize
     }
 
     /// The address the socket is bound to.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().local_addr()
+        self.sock.local_addr()
     }
 }
 
 impl AsRawFd for RecvSocket {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.sock.as_raw_fd()
     }
 }
 
 impl AsFd for RecvSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.get_ref().as_fd()
+        self.sock.as_fd()
     }
 }
 
@@ -218,6 +381,153 @@ mod tests {
         assert_eq!(events & EPOLLOUT, EPOLLOUT, "events {events:#x}");
     }
 
+    /// How many epoll instances of this process watch `fd`'s socket (matched by inode:
+    /// an epoll can still list a closed descriptor's number for a file that lives on).
+    fn epoll_watchers(fd: RawFd) -> usize {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let link = link.to_string_lossy();
+        let ino: u64 = link
+            .strip_prefix("socket:[")
+            .and_then(|l| l.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+            .expect("a socket");
+        // An epoll instance can have several descriptors (mio duplicates its own): counted
+        // once, by its inode.
+        let mut epolls = std::collections::HashSet::new();
+        for entry in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+            let Ok(info) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let watches = info.lines().any(|l| {
+                let mut words = l.split_whitespace();
+                words.next() == Some("tfd:")
+                    && words.next() == Some(&fd.to_string())
+                    && words
+                        .find(|w| w.starts_with("ino:"))
+                        .and_then(|w| u64::from_str_radix(&w[4..], 16).ok())
+                        == Some(ino)
+            });
+            let own = info.lines().find_map(|l| l.strip_prefix("ino:"));
+            if let (true, Some(own)) = (watches, own) {
+                epolls.insert(own.trim().to_string());
+            }
+        }
+        epolls.len()
+    }
+
+    /// Waits (at most 5 s) until `sock` polls readable for the caller, following its
+    /// runtime when `follow`.
+    async fn readable(sock: &RecvSocket, follow: bool) {
+        let wait = std::future::poll_fn(|cx| {
+            let _guard = follow.then(Follow::caller).flatten();
+            sock.poll_recv_ready(cx)
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("an arrival must wake the waiting task")
+            .unwrap();
+    }
+
+    /// Receives what waits, until the socket is empty (its readiness cleared).
+    fn drain(sock: &RecvSocket) -> usize {
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while sock.try_recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    /// A socket made on one runtime (as on a dedicated reactor's thread) moves its
+    /// registration to a task of a multi-threaded runtime that follows, leaving the first
+    /// runtime's epoll, and arrivals wake that task from its own runtime (the first one is
+    /// not even running); once that runtime is shut down, the next poll registers the
+    /// socket again where it is polled, and arrivals wake again. Without the move, the
+    /// registration stays; without the re-registration, the poll after the shutdown fails.
+    #[test]
+    fn readiness_follows_a_task_and_returns_when_its_runtime_ends() {
+        let home = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sock = Arc::new(
+            home.block_on(async {
+                RecvSocket::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            })
+            .unwrap(),
+        );
+        let fd = sock.as_raw_fd();
+        let addr = sock.local_addr().unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(epoll_watchers(fd), 1);
+        let at_home = sock.registration();
+        assert!(Follow::caller().is_none(), "not in a runtime");
+        let app = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(
+            app.block_on(async { Follow::caller().is_none() }),
+            "a runtime's block_on future is not one of its tasks"
+        );
+        assert!(
+            home.block_on(async { tokio::spawn(async { Follow::caller().is_none() }).await })
+                .unwrap(),
+            "a task of a current-thread runtime does not take the socket"
+        );
+        let s = sock.clone();
+        let moved = app
+            .block_on(app.spawn(async move {
+                readable_after(&s, &peer, addr, true).await;
+                (s.registration(), peer)
+            }))
+            .unwrap();
+        let (away, peer) = moved;
+        assert_ne!(away, at_home, "the registration did not move");
+        assert_eq!(
+            epoll_watchers(fd),
+            1,
+            "the first registration was left behind"
+        );
+        // A second task of the same runtime, or another's, does not move it again.
+        let s = sock.clone();
+        app.block_on(app.spawn(async move {
+            let _guard = Follow::caller();
+            let _ = s.poll_recv_ready(&mut Context::from_waker(Waker::noop()));
+            assert_eq!(s.registration(), away);
+        }))
+        .unwrap();
+        drop(app);
+        let s = sock.clone();
+        home.block_on(async move {
+            readable_after(&s, &peer, addr, false).await;
+        });
+        assert_ne!(sock.registration(), away, "not registered again");
+        assert_eq!(epoll_watchers(fd), 1);
+    }
+
+    /// Sends a datagram to `addr` from `peer` after the caller's first poll of `sock`, and
+    /// waits until it wakes the caller; drains it.
+    async fn readable_after(
+        sock: &RecvSocket,
+        peer: &std::net::UdpSocket,
+        addr: SocketAddr,
+        follow: bool,
+    ) {
+        {
+            let _guard = follow.then(Follow::caller).flatten();
+            if follow {
+                assert!(_guard.is_some(), "a task of a multi-threaded runtime");
+            }
+            let first = sock.poll_recv_ready(&mut Context::from_waker(Waker::noop()));
+            assert!(first.is_pending(), "nothing sent yet: {first:?}");
+        }
+        peer.send_to(b"hello", addr).unwrap();
+        readable(sock, follow).await;
+        assert_eq!(drain(sock), 1);
+    }
+
     /// Counts its wakes.
     struct Count(std::sync::atomic::AtomicUsize);
     impl Wake for Count {
@@ -234,12 +544,12 @@ mod tests {
         let count = Arc::new(Count(Default::default()));
         let waker = Waker::from(count.clone());
         let other = Waker::from(Arc::new(Count(Default::default())));
-        assert!(!sock.1.holds(&waker), "never polled");
+        assert!(!sock.watch.holds(&waker), "never polled");
         assert!(sock
             .poll_recv_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        assert!(sock.1.holds(&waker));
-        assert!(!sock.1.holds(&other), "a wake would not reach it");
+        assert!(sock.watch.holds(&waker));
+        assert!(!sock.watch.holds(&other), "a wake would not reach it");
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.send_to(b"hello", sock.local_addr().unwrap()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -250,7 +560,7 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        assert!(!sock.1.holds(&waker), "something arrived");
+        assert!(!sock.watch.holds(&waker), "something arrived");
         assert!(sock
             .poll_recv_ready(&mut Context::from_waker(&waker))
             .is_ready());
@@ -260,7 +570,7 @@ mod tests {
         assert!(sock
             .poll_recv_ready(&mut Context::from_waker(&waker))
             .is_pending());
-        assert!(sock.1.holds(&waker), "drained and registered again");
+        assert!(sock.watch.holds(&waker), "drained and registered again");
     }
 
     /// While its last `Pending` holds, a watch answers `Pending` without polling the

@@ -26,6 +26,7 @@ pub(crate) mod table;
 
 pub use connections::{ConnectionEntry, Connections, Holder, ListenerEntry};
 
+use crate::datapath::registered;
 use crate::datapath::{self, Datapath};
 use crate::proto::endpoint::Update;
 pub use crate::proto::endpoint::{Limits, SynCookieMode};
@@ -266,12 +267,12 @@ pub(crate) struct Shared {
     pub(in crate::stack) rx_wake: Arc<rx::RxWake>,
     /// `rx_wake` as a `Waker`.
     pub(in crate::stack) rx_waker: Waker,
-    /// Tasks receiving for the stack first take what the datapath has without waiting for
-    /// readiness ([`Datapath::recv_now`]): the reactor runs on a thread of its own, whose
-    /// runtime alone learns of arrivals.
-    pub(in crate::stack) direct_rx: bool,
+    /// The reactor runs on a thread of its own (`StackBuilder::dedicated_thread`), whose
+    /// runtime learns of arrivals unless a task takes the sockets' readiness to its own
+    /// (see [`Shared::receives_directly`]).
+    pub(in crate::stack) dedicated: bool,
     /// How long the reactor keeps asking the datapath after its last work before it sleeps
-    /// (see [`StackBuilder::busy_poll`]); `None` where it does not (not `direct_rx`, a
+    /// (see [`StackBuilder::busy_poll`]); `None` where it does not (not `dedicated`, a
     /// datapath that cannot be asked without readiness, or set to 0).
     pub(in crate::stack) busy_poll: Option<std::time::Duration>,
     /// The datapath gives an address back quickly
@@ -533,6 +534,17 @@ impl Shared {
         let Some(mut rx) = self.try_rx() else {
             return false;
         };
+        // A task of a multi-threaded runtime has the sockets it polls learn of arrivals on
+        // its runtime from now on, not on the reactor's thread (see `registered::Follow`;
+        // taken before the stack's runtime is entered, which hides the caller's), and then
+        // trusts their readiness; any other caller on a stack whose reactor has a thread of
+        // its own receives without waiting for readiness (see `receives_directly`).
+        let follow = if self.dedicated {
+            registered::Follow::caller()
+        } else {
+            None
+        };
+        let direct = self.dedicated && follow.is_none();
         // The datapath (the simulated network's delays) and the tap read the clock: the
         // stack's, not the caller's.
         let _clock = self.runtime.enter();
@@ -541,7 +553,7 @@ impl Shared {
         // Addresses of finished connections to give back once the stack is unlocked.
         let mut release = Vec::new();
         for round in 0..INLINE_RX_ROUNDS {
-            let (received, full) = reactor::receive(self, &mut rx, self.direct_rx, true);
+            let (received, full) = reactor::receive(self, &mut rx, direct, true);
             if !received {
                 break;
             }
@@ -588,7 +600,7 @@ impl Shared {
             // or, where this task receives without waiting for readiness, what it just sent
             // may be for this stack (a handshake between two of its connections completes
             // in one task, instead of a wake-up between threads per segment).
-            let again = full || self.rx_wake.handed_over() || (self.direct_rx && sent);
+            let again = full || self.rx_wake.handed_over() || (direct && sent);
             if !again {
                 break;
             }
@@ -608,13 +620,17 @@ impl Shared {
     }
 
     /// Whether a [`receive_inline`](Self::receive_inline) now could only find nothing, known
-    /// without taking the receive state, entering the runtime or taking a batch: tasks here
-    /// only take what the datapath reports ready (not `direct_rx`), its last `Pending`
-    /// holds (`RxWake::armed`, which `reactor::receive` checks too), and nothing was handed
-    /// over that a receive would take up. On a 64-byte ping-pong, two of the three receives
+    /// without taking the receive state, entering the runtime or taking a batch: the
+    /// caller only takes what the datapath reports ready (it does not
+    /// [`receive directly`](Self::receives_directly)), its last `Pending` holds
+    /// (`RxWake::armed`, which `reactor::receive` checks too), and nothing was handed over
+    /// that a receive would take up. On a 64-byte ping-pong, two of the three receives
     /// a packet's reader made were such.
     fn nothing_to_receive(&self) -> bool {
-        !self.direct_rx && self.pending_holds && self.rx_wake.armed() && !self.rx_wake.handed_over()
+        !self.receives_directly()
+            && self.pending_holds
+            && self.rx_wake.armed()
+            && !self.rx_wake.handed_over()
     }
 
     /// The wait of `waker`'s task ended, on this shard and the others (see [`rx`]): it is
@@ -679,17 +695,34 @@ impl Shared {
     }
 
     /// Whether a task waiting in `accept` is queued to receive the stack's arrivals (see
-    /// [`rx`]). Not on a stack whose reactor has a thread of its own (the default stack):
-    /// there the reactor's thread hears of every arrival first, and an accept loop (always
-    /// the longest waiter in a server) took every other batch of a busy connection's ACKs
-    /// onto a thread of its own, a wake-up each time. Measured there, without it:
-    /// connections/s 0.42–0.64 → 0.61–0.67 of `tokio::net` (five pairs of alternating
-    /// runs), a 300 MB download over the raw datapath 357–368 → 361–385 MB/s with a tenth
-    /// fewer thread switches. On a stack on the application's runtime it stays:
-    /// connections/s fell from 0.57 to 0.34 without it, as the accept there completes
-    /// handshakes in its own task.
+    /// [`rx`]). Not where the caller receives directly (see
+    /// [`receives_directly`](Self::receives_directly)): there the reactor's thread hears of
+    /// every arrival first, and an accept loop (always the longest waiter in a server) took
+    /// every other batch of a busy connection's ACKs onto a thread of its own, a wake-up
+    /// each time. Measured on the default stack before its sockets' readiness could follow
+    /// tasks, without it: connections/s 0.42–0.64 → 0.61–0.67 of `tokio::net` (five pairs
+    /// of alternating runs), a 300 MB download over the raw datapath 357–368 → 361–385 MB/s
+    /// with a tenth fewer thread switches. Elsewhere it stays: on a stack on the
+    /// application's runtime connections/s fell from 0.57 to 0.34 without it, as the accept
+    /// there completes handshakes in its own task.
     pub fn accept_receives(&self) -> bool {
-        !self.direct_rx
+        !self.receives_directly()
+    }
+
+    /// Whether the calling task receives for the stack without waiting for readiness
+    /// ([`Datapath::recv_now`]): on a stack whose reactor has a thread of its own, a caller
+    /// that is not a task of a multi-threaded runtime (`#[tokio::main]`'s own future, a
+    /// current-thread runtime's task), whose runtime does not take the sockets' readiness
+    /// (see `registered::Follow`). A task of a multi-threaded runtime takes it and then
+    /// waits for readiness, as on a stack on the application's runtime. Measured on the
+    /// default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench runtime`, two
+    /// runs alternating with the build where every caller there received directly and the
+    /// sockets stayed with the reactor): connections/s 0.69–0.81 of `tokio::net` →
+    /// 1.35–1.45, the 64-byte round trip 2.25–2.32 → 1.86–2.23, `connections_from_main`
+    /// 0.87–0.91 → 0.70–0.76 (there `main`'s loop receives directly, and waiting for
+    /// readiness as well measured 0.58).
+    fn receives_directly(&self) -> bool {
+        self.dedicated && !registered::Follow::would_follow()
     }
 
     /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
@@ -1388,7 +1421,7 @@ impl StackBuilder {
             rx: Mutex::new(reactor::rx_state()),
             rx_waker: Waker::from(rx_wake.clone()),
             rx_wake,
-            direct_rx: dedicated,
+            dedicated,
             busy_poll: (dedicated && datapath_receives_now && !settings.busy_poll.is_zero())
                 .then_some(settings.busy_poll),
             place,

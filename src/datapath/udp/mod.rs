@@ -142,7 +142,8 @@ pub struct UdpDatapath {
     v6: Option<Arc<RecvSocket>>,
     /// Waits for ICMP errors queued on the shared sockets (`IP_RECVERR`): a datagram to a
     /// UDP port nobody bound means a TCP port nobody listens on.
-    refusals: Mutex<[Option<ErrorWait>; 2]>,
+    /// Each with the registration it waits on (see `RecvSocket::registration`).
+    refusals: Mutex<[Option<(usize, ErrorWait)>; 2]>,
     /// The waits of `refusals`, polled through watches: a wait whose `Pending` holds is
     /// not polled again.
     refusal_watches: [Watch; 2],
@@ -367,9 +368,18 @@ impl UdpDatapath {
                 // A new wait follows only one that answered `Ready`, so the watch's
                 // `Pending` is always that of the wait it polls.
                 let watch = &self.refusal_watches[i];
-                let wait = waits[i].get_or_insert_with(|| {
-                    let s = sock.clone();
-                    Box::pin(async move { s.ready(Interest::ERROR).await })
+                if waits[i]
+                    .as_ref()
+                    .is_some_and(|(reg, _)| *reg != sock.registration())
+                {
+                    // The socket registered with another runtime (`registered::Follow`):
+                    // the wait held the old registration, which would go on waking the
+                    // reactor's thread.
+                    waits[i] = None;
+                    watch.forget();
+                }
+                let (_, wait) = waits[i].get_or_insert_with(|| {
+                    (sock.registration(), Box::pin(sock.ready(Interest::ERROR)))
                 });
                 if watch.poll(cx, |cx| wait.as_mut().poll(cx)).is_pending() {
                     registered = true;
