@@ -584,6 +584,7 @@ pub trait Datapath: Send + Sync + 'static {
             quick_unbind: false,
             pending_holds: false,
             sends_attached: false,
+            readiness_follows: false,
         }
     }
 
@@ -739,6 +740,13 @@ pub struct Capabilities {
     /// batch on, or copy packets with [`Batch::copy_packet_to`] (a packet rebuilt from
     /// [`Batch::get`] alone would be its headers only).
     pub sends_attached: bool,
+    /// Whether the readiness of the datapath's descriptors may move to the runtime of the
+    /// application task that receives (the UDP and raw datapaths' sockets): on a stack
+    /// whose reactor has a thread of its own, the first task of a multi-threaded runtime
+    /// that receives then has its runtime hear of arrivals instead of the reactor's, and
+    /// waits for readiness there. Without it (the default) such a stack's tasks receive
+    /// without waiting for readiness, where [`receive_now`](Self::receive_now) allows.
+    pub readiness_follows: bool,
 }
 
 /// An on/off setting's value (`on`, `1`, `true`, `yes` or `off`, `0`, `false`, `no`, in

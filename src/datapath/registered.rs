@@ -135,6 +135,8 @@ pub(crate) struct RecvSocket {
 #[derive(Debug)]
 struct Registration {
     fd: AsyncFd<Descriptor>,
+    /// The runtime registered with.
+    runtime: tokio::runtime::Id,
     /// Made for a [`Follow`]ing caller, on the runtime of the application's tasks.
     away: bool,
 }
@@ -150,8 +152,12 @@ impl AsRawFd for Descriptor {
 }
 
 impl Registration {
-    /// Registers `sock` with the current runtime's reactor.
-    fn new(sock: &Arc<std::net::UdpSocket>, away: bool) -> io::Result<Arc<Registration>> {
+    /// Registers `sock` with the reactor of `runtime`, which must be the current one.
+    fn new(
+        sock: &Arc<std::net::UdpSocket>,
+        runtime: &tokio::runtime::Handle,
+        away: bool,
+    ) -> io::Result<Arc<Registration>> {
         // `with_interest` is deprecated because an `AsyncFd` over a type that does not own
         // its descriptor could outlive it. `Descriptor` keeps the socket open for as long as
         // the registration lives, and nothing closes or replaces it while registered, which
@@ -159,7 +165,35 @@ impl Registration {
         // forbids `unsafe`, hence the deprecated twin.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(Descriptor(sock.clone()), Interest::READABLE)?;
-        Ok(Arc::new(Registration { fd, away }))
+        Ok(Arc::new(Registration {
+            fd,
+            runtime: runtime.id(),
+            away,
+        }))
+    }
+
+    /// Registers `sock` with `to`'s reactor, from inside any runtime or none. tokio panics
+    /// when that runtime was built without IO (`enable_io`), which this cannot tell
+    /// beforehand: the panic is caught, reported as an error, and the runtime remembered
+    /// so that it is not tried again.
+    fn new_on(
+        sock: &Arc<std::net::UdpSocket>,
+        to: &tokio::runtime::Handle,
+        away: bool,
+    ) -> io::Result<Arc<Registration>> {
+        static WITHOUT_IO: Mutex<Vec<tokio::runtime::Id>> = Mutex::new(Vec::new());
+        let without_io = || WITHOUT_IO.lock().unwrap_or_else(|p| p.into_inner());
+        if without_io().contains(&to.id()) {
+            return Err(io::Error::other("the runtime has no IO driver"));
+        }
+        let _there = to.enter();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Registration::new(sock, to, away)
+        }))
+        .unwrap_or_else(|_| {
+            without_io().push(to.id());
+            Err(io::Error::other("the runtime has no IO driver"))
+        })
     }
 }
 
@@ -184,7 +218,9 @@ thread_local! {
 /// registration reports so and the next poll registers the socket again, with its
 /// caller's runtime (the reactor's, for the reactor or a task without this guard).
 ///
-/// Only a task of a multi-threaded runtime takes a socket: a current-thread runtime learns
+/// Only a task of a multi-threaded runtime (a blocking one, of `spawn_blocking`, included)
+/// takes a socket, and not if that runtime already holds it (the stack was built there) or
+/// has no IO driver: a current-thread runtime learns
 /// of arrivals only when its one thread parks, and one whose thread blocks (a test calling
 /// blocking code) would leave every connection of the stack waiting; a runtime's
 /// `block_on` future (`#[tokio::main]`'s own) runs on a thread of its own, woken from the
@@ -207,11 +243,22 @@ impl Follow {
         })
     }
 
-    /// Whether [`caller`](Self::caller) would give a guard.
+    /// Whether [`caller`](Self::caller) would give a guard. Asked before every receive, so
+    /// the runtime's flavour is remembered per thread: a thread that runs tasks of a
+    /// multi-threaded runtime is one of its workers or blocking threads, and runs no other
+    /// runtime's tasks.
     pub(crate) fn would_follow() -> bool {
+        thread_local! {
+            static MULTI_THREADED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+        }
         tokio::task::try_id().is_some()
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            && MULTI_THREADED.with(|m| {
+                *m.get().get_or_insert_with(|| {
+                    let multi = Self::runtime().is_some();
+                    m.set(Some(multi));
+                    multi
+                })
+            })
     }
 
     /// The caller's runtime, if the caller is a task of a multi-threaded one.
@@ -235,7 +282,8 @@ impl RecvSocket {
     pub(crate) fn new(sock: std::net::UdpSocket) -> io::Result<RecvSocket> {
         sock.set_nonblocking(true)?;
         let sock = Arc::new(sock);
-        let reg = Registration::new(&sock, false)?;
+        let here = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let reg = Registration::new(&sock, &here, false)?;
         Ok(RecvSocket {
             sock,
             reg: Mutex::new(reg),
@@ -248,21 +296,38 @@ impl RecvSocket {
         self.reg.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the registration `old` (if it is still the one in use) with one on the
-    /// current runtime, or on `to`'s; the watch's `Pending`, which was `old`'s, no longer
-    /// holds.
+    /// Replaces the registration `old` (if it is still the one in use) with one on `to`'s
+    /// runtime (`away`: a [`Follow`]ing caller's); the watch's `Pending`, which was `old`'s,
+    /// no longer holds. On failure `old` stays in use.
     fn register_again(
         &self,
         old: &Arc<Registration>,
-        to: Option<&tokio::runtime::Handle>,
+        to: &tokio::runtime::Handle,
+        away: bool,
     ) -> io::Result<Arc<Registration>> {
         let mut reg = self.reg.lock().unwrap_or_else(|p| p.into_inner());
         if Arc::ptr_eq(&reg, old) {
-            let _there = to.map(tokio::runtime::Handle::enter);
-            *reg = Registration::new(&self.sock, to.is_some())?;
+            *reg = Registration::new_on(&self.sock, to, away)?;
             self.watch.forget();
         }
         Ok(reg.clone())
+    }
+
+    /// The registration to use: first moved to a [`Follow`]ing caller's runtime if it is
+    /// still where the socket was made (and that is another runtime). A move that fails
+    /// (that runtime shutting down, or without IO) leaves it where it is.
+    fn reg_for_caller(&self) -> Arc<Registration> {
+        let reg = self.reg();
+        if reg.away {
+            return reg;
+        }
+        let Some(to) = FOLLOW.with(|f| f.borrow().clone()) else {
+            return reg;
+        };
+        if to.id() == reg.runtime {
+            return reg;
+        }
+        self.register_again(&reg, &to, true).unwrap_or(reg)
     }
 
     /// `Ready` once tokio's reactor saw the socket readable (the readiness is kept until an
@@ -272,20 +337,23 @@ impl RecvSocket {
     /// arrived since its last `Pending`, answers `Pending` without asking tokio.
     ///
     /// Moves the registration to a [`Follow`]ing caller's runtime, and registers again
-    /// where the runtime registered with has shut down.
+    /// where the runtime registered with has shut down: with the following caller's
+    /// runtime, else the current one.
     pub(crate) fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut reg = self.reg();
-        if !reg.away {
-            let to = FOLLOW.with(|f| f.borrow().clone());
-            if let Some(to) = to {
-                reg = self.register_again(&reg, Some(&to))?;
-            }
-        }
+        let reg = self.reg_for_caller();
         match self.watch.poll(cx, |cx| reg.fd.poll_read_ready(cx)) {
-            Poll::Ready(Err(_)) => {
+            Poll::Ready(Err(gone)) => {
                 // The only error tokio reports here: the runtime is gone.
                 let to = FOLLOW.with(|f| f.borrow().clone());
-                let reg = self.register_again(&reg, to.as_ref())?;
+                let reg = to
+                    .and_then(|to| self.register_again(&reg, &to, true).ok())
+                    .map_or_else(
+                        || match tokio::runtime::Handle::try_current() {
+                            Ok(here) => self.register_again(&reg, &here, false),
+                            Err(_) => Err(gone),
+                        },
+                        Ok,
+                    )?;
                 self.watch
                     .poll(cx, |cx| reg.fd.poll_read_ready(cx))
                     .map_ok(drop)
@@ -319,9 +387,10 @@ impl RecvSocket {
         async move { reg.fd.ready(interest).await.map(|guard| guard.ready()) }
     }
 
-    /// Which registration is in use (equal only to itself).
+    /// Which registration is in use (equal only to itself), after a move to a
+    /// [`Follow`]ing caller's runtime (see [`poll_recv_ready`](Self::poll_recv_ready)).
     pub(crate) fn registration(&self) -> usize {
-        Arc::as_ptr(&self.reg()) as usize
+        Arc::as_ptr(&self.reg_for_caller()) as usize
     }
 
     /// The address the socket is bound to.
@@ -505,6 +574,54 @@ mod tests {
         });
         assert_ne!(sock.registration(), away, "not registered again");
         assert_eq!(epoll_watchers(fd), 1);
+    }
+
+    /// A socket made on the runtime whose task follows stays registered there (registering
+    /// it a second time with the same epoll would fail), and one whose follower's runtime
+    /// has no IO driver stays where it was (tokio panics registering there: caught, and
+    /// the task goes on); both still wake their task.
+    #[test]
+    fn readiness_stays_where_it_cannot_move() {
+        let app = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (made_here, peer) = app
+            .block_on(app.spawn(async move {
+                let sock =
+                    RecvSocket::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+                let addr = sock.local_addr().unwrap();
+                let before = sock.registration();
+                readable_after(&sock, &peer, addr, true).await;
+                assert_eq!(sock.registration(), before, "moved within its own runtime");
+                (sock, peer)
+            }))
+            .unwrap();
+        let made_here = Arc::new(made_here);
+        let without_io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let s = made_here.clone();
+        let before = s.registration();
+        for _ in 0..2 {
+            let s = s.clone();
+            without_io
+                .block_on(without_io.spawn(async move {
+                    let _guard = Follow::caller().expect("a task of a multi-threaded runtime");
+                    let _ = s.poll_recv_ready(&mut Context::from_waker(Waker::noop()));
+                    assert_eq!(s.registration(), before, "moved to a runtime without IO");
+                }))
+                .unwrap();
+        }
+        // Its own runtime still hears of arrivals.
+        let addr = made_here.local_addr().unwrap();
+        app.block_on(async move {
+            readable_after(&made_here, &peer, addr, false).await;
+        });
     }
 
     /// Sends a datagram to `addr` from `peer` after the caller's first poll of `sock`, and

@@ -271,6 +271,9 @@ pub(crate) struct Shared {
     /// runtime learns of arrivals unless a task takes the sockets' readiness to its own
     /// (see [`Shared::receives_directly`]).
     pub(in crate::stack) dedicated: bool,
+    /// `dedicated`, and the datapath's readiness may move to a task's runtime
+    /// (`Capabilities::readiness_follows`).
+    pub(in crate::stack) follows: bool,
     /// How long the reactor keeps asking the datapath after its last work before it sleeps
     /// (see [`StackBuilder::busy_poll`]); `None` where it does not (not `dedicated`, a
     /// datapath that cannot be asked without readiness, or set to 0).
@@ -539,7 +542,7 @@ impl Shared {
         // taken before the stack's runtime is entered, which hides the caller's), and then
         // trusts their readiness; any other caller on a stack whose reactor has a thread of
         // its own receives without waiting for readiness (see `receives_directly`).
-        let follow = if self.dedicated {
+        let follow = if self.follows {
             registered::Follow::caller()
         } else {
             None
@@ -713,16 +716,18 @@ impl Shared {
     /// ([`Datapath::recv_now`]): on a stack whose reactor has a thread of its own, a caller
     /// that is not a task of a multi-threaded runtime (`#[tokio::main]`'s own future, a
     /// current-thread runtime's task), whose runtime does not take the sockets' readiness
-    /// (see `registered::Follow`). A task of a multi-threaded runtime takes it and then
-    /// waits for readiness, as on a stack on the application's runtime. Measured on the
-    /// default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench runtime`, two
+    /// (see `registered::Follow`), and every caller where the datapath's readiness cannot
+    /// move (`Capabilities::readiness_follows`: TUN, the simulated network). A task of a
+    /// multi-threaded runtime takes it and then waits for readiness, as on a stack on the
+    /// application's runtime. Measured on the
+    /// default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench runtime`, four
     /// runs alternating with the build where every caller there received directly and the
-    /// sockets stayed with the reactor): connections/s 0.69–0.81 of `tokio::net` →
-    /// 1.35–1.45, the 64-byte round trip 2.25–2.32 → 1.86–2.23, `connections_from_main`
-    /// 0.87–0.91 → 0.70–0.76 (there `main`'s loop receives directly, and waiting for
+    /// sockets stayed with the reactor): connections/s 0.61–0.81 of `tokio::net` →
+    /// 1.35–1.52, the 64-byte round trip 2.21–2.32 → 1.86–2.23, `connections_from_main`
+    /// 0.78–0.91 → 0.70–0.79 (there `main`'s loop receives directly, and waiting for
     /// readiness as well measured 0.58).
     fn receives_directly(&self) -> bool {
-        self.dedicated && !registered::Follow::would_follow()
+        self.dedicated && !(self.follows && registered::Follow::would_follow())
     }
 
     /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
@@ -1382,7 +1387,8 @@ impl StackBuilder {
             table.endpoint.set_limits(limits);
         }
         let rx_wake = Arc::new(rx::RxWake::default());
-        let datapath_receives_now = datapath.capabilities().receive_now;
+        let capabilities = datapath.capabilities();
+        let datapath_receives_now = capabilities.receive_now;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 table,
@@ -1422,6 +1428,7 @@ impl StackBuilder {
             rx_waker: Waker::from(rx_wake.clone()),
             rx_wake,
             dedicated,
+            follows: dedicated && capabilities.readiness_follows,
             busy_poll: (dedicated && datapath_receives_now && !settings.busy_poll.is_zero())
                 .then_some(settings.busy_poll),
             place,

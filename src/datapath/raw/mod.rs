@@ -905,6 +905,8 @@ impl Datapath for RawDatapath {
             quick_unbind: false,
             pending_holds: true,
             sends_attached: false,
+            // Its sockets are `registered::RecvSocket`s.
+            readiness_follows: true,
         }
     }
 

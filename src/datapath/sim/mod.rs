@@ -334,6 +334,7 @@ impl Datapath for SimDatapath {
             // Packets become due by the clock, and its timer may fire a little after.
             pending_holds: false,
             sends_attached: false,
+            readiness_follows: false,
         }
     }
 

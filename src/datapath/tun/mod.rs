@@ -673,6 +673,7 @@ impl Datapath for TunDatapath {
             quick_unbind: true,
             pending_holds: true,
             sends_attached: false,
+            readiness_follows: false,
         }
     }
 

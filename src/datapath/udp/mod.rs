@@ -147,7 +147,8 @@ pub struct UdpDatapath {
     /// The waits of `refusals`, polled through watches: a wait whose `Pending` holds is
     /// not polled again.
     refusal_watches: [Watch; 2],
-    /// The runtime whose reactor watches this datapath's sockets.
+    /// The runtime the datapath was made in, whose reactor watches the sockets it makes
+    /// (until a task takes them to its own: see `registered::Follow`).
     runtime: tokio::runtime::Handle,
     /// Listener and reservation sockets.
     registry: RwLock<Registry>,
@@ -787,6 +788,8 @@ impl Datapath for UdpDatapath {
             pending_holds: true,
             // A packet with an attached payload leaves by one `sendmsg` of its pieces.
             sends_attached: true,
+            // Its sockets are `registered::RecvSocket`s.
+            readiness_follows: true,
         }
     }
 
