@@ -741,7 +741,7 @@ pub struct Capabilities {
     /// [`Batch::get`] alone would be its headers only).
     pub sends_attached: bool,
     /// Whether the readiness of the datapath's descriptors may move to the runtime of the
-    /// application task that receives (the UDP and raw datapaths' sockets): on a stack
+    /// application task that receives (the UDP datapath's sockets): on a stack
     /// whose reactor has a thread of its own, the first task of a multi-threaded runtime
     /// that receives then has its runtime hear of arrivals instead of the reactor's, and
     /// waits for readiness there. Without it (the default) such a stack's tasks receive

@@ -274,6 +274,9 @@ pub(crate) struct Shared {
     /// `dedicated`, and the datapath's readiness may move to a task's runtime
     /// (`Capabilities::readiness_follows`).
     pub(in crate::stack) follows: bool,
+    /// A task that took the sockets' readiness to its runtime received since the reactor
+    /// last looked: the reactor does not busy-poll meanwhile (see `Reactor::keep_polling`).
+    pub(in crate::stack) followed: std::sync::atomic::AtomicBool,
     /// How long the reactor keeps asking the datapath after its last work before it sleeps
     /// (see [`StackBuilder::busy_poll`]); `None` where it does not (not `dedicated`, a
     /// datapath that cannot be asked without readiness, or set to 0).
@@ -531,6 +534,17 @@ impl Shared {
     /// registered with `waker`, and polls that read again when this returns true: data
     /// delivered to it does not wake the task (see `reactor::Out::reading`).
     pub fn receive_inline_for(&self, reading: Option<(table::ConnId, &Waker)>) -> bool {
+        // A task that takes the sockets' readiness to its runtime is about to receive:
+        // the reactor does not busy poll meanwhile (see `Reactor::keep_polling`). Noted
+        // before anything can turn it away: a polling reactor holding the receive state
+        // must still learn of it.
+        if self.follows
+            && registered::Follow::would_follow()
+            && !self.followed.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.followed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.nothing_to_receive() {
             return false;
         }
@@ -716,16 +730,16 @@ impl Shared {
     /// ([`Datapath::recv_now`]): on a stack whose reactor has a thread of its own, a caller
     /// that is not a task of a multi-threaded runtime (`#[tokio::main]`'s own future, a
     /// current-thread runtime's task), whose runtime does not take the sockets' readiness
-    /// (see `registered::Follow`), and every caller where the datapath's readiness cannot
-    /// move (`Capabilities::readiness_follows`: TUN, the simulated network). A task of a
+    /// (see `registered::Follow`), and every caller where the datapath's readiness does
+    /// not move (`Capabilities::readiness_follows`: raw, TUN, the simulated network). A task of a
     /// multi-threaded runtime takes it and then waits for readiness, as on a stack on the
     /// application's runtime. Measured on the
-    /// default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench runtime`, four
+    /// default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench runtime`, two
     /// runs alternating with the build where every caller there received directly and the
-    /// sockets stayed with the reactor): connections/s 0.61–0.81 of `tokio::net` →
-    /// 1.35–1.52, the 64-byte round trip 2.21–2.32 → 1.86–2.23, `connections_from_main`
-    /// 0.78–0.91 → 0.70–0.79 (there `main`'s loop receives directly, and waiting for
-    /// readiness as well measured 0.58).
+    /// sockets stayed with the reactor): connections/s 0.58–0.60 of `tokio::net` →
+    /// 1.41–1.56, the 64-byte round trip 2.21–2.24 → 1.82–1.85, `connections_from_main`
+    /// 0.84–0.87 → 0.82–0.92 (there `main`'s loop receives directly; waiting for readiness
+    /// as well measured 0.58), bulk 0.85–0.87 → 0.77–0.81.
     fn receives_directly(&self) -> bool {
         self.dedicated && !(self.follows && registered::Follow::would_follow())
     }
@@ -1429,6 +1443,7 @@ impl StackBuilder {
             rx_wake,
             dedicated,
             follows: dedicated && capabilities.readiness_follows,
+            followed: std::sync::atomic::AtomicBool::new(false),
             busy_poll: (dedicated && datapath_receives_now && !settings.busy_poll.is_zero())
                 .then_some(settings.busy_poll),
             place,
