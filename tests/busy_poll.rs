@@ -6,20 +6,23 @@ use rawtcp::Stack;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A stack of one shard on the datapath `RAWTCP_DATAPATH` names, its reactor on a thread
+/// of its own with busy polling `window`.
+fn polling_stack(window: Duration) -> Stack {
+    Stack::builder()
+        .dedicated_thread(true)
+        .shards(1)
+        .busy_poll(window)
+        .build()
+        .expect("stack")
+}
+
 /// A 4 MB transfer between two stacks on the datapath `RAWTCP_DATAPATH` names (UDP over
 /// loopback by default), each reactor on a
 /// thread of its own with busy polling `window`; the bytes arrive intact. Returns what the
 /// two stacks' `busy_polled` counters say.
 async fn transfer(window: Duration) -> u64 {
-    let build = || {
-        Stack::builder()
-            .dedicated_thread(true)
-            .shards(1)
-            .busy_poll(window)
-            .build()
-            .expect("stack")
-    };
-    let (server, client) = (build(), build());
+    let (server, client) = (polling_stack(window), polling_stack(window));
     let listener = server.bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     const LEN: usize = 4 << 20;
@@ -66,15 +69,8 @@ async fn no_polling_while_tasks_hear_arrivals() {
         eprintln!("only the UDP datapath's readiness follows tasks: skipped");
         return;
     }
-    let build = || {
-        Stack::builder()
-            .dedicated_thread(true)
-            .shards(1)
-            .busy_poll(Duration::from_millis(20))
-            .build()
-            .expect("stack")
-    };
-    let (server, client) = (build(), build());
+    let window = Duration::from_millis(20);
+    let (server, client) = (polling_stack(window), polling_stack(window));
     let listener = server.bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     const LEN: usize = 4 << 20;
