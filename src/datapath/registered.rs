@@ -220,11 +220,10 @@ thread_local! {
 ///
 /// Only a task of a multi-threaded runtime (a blocking one, of `spawn_blocking`, included)
 /// takes a socket, and not if that runtime already holds it (the stack was built there) or
-/// has no IO driver: a current-thread runtime learns
-/// of arrivals only when its one thread parks, and one whose thread blocks (a test calling
-/// blocking code) would leave every connection of the stack waiting; a runtime's
-/// `block_on` future (`#[tokio::main]`'s own) runs on a thread of its own, woken from the
-/// runtime's workers like any other.
+/// has no IO driver: a current-thread runtime learns of arrivals only when its one thread
+/// parks, and one whose thread blocks (a test calling blocking code) would leave every
+/// connection of the stack waiting; a runtime's `block_on` future (`#[tokio::main]`'s own)
+/// runs on a thread of its own, woken from the runtime's workers like any other.
 pub(crate) struct Follow {
     before: Option<tokio::runtime::Handle>,
     /// A guard sets the thread-local of the thread it was made on: it must not cross an
