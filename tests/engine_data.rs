@@ -654,6 +654,15 @@ fn buffers_are_kept_while_busy_and_released_when_idle() {
     assert_eq!(c.conn.buffer_memory(), 0, "idle: nothing held");
 }
 
+/// `plain()` with a receive buffer of `bytes` that never grows.
+fn fixed_recv_buffer(bytes: usize) -> Config {
+    Config {
+        recv_buffer: bytes,
+        recv_buffer_max: bytes,
+        ..plain()
+    }
+}
+
 /// A client with `cfg` (ISN 100) connected to a server with ISN 2000 whose SYN+ACK carries
 /// `peer_ts` and arrives `handshake` after the client's SYN, or, with `syn_again`, after
 /// its SYN was sent a second time, so that the handshake measures no round trip (RFC 6298
@@ -684,11 +693,7 @@ fn receiving_client(
 /// sample stands, and the handshake's round trip stands in where it is less.
 #[test]
 fn recv_rtt_without_timestamps_times_a_newly_offered_window() {
-    let cfg = Config {
-        recv_buffer: 4000,
-        recv_buffer_max: 4000,
-        ..plain()
-    };
+    let cfg = fixed_recv_buffer(4000);
     // A peer that offers timestamps to a side configured without them; the handshake's
     // ACK offers the first right edge, 2001 + 4000.
     let connect = |syn_again: bool, handshake: Duration| {
@@ -754,11 +759,7 @@ fn recv_rtt_without_timestamps_times_a_newly_offered_window() {
 /// would measure 29 ms below).
 #[test]
 fn recv_rtt_without_timestamps_never_times_an_edge_offered_before() {
-    let cfg = Config {
-        recv_buffer: 4000,
-        recv_buffer_max: 4000,
-        ..plain()
-    };
+    let cfg = fixed_recv_buffer(4000);
     // The handshake measures nothing; its ACK offers 6001.
     let mut c = receiving_client(cfg, true, Duration::from_millis(5), None);
     let data = |c: &mut Endpoint, seq: u32| {
@@ -793,10 +794,8 @@ fn recv_rtt_without_timestamps_never_times_an_edge_offered_before() {
 #[test]
 fn recv_rtt_without_timestamps_after_a_return_to_listen() {
     let cfg = Config {
-        recv_buffer: 4000,
-        recv_buffer_max: 4000,
         timestamps: true,
-        ..plain()
+        ..fixed_recv_buffer(4000)
     };
     let mut s = Endpoint::server(cfg, 2000);
     let mut syn = seg("SYN", 100, 0);
@@ -822,11 +821,7 @@ fn recv_rtt_without_timestamps_after_a_return_to_listen() {
 /// sent up to the next edge offered: that offer starts no timing.
 #[test]
 fn recv_rtt_without_timestamps_ignores_a_peer_past_the_window() {
-    let cfg = Config {
-        recv_buffer: 100_000,
-        recv_buffer_max: 100_000,
-        ..plain()
-    };
+    let cfg = fixed_recv_buffer(100_000);
     // The handshake measures nothing; its ACK offers 2001 + 65,535.
     let mut c = receiving_client(cfg, true, Duration::ZERO, None);
     c.advance(Duration::from_millis(10));
