@@ -538,14 +538,12 @@ impl Shared {
         // the reactor does not busy poll meanwhile (see `Reactor::keep_polling`). Noted
         // before anything can turn it away: a polling reactor holding the receive state
         // must still learn of it.
-        if self.follows
-            && registered::Follow::would_follow()
-            && !self.followed.load(std::sync::atomic::Ordering::Relaxed)
-        {
+        let directly = self.receives_directly();
+        if self.follows && !directly && !self.followed.load(std::sync::atomic::Ordering::Relaxed) {
             self.followed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        if self.nothing_to_receive() {
+        if self.nothing_to_receive(directly) {
             return false;
         }
         let Some(mut rx) = self.try_rx() else {
@@ -638,16 +636,13 @@ impl Shared {
 
     /// Whether a [`receive_inline`](Self::receive_inline) now could only find nothing, known
     /// without taking the receive state, entering the runtime or taking a batch: the
-    /// caller only takes what the datapath reports ready (it does not
-    /// [`receive directly`](Self::receives_directly)), its last `Pending` holds
-    /// (`RxWake::armed`, which `reactor::receive` checks too), and nothing was handed over
-    /// that a receive would take up. On a 64-byte ping-pong, two of the three receives
+    /// caller only takes what the datapath reports ready (`directly`, what
+    /// [`receives_directly`](Self::receives_directly) says of it, is false), its last
+    /// `Pending` holds (`RxWake::armed`, which `reactor::receive` checks too), and nothing
+    /// was handed over that a receive would take up. On a 64-byte ping-pong, two of the three receives
     /// a packet's reader made were such.
-    fn nothing_to_receive(&self) -> bool {
-        !self.receives_directly()
-            && self.pending_holds
-            && self.rx_wake.armed()
-            && !self.rx_wake.handed_over()
+    fn nothing_to_receive(&self, directly: bool) -> bool {
+        !directly && self.pending_holds && self.rx_wake.armed() && !self.rx_wake.handed_over()
     }
 
     /// The wait of `waker`'s task ended, on this shard and the others (see [`rx`]): it is
