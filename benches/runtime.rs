@@ -30,7 +30,9 @@
 //!
 //! Every iteration is timed by this file (`iter_custom`); after each group it prints the
 //! mean of the measured samples for both and the ratio rawtcp / tokio of the metric
-//! (MB/s, microseconds per round trip, connections per second), rawtcp's retransmission
+//! (MB/s, microseconds per round trip, connections per second), the CPU time the process
+//! spent per iteration on each side (user space and kernel, from `getrusage`, every thread
+//! counted) with how many cores that kept busy, rawtcp's retransmission
 //! counters, the stack's counters of who did the work (the reactor's polls and why it was
 //! woken, `StackStats::reactor_wakes`), and for `connections` the median, 99th percentile
 //! and maximum time of one connection, how many took over 100 ms, and how many TIME-WAIT
@@ -171,40 +173,124 @@ impl Client {
     }
 }
 
-/// The (iterations, time) of every batch criterion asked for, per implementation.
+/// One batch of iterations criterion asked for: how many, the time they took, and the
+/// process's CPU time meanwhile.
+struct Sample {
+    iters: u64,
+    wall: Duration,
+    cpu: Cpu,
+}
+
+/// CPU time the whole process used, in user space and in the kernel (`getrusage` with
+/// `RUSAGE_SELF`): every thread's, so both ends of a connection, the runtime's workers and a
+/// rawtcp reactor's thread of its own. Both implementations run in this one process, one
+/// after the other, so a batch's figure is what that implementation cost.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    user: Duration,
+    sys: Duration,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let time = |t: nix::sys::time::TimeVal| {
+            Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
+        };
+        match getrusage(UsageWho::RUSAGE_SELF) {
+            Ok(u) => Cpu {
+                user: time(u.user_time()),
+                sys: time(u.system_time()),
+            },
+            Err(_) => Cpu::default(),
+        }
+    }
+
+    /// The CPU time used since `start`.
+    fn since(self, start: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(start.user),
+            sys: self.sys.saturating_sub(start.sys),
+        }
+    }
+
+    /// Runs `f` and returns its result with the CPU time it took.
+    fn measure<T>(f: impl FnOnce() -> T) -> (T, Cpu) {
+        let start = Cpu::now();
+        let r = f();
+        (r, Cpu::now().since(start))
+    }
+}
+
+/// The batches of each implementation.
 #[derive(Default)]
 struct Record {
-    rawtcp: Vec<(u64, Duration)>,
-    tokio: Vec<(u64, Duration)>,
+    rawtcp: Vec<Sample>,
+    tokio: Vec<Sample>,
+}
+
+/// Means over the measured batches (the last `SAMPLES`, after criterion's warm-up).
+struct Means {
+    /// Time per iteration.
+    wall: Duration,
+    /// CPU time per iteration, user and kernel.
+    user: Duration,
+    sys: Duration,
+    /// Cores busy on average: CPU time over time.
+    cores: f64,
+}
+
+impl Means {
+    fn of(batches: &[Sample]) -> Option<Means> {
+        let measured = &batches[batches.len().saturating_sub(SAMPLES)..];
+        let iters: u64 = measured.iter().map(|b| b.iters).sum();
+        let wall: Duration = measured.iter().map(|b| b.wall).sum();
+        let user: Duration = measured.iter().map(|b| b.cpu.user).sum();
+        let sys: Duration = measured.iter().map(|b| b.cpu.sys).sum();
+        (iters > 0 && !wall.is_zero()).then(|| Means {
+            wall: wall.div_f64(iters as f64),
+            user: user.div_f64(iters as f64),
+            sys: sys.div_f64(iters as f64),
+            cores: (user + sys).as_secs_f64() / wall.as_secs_f64(),
+        })
+    }
+
+    /// "5.31µs user + 3.52µs kernel, 1.00 cores".
+    fn cpu(&self) -> String {
+        format!(
+            "{:.2?} user + {:.2?} kernel, {:.2} cores",
+            self.user, self.sys, self.cores
+        )
+    }
 }
 
 impl Record {
-    fn of(&mut self, imp: Imp) -> &mut Vec<(u64, Duration)> {
+    fn of(&mut self, imp: Imp) -> &mut Vec<Sample> {
         match imp {
             Imp::Rawtcp => &mut self.rawtcp,
             Imp::Tokio => &mut self.tokio,
         }
     }
 
-    /// Mean time per iteration over the measured batches.
-    fn mean(batches: &[(u64, Duration)]) -> Option<Duration> {
-        let measured = &batches[batches.len().saturating_sub(SAMPLES)..];
-        let iters: u64 = measured.iter().map(|b| b.0).sum();
-        let time: Duration = measured.iter().map(|b| b.1).sum();
-        (iters > 0).then(|| time.div_f64(iters as f64))
-    }
-
-    /// Prints both means and the ratio of the metric, rawtcp / tokio. `per_iter` turns a mean
-    /// time per iteration into the metric's value and unit.
+    /// Prints both means and the ratio of the metric, rawtcp / tokio, then the CPU time each
+    /// took per iteration. `per_iter` turns a mean time per iteration into the metric's value
+    /// and unit.
     fn print_ratio(&self, group: &str, per_iter: impl Fn(Duration) -> (f64, &'static str)) {
-        let (Some(r), Some(t)) = (Record::mean(&self.rawtcp), Record::mean(&self.tokio)) else {
+        let (Some(r), Some(t)) = (Means::of(&self.rawtcp), Means::of(&self.tokio)) else {
             return;
         };
-        let ((rv, unit), (tv, _)) = (per_iter(r), per_iter(t));
+        let ((rv, unit), (tv, _)) = (per_iter(r.wall), per_iter(t.wall));
         println!(
-            "{group}: rawtcp {rv:.2} {unit} ({r:.2?}/iter), tokio {tv:.2} {unit} ({t:.2?}/iter) \
+            "{group}: rawtcp {rv:.2} {unit} ({:.2?}/iter), tokio {tv:.2} {unit} ({:.2?}/iter) \
              => ratio rawtcp/tokio {:.3} ({unit})",
+            r.wall,
+            t.wall,
             rv / tv
+        );
+        println!(
+            "{group}: CPU per iteration (the whole process): rawtcp {}; tokio {}",
+            r.cpu(),
+            t.cpu()
         );
     }
 }
@@ -269,21 +355,27 @@ fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         group.bench_function(imp.name(), |b| {
             b.iter_custom(|iters| {
                 let mut c = client.take().expect("client");
-                let (c, dt) = run(rt, "bulk", async move {
-                    let data = vec![0x5a_u8; CHUNK];
-                    let mut ack = [0u8; 1];
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        let s = c.io();
-                        for _ in 0..BULK / CHUNK {
-                            s.write_all(&data).await.expect("bulk write");
+                let ((c, dt), cpu) = Cpu::measure(|| {
+                    run(rt, "bulk", async move {
+                        let data = vec![0x5a_u8; CHUNK];
+                        let mut ack = [0u8; 1];
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            let s = c.io();
+                            for _ in 0..BULK / CHUNK {
+                                s.write_all(&data).await.expect("bulk write");
+                            }
+                            s.read_exact(&mut ack).await.expect("bulk answer");
                         }
-                        s.read_exact(&mut ack).await.expect("bulk answer");
-                    }
-                    (c, t.elapsed())
+                        (c, t.elapsed())
+                    })
                 });
                 client = Some(c);
-                samples.push((iters, dt));
+                samples.push(Sample {
+                    iters,
+                    wall: dt,
+                    cpu,
+                });
                 dt
             })
         });
@@ -363,19 +455,25 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         group.bench_function(imp.name(), |b| {
             b.iter_custom(|iters| {
                 let mut c = client.take().expect("client");
-                let (c, dt) = run(rt, "latency", async move {
-                    let ping = [0x70_u8; PING];
-                    let mut pong = [0u8; PING];
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        let s = c.io();
-                        s.write_all(&ping).await.expect("ping");
-                        s.read_exact(&mut pong).await.expect("pong");
-                    }
-                    (c, t.elapsed())
+                let ((c, dt), cpu) = Cpu::measure(|| {
+                    run(rt, "latency", async move {
+                        let ping = [0x70_u8; PING];
+                        let mut pong = [0u8; PING];
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            let s = c.io();
+                            s.write_all(&ping).await.expect("ping");
+                            s.read_exact(&mut pong).await.expect("pong");
+                        }
+                        (c, t.elapsed())
+                    })
                 });
                 client = Some(c);
-                samples.push((iters, dt));
+                samples.push(Sample {
+                    iters,
+                    wall: dt,
+                    cpu,
+                });
                 dt
             })
         });
@@ -460,13 +558,19 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
                     }
                     (t.elapsed(), times)
                 };
-                let (dt, times) = if from_main {
-                    run_here(rt, name, connect_loop)
-                } else {
-                    run(rt, name, connect_loop)
-                };
+                let ((dt, times), cpu) = Cpu::measure(|| {
+                    if from_main {
+                        run_here(rt, name, connect_loop)
+                    } else {
+                        run(rt, name, connect_loop)
+                    }
+                });
                 each.extend(times);
-                samples.push((iters, dt));
+                samples.push(Sample {
+                    iters,
+                    wall: dt,
+                    cpu,
+                });
                 dt
             })
         });
@@ -579,51 +683,62 @@ fn flows_8(c: &mut Criterion, rt: &Runtime, dedicated: bool) {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let cs = clients.take().expect("clients");
-                let (cs, dt) = run(rt, "flows", async move {
-                    let t = Instant::now();
-                    let tasks: Vec<_> = cs
-                        .into_iter()
-                        .map(|mut c| {
-                            tokio::spawn(async move {
-                                let data = vec![0x5a_u8; CHUNK.min(per)];
-                                let mut ack = [0u8; 1];
-                                for _ in 0..iters {
-                                    let s = c.io();
-                                    for _ in 0..per / data.len() {
-                                        s.write_all(&data).await.expect("flow write");
+                let ((cs, dt), cpu) = Cpu::measure(|| {
+                    run(rt, "flows", async move {
+                        let t = Instant::now();
+                        let tasks: Vec<_> = cs
+                            .into_iter()
+                            .map(|mut c| {
+                                tokio::spawn(async move {
+                                    let data = vec![0x5a_u8; CHUNK.min(per)];
+                                    let mut ack = [0u8; 1];
+                                    for _ in 0..iters {
+                                        let s = c.io();
+                                        for _ in 0..per / data.len() {
+                                            s.write_all(&data).await.expect("flow write");
+                                        }
+                                        s.read_exact(&mut ack).await.expect("flow answer");
                                     }
-                                    s.read_exact(&mut ack).await.expect("flow answer");
-                                }
-                                c
+                                    c
+                                })
                             })
-                        })
-                        .collect();
-                    let mut cs = Vec::with_capacity(FLOWS);
-                    for t in tasks {
-                        cs.push(t.await.expect("flow task"));
-                    }
-                    (cs, t.elapsed())
+                            .collect();
+                        let mut cs = Vec::with_capacity(FLOWS);
+                        for t in tasks {
+                            cs.push(t.await.expect("flow task"));
+                        }
+                        (cs, t.elapsed())
+                    })
                 });
                 clients = Some(cs);
-                samples.push((iters, dt));
+                samples.push(Sample {
+                    iters,
+                    wall: dt,
+                    cpu,
+                });
                 dt
             })
         });
         drop(clients);
-        means.push((name, Record::mean(&samples)));
+        means.push((name, Means::of(&samples)));
     }
     group.finish();
-    let rate = |t: Option<Duration>| t.map(|t| BULK as f64 / 1e6 / t.as_secs_f64());
-    if let [(_, one), (_, two), (_, kernel)] = means[..] {
-        if let (Some(one), Some(two), Some(kernel)) = (rate(one), rate(two), rate(kernel)) {
-            println!(
-                "flows_8: rawtcp 1 shard {one:.0} MB/s, 2 shards {two:.0} MB/s, tokio {kernel:.0} MB/s \
-                 => 2 shards / 1 shard {:.2}, 2 shards / tokio {:.3}, 1 shard / tokio {:.3}",
-                two / one,
-                two / kernel,
-                one / kernel
-            );
-        }
+    let rate = |m: &Means| BULK as f64 / 1e6 / m.wall.as_secs_f64();
+    if let [(_, Some(one)), (_, Some(two)), (_, Some(kernel))] = &means[..] {
+        let (r1, r2, rk) = (rate(one), rate(two), rate(kernel));
+        println!(
+            "flows_8: rawtcp 1 shard {r1:.0} MB/s, 2 shards {r2:.0} MB/s, tokio {rk:.0} MB/s \
+             => 2 shards / 1 shard {:.2}, 2 shards / tokio {:.3}, 1 shard / tokio {:.3}",
+            r2 / r1,
+            r2 / rk,
+            r1 / rk
+        );
+        println!(
+            "flows_8: CPU per iteration (the whole process): rawtcp 1 shard {}; 2 shards {}; tokio {}",
+            one.cpu(),
+            two.cpu(),
+            kernel.cpu()
+        );
     }
 }
 
