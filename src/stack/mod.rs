@@ -373,15 +373,23 @@ impl Shared {
     /// the lock (`inner`) into a pooled batch, which the caller sends with
     /// [`Deferred::send`] once the lock is released. Saves a task switch per write, which is
     /// most of a round trip's cost between two stacks. When more is due than one batch holds,
-    /// the reactor does the rest.
+    /// the reactor does the rest: woken at once, or, where the caller's busy writes are sent
+    /// inline too ([`sends_busy_writes`](Self::sends_busy_writes)), once this batch is sent.
     fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Deferred<'_> {
         let mut tx = self.inline_batch();
         // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
         let _clock = self.runtime.enter();
         let now = self.now_here();
         inner.stats.inline_transmits += 1;
+        let mut rest = None;
         if reactor::emit_into(self, inner, id, now, &mut tx) {
-            inner.mark_dirty(id);
+            if self.follows && registered::Follow::would_follow() {
+                // Woken now, the reactor's thread would build the next batch on another core
+                // and then wait for this one's system call to take its turn.
+                rest = Some(id);
+            } else {
+                inner.mark_dirty(id);
+            }
         }
         reactor::settle(inner, id, None);
         inner.wake_reactor_for_timers();
@@ -389,6 +397,7 @@ impl Shared {
             order: self.send_order(&tx),
             shared: self,
             batch: tx,
+            rest,
         }
     }
 
@@ -491,9 +500,11 @@ impl Shared {
     /// What connection `id` has due after an application call (a write of `written` bytes,
     /// a SYN, a FIN, a window update after a read): built by the calling task into a batch it
     /// sends with [`Deferred::send`] once the lock is released, as the kernel sends from
-    /// inside the system call, when nothing else of the connection may be on its way (no
-    /// data queued or unacknowledged but what this call wrote, no transmit pass queued,
-    /// whose segments the inline ones could overtake); else queued for the reactor.
+    /// inside the system call, when no transmit pass is queued for the connection (whose
+    /// segments the inline ones could overtake) and either nothing else of it may be on its
+    /// way (no data queued or unacknowledged but what this call wrote) or the caller sends
+    /// busy connections' writes too ([`sends_busy_writes`](Self::sends_busy_writes)); else
+    /// queued for the reactor.
     pub fn output_due(
         &self,
         inner: &mut Inner,
@@ -501,10 +512,9 @@ impl Shared {
         written: usize,
     ) -> Option<Deferred<'_>> {
         let idle = !inner.stopped
-            && inner
-                .table
-                .get(id)
-                .is_some_and(|e| !e.dirty && e.conn.send_queue() == written);
+            && inner.table.get(id).is_some_and(|e| {
+                !e.dirty && (e.conn.send_queue() == written || self.sends_busy_writes(inner))
+            });
         if idle {
             Some(self.transmit_inline(inner, id))
         } else {
@@ -739,6 +749,37 @@ impl Shared {
         self.dedicated && !(self.follows && registered::Follow::would_follow())
     }
 
+    /// Whether a write on a busy connection (data already queued or in flight) is sent from
+    /// the writing task too, one batch of it, rather than queued for the reactor's transmit
+    /// pass: on a stack whose reactor has a thread of its own, for a task that hears its own
+    /// arrivals (see `registered::Follow`), while no other connection waits for a pass and
+    /// no one is sending (the order of sends is free: taking a place in it means waiting,
+    /// with the stack locked, for another task's system call). There each pass handed to
+    /// the reactor woke another thread and carried the data written to another core. What
+    /// one batch does not hold is still the reactor's, woken once the batch is sent
+    /// ([`transmit_inline`](Self::transmit_inline)).
+    ///
+    /// Measured on the default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench
+    /// runtime`, two runs alternating with the build before): `flows_8` 1,733–1,759 MB/s on
+    /// one shard and 1,891–1,980 on two, against 1,277–1,299 and 1,245–1,278 (0.88–1.04 of
+    /// 2 cores busy, against 0.67–0.73); bulk 0.87–0.88 of `tokio::net` against 0.74–0.85;
+    /// the reactor's transmit passes in the bulk group 9,000–9,900 against 25,300–25,500;
+    /// round trips and connections/s within the noise. Tried and not kept: waking the
+    /// reactor for the rest before the batch is sent (as for other callers) left `flows_8`
+    /// where it was; a writer that went on sending it all, batch after batch, ran one bulk
+    /// flow faster still (1.00–1.07) but put so much more data in flight on 8 flows that
+    /// their copies missed the caches (811–875 MB/s on one shard, against 1,089–1,221). On a
+    /// stack whose reactor is a task of the application's runtime the reactor's pass already
+    /// runs on the writer's own thread once it yields, and busy writes sent by the writer
+    /// there (every one, without the conditions above) measured 1.01–1.02 of `tokio::net` on
+    /// bulk against 1.07–1.17.
+    fn sends_busy_writes(&self, inner: &Inner) -> bool {
+        self.follows
+            && inner.dirty.is_empty()
+            && registered::Follow::would_follow()
+            && self.tx_order.try_lock().is_ok()
+    }
+
     /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
     pub fn wait_to_receive(&self, waker: &Waker) {
         self.rx_wake.wait(waker);
@@ -824,21 +865,28 @@ pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
     batch: Box<datapath::Batch>,
     order: Option<MutexGuard<'a, backlog::Backlog>>,
+    /// The connection with more due than the batch held, to queue for the reactor's
+    /// transmit pass once the batch is sent (see [`Shared::transmit_inline`]).
+    rest: Option<table::ConnId>,
 }
 
 impl Deferred<'_> {
     /// Sends the segments (call it without the stack's lock held) and keeps the batch for
-    /// reuse.
+    /// reuse; then queues what the batch did not hold for the reactor.
     pub fn send(self) {
         let Deferred {
             shared,
             mut batch,
             order,
+            rest,
         } = self;
         if let Some(mut order) = order {
             shared.send_batch(&mut order, &mut batch);
         }
         shared.recycle(batch);
+        if let Some(id) = rest {
+            shared.lock().mark_dirty(id);
+        }
     }
 }
 
