@@ -245,7 +245,9 @@ impl Follow {
     /// Whether [`caller`](Self::caller) would give a guard. Asked before every receive, so
     /// the runtime's flavour is remembered per thread: a thread that runs tasks of a
     /// multi-threaded runtime is one of its workers or blocking threads, and runs no other
-    /// runtime's tasks.
+    /// runtime's tasks. Ask it before entering the stack's runtime: inside, the caller's
+    /// runtime cannot be seen, and a thread first asked there would be remembered as not
+    /// following.
     pub(crate) fn would_follow() -> bool {
         thread_local! {
             static MULTI_THREADED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };

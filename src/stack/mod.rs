@@ -373,9 +373,18 @@ impl Shared {
     /// the lock (`inner`) into a pooled batch, which the caller sends with
     /// [`Deferred::send`] once the lock is released. Saves a task switch per write, which is
     /// most of a round trip's cost between two stacks. When more is due than one batch holds,
-    /// the reactor does the rest: woken at once, or, where the caller's busy writes are sent
-    /// inline too ([`sends_busy_writes`](Self::sends_busy_writes)), once this batch is sent.
-    fn transmit_inline(&self, inner: &mut Inner, id: table::ConnId) -> Deferred<'_> {
+    /// the reactor does the rest: woken at once, or, for a caller that hears its own arrivals
+    /// on a stack whose reactor has a thread of its own (`own_sender`, see
+    /// [`sends_busy_writes`](Self::sends_busy_writes)), once this batch is sent: woken
+    /// before, that thread built the next batch on another core and then waited for this
+    /// one's system call to take its turn (`flows_8` on the default stack stayed where it
+    /// was).
+    fn transmit_inline(
+        &self,
+        inner: &mut Inner,
+        id: table::ConnId,
+        own_sender: bool,
+    ) -> Deferred<'_> {
         let mut tx = self.inline_batch();
         // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
         let _clock = self.runtime.enter();
@@ -383,9 +392,7 @@ impl Shared {
         inner.stats.inline_transmits += 1;
         let mut rest = None;
         if reactor::emit_into(self, inner, id, now, &mut tx) {
-            if self.follows && registered::Follow::would_follow() {
-                // Woken now, the reactor's thread would build the next batch on another core
-                // and then wait for this one's system call to take its turn.
+            if own_sender {
                 rest = Some(id);
             } else {
                 inner.mark_dirty(id);
@@ -511,12 +518,18 @@ impl Shared {
         id: table::ConnId,
         written: usize,
     ) -> Option<Deferred<'_>> {
-        let idle = !inner.stopped
+        // Asked here, outside the stack's runtime, which `transmit_inline` enters: inside
+        // it the caller's own runtime cannot be seen, and `would_follow` remembers its first
+        // answer for the thread.
+        let own_sender = self.follows && registered::Follow::would_follow();
+        let inline = !inner.stopped
             && inner.table.get(id).is_some_and(|e| {
-                !e.dirty && (e.conn.send_queue() == written || self.sends_busy_writes(inner))
+                !e.dirty
+                    && (e.conn.send_queue() == written
+                        || (own_sender && self.sends_busy_writes(inner)))
             });
-        if idle {
-            Some(self.transmit_inline(inner, id))
+        if inline {
+            Some(self.transmit_inline(inner, id, own_sender))
         } else {
             inner.mark_dirty(id);
             None
@@ -751,33 +764,37 @@ impl Shared {
 
     /// Whether a write on a busy connection (data already queued or in flight) is sent from
     /// the writing task too, one batch of it, rather than queued for the reactor's transmit
-    /// pass: on a stack whose reactor has a thread of its own, for a task that hears its own
-    /// arrivals (see `registered::Follow`), while no other connection waits for a pass and
-    /// no one is sending (the order of sends is free: taking a place in it means waiting,
-    /// with the stack locked, for another task's system call). There each pass handed to
-    /// the reactor woke another thread and carried the data written to another core. What
-    /// one batch does not hold is still the reactor's, woken once the batch is sent
-    /// ([`transmit_inline`](Self::transmit_inline)).
+    /// pass: on a stack whose reactor has a thread of its own, for a task of a
+    /// multi-threaded runtime (which takes the sockets' readiness where it can: see
+    /// `registered::Follow`; `output_due` asks that), while no other connection waits for a
+    /// pass and no one is sending (the order of sends is free: taking a place in it means
+    /// waiting, with the stack locked, for another task's system call). There each pass
+    /// handed to the reactor woke another thread and carried the data written to another
+    /// core. What one batch does not hold is still the reactor's, woken once the batch is
+    /// sent ([`transmit_inline`](Self::transmit_inline)).
     ///
     /// Measured on the default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench
-    /// runtime`, two runs alternating with the build before): `flows_8` 1,733–1,759 MB/s on
-    /// one shard and 1,891–1,980 on two, against 1,277–1,299 and 1,245–1,278 (0.88–1.04 of
-    /// 2 cores busy, against 0.67–0.73); bulk 0.87–0.88 of `tokio::net` against 0.74–0.85;
-    /// the reactor's transmit passes in the bulk group 9,000–9,900 against 25,300–25,500;
-    /// round trips and connections/s within the noise. Tried and not kept: waking the
-    /// reactor for the rest before the batch is sent (as for other callers) left `flows_8`
-    /// where it was; a writer that went on sending it all, batch after batch, ran one bulk
-    /// flow faster still (1.00–1.07) but put so much more data in flight on 8 flows that
-    /// their copies missed the caches (811–875 MB/s on one shard, against 1,089–1,221). On a
-    /// stack whose reactor is a task of the application's runtime the reactor's pass already
-    /// runs on the writer's own thread once it yields, and busy writes sent by the writer
-    /// there (every one, without the conditions above) measured 1.01–1.02 of `tokio::net` on
-    /// bulk against 1.07–1.17.
+    /// runtime`, five runs alternating with the build before): `flows_8` 1,655–1,776 MB/s
+    /// on one shard and 1,891–2,118 on two, against 1,106–1,299 and 1,245–1,444 (one run
+    /// 3,532), 0.88–1.04 of 2 cores busy against 0.67–0.73 in two of them; the reactor's
+    /// transmit passes in the bulk group 9,000–9,900 against 25,000–25,500; one bulk flow
+    /// within the noise (0.65–0.88 of `tokio::net` against 0.67–0.85, 2,366–2,664 MB/s
+    /// against 2,209–2,560), and round trips and connections/s too. Tried and not kept:
+    /// waking the reactor for the rest before the batch is sent (as for other callers) left
+    /// `flows_8` where it was; a writer that went on sending it all, batch after batch, ran
+    /// one bulk flow faster (1.00–1.07 against 0.75–0.80) but put so much more data in
+    /// flight on 8 flows that their copies missed the caches (811–875 MB/s on one shard,
+    /// against 1,089–1,221). On a stack whose reactor is a task of the application's
+    /// runtime the reactor's pass already runs on the writer's own thread once it yields,
+    /// and busy writes sent by the writer there (every one, without the conditions above)
+    /// measured 1.01–1.02 of `tokio::net` on bulk against 1.07–1.17.
     fn sends_busy_writes(&self, inner: &Inner) -> bool {
-        self.follows
-            && inner.dirty.is_empty()
-            && registered::Follow::would_follow()
-            && self.tx_order.try_lock().is_ok()
+        // A send that panicked poisons the order but leaves it usable (see `unpoisoned`).
+        inner.dirty.is_empty()
+            && !matches!(
+                self.tx_order.try_lock(),
+                Err(std::sync::TryLockError::WouldBlock)
+            )
     }
 
     /// Queues the task of `waker` to receive for the stack when packets arrive (see [`rx`]).
