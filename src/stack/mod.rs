@@ -373,7 +373,7 @@ impl Shared {
     /// the lock (`inner`) into a pooled batch, which the caller sends with
     /// [`Deferred::send`] once the lock is released. Saves a task switch per write, which is
     /// most of a round trip's cost between two stacks. When more is due than one batch holds,
-    /// the reactor does the rest: woken at once, or, for a caller that hears its own arrivals
+    /// the reactor does the rest: woken at once, or, for a task of a multi-threaded runtime
     /// on a stack whose reactor has a thread of its own (`own_sender`, see
     /// [`sends_busy_writes`](Self::sends_busy_writes)), once this batch is sent: woken
     /// before, that thread built the next batch on another core and then waited for this
