@@ -610,6 +610,7 @@ fn a_sharded_raw_stack_serves_wrk_and_curl() {
         Duration::from_secs(30),
     );
     check_pattern(&out, 10_000_000);
+    let _ = std::fs::remove_file(out);
 }
 
 #[test]

@@ -22,6 +22,7 @@ const SNAPLEN: u32 = 262_144;
 /// let w = rawtcp::datapath::pcap::PcapWriter::create(&path).unwrap();
 /// w.write(&[0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]).unwrap();
 /// assert_eq!(std::fs::metadata(&path).unwrap().len(), 24 + 16 + 20);
+/// # std::fs::remove_file(&path).unwrap();
 /// ```
 ///
 /// Each record reaches the file as it is written (one `write` per packet), so a capture is
