@@ -518,10 +518,8 @@ impl Shared {
         id: table::ConnId,
         written: usize,
     ) -> Option<Deferred<'_>> {
-        // Asked here, outside the stack's runtime, which `transmit_inline` enters: inside
-        // it the caller's own runtime cannot be seen, and `would_follow` remembers its first
-        // answer for the thread.
-        let own_sender = self.follows && registered::Follow::would_follow();
+        // Asked here, outside the stack's runtime, which `transmit_inline` enters.
+        let own_sender = self.caller_follows();
         let inline = !inner.stopped
             && inner.table.get(id).is_some_and(|e| {
                 !e.dirty
@@ -761,7 +759,16 @@ impl Shared {
     /// 0.84–0.87 → 0.82–0.92 (there `main`'s loop receives directly; waiting for readiness
     /// as well measured 0.58), bulk 0.85–0.87 → 0.77–0.81.
     fn receives_directly(&self) -> bool {
-        self.dedicated && !(self.follows && registered::Follow::would_follow())
+        self.dedicated && !self.caller_follows()
+    }
+
+    /// Whether the caller takes the readiness of this stack's sockets to its own runtime
+    /// (see `registered::Follow`): the stack's datapath lets it (`follows`) and the caller
+    /// is a task of a multi-threaded runtime. Ask it before entering the stack's runtime:
+    /// inside it the caller's own runtime cannot be seen, and the answer is remembered for
+    /// the thread.
+    fn caller_follows(&self) -> bool {
+        self.follows && registered::Follow::would_follow()
     }
 
     /// Whether a write on a busy connection (data already queued or in flight) is sent from
