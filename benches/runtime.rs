@@ -181,6 +181,21 @@ struct Sample {
     cpu: Cpu,
 }
 
+impl Sample {
+    /// Runs a batch of `iters` iterations (`f` returns its result and the time the
+    /// iterations took, timed around them alone) and keeps it in `samples` with the
+    /// process's CPU time meanwhile. Returns the result and that time, for criterion.
+    fn record<T>(
+        samples: &mut Vec<Sample>,
+        iters: u64,
+        f: impl FnOnce() -> (T, Duration),
+    ) -> (T, Duration) {
+        let ((r, wall), cpu) = Cpu::measure(f);
+        samples.push(Sample { iters, wall, cpu });
+        (r, wall)
+    }
+}
+
 /// CPU time the whole process used, in user space and in the kernel (`getrusage` with
 /// `RUSAGE_SELF`): every thread's, so both ends of a connection, the runtime's workers and a
 /// rawtcp reactor's thread of its own. Both implementations run in this one process, one
@@ -355,7 +370,7 @@ fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         group.bench_function(imp.name(), |b| {
             b.iter_custom(|iters| {
                 let mut c = client.take().expect("client");
-                let ((c, dt), cpu) = Cpu::measure(|| {
+                let (c, dt) = Sample::record(samples, iters, || {
                     run(rt, "bulk", async move {
                         let data = vec![0x5a_u8; CHUNK];
                         let mut ack = [0u8; 1];
@@ -371,11 +386,6 @@ fn bulk_throughput(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
                     })
                 });
                 client = Some(c);
-                samples.push(Sample {
-                    iters,
-                    wall: dt,
-                    cpu,
-                });
                 dt
             })
         });
@@ -455,7 +465,7 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
         group.bench_function(imp.name(), |b| {
             b.iter_custom(|iters| {
                 let mut c = client.take().expect("client");
-                let ((c, dt), cpu) = Cpu::measure(|| {
+                let (c, dt) = Sample::record(samples, iters, || {
                     run(rt, "latency", async move {
                         let ping = [0x70_u8; PING];
                         let mut pong = [0u8; PING];
@@ -469,11 +479,6 @@ fn latency_64b(c: &mut Criterion, rt: &Runtime, stack: &Stack) {
                     })
                 });
                 client = Some(c);
-                samples.push(Sample {
-                    iters,
-                    wall: dt,
-                    cpu,
-                });
                 dt
             })
         });
@@ -556,9 +561,9 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
                         assert_eq!(n, 0, "the server sends nothing");
                         times.push(t1.elapsed());
                     }
-                    (t.elapsed(), times)
+                    (times, t.elapsed())
                 };
-                let ((dt, times), cpu) = Cpu::measure(|| {
+                let (times, dt) = Sample::record(samples, iters, || {
                     if from_main {
                         run_here(rt, name, connect_loop)
                     } else {
@@ -566,11 +571,6 @@ fn connections(c: &mut Criterion, rt: &Runtime, stack: &Stack, from_main: bool) 
                     }
                 });
                 each.extend(times);
-                samples.push(Sample {
-                    iters,
-                    wall: dt,
-                    cpu,
-                });
                 dt
             })
         });
@@ -683,7 +683,7 @@ fn flows_8(c: &mut Criterion, rt: &Runtime, dedicated: bool) {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let cs = clients.take().expect("clients");
-                let ((cs, dt), cpu) = Cpu::measure(|| {
+                let (cs, dt) = Sample::record(&mut samples, iters, || {
                     run(rt, "flows", async move {
                         let t = Instant::now();
                         let tasks: Vec<_> = cs
@@ -711,11 +711,6 @@ fn flows_8(c: &mut Criterion, rt: &Runtime, dedicated: bool) {
                     })
                 });
                 clients = Some(cs);
-                samples.push(Sample {
-                    iters,
-                    wall: dt,
-                    cpu,
-                });
                 dt
             })
         });
