@@ -792,9 +792,9 @@ impl Shared {
     /// against 2,209–2,560), and round trips and connections/s too. Tried and not kept:
     /// waking the reactor for the rest before the batch is sent (as for other callers) left
     /// `flows_8` where it was; a writer that went on sending it all, batch after batch, ran
-    /// one bulk flow faster (1.00–1.07 against 0.75–0.80) but put so much more data in
-    /// flight on 8 flows that their copies missed the caches (811–875 MB/s on one shard,
-    /// against 1,089–1,221). On a stack whose reactor is a task of the application's
+    /// one bulk flow faster (1.00–1.07 against 0.75–0.80) but 8 flows fell to 811–875 MB/s
+    /// on one shard, against 1,089–1,221, the cores standing idle meanwhile (README, "A
+    /// writer that sends more than one batch"). On a stack whose reactor is a task of the application's
     /// runtime the reactor's pass already runs on the writer's own thread once it yields,
     /// and busy writes sent by the writer there (every one, without the conditions above)
     /// measured 1.01–1.02 of `tokio::net` on bulk against 1.07–1.17.
