@@ -715,6 +715,19 @@ fn flows_8(c: &mut Criterion, rt: &Runtime, dedicated: bool) {
             })
         });
         drop(clients);
+        if shards.is_some() {
+            let st = stack.stats();
+            println!(
+                "flows_8 {name}: packets in {} out {}, inline receives {}, reactor polls {}, \
+                 watchdog rescues {} ({})",
+                st.packets_in,
+                st.packets_out,
+                st.inline_receives,
+                st.reactor_polls,
+                st.watchdog_rescues,
+                wakes(&st.reactor_wakes)
+            );
+        }
         means.push((name, Means::of(&samples)));
     }
     group.finish();

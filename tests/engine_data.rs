@@ -85,6 +85,84 @@ fn every_second_full_segment_is_acked_at_once() {
     assert_eq!(c.ladder(), ["ACK      S:101 A:2011"]);
 }
 
+/// A read that empties the receive buffer acknowledges at once when the data ended with a
+/// short segment from a peer that streams (more than a full-sized segment since this side
+/// last sent): the sender may hold its next short segment behind it (Nagle) and have
+/// nothing else to send. Not before the buffer is empty, and not in a request-response
+/// exchange, where the answer carries the ACK.
+#[test]
+fn a_read_that_drains_a_streamed_short_tail_acks_at_once() {
+    let mut c = established(plain(), 65535);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[1; 1460]);
+    c.input(&from_server("ACK", 3461, 101, 65535), &[2; 1460]);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:4921"]);
+    c.input(&from_server("ACK", 4921, 101, 65535), &[3; 1460]);
+    c.input(&from_server("PSH+ACK", 6381, 101, 65535), &[4; 81]);
+    assert_eq!(c.ladder(), Vec::<String>::new(), "1,541 bytes: delayed");
+    let mut buf = [0u8; 1000];
+    assert_eq!(c.conn.recv(&mut buf), Ok(1000));
+    assert_eq!(c.ladder(), Vec::<String>::new(), "not drained yet");
+    assert_eq!(c.read_all().len(), 3 * 1460 + 81 - 1000);
+    assert_eq!(c.ladder(), ["ACK      S:101 A:6462"], "drained: at once");
+
+    // The same tail after full segments that were read as they came, without being
+    // acknowledged yet: still a stream.
+    let mut c = established(plain(), 65535);
+    c.input(&from_server("ACK", 2001, 101, 65535), &[1; 1460]);
+    c.read_all();
+    assert_eq!(c.ladder(), Vec::<String>::new());
+    c.input(&from_server("PSH+ACK", 3461, 101, 65535), &[2; 81]);
+    c.read_all();
+    assert_eq!(c.ladder(), ["ACK      S:101 A:3542"]);
+
+    // A request answered: the reply's reader drains a short segment but delays, for the
+    // next request to carry the ACK.
+    let mut c = established(plain(), 65535);
+    c.conn.send(b"GET").unwrap();
+    assert_eq!(c.ladder(), ["PSH+ACK  S:101 A:2001 len=3"]);
+    c.input(&from_server("PSH+ACK", 2001, 104, 65535), &[5; 100]);
+    assert_eq!(c.read_all().len(), 100);
+    assert_eq!(c.ladder(), Vec::<String>::new(), "an answer: delayed");
+    assert!(
+        c.conn.poll_timeout().is_some(),
+        "the delayed ACK timer runs"
+    );
+
+    // Only full-sized segments, the last one unacknowledged: delayed as before.
+    let mut c = established(plain(), 65535);
+    for (i, seq) in [2001, 3461, 4921].into_iter().enumerate() {
+        c.input(&from_server("ACK", seq, 101, 65535), &[i as u8; 1460]);
+    }
+    c.ladder();
+    c.read_all();
+    assert_eq!(c.ladder(), Vec::<String>::new(), "no short tail: delayed");
+}
+
+/// A bulk writer whose writes each leave a short tail (Nagle holds the next behind it),
+/// then waits for an answer: with a reader that reads what arrives, every byte is
+/// acknowledged without waiting for a delayed-ACK timer, so the writer is never left
+/// holding data it may not send.
+#[test]
+fn nagled_tails_of_a_bulk_writer_are_not_left_for_the_delayed_ack() {
+    let mut p = Pair::new(plain(), 100, plain(), 2000);
+    p.settle();
+    let chunk = vec![0x5a_u8; 1460 + 81];
+    let mut read = 0;
+    for _ in 0..64 {
+        p.client.conn.send(&chunk).unwrap();
+        p.settle();
+        read += p.server.read_all().len();
+        p.settle();
+    }
+    assert_eq!(read, 64 * chunk.len(), "everything sent came through");
+    let info = p.client.conn.info();
+    assert_eq!(
+        (info.bytes_acked, info.unacked),
+        (read as u64, 0),
+        "everything acknowledged, the clock never advanced"
+    );
+}
+
 /// `TCP_QUICKACK` as `set_delayed_ack(ZERO)`: an ACK being delayed goes at once, and so does
 /// the ACK of every segment after it; a delay set again delays again.
 #[test]

@@ -570,6 +570,8 @@ impl Connection {
                 self.ack_urgent = true;
             } else {
                 self.rcvd_since_ack += ins.advanced as u32;
+                self.rcvd_since_sent = self.rcvd_since_sent.saturating_add(ins.advanced as u32);
+                self.short_tail = data.len() < self.rcv_mss as usize;
                 // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full-sized
                 // segment; otherwise within the delayed-ACK time.
                 if self.cfg.delayed_ack.is_zero() || self.rcvd_since_ack >= 2 * self.rcv_mss {

@@ -409,6 +409,9 @@ impl Connection {
         if len > 0 && len < self.snd_mss as usize {
             self.snd_sml = end_of_data;
         }
+        if len > 0 {
+            self.rcvd_since_sent = 0;
+        }
         let end = end_of_data + u32::from(with_fin);
         let retransmission = seq < self.snd_max;
         let seg_len = (end - seq).max(0) as u32;
@@ -546,6 +549,7 @@ impl Connection {
             self.ack_urgent = false;
             self.timers.delayed_ack = None;
             self.rcvd_since_ack = 0;
+            self.short_tail = false;
             self.last_ack_sent = self.rcv_nxt;
         }
         self.stats.segments_sent += 1;
