@@ -375,7 +375,8 @@ impl Shared {
     /// most of a round trip's cost between two stacks. When more is due than one batch holds,
     /// the reactor does the rest: woken at once, or, for a task of a multi-threaded runtime
     /// on a stack whose reactor has a thread of its own (`own_sender`, see
-    /// [`sends_busy_writes`](Self::sends_busy_writes)), once this batch is sent: woken
+    /// [`sends_busy_writes`](Self::sends_busy_writes)), after the caller sent up to
+    /// [`WRITER_BATCHES`] batches itself (`Deferred::send`): woken
     /// before, that thread built the next batch on another core and then waited for this
     /// one's system call to take its turn (`flows_8` on the default stack stayed where it
     /// was).
@@ -780,8 +781,9 @@ impl Shared {
     /// is sending (the order of sends is free: taking a place in it means
     /// waiting, with the stack locked, for another task's system call). There each pass
     /// handed to the reactor woke another thread and carried the data written to another
-    /// core. What one batch does not hold is still the reactor's, woken once the batch is
-    /// sent ([`transmit_inline`](Self::transmit_inline)).
+    /// core. The writer sends up to [`WRITER_BATCHES`] batches, asking again before each;
+    /// the rest is the reactor's, woken once the last is sent
+    /// ([`transmit_inline`](Self::transmit_inline), `Deferred::send`).
     ///
     /// Measured on the default stack over UDP loopback (`RAWTCP_BENCH_STACK=default bench
     /// runtime`, five runs alternating with the build before): `flows_8` 1,655–1,776 MB/s
@@ -791,10 +793,10 @@ impl Shared {
     /// within the noise (0.65–0.88 of `tokio::net` against 0.67–0.85, 2,366–2,664 MB/s
     /// against 2,209–2,560), and round trips and connections/s too. Tried and not kept:
     /// waking the reactor for the rest before the batch is sent (as for other callers) left
-    /// `flows_8` where it was; a writer that went on sending it all, batch after batch, ran
-    /// one bulk flow faster (1.00–1.07 against 0.75–0.80) but 8 flows fell to 811–875 MB/s
-    /// on one shard, against 1,089–1,221, the cores standing idle meanwhile (README, "A
-    /// writer that sends more than one batch"). On a stack whose reactor is a task of the application's
+    /// `flows_8` where it was. A writer now sends up to [`WRITER_BATCHES`] of it, while these
+    /// conditions hold; tried before the stalls it met were found (README, "A writer that
+    /// sends more than one batch"), that cut 8 flows to 811–875 MB/s on one shard, against
+    /// 1,089–1,221. On a stack whose reactor is a task of the application's
     /// runtime the reactor's pass already runs on the writer's own thread once it yields,
     /// and busy writes sent by the writer there (every one, without the conditions above)
     /// measured 1.01–1.02 of `tokio::net` on bulk against 1.07–1.17.
@@ -892,14 +894,15 @@ pub(crate) struct Deferred<'a> {
     shared: &'a Shared,
     batch: Box<datapath::Batch>,
     order: Option<MutexGuard<'a, backlog::Backlog>>,
-    /// The connection with more due than the batch held, to queue for the reactor's
-    /// transmit pass once the batch is sent (see [`Shared::transmit_inline`]).
+    /// The connection with more due than the batch held, a busy write's: sent in further
+    /// batches by this task, up to [`WRITER_BATCHES`], then queued for the reactor's
+    /// transmit pass (see [`Shared::transmit_inline`]).
     rest: Option<table::ConnId>,
 }
 
 impl Deferred<'_> {
     /// Sends the segments (call it without the stack's lock held) and keeps the batch for
-    /// reuse; then queues what the batch did not hold for the reactor.
+    /// reuse; then sends or queues for the reactor what the batch did not hold.
     pub fn send(self) {
         let Deferred {
             shared,
@@ -910,10 +913,31 @@ impl Deferred<'_> {
         if let Some(mut order) = order {
             shared.send_batch(&mut order, &mut batch);
         }
-        shared.recycle(batch);
-        if let Some(id) = rest {
-            shared.lock().mark_dirty(id);
+        // A busy write's rest (see `Shared::sends_busy_writes`): further batches from this
+        // task while the conditions still hold, then the reactor's.
+        let mut rest = rest;
+        let mut more = WRITER_BATCHES - 1;
+        while let Some(id) = rest {
+            let mut inner = shared.lock();
+            if more == 0
+                || inner.stopped
+                || inner.table.get(id).is_none_or(|e| e.dirty)
+                || !shared.sends_busy_writes(&inner)
+            {
+                inner.mark_dirty(id);
+                break;
+            }
+            more -= 1;
+            let _clock = shared.runtime.enter();
+            let now = shared.now_here();
+            if !reactor::emit_into(shared, &mut inner, id, now, &mut batch) {
+                rest = None;
+            }
+            reactor::settle(&mut inner, id, None);
+            inner.wake_reactor_for_timers();
+            shared.unlock_and_send(inner, &mut batch);
         }
+        shared.recycle(batch);
     }
 }
 
@@ -922,6 +946,17 @@ impl Deferred<'_> {
 const INLINE_BATCH: usize = 4;
 /// The default of [`StackBuilder::max_buffer_memory`].
 const DEFAULT_MAX_BUFFER_MEMORY: usize = 1 << 30;
+/// Batches a task that sends a busy connection's write (see
+/// [`Shared::sends_busy_writes`]) sends at most before it leaves the rest to the reactor:
+/// 1 MiB of 64 KiB segments, the send buffer's default size. More than one a write was
+/// tried before and not kept, as it stalled `flows_8`; with those stalls gone (they were a
+/// Nagle-held tail waiting for a delayed ACK: `Connection::check_drain_ack`), two runs
+/// alternating with one batch on the default stack (`RAWTCP_BENCH_STACK=default bench
+/// runtime`): bulk 3,173–3,229 MB/s (1.10–1.11 of `tokio::net`, kernel time per 32 MiB
+/// 5.8–6.0 ms) against 2,532–2,540 (0.83–0.86, 9.9 ms); `flows_8` on two shards
+/// 4,211–4,223 MB/s against 3,885–3,915, one shard alike; round trips and connections/s
+/// within the noise. 2 and 8 batches measured the same as 4 in a sweep.
+const WRITER_BATCHES: usize = 4;
 /// Inline batches kept for reuse.
 const INLINE_POOL: usize = 4;
 /// The smallest MSS at which a busy connection's writes are sent by the writer (see
