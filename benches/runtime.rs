@@ -155,6 +155,13 @@ impl Client {
         }
     }
 
+    fn tcp_info(&self) -> Option<rawtcp::TcpInfo> {
+        match self {
+            Client::Rawtcp(s) => s.info().ok(),
+            Client::Tokio(_) => None,
+        }
+    }
+
     fn rawtcp_info(&self) -> Option<String> {
         match self {
             Client::Rawtcp(s) => s.info().ok().map(|i| {
@@ -714,7 +721,21 @@ fn flows_8(c: &mut Criterion, rt: &Runtime, dedicated: bool) {
                 dt
             })
         });
-        drop(clients);
+        if let Some(cs) = clients.take().filter(|_| shards.is_some()) {
+            // What the senders' loss detection did on a path that loses nothing.
+            let infos: Vec<_> = cs.iter().filter_map(Client::tcp_info).collect();
+            let sum = |f: fn(&rawtcp::TcpInfo) -> u64| infos.iter().map(f).sum::<u64>();
+            println!(
+                "flows_8 {name}: the writers' retransmissions {} (spurious {}), tail loss \
+                 probes {}, lost by RACK {}, reordering seen on {} of {}",
+                sum(|i| i.retransmissions),
+                sum(|i| i.spurious_retransmits),
+                sum(|i| i.tlp_probes),
+                sum(|i| i.rack_lost),
+                infos.iter().filter(|i| i.reordering_seen).count(),
+                infos.len()
+            );
+        }
         if shards.is_some() {
             let st = stack.stats();
             println!(

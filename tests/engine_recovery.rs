@@ -85,6 +85,34 @@ fn rack_marks_a_hole_lost_once_later_segments_are_sacked() {
     );
 }
 
+/// A driver may hand the engine a time older than one it has already used (a thread that
+/// read the clock before it took the connection in turn): segments built then are stamped
+/// no earlier than those sent before them, so that when the first segment is acknowledged
+/// RACK does not take the flight sent after it for one sent before, and lost (RFC 8985
+/// §6.2, `RACK_sent_after`).
+#[test]
+fn a_flight_built_with_an_older_time_is_not_deemed_sent_before_its_predecessor() {
+    let mut c = established_with_sack(sack_cfg(Algorithm::NewReno), Duration::from_millis(10));
+    send_segments(&mut c, 1);
+    // Four more built with a time 5 ms older than the first one's.
+    let stale = rawtcp::proto::Instant::from_millis(5);
+    c.conn.send(&[7; 4000]).unwrap();
+    let mut buf = vec![0u8; 2000];
+    let mut sent = 0;
+    while c.conn.poll_transmit(stale, &mut buf).is_some() {
+        sent += 1;
+    }
+    assert_eq!(sent, 4);
+    // The first is acknowledged one RTT later; the rest are on their way behind it.
+    c.advance(Duration::from_millis(10));
+    c.input(&ack_from_server(1101, &[]), &[]);
+    assert_eq!(c.ladder(), Vec::<String>::new(), "nothing resent");
+    let info = c.conn.info();
+    assert_eq!((info.rack_lost, info.retransmissions), (0, 0));
+    c.input(&ack_from_server(5101, &[]), &[]);
+    assert_eq!(c.conn.info().unacked, 0);
+}
+
 /// RFC 8985 §6.2 step 4 and §6.3: with a single segment SACKed the loss might be
 /// reordering, so RACK waits a quarter of the minimum RTT (the reordering timer) before it
 /// marks the hole lost.

@@ -46,7 +46,7 @@ impl Connection {
         arrival: Option<&Bytes>,
     ) -> bool {
         self.stats.segments_received += 1;
-        self.now_hint = self.now_hint.max(now);
+        let now = self.clock(now);
         self.accepted = false;
         match self.state {
             // A closed connection has no TCB; the driver answers with `reset_for`.

@@ -1487,10 +1487,24 @@ impl Connection {
         .min()
     }
 
+    /// The engine's time for a call made at `now`: never earlier than a time an earlier call
+    /// gave it. A driver whose threads read the clock before they take the connection in
+    /// turn can hand it an instant older than one it has already used (the stack's reactor
+    /// reads it once per round, then may wait for a writer that read it later). Transmission
+    /// times must follow the order of sending: RACK takes a segment sent before one that was
+    /// delivered as lost once that one's RTT has passed (RFC 8985 §6.2, `RACK_sent_after`),
+    /// and a flight stamped before the segment sent ahead of it was all deemed lost the
+    /// moment that segment was acknowledged (measured on `flows_8`: about 1,000
+    /// retransmissions and 180 recoveries a run on a path that dropped 15 packets).
+    fn clock(&mut self, now: Instant) -> Instant {
+        self.now_hint = self.now_hint.max(now);
+        self.now_hint
+    }
+
     /// Fires every timer due at `now`. Segments they cause come out of
     /// [`poll_transmit`](Self::poll_transmit).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now_hint = self.now_hint.max(now);
+        let now = self.clock(now);
         if self.timers.release.is_some_and(|t| t <= now) {
             self.timers.release = None;
             self.send_buf.release();

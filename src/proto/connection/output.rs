@@ -67,7 +67,7 @@ impl Connection {
         now: Instant,
         payload: &mut PayloadOut<'_>,
     ) -> Option<Transmit> {
-        self.now_hint = self.now_hint.max(now);
+        let now = self.clock(now);
         self.timer_changed = false;
         if let Some(repr) = self.reply.take() {
             self.stats.segments_sent += 1;
