@@ -1422,8 +1422,6 @@ impl Connection {
         MAX_WINDOW.min(0xffff << self.rcv_wscale)
     }
 
-    /// After the application read: announce a window that opened substantially (RFC 9293
-    /// §3.8.6.2.2 receiver SWS avoidance, with Linux's "at least doubled" rule).
     /// A read emptied the receive buffer: the ACK being delayed goes now if the data it
     /// covers ended with a short segment from a peer that streams to us.
     ///
@@ -1439,8 +1437,8 @@ impl Connection {
     ///
     /// Not in a request-response exchange, where the answer the application is about to
     /// write carries the ACK: a connection that has received no more than one full-sized
-    /// segment since it last sent data delays as before (a 64-byte ping-pong sends no pure
-    /// ACKs).
+    /// segment since it last sent data delays as before (in a 64-byte ping-pong each side
+    /// has sent since the other's last message).
     fn check_drain_ack(&mut self) {
         if self.short_tail
             && self.recv_buf.readable() == 0
@@ -1451,6 +1449,8 @@ impl Connection {
         }
     }
 
+    /// After the application read: announce a window that opened substantially (RFC 9293
+    /// §3.8.6.2.2 receiver SWS avoidance, with Linux's "at least doubled" rule).
     fn check_window_update(&mut self) {
         if !self.state.receives_data() || !self.state.is_synchronized() {
             return;
