@@ -163,20 +163,17 @@ impl Client {
     }
 
     fn rawtcp_info(&self) -> Option<String> {
-        match self {
-            Client::Rawtcp(s) => s.info().ok().map(|i| {
-                format!(
-                    "retransmissions {} (timeouts {}, fast {}), srtt {:?}, min_rtt {:?}, mss {}",
-                    i.retransmissions,
-                    i.timeouts,
-                    i.fast_retransmits,
-                    i.srtt.unwrap_or_default(),
-                    i.min_rtt.unwrap_or_default(),
-                    i.send_mss
-                )
-            }),
-            Client::Tokio(_) => None,
-        }
+        self.tcp_info().map(|i| {
+            format!(
+                "retransmissions {} (timeouts {}, fast {}), srtt {:?}, min_rtt {:?}, mss {}",
+                i.retransmissions,
+                i.timeouts,
+                i.fast_retransmits,
+                i.srtt.unwrap_or_default(),
+                i.min_rtt.unwrap_or_default(),
+                i.send_mss
+            )
+        })
     }
 }
 

@@ -387,26 +387,35 @@ impl Shared {
         own_sender: bool,
     ) -> Deferred<'_> {
         let mut tx = self.inline_batch();
-        // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
-        let _clock = self.runtime.enter();
-        let now = self.now_here();
         inner.stats.inline_transmits += 1;
-        let mut rest = None;
-        if reactor::emit_into(self, inner, id, now, &mut tx) {
-            if own_sender {
-                rest = Some(id);
-            } else {
-                inner.mark_dirty(id);
-            }
+        let more = self.emit_from_task(inner, id, &mut tx);
+        if more && !own_sender {
+            inner.mark_dirty(id);
         }
-        reactor::settle(inner, id, None);
-        inner.wake_reactor_for_timers();
         Deferred {
             order: self.send_order(&tx),
             shared: self,
             batch: tx,
-            rest,
+            rest: (more && own_sender).then_some(id),
         }
+    }
+
+    /// Builds what connection `id` has due into `tx` from the calling task, on the stack's
+    /// clock, then settles the connection (its waiting tasks, its report to the endpoint,
+    /// its timer). Returns whether more was due than `tx` holds.
+    fn emit_from_task(
+        &self,
+        inner: &mut Inner,
+        id: table::ConnId,
+        tx: &mut datapath::Batch,
+    ) -> bool {
+        // The tap (a pcap writer) reads the clock too: the stack's, not the caller's.
+        let _clock = self.runtime.enter();
+        let now = self.now_here();
+        let more = reactor::emit_into(self, inner, id, now, tx);
+        reactor::settle(inner, id, None);
+        inner.wake_reactor_for_timers();
+        more
     }
 
     /// For segments built under the stack's lock and sent after it is released: a place in
@@ -908,14 +917,13 @@ impl Deferred<'_> {
             shared,
             mut batch,
             order,
-            rest,
+            mut rest,
         } = self;
         if let Some(mut order) = order {
             shared.send_batch(&mut order, &mut batch);
         }
         // A busy write's rest (see `Shared::sends_busy_writes`): further batches from this
         // task while the conditions still hold, then the reactor's.
-        let mut rest = rest;
         let mut more = WRITER_BATCHES - 1;
         while let Some(id) = rest {
             let mut inner = shared.lock();
@@ -928,13 +936,9 @@ impl Deferred<'_> {
                 break;
             }
             more -= 1;
-            let _clock = shared.runtime.enter();
-            let now = shared.now_here();
-            if !reactor::emit_into(shared, &mut inner, id, now, &mut batch) {
+            if !shared.emit_from_task(&mut inner, id, &mut batch) {
                 rest = None;
             }
-            reactor::settle(&mut inner, id, None);
-            inner.wake_reactor_for_timers();
             shared.unlock_and_send(inner, &mut batch);
         }
         shared.recycle(batch);

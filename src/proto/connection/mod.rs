@@ -1111,12 +1111,8 @@ impl Connection {
     /// the connection's error after it failed, `NotConnected` before a connection exists.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let n = self.peek(buf)?;
-        self.recv_buf.consume(n);
         if n > 0 {
-            self.tune_recv_buffer(n);
-            self.check_window_update();
-            self.check_drain_ack();
-            self.note_idle_memory();
+            self.consume(n);
         }
         Ok(n)
     }
